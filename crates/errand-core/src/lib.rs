@@ -1,0 +1,21 @@
+//! Errand's vocabulary and pure rules, with no I/O.
+//!
+//! Everything here is plain data and plain functions so that the rules that decide a job's fate
+//! (the state machine, retry-or-fail, backoff, rescue, validation) can be unit-tested with an
+//! injected clock and random source, and so that every other crate uses the same words:
+//! the five stored [`JobStatus`] values are spelled the same in code, SQL, CLI, API and dashboard.
+
+pub mod backoff;
+pub mod clock;
+pub mod event;
+pub mod job;
+pub mod outcome;
+pub mod redact;
+pub mod validate;
+
+pub use backoff::Backoff;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{Event, EventKind, NewEvent};
+pub use job::{DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus};
+pub use outcome::{decide_failure, decide_rescue, FailAction, HandlerError, RescueAction};
+pub use validate::{JobInsert, Limits, NewJob, RunAt, ValidationError};

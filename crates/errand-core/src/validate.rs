@@ -1,0 +1,310 @@
+//! Checking a job before it is stored. Every rejection names the field and the problem, and
+//! nothing is written for a batch that holds one bad job.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Limits applied to new jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest accepted `args`, in bytes of compact JSON. Default 1 MiB.
+    pub max_args_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_args_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Defaults for fields a caller leaves out.
+pub const DEFAULT_QUEUE: &str = "default";
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 4;
+const MAX_NAME_LEN: usize = 128;
+const MAX_KEY_LEN: usize = 512;
+
+/// A job as a caller describes it, before validation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    pub args: serde_json::Value,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Earliest start, absolute. Exclusive with `delay_ms`.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Earliest start, relative to the store's now. Signed so that a negative value can be
+    /// reported instead of silently wrapping.
+    #[serde(default)]
+    pub delay_ms: Option<i64>,
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+    #[serde(default)]
+    pub unique_key: Option<String>,
+    #[serde(default)]
+    pub reference_type: Option<String>,
+    #[serde(default)]
+    pub reference_id: Option<String>,
+    /// Execution limit; 0 = none; absent = the task's default.
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// When a validated job may first run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAt {
+    /// At once (the store's now).
+    Now,
+    /// At this instant.
+    At(DateTime<Utc>),
+    /// This long after the store's now.
+    After(Duration),
+}
+
+/// A validated job, ready for a store to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobInsert {
+    pub queue: String,
+    pub kind: String,
+    /// A JSON object within the size limit.
+    pub args: serde_json::Value,
+    pub priority: i32,
+    pub run_at: RunAt,
+    pub max_attempts: i32,
+    pub unique_key: Option<String>,
+    pub reference_type: Option<String>,
+    pub reference_id: Option<String>,
+    pub timeout_ms: Option<i64>,
+}
+
+/// A job that cannot be accepted: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job: `{field}` {problem}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// Names (kind, queue, reference type) are short, printable and free of surrounding spaces,
+/// because they appear in CLI tables, URLs and metric labels.
+fn check_name(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_NAME_LEN {
+        return Err(invalid(field, format!("is longer than {MAX_NAME_LEN} characters")));
+    }
+    if value.trim() != value || value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            "must not contain control characters or leading/trailing spaces",
+        ));
+    }
+    Ok(())
+}
+
+fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty when given"));
+    }
+    if value.len() > MAX_KEY_LEN {
+        return Err(invalid(field, format!("is longer than {MAX_KEY_LEN} bytes")));
+    }
+    Ok(())
+}
+
+impl NewJob {
+    /// A job of `kind` with `args`; every other field takes its default.
+    pub fn new(kind: impl Into<String>, args: serde_json::Value) -> Self {
+        NewJob {
+            kind: kind.into(),
+            args,
+            ..Default::default()
+        }
+    }
+
+    /// Checks every field and fills the defaults.
+    pub fn validate(&self, limits: &Limits) -> Result<JobInsert, ValidationError> {
+        check_name("kind", &self.kind)?;
+        let queue = self.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
+        check_name("queue", &queue)?;
+        if !self.args.is_object() {
+            return Err(invalid(
+                "args",
+                format!("must be a JSON object, got {}", json_type(&self.args)),
+            ));
+        }
+        let size = serde_json::to_vec(&self.args).map(|v| v.len()).unwrap_or(0);
+        if size > limits.max_args_bytes {
+            return Err(invalid(
+                "args",
+                format!(
+                    "is {size} bytes, over the limit of {} bytes",
+                    limits.max_args_bytes
+                ),
+            ));
+        }
+        let run_at = match (self.run_at, self.delay_ms) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("delay_ms", "cannot be combined with run_at"));
+            }
+            (Some(at), None) => RunAt::At(at),
+            (None, Some(ms)) if ms < 0 => {
+                return Err(invalid("delay_ms", format!("must not be negative, got {ms}")));
+            }
+            (None, Some(0)) | (None, None) => RunAt::Now,
+            (None, Some(ms)) => RunAt::After(Duration::from_millis(ms as u64)),
+        };
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if max_attempts < 1 {
+            return Err(invalid(
+                "max_attempts",
+                format!("must be at least 1, got {max_attempts}"),
+            ));
+        }
+        if let Some(k) = &self.unique_key {
+            check_key("unique_key", k)?;
+        }
+        match (&self.reference_type, &self.reference_id) {
+            (Some(t), Some(id)) => {
+                check_name("reference_type", t)?;
+                check_key("reference_id", id)?;
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(invalid("reference_id", "is required when reference_type is given"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("reference_type", "is required when reference_id is given"))
+            }
+        }
+        if let Some(t) = self.timeout_ms {
+            if t < 0 {
+                return Err(invalid("timeout_ms", format!("must not be negative, got {t}")));
+            }
+        }
+        Ok(JobInsert {
+            queue,
+            kind: self.kind.clone(),
+            args: self.args.clone(),
+            priority: self.priority.unwrap_or(0),
+            run_at,
+            max_attempts,
+            unique_key: self.unique_key.clone(),
+            reference_type: self.reference_type.clone(),
+            reference_id: self.reference_id.clone(),
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
+/// Checks a queue name given on its own (pause, resume, filters).
+pub fn validate_queue_name(name: &str) -> Result<(), ValidationError> {
+    check_name("queue", name)
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(job: NewJob) -> JobInsert {
+        job.validate(&Limits::default()).unwrap()
+    }
+    fn field_of(job: NewJob) -> (&'static str, String) {
+        let e = job.validate(&Limits::default()).unwrap_err();
+        (e.field, e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_filled() {
+        let j = ok(NewJob::new("send_email", json!({"to": "x"})));
+        assert_eq!(j.queue, "default");
+        assert_eq!(j.priority, 0);
+        assert_eq!(j.max_attempts, 4);
+        assert_eq!(j.run_at, RunAt::Now);
+        assert_eq!(j.timeout_ms, None);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(field_of(NewJob::new("", json!({}))).0, "kind");
+        assert_eq!(field_of(NewJob::new(" k", json!({}))).0, "kind");
+        let (f, msg) = field_of(NewJob::new("k", json!([1])));
+        assert_eq!(f, "args");
+        assert!(msg.contains("must be a JSON object, got an array"), "{msg}");
+        let mut j = NewJob::new("k", json!({}));
+        j.delay_ms = Some(-5);
+        let (f, msg) = field_of(j);
+        assert_eq!(f, "delay_ms");
+        assert!(msg.contains("-5"));
+        let mut j = NewJob::new("k", json!({}));
+        j.max_attempts = Some(0);
+        assert_eq!(field_of(j).0, "max_attempts");
+        let mut j = NewJob::new("k", json!({}));
+        j.queue = Some(String::new());
+        assert_eq!(field_of(j).0, "queue");
+        let mut j = NewJob::new("k", json!({}));
+        j.reference_type = Some("file_upload".into());
+        assert_eq!(field_of(j).0, "reference_id");
+        let mut j = NewJob::new("k", json!({}));
+        j.unique_key = Some(String::new());
+        assert_eq!(field_of(j).0, "unique_key");
+        let mut j = NewJob::new("k", json!({}));
+        j.timeout_ms = Some(-1);
+        assert_eq!(field_of(j).0, "timeout_ms");
+        let mut j = NewJob::new("k", json!({}));
+        j.delay_ms = Some(1);
+        j.run_at = Some(Utc::now());
+        assert_eq!(field_of(j).0, "delay_ms");
+    }
+
+    #[test]
+    fn args_size_limit_counts_bytes() {
+        let limits = Limits { max_args_bytes: 20 };
+        let small = NewJob::new("k", json!({"a": "0123456789"})); // 18 bytes
+        assert!(small.validate(&limits).is_ok());
+        let big = NewJob::new("k", json!({"a": "0123456789abc"})); // 21 bytes
+        let e = big.validate(&limits).unwrap_err();
+        assert_eq!(e.field, "args");
+        assert!(e.to_string().contains("21 bytes, over the limit of 20"), "{e}");
+    }
+
+    #[test]
+    fn delays_and_deserialising_rejects_unknown_fields() {
+        let mut j = NewJob::new("k", json!({}));
+        j.delay_ms = Some(1500);
+        assert_eq!(ok(j).run_at, RunAt::After(Duration::from_millis(1500)));
+        let e = serde_json::from_value::<NewJob>(json!({"kind": "k", "prio": 1})).unwrap_err();
+        assert!(e.to_string().contains("prio"));
+    }
+}

@@ -1,0 +1,33 @@
+//! Errors a store reports. Typed so that callers (HTTP, CLI) can map them to status codes.
+
+use errand_core::JobId;
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job with this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The caller's fence (job id, attempt, worker) no longer matches: it lost the lease.
+    /// Nothing was written.
+    #[error("stale acknowledgement for job {job_id} attempt {attempt}: the lease is no longer held by this worker")]
+    Stale { job_id: JobId, attempt: i32 },
+    /// The database could not be reached or the connection dropped; safe to retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The schema is missing or newer than this build understands.
+    #[error("schema problem: {0}")]
+    Schema(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// True when retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

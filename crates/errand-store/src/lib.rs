@@ -1,0 +1,171 @@
+//! The storage boundary of Errand: one [`Store`] trait, its parameter types and its errors.
+//!
+//! Two crates implement it, `errand-store-sqlite` and `errand-store-postgres`, and they are the
+//! only crates that depend on a database driver, so "no SQL outside the store" is enforced by
+//! the compiler. Both pass the same behaviour suite (`errand-store-tests`).
+//!
+//! Operations are named noun-then-verb (`job_claim`, `queue_pause`); the same name is used for
+//! the SQL of each backend and for the suite's test of it, so one grep shows all of it.
+//!
+//! **The store applies, it does not decide.** Retry-or-fail, backoff and rescue are decided in
+//! `errand-core`; the store writes the decision only if the job's [`Fence`] still matches,
+//! else it reports [`StoreError::Stale`] (or a stale entry in a batch result).
+//!
+//! **Time.** Every operation reads "now" once from the store's clock. A store built without
+//! an explicit clock uses the database's clock on PostgreSQL (`now()`, so hosts with skewed
+//! clocks agree) and the system clock on SQLite (one host). Tests inject a
+//! [`errand_core::ManualClock`] to move time without sleeping.
+
+mod error;
+mod params;
+
+pub use error::{StoreError, StoreResult};
+pub use params::*;
+
+use async_trait::async_trait;
+use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Everything Errand persists goes through this trait.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+
+    // ---- schema -------------------------------------------------------------------------
+
+    /// Applies every pending migration, in order, each in its own transaction, guarded so
+    /// that concurrent callers (many processes starting at once) apply each exactly once.
+    async fn migrate(&self) -> StoreResult<MigrationStatus>;
+
+    /// The applied and pending migrations, without changing anything.
+    async fn migration_status(&self) -> StoreResult<MigrationStatus>;
+
+    // ---- enqueue ------------------------------------------------------------------------
+
+    /// Inserts validated jobs in one round trip, all or nothing, and returns one
+    /// [`Enqueued`] per input in input order.
+    ///
+    /// A job whose `unique_key` matches a `queued` or `running` job is not inserted: its
+    /// entry carries the existing job's id and `inserted: false`. Two inputs of one batch
+    /// with the same key give one job. Holds under concurrent callers.
+    async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>>;
+
+    // ---- worker path --------------------------------------------------------------------
+
+    /// Claims up to `limit` jobs of one queue for a worker: `queued`, `run_at <= now`, the
+    /// queue not paused; highest priority first, then earliest `run_at`, then lowest id.
+    /// Each becomes `running` with `attempt + 1`, `worker_id`, `started_at = now` and
+    /// `lease_expires_at = now + lease`. Returned in that order. Never hands one job to two
+    /// concurrent claimers.
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>>;
+
+    /// Records successes: `running -> succeeded` with the result, `finished_at = now`,
+    /// lease cleared, for every item whose fence still holds. Writes no event. Returns one
+    /// [`Ack`] per item, in input order.
+    async fn job_complete_many(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>>;
+
+    /// Records a failed attempt as decided by `errand_core::decide_failure`: back to `queued`
+    /// with `run_at = now + delay`, or to `failed` with `finished_at = now`; sets `last_error`,
+    /// clears the lease, and appends an `error` event (attempt, worker, message, and
+    /// `data = {"next": "retry", "run_at": ...}` or `{"next": "failed"}`).
+    /// [`StoreError::Stale`] if the fence no longer holds (nothing written).
+    async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job>;
+
+    /// Extends the leases of a worker's running jobs in one statement, to `now + lease`.
+    /// Returns one [`LeaseState`] per job in input order: whether the lease is still held
+    /// (fence matched) and whether someone asked the job to stop.
+    async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>>;
+
+    /// A running job that was asked to stop (or whose handler gave up on cancellation) ends
+    /// `cancelled`: `finished_at = now`, lease cleared, a `cancelled` event. Fenced.
+    async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job>;
+
+    /// Hands running jobs back on graceful shutdown without spending the attempt:
+    /// `running -> queued`, `attempt - 1`, `run_at = now`, lease cleared, a `released` event.
+    /// Fenced per item; one [`Ack`] per item.
+    async fn job_release_many(&self, fences: &[Fence]) -> StoreResult<Vec<Ack>>;
+
+    // ---- rescue -------------------------------------------------------------------------
+
+    /// Running jobs whose lease expired before now (the derived *stuck* state), oldest lease
+    /// first, at most `limit`.
+    async fn job_list_stuck(&self, limit: u32) -> StoreResult<Vec<Job>>;
+
+    /// Applies rescue decisions (`errand_core::decide_rescue`) to stuck jobs. Each item
+    /// applies only if the job is still `running` under the same fence and its lease is
+    /// still expired, so a job whose worker came back to life is left alone.
+    /// Requeue: `queued`, `run_at = now`; Fail: `failed`, `finished_at = now`, `last_error`
+    /// set to the message; Cancel: `cancelled`, `finished_at = now`. Lease cleared, one
+    /// `rescued` event each (`data = {"action": "requeue"|"fail"|"cancel"}`).
+    async fn job_rescue_many(&self, items: &[JobRescue]) -> StoreResult<Vec<Ack>>;
+
+    // ---- operator actions ---------------------------------------------------------------
+
+    /// Cancels jobs by id. A `queued` job becomes `cancelled` at once (`finished_at = now`,
+    /// `cancelled` event); a `running` job gets `cancel_requested_at = now` and a
+    /// `cancel_requested` event, and its worker stops it. One [`CancelOutcome`] per id.
+    async fn job_cancel(&self, ids: &[JobId], reason: Option<&str>)
+        -> StoreResult<Vec<CancelOutcome>>;
+
+    /// Operator retry: a `failed` or `cancelled` job goes back to `queued` with a fresh
+    /// attempt budget (`attempt = 0`), `run_at = now`, `finished_at`, `result`, `worker_id`,
+    /// `cancel_requested_at` cleared, and a `retried` event whose data records the previous
+    /// status and attempt. One [`RetryOutcome`] per id.
+    async fn job_retry(&self, ids: &[JobId]) -> StoreResult<Vec<RetryOutcome>>;
+
+    /// Bulk operator retry of failed jobs matching the filter, at most `limit` per call
+    /// (callers loop until it returns 0). Same effect per job as [`Store::job_retry`].
+    async fn job_retry_failed(&self, filter: &RetryFailed) -> StoreResult<u64>;
+
+    /// Deletes one batch (at most `limit`) of finished jobs in the given statuses whose
+    /// `finished_at` is before the cut-off, with their events. Callers loop until 0, so no
+    /// statement holds locks for long.
+    async fn job_purge(&self, purge: &JobPurge) -> StoreResult<u64>;
+
+    // ---- reads --------------------------------------------------------------------------
+
+    /// One job.
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>>;
+
+    /// Jobs matching a filter, newest first (id descending), with a cursor for the next page.
+    async fn job_list(&self, list: &JobList) -> StoreResult<JobPage>;
+
+    /// Per-queue counts by status and the oldest ready job, for every queue that has jobs
+    /// or a queue row (a paused empty queue still shows).
+    async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>>;
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// Appends an event (operator notes and actions that are not a transition above).
+    async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event>;
+
+    /// A job's events, oldest first.
+    async fn event_list(&self, job_id: JobId) -> StoreResult<Vec<Event>>;
+
+    // ---- queues -------------------------------------------------------------------------
+
+    /// Pauses a queue: claims skip it until resumed. Idempotent; the queue need not have jobs.
+    async fn queue_pause(&self, name: &str) -> StoreResult<()>;
+
+    /// Resumes a paused queue. Idempotent.
+    async fn queue_resume(&self, name: &str) -> StoreResult<()>;
+
+    /// Queues that have a row (were ever paused or resumed).
+    async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>>;
+}
