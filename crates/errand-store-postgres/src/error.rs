@@ -1,0 +1,74 @@
+//! Mapping `sqlx` errors to [`StoreError`]: connection trouble is `Unavailable` (safe to retry),
+//! a missing table is a `Schema` problem, anything else is a `Database` error with its message.
+
+use errand_store::StoreError;
+
+/// SQLSTATE of a missing table (`undefined_table`).
+const UNDEFINED_TABLE: &str = "42P01";
+/// SQLSTATE of a missing schema (`invalid_schema_name`), e.g. `CREATE TABLE` with a
+/// `search_path` naming a schema that does not exist yet.
+const INVALID_SCHEMA_NAME: &str = "3F000";
+
+/// True for SQLSTATEs that mean the connection or the server went away.
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") // connection_exception class
+        || matches!(code, "57P01" | "57P02" | "57P03") // admin/crash shutdown, cannot connect now
+}
+
+/// Converts a driver error into the store's error vocabulary.
+pub(crate) fn map(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Tls(e) => StoreError::Unavailable(format!("TLS: {e}")),
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Unavailable("timed out waiting for a database connection".into())
+        }
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the connection pool is closed".into()),
+        sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable("the connection's background worker crashed".into())
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if is_unavailable_code(&code) {
+                StoreError::Unavailable(format!("{} (SQLSTATE {code})", db.message()))
+            } else if code == UNDEFINED_TABLE || code == INVALID_SCHEMA_NAME {
+                StoreError::Schema(format!(
+                    "{} (SQLSTATE {code}): the Errand tables are missing; run `errand migrate`",
+                    db.message()
+                ))
+            } else if code.is_empty() {
+                StoreError::Database(db.message().to_string())
+            } else {
+                StoreError::Database(format!("{} (SQLSTATE {code})", db.message()))
+            }
+        }
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn code_of(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_problems_are_unavailable() {
+        let io = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "x",
+        ));
+        assert!(map(io).is_transient());
+        assert!(map(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(map(sqlx::Error::PoolClosed).is_transient());
+        assert!(is_unavailable_code("08006"));
+        assert!(is_unavailable_code("57P01"));
+        assert!(!is_unavailable_code("23505"));
+    }
+}

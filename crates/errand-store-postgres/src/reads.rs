@@ -1,0 +1,238 @@
+//! Reads (one job, filtered lists, queue statistics), events, and queue settings.
+
+use crate::error::{code_of, map};
+use crate::rows;
+use crate::PgStore;
+use chrono::{DateTime, Utc};
+use errand_core::{DerivedState, Event, Job, JobId, NewEvent};
+use errand_store::{JobList, JobPage, QueueInfo, QueueStats, StateFilter, StoreError, StoreResult};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+/// Per-queue counts by status (an index-only scan of `errand_jobs_queue_status` when the
+/// visibility map allows), the scheduled count and oldest ready job from the queued rows,
+/// and every queue that has a settings row.
+const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
+    by_status AS (
+        SELECT queue,
+               sum(n) FILTER (WHERE status = 'queued')::bigint AS queued,
+               sum(n) FILTER (WHERE status = 'running')::bigint AS running,
+               sum(n) FILTER (WHERE status = 'succeeded')::bigint AS succeeded,
+               sum(n) FILTER (WHERE status = 'failed')::bigint AS failed,
+               sum(n) FILTER (WHERE status = 'cancelled')::bigint AS cancelled
+        FROM (SELECT queue, status, count(*) AS n FROM errand_jobs GROUP BY queue, status) c
+        GROUP BY queue
+    ),
+    ready AS (
+        SELECT queue,
+               count(*) FILTER (WHERE run_at > t.now) AS scheduled,
+               min(run_at) FILTER (WHERE run_at <= t.now) AS oldest_ready_run_at
+        FROM errand_jobs, t
+        WHERE status = 'queued'
+        GROUP BY queue
+    ),
+    names AS (SELECT queue AS name FROM by_status UNION SELECT name FROM errand_queues)
+    SELECT n.name AS queue,
+           coalesce(q.paused_at IS NOT NULL, false) AS paused,
+           coalesce(s.queued, 0) AS queued,
+           coalesce(r.scheduled, 0) AS scheduled,
+           coalesce(s.running, 0) AS running,
+           coalesce(s.succeeded, 0) AS succeeded,
+           coalesce(s.failed, 0) AS failed,
+           coalesce(s.cancelled, 0) AS cancelled,
+           r.oldest_ready_run_at,
+           t.now AS as_of
+    FROM names n
+    CROSS JOIN t
+    LEFT JOIN by_status s ON s.queue = n.name
+    LEFT JOIN ready r ON r.queue = n.name
+    LEFT JOIN errand_queues q ON q.name = n.name
+    ORDER BY n.name";
+
+fn count(row: &sqlx::postgres::PgRow, name: &str) -> StoreResult<u64> {
+    let n: i64 = row.try_get(name).map_err(map)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl PgStore {
+    pub(crate) async fn get_impl(&self, id: JobId) -> StoreResult<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM errand_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    pub(crate) async fn list_impl(&self, list: &JobList) -> StoreResult<JobPage> {
+        if list.limit == 0 {
+            return Ok(JobPage {
+                jobs: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let now: Option<DateTime<Utc>> = self.now();
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM errand_jobs WHERE true");
+        match list.state {
+            None => {}
+            Some(StateFilter::Status(s)) => {
+                qb.push(" AND status = ").push_bind(s.as_str());
+            }
+            Some(StateFilter::Derived(DerivedState::Scheduled)) => {
+                qb.push(" AND status = 'queued' AND run_at > coalesce(")
+                    .push_bind(now)
+                    .push("::timestamptz, now())");
+            }
+            Some(StateFilter::Derived(DerivedState::Retrying)) => {
+                qb.push(" AND status = 'queued' AND attempt >= 1");
+            }
+            Some(StateFilter::Derived(DerivedState::Stuck)) => {
+                qb.push(" AND status = 'running' AND lease_expires_at < coalesce(")
+                    .push_bind(now)
+                    .push("::timestamptz, now())");
+            }
+        }
+        if let Some(queue) = &list.queue {
+            qb.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(kind) = &list.kind {
+            qb.push(" AND kind = ").push_bind(kind);
+        }
+        if let Some(t) = &list.reference_type {
+            qb.push(" AND reference_type = ").push_bind(t);
+        }
+        if let Some(r) = &list.reference_id {
+            qb.push(" AND reference_id = ").push_bind(r);
+        }
+        if let Some(since) = list.since {
+            qb.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = list.until {
+            qb.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = list.before_id {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(list.limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
+        let mut jobs = rows::jobs(&rows)?;
+        let more = jobs.len() > list.limit as usize;
+        jobs.truncate(list.limit as usize);
+        let next_cursor = if more {
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    pub(crate) async fn stats_impl(&self) -> StoreResult<Vec<QueueStats>> {
+        let rows = sqlx::query(STATS)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueStats {
+                    queue: r.try_get("queue").map_err(map)?,
+                    paused: r.try_get("paused").map_err(map)?,
+                    queued: count(r, "queued")?,
+                    scheduled: count(r, "scheduled")?,
+                    running: count(r, "running")?,
+                    succeeded: count(r, "succeeded")?,
+                    failed: count(r, "failed")?,
+                    cancelled: count(r, "cancelled")?,
+                    oldest_ready_run_at: r.try_get("oldest_ready_run_at").map_err(map)?,
+                    as_of: r.try_get("as_of").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn event_insert_impl(&self, event: &NewEvent) -> StoreResult<Event> {
+        let row = sqlx::query(
+            "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+             VALUES ($1, coalesce($2::timestamptz, now()), $3, $4, $5, $6, $7)
+             RETURNING *",
+        )
+        .bind(event.job_id)
+        .bind(self.now())
+        .bind(event.kind.as_str())
+        .bind(event.attempt)
+        .bind(&event.worker_id)
+        .bind(&event.message)
+        .bind(&event.data)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            // foreign_key_violation: no such job.
+            if code_of(&e).as_deref() == Some("23503") {
+                StoreError::NotFound(event.job_id)
+            } else {
+                map(e)
+            }
+        })?;
+        rows::event(&row)
+    }
+
+    pub(crate) async fn event_list_impl(&self, job_id: JobId) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query("SELECT * FROM errand_events WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    pub(crate) async fn queue_pause_impl(&self, name: &str) -> StoreResult<()> {
+        // Pausing a paused queue keeps its original `paused_at`.
+        sqlx::query(
+            "INSERT INTO errand_queues (name, paused_at, updated_at)
+             VALUES ($1, coalesce($2::timestamptz, now()), coalesce($2::timestamptz, now()))
+             ON CONFLICT (name) DO UPDATE
+             SET paused_at = coalesce(errand_queues.paused_at, excluded.paused_at),
+                 updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    pub(crate) async fn queue_resume_impl(&self, name: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO errand_queues (name, paused_at, updated_at)
+             VALUES ($1, NULL, coalesce($2::timestamptz, now()))
+             ON CONFLICT (name) DO UPDATE
+             SET paused_at = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    pub(crate) async fn queue_list_impl(&self) -> StoreResult<Vec<QueueInfo>> {
+        let rows =
+            sqlx::query("SELECT name, paused_at, updated_at FROM errand_queues ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map)?;
+        rows.iter()
+            .map(|r| {
+                let paused_at: Option<DateTime<Utc>> = r.try_get("paused_at").map_err(map)?;
+                Ok(QueueInfo {
+                    name: r.try_get("name").map_err(map)?,
+                    paused: paused_at.is_some(),
+                    paused_at,
+                    updated_at: r.try_get("updated_at").map_err(map)?,
+                })
+            })
+            .collect()
+    }
+}

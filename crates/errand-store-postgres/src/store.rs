@@ -1,0 +1,127 @@
+//! The [`Store`] trait implementation: each operation delegates to the module that holds its
+//! SQL (`enqueue`, `worker`, `ops`, `reads`, `migrate`).
+
+use crate::error::map;
+use crate::PgStore;
+use async_trait::async_trait;
+use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_store::{
+    Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
+    JobPage, JobPurge, JobRescue, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
+    RetryOutcome, Store, StoreResult,
+};
+use sqlx::Connection;
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> StoreResult<MigrationStatus> {
+        self.migrate_impl().await
+    }
+
+    async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        self.migration_status_impl().await
+    }
+
+    async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        if jobs.iter().all(|j| j.unique_key.is_none()) {
+            // Nothing can conflict: one statement, atomic on its own, one round trip.
+            return crate::enqueue::insert_batch(&mut conn, jobs, self.now()).await;
+        }
+        let mut tx = conn.begin().await.map_err(map)?;
+        let out = crate::enqueue::insert_batch(&mut tx, jobs, self.now()).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+        self.claim_impl(claim).await
+    }
+
+    async fn job_complete_many(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
+        self.complete_many_impl(items).await
+    }
+
+    async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job> {
+        self.fail_impl(fail).await
+    }
+
+    async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
+        self.heartbeat_many_impl(beat).await
+    }
+
+    async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {
+        self.cancel_ack_impl(fence, message).await
+    }
+
+    async fn job_release_many(&self, fences: &[Fence]) -> StoreResult<Vec<Ack>> {
+        self.release_many_impl(fences).await
+    }
+
+    async fn job_list_stuck(&self, limit: u32) -> StoreResult<Vec<Job>> {
+        self.list_stuck_impl(limit).await
+    }
+
+    async fn job_rescue_many(&self, items: &[JobRescue]) -> StoreResult<Vec<Ack>> {
+        self.rescue_many_impl(items).await
+    }
+
+    async fn job_cancel(
+        &self,
+        ids: &[JobId],
+        reason: Option<&str>,
+    ) -> StoreResult<Vec<CancelOutcome>> {
+        self.cancel_impl(ids, reason).await
+    }
+
+    async fn job_retry(&self, ids: &[JobId]) -> StoreResult<Vec<RetryOutcome>> {
+        self.retry_impl(ids).await
+    }
+
+    async fn job_retry_failed(&self, filter: &RetryFailed) -> StoreResult<u64> {
+        self.retry_failed_impl(filter).await
+    }
+
+    async fn job_purge(&self, purge: &JobPurge) -> StoreResult<u64> {
+        self.purge_impl(purge).await
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.get_impl(id).await
+    }
+
+    async fn job_list(&self, list: &JobList) -> StoreResult<JobPage> {
+        self.list_impl(list).await
+    }
+
+    async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
+        self.stats_impl().await
+    }
+
+    async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {
+        self.event_insert_impl(event).await
+    }
+
+    async fn event_list(&self, job_id: JobId) -> StoreResult<Vec<Event>> {
+        self.event_list_impl(job_id).await
+    }
+
+    async fn queue_pause(&self, name: &str) -> StoreResult<()> {
+        self.queue_pause_impl(name).await
+    }
+
+    async fn queue_resume(&self, name: &str) -> StoreResult<()> {
+        self.queue_resume_impl(name).await
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
+        self.queue_list_impl().await
+    }
+}

@@ -1,0 +1,389 @@
+//! The worker path: claim, complete, fail, heartbeat, cancel-ack, release, and the rescuer's
+//! reads and writes. Every acknowledgement is fenced by job id, attempt, worker id and
+//! `status = 'running'`; batches are one statement over `unnest` arrays, and the event rows
+//! are written by a data-modifying CTE of the same statement.
+
+use crate::error::map;
+use crate::rows;
+use crate::sql::{limit, micros, rfc3339};
+use crate::PgStore;
+use errand_core::{FailAction, Fence, Job, JobId, RescueAction};
+use errand_store::{
+    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
+    StoreResult,
+};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+/// Picks ready jobs over the partial index `errand_jobs_claim`, skipping rows other claimers
+/// hold, and starts them. `$4` is the injected now (or NULL for the database's).
+pub(crate) const CLAIM: &str = "WITH picked AS (
+        SELECT id FROM errand_jobs
+        WHERE status = 'queued' AND queue = $1
+          AND run_at <= coalesce($4::timestamptz, now())
+          AND NOT EXISTS (SELECT 1 FROM errand_queues q
+                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+        ORDER BY priority DESC, run_at, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE errand_jobs j
+    SET status = 'running',
+        attempt = j.attempt + 1,
+        worker_id = $2,
+        started_at = coalesce($4::timestamptz, now()),
+        lease_expires_at = coalesce($4::timestamptz, now()) + $5 * interval '1 microsecond',
+        updated_at = coalesce($4::timestamptz, now())
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.*";
+
+const COMPLETE: &str = "UPDATE errand_jobs j
+    SET status = 'succeeded',
+        result = u.result,
+        finished_at = coalesce($5::timestamptz, now()),
+        lease_expires_at = NULL,
+        updated_at = coalesce($5::timestamptz, now())
+    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[])
+         AS u(id, attempt, worker_id, result)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+      AND j.status = 'running'
+    RETURNING u.id, u.attempt, u.worker_id";
+
+/// `$4`: retry? `$5`: delay in microseconds, `$6`: now, `$7`: error text.
+static FAIL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH upd AS (
+            UPDATE errand_jobs
+            SET status = CASE WHEN $4::boolean THEN 'queued' ELSE 'failed' END,
+                run_at = CASE WHEN $4::boolean
+                              THEN coalesce($6::timestamptz, now()) + $5 * interval '1 microsecond'
+                              ELSE run_at END,
+                finished_at = CASE WHEN $4::boolean THEN NULL
+                                   ELSE coalesce($6::timestamptz, now()) END,
+                last_error = $7,
+                lease_expires_at = NULL,
+                updated_at = coalesce($6::timestamptz, now())
+            WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = 'running'
+            RETURNING *
+        ), ev AS (
+            INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+            SELECT id, coalesce($6::timestamptz, now()), 'error', attempt, worker_id, $7,
+                   CASE WHEN status = 'queued'
+                        THEN jsonb_build_object('next', 'retry', 'run_at', {run_at})
+                        ELSE jsonb_build_object('next', 'failed') END
+            FROM upd
+        )
+        SELECT * FROM upd",
+        run_at = rfc3339("run_at")
+    )
+});
+
+const HEARTBEAT: &str = "UPDATE errand_jobs j
+    SET lease_expires_at = coalesce($5::timestamptz, now()) + $4 * interval '1 microsecond',
+        updated_at = coalesce($5::timestamptz, now())
+    FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $3 AND j.status = 'running'
+    RETURNING u.id, u.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested";
+
+const CANCEL_ACK: &str = "WITH upd AS (
+        UPDATE errand_jobs
+        SET status = 'cancelled',
+            finished_at = coalesce($5::timestamptz, now()),
+            lease_expires_at = NULL,
+            updated_at = coalesce($5::timestamptz, now())
+        WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = 'running'
+        RETURNING *
+    ), ev AS (
+        INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+        SELECT id, coalesce($5::timestamptz, now()), 'cancelled', attempt, worker_id, $4, NULL
+        FROM upd
+    )
+    SELECT * FROM upd";
+
+const RELEASE: &str = "WITH upd AS (
+        UPDATE errand_jobs j
+        SET status = 'queued',
+            attempt = j.attempt - 1,
+            run_at = coalesce($4::timestamptz, now()),
+            lease_expires_at = NULL,
+            updated_at = coalesce($4::timestamptz, now())
+        FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, worker_id)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+          AND j.status = 'running'
+        RETURNING u.id, u.attempt, u.worker_id
+    ), ev AS (
+        INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+        SELECT id, coalesce($4::timestamptz, now()), 'released', attempt, worker_id, NULL, NULL
+        FROM upd
+    )
+    SELECT id, attempt, worker_id FROM upd";
+
+const STUCK: &str = "SELECT * FROM errand_jobs
+    WHERE status = 'running' AND lease_expires_at < coalesce($1::timestamptz, now())
+    ORDER BY lease_expires_at, id
+    LIMIT $2";
+
+const RESCUE: &str = "WITH upd AS (
+        UPDATE errand_jobs j
+        SET status = CASE u.action WHEN 'requeue' THEN 'queued'
+                                   WHEN 'fail' THEN 'failed'
+                                   ELSE 'cancelled' END,
+            run_at = CASE WHEN u.action = 'requeue' THEN coalesce($6::timestamptz, now())
+                          ELSE j.run_at END,
+            finished_at = CASE WHEN u.action = 'requeue' THEN NULL
+                               ELSE coalesce($6::timestamptz, now()) END,
+            last_error = CASE WHEN u.action = 'fail' THEN u.message ELSE j.last_error END,
+            lease_expires_at = NULL,
+            updated_at = coalesce($6::timestamptz, now())
+        FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[])
+             AS u(id, attempt, worker_id, action, message)
+        WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+          AND j.status = 'running'
+          AND j.lease_expires_at < coalesce($6::timestamptz, now())
+        RETURNING u.id, u.attempt, u.worker_id, u.action, u.message
+    ), ev AS (
+        INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+        SELECT id, coalesce($6::timestamptz, now()), 'rescued', attempt, worker_id, message,
+               jsonb_build_object('action', action)
+        FROM upd
+    )
+    SELECT id, attempt, worker_id FROM upd";
+
+/// The word stored in a `rescued` event's `data.action`.
+fn rescue_word(a: RescueAction) -> &'static str {
+    match a {
+        RescueAction::Requeue => "requeue",
+        RescueAction::Fail => "fail",
+        RescueAction::Cancel => "cancel",
+    }
+}
+
+/// The fences (id, attempt, worker) a batch statement reports as written.
+fn written(rows: &[PgRow]) -> StoreResult<HashSet<(JobId, i32, String)>> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id").map_err(map)?,
+                r.try_get("attempt").map_err(map)?,
+                r.try_get("worker_id").map_err(map)?,
+            ))
+        })
+        .collect()
+}
+
+/// One [`Ack`] per fence, in input order.
+fn acks<'a>(
+    fences: impl Iterator<Item = &'a Fence>,
+    done: &HashSet<(JobId, i32, String)>,
+) -> Vec<Ack> {
+    fences
+        .map(|f| {
+            if done.contains(&(f.job_id, f.attempt, f.worker_id.clone())) {
+                Ack::Done
+            } else {
+                Ack::Stale
+            }
+        })
+        .collect()
+}
+
+/// Splits fences into the three arrays the batch statements take.
+fn fence_arrays<'a>(fences: impl Iterator<Item = &'a Fence>) -> (Vec<i64>, Vec<i32>, Vec<&'a str>) {
+    let mut ids = Vec::new();
+    let mut attempts = Vec::new();
+    let mut workers = Vec::new();
+    for f in fences {
+        ids.push(f.job_id);
+        attempts.push(f.attempt);
+        workers.push(f.worker_id.as_str());
+    }
+    (ids, attempts, workers)
+}
+
+impl PgStore {
+    pub(crate) async fn claim_impl(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+        if claim.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(CLAIM)
+            .bind(&claim.queue)
+            .bind(&claim.worker_id)
+            .bind(limit(claim.limit))
+            .bind(self.now())
+            .bind(micros(claim.lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut jobs = rows::jobs(&rows)?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    pub(crate) async fn complete_many_impl(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts, workers) = fence_arrays(items.iter().map(|i| &i.fence));
+        let results: Vec<Option<&serde_json::Value>> =
+            items.iter().map(|i| i.result.as_ref()).collect();
+        let rows = sqlx::query(COMPLETE)
+            .bind(ids)
+            .bind(attempts)
+            .bind(workers)
+            .bind(results)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(acks(items.iter().map(|i| &i.fence), &written(&rows)?))
+    }
+
+    pub(crate) async fn fail_impl(&self, fail: &JobFail) -> StoreResult<Job> {
+        let (retry, delay) = match fail.action {
+            FailAction::Retry { delay } => (true, micros(delay)),
+            FailAction::Fail => (false, 0),
+        };
+        let row = sqlx::query(&FAIL)
+            .bind(fail.fence.job_id)
+            .bind(fail.fence.attempt)
+            .bind(&fail.fence.worker_id)
+            .bind(retry)
+            .bind(delay)
+            .bind(self.now())
+            .bind(&fail.error)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        match row {
+            Some(r) => rows::job(&r),
+            None => Err(stale(&fail.fence)),
+        }
+    }
+
+    pub(crate) async fn heartbeat_many_impl(
+        &self,
+        beat: &JobHeartbeat,
+    ) -> StoreResult<Vec<LeaseState>> {
+        if beat.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = beat.jobs.iter().map(|j| j.0).collect();
+        let attempts: Vec<i32> = beat.jobs.iter().map(|j| j.1).collect();
+        let rows = sqlx::query(HEARTBEAT)
+            .bind(ids)
+            .bind(attempts)
+            .bind(&beat.worker_id)
+            .bind(micros(beat.lease))
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        let mut held = std::collections::HashMap::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id").map_err(map)?;
+            let attempt: i32 = r.try_get("attempt").map_err(map)?;
+            let cancel: bool = r.try_get("cancel_requested").map_err(map)?;
+            held.insert((id, attempt), cancel);
+        }
+        Ok(beat
+            .jobs
+            .iter()
+            .map(|&(job_id, attempt)| match held.get(&(job_id, attempt)) {
+                Some(&cancel_requested) => LeaseState {
+                    job_id,
+                    held: true,
+                    cancel_requested,
+                },
+                None => LeaseState {
+                    job_id,
+                    held: false,
+                    cancel_requested: false,
+                },
+            })
+            .collect())
+    }
+
+    pub(crate) async fn cancel_ack_impl(
+        &self,
+        fence: &Fence,
+        message: Option<&str>,
+    ) -> StoreResult<Job> {
+        let row = sqlx::query(CANCEL_ACK)
+            .bind(fence.job_id)
+            .bind(fence.attempt)
+            .bind(&fence.worker_id)
+            .bind(message)
+            .bind(self.now())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?;
+        match row {
+            Some(r) => rows::job(&r),
+            None => Err(stale(fence)),
+        }
+    }
+
+    pub(crate) async fn release_many_impl(&self, fences: &[Fence]) -> StoreResult<Vec<Ack>> {
+        if fences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts, workers) = fence_arrays(fences.iter());
+        let rows = sqlx::query(RELEASE)
+            .bind(ids)
+            .bind(attempts)
+            .bind(workers)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(acks(fences.iter(), &written(&rows)?))
+    }
+
+    pub(crate) async fn list_stuck_impl(&self, n: u32) -> StoreResult<Vec<Job>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(STUCK)
+            .bind(self.now())
+            .bind(limit(n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        rows::jobs(&rows)
+    }
+
+    pub(crate) async fn rescue_many_impl(&self, items: &[JobRescue]) -> StoreResult<Vec<Ack>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts, workers) = fence_arrays(items.iter().map(|i| &i.fence));
+        let actions: Vec<&str> = items.iter().map(|i| rescue_word(i.action)).collect();
+        let messages: Vec<&str> = items.iter().map(|i| i.message.as_str()).collect();
+        let rows = sqlx::query(RESCUE)
+            .bind(ids)
+            .bind(attempts)
+            .bind(workers)
+            .bind(actions)
+            .bind(messages)
+            .bind(self.now())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(acks(items.iter().map(|i| &i.fence), &written(&rows)?))
+    }
+}
+
+fn stale(fence: &Fence) -> StoreError {
+    StoreError::Stale {
+        job_id: fence.job_id,
+        attempt: fence.attempt,
+    }
+}

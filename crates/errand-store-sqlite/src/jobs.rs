@@ -1,0 +1,403 @@
+//! The enqueue and worker paths: insert, claim, and the fenced acknowledgements (complete,
+//! fail, heartbeat, cancel ack, release, rescue). Each function runs inside the caller's
+//! IMMEDIATE transaction and is given the operation's "now" in microseconds.
+
+use crate::error::OpError;
+use crate::rows::{add_duration, job_columns, job_from_row, json_text, to_micros};
+use errand_core::{EventKind, FailAction, Fence, Job, JobInsert, RescueAction, RunAt};
+use errand_store::{
+    Ack, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
+};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::json;
+
+/// `UPDATE errand_jobs SET <set> WHERE <fence> RETURNING <all columns>`: the fence is
+/// `?1` id, `?2` attempt, `?3` worker id, and the job must still be running. Further
+/// parameters start at `?4`.
+macro_rules! fenced_update {
+    ($set:literal) => {
+        concat!(
+            "UPDATE errand_jobs SET ",
+            $set,
+            " WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' RETURNING ",
+            job_columns!()
+        )
+    };
+}
+
+/// One event row. `at` is the operation's now.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert_event(
+    tx: &Transaction<'_>,
+    now: i64,
+    job_id: i64,
+    kind: EventKind,
+    attempt: i32,
+    worker_id: Option<&str>,
+    message: Option<&str>,
+    data: Option<&serde_json::Value>,
+) -> rusqlite::Result<i64> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+    )?;
+    stmt.query_row(
+        params![
+            job_id,
+            now,
+            kind.as_str(),
+            attempt,
+            worker_id,
+            message,
+            data.map(json_text)
+        ],
+        |r| r.get(0),
+    )
+}
+
+/// [`errand_store::Store::job_insert_many`].
+pub(crate) fn insert_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    jobs: &[JobInsert],
+) -> Result<Vec<Enqueued>, OpError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt, \
+         max_attempts, unique_key, reference_type, reference_id, timeout_ms, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') \
+         DO NOTHING RETURNING id",
+    )?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let run_at = match job.run_at {
+            RunAt::Now => now,
+            RunAt::At(t) => to_micros(t),
+            RunAt::After(d) => add_duration(now, d),
+        };
+        let id: Option<i64> = insert
+            .query_row(
+                params![
+                    job.queue,
+                    job.kind,
+                    json_text(&job.args),
+                    job.priority,
+                    run_at,
+                    job.max_attempts,
+                    job.unique_key,
+                    job.reference_type,
+                    job.reference_id,
+                    job.timeout_ms,
+                    now,
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let enqueued = match (id, &job.unique_key) {
+            (Some(id), _) => Enqueued { id, inserted: true },
+            (None, Some(key)) => {
+                // We hold the write lock, so the live job that blocked the insert still exists.
+                let mut existing = tx.prepare_cached(
+                    "SELECT id FROM errand_jobs WHERE unique_key = ?1 \
+                     AND unique_key IS NOT NULL AND status IN ('queued', 'running')",
+                )?;
+                let id = existing.query_row([key], |r| r.get(0))?;
+                Enqueued {
+                    id,
+                    inserted: false,
+                }
+            }
+            (None, None) => {
+                return Err(StoreError::Database(
+                    "insert without a unique key returned no id".into(),
+                )
+                .into())
+            }
+        };
+        out.push(enqueued);
+    }
+    Ok(out)
+}
+
+/// The claim statement. The subquery walks the partial index `errand_jobs_claim`
+/// (queue, priority DESC, run_at, id WHERE status = 'queued') in claim order and stops after
+/// `?5` ready rows. `INDEXED BY` pins that plan: the planner would pick it today, but the
+/// claim must never turn into a scan if statistics (`ANALYZE`) ever change its mind.
+pub(crate) const CLAIM_SQL: &str = concat!(
+    "UPDATE errand_jobs SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
+     started_at = ?2, lease_expires_at = ?3, updated_at = ?2 \
+     WHERE id IN (SELECT id FROM errand_jobs INDEXED BY errand_jobs_claim \
+         WHERE status = 'queued' AND queue = ?4 AND run_at <= ?2 \
+         AND NOT EXISTS (SELECT 1 FROM errand_queues WHERE name = ?4 AND paused_at IS NOT NULL) \
+         ORDER BY priority DESC, run_at, id LIMIT ?5) \
+     RETURNING ",
+    job_columns!()
+);
+
+/// [`errand_store::Store::job_claim`].
+pub(crate) fn claim(tx: &Transaction<'_>, now: i64, claim: &JobClaim) -> Result<Vec<Job>, OpError> {
+    if claim.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = tx.prepare_cached(CLAIM_SQL)?;
+    let rows = stmt.query_map(
+        params![
+            claim.worker_id,
+            now,
+            add_duration(now, claim.lease),
+            claim.queue,
+            claim.limit
+        ],
+        job_from_row,
+    )?;
+    let mut jobs = rows.collect::<rusqlite::Result<Vec<Job>>>()?;
+    // RETURNING gives rows in no particular order.
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(jobs)
+}
+
+fn ack(updated: bool) -> Ack {
+    if updated {
+        Ack::Done
+    } else {
+        Ack::Stale
+    }
+}
+
+/// [`errand_store::Store::job_complete_many`]. No event: the job's own timestamps are the
+/// history of a success.
+pub(crate) fn complete_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    items: &[JobComplete],
+) -> Result<Vec<Ack>, OpError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE errand_jobs SET status = 'succeeded', result = ?4, finished_at = ?5, \
+         lease_expires_at = NULL, updated_at = ?5 \
+         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running'",
+    )?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let f = &item.fence;
+        let n = stmt.execute(params![
+            f.job_id,
+            f.attempt,
+            f.worker_id,
+            item.result.as_ref().map(json_text),
+            now
+        ])?;
+        out.push(ack(n == 1));
+    }
+    Ok(out)
+}
+
+fn stale(f: &Fence) -> OpError {
+    StoreError::Stale {
+        job_id: f.job_id,
+        attempt: f.attempt,
+    }
+    .into()
+}
+
+/// [`errand_store::Store::job_fail`].
+pub(crate) fn fail(tx: &Transaction<'_>, now: i64, fail: &JobFail) -> Result<Job, OpError> {
+    let f = &fail.fence;
+    let job = match fail.action {
+        FailAction::Retry { delay } => {
+            let mut stmt = tx.prepare_cached(fenced_update!(
+                "status = 'queued', run_at = ?4, last_error = ?5, lease_expires_at = NULL, \
+                 updated_at = ?6"
+            ))?;
+            stmt.query_row(
+                params![
+                    f.job_id,
+                    f.attempt,
+                    f.worker_id,
+                    add_duration(now, delay),
+                    fail.error,
+                    now
+                ],
+                job_from_row,
+            )
+            .optional()?
+        }
+        FailAction::Fail => {
+            let mut stmt = tx.prepare_cached(fenced_update!(
+                "status = 'failed', finished_at = ?4, last_error = ?5, lease_expires_at = NULL, \
+                 updated_at = ?4"
+            ))?;
+            stmt.query_row(
+                params![f.job_id, f.attempt, f.worker_id, now, fail.error],
+                job_from_row,
+            )
+            .optional()?
+        }
+    };
+    let job = job.ok_or_else(|| stale(f))?;
+    let data = match fail.action {
+        FailAction::Retry { .. } => json!({"next": "retry", "run_at": job.run_at}),
+        FailAction::Fail => json!({"next": "failed"}),
+    };
+    insert_event(
+        tx,
+        now,
+        f.job_id,
+        EventKind::Error,
+        f.attempt,
+        Some(&f.worker_id),
+        Some(&fail.error),
+        Some(&data),
+    )?;
+    Ok(job)
+}
+
+/// [`errand_store::Store::job_heartbeat_many`].
+pub(crate) fn heartbeat_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    beat: &JobHeartbeat,
+) -> Result<Vec<LeaseState>, OpError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE errand_jobs SET lease_expires_at = ?4, updated_at = ?5 \
+         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
+         RETURNING cancel_requested_at IS NOT NULL",
+    )?;
+    let lease = add_duration(now, beat.lease);
+    let mut out = Vec::with_capacity(beat.jobs.len());
+    for &(job_id, attempt) in &beat.jobs {
+        let cancel: Option<bool> = stmt
+            .query_row(params![job_id, attempt, beat.worker_id, lease, now], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        out.push(LeaseState {
+            job_id,
+            held: cancel.is_some(),
+            cancel_requested: cancel.unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+/// [`errand_store::Store::job_cancel_ack`].
+pub(crate) fn cancel_ack(
+    tx: &Transaction<'_>,
+    now: i64,
+    fence: &Fence,
+    message: Option<&str>,
+) -> Result<Job, OpError> {
+    let mut stmt = tx.prepare_cached(fenced_update!(
+        "status = 'cancelled', finished_at = ?4, lease_expires_at = NULL, updated_at = ?4"
+    ))?;
+    let job = stmt
+        .query_row(
+            params![fence.job_id, fence.attempt, fence.worker_id, now],
+            job_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| stale(fence))?;
+    insert_event(
+        tx,
+        now,
+        fence.job_id,
+        EventKind::Cancelled,
+        fence.attempt,
+        Some(&fence.worker_id),
+        message,
+        None,
+    )?;
+    Ok(job)
+}
+
+/// [`errand_store::Store::job_release_many`].
+pub(crate) fn release_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    fences: &[Fence],
+) -> Result<Vec<Ack>, OpError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE errand_jobs SET status = 'queued', attempt = attempt - 1, run_at = ?4, \
+         lease_expires_at = NULL, updated_at = ?4 \
+         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running'",
+    )?;
+    let mut out = Vec::with_capacity(fences.len());
+    for f in fences {
+        let n = stmt.execute(params![f.job_id, f.attempt, f.worker_id, now])?;
+        if n == 1 {
+            insert_event(
+                tx,
+                now,
+                f.job_id,
+                EventKind::Released,
+                f.attempt,
+                Some(&f.worker_id),
+                None,
+                None,
+            )?;
+        }
+        out.push(ack(n == 1));
+    }
+    Ok(out)
+}
+
+/// [`errand_store::Store::job_rescue_many`]. Each update also requires the lease to be
+/// expired still (`?4` is now), so a worker that heartbeated in time keeps its job.
+pub(crate) fn rescue_many(
+    tx: &Transaction<'_>,
+    now: i64,
+    items: &[JobRescue],
+) -> Result<Vec<Ack>, OpError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let f = &item.fence;
+        let (sql, word) = match item.action {
+            RescueAction::Requeue => (
+                "UPDATE errand_jobs SET status = 'queued', run_at = ?4, \
+                 lease_expires_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
+                 AND lease_expires_at < ?4",
+                "requeue",
+            ),
+            RescueAction::Fail => (
+                "UPDATE errand_jobs SET status = 'failed', finished_at = ?4, last_error = ?5, \
+                 lease_expires_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
+                 AND lease_expires_at < ?4",
+                "fail",
+            ),
+            RescueAction::Cancel => (
+                "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?4, \
+                 lease_expires_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
+                 AND lease_expires_at < ?4",
+                "cancel",
+            ),
+        };
+        let mut stmt = tx.prepare_cached(sql)?;
+        let n = match item.action {
+            RescueAction::Fail => {
+                stmt.execute(params![f.job_id, f.attempt, f.worker_id, now, item.message])?
+            }
+            _ => stmt.execute(params![f.job_id, f.attempt, f.worker_id, now])?,
+        };
+        if n == 1 {
+            insert_event(
+                tx,
+                now,
+                f.job_id,
+                EventKind::Rescued,
+                f.attempt,
+                Some(&f.worker_id),
+                Some(&item.message),
+                Some(&json!({ "action": word })),
+            )?;
+        }
+        out.push(ack(n == 1));
+    }
+    Ok(out)
+}

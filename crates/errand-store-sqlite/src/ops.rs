@@ -1,0 +1,278 @@
+//! Operator actions that write: cancel, retry, bulk retry, purge, events, queue pause and
+//! resume. Each function runs inside the caller's IMMEDIATE transaction, so a read followed
+//! by a write (look at the status, then change it) cannot race another writer.
+
+use crate::error::OpError;
+use crate::jobs::insert_event;
+use crate::rows::{micros_to_time, to_micros};
+use errand_core::{Event, EventKind, JobId, JobStatus, NewEvent};
+use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreError};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::json;
+
+/// Status, attempt, worker and whether a cancel was requested, for one job.
+struct Brief {
+    status: JobStatus,
+    attempt: i32,
+    worker_id: Option<String>,
+    cancel_requested: bool,
+}
+
+fn brief(tx: &Transaction<'_>, id: JobId) -> Result<Option<Brief>, OpError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT status, attempt, worker_id, cancel_requested_at IS NOT NULL \
+         FROM errand_jobs WHERE id = ?1",
+    )?;
+    let row = stmt
+        .query_row([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((status, attempt, worker_id, cancel_requested)) = row else {
+        return Ok(None);
+    };
+    let status = status
+        .parse::<JobStatus>()
+        .map_err(|e| StoreError::Database(format!("job {id}: {e}")))?;
+    Ok(Some(Brief {
+        status,
+        attempt,
+        worker_id,
+        cancel_requested,
+    }))
+}
+
+/// [`errand_store::Store::job_cancel`].
+pub(crate) fn cancel(
+    tx: &Transaction<'_>,
+    now: i64,
+    ids: &[JobId],
+    reason: Option<&str>,
+) -> Result<Vec<CancelOutcome>, OpError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(job) = brief(tx, id)? else {
+            out.push(CancelOutcome::NotFound { id });
+            continue;
+        };
+        let outcome = match job.status {
+            JobStatus::Queued => {
+                tx.prepare_cached(
+                    "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                insert_event(
+                    tx,
+                    now,
+                    id,
+                    EventKind::Cancelled,
+                    job.attempt,
+                    None,
+                    reason,
+                    None,
+                )?;
+                CancelOutcome::Cancelled { id }
+            }
+            JobStatus::Running if !job.cancel_requested => {
+                tx.prepare_cached(
+                    "UPDATE errand_jobs SET cancel_requested_at = ?2, updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                insert_event(
+                    tx,
+                    now,
+                    id,
+                    EventKind::CancelRequested,
+                    job.attempt,
+                    job.worker_id.as_deref(),
+                    reason,
+                    None,
+                )?;
+                CancelOutcome::CancelRequested { id }
+            }
+            status => CancelOutcome::Unchanged { id, status },
+        };
+        out.push(outcome);
+    }
+    Ok(out)
+}
+
+/// Puts one failed or cancelled job back to `queued`. Returns false when the job is in
+/// another state, or when another live (queued or running) job now holds its unique key:
+/// `UPDATE OR IGNORE` skips a row that would break the live-unique index.
+fn retry_one(tx: &Transaction<'_>, now: i64, id: JobId, previous: &Brief) -> Result<bool, OpError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE OR IGNORE errand_jobs SET status = 'queued', attempt = 0, run_at = ?2, \
+             finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested_at = NULL, \
+             lease_expires_at = NULL, updated_at = ?2 \
+             WHERE id = ?1 AND status IN ('failed', 'cancelled')",
+        )?
+        .execute(params![id, now])?;
+    if n == 1 {
+        let data = json!({
+            "previous_status": previous.status.as_str(),
+            "previous_attempt": previous.attempt,
+        });
+        insert_event(
+            tx,
+            now,
+            id,
+            EventKind::Retried,
+            previous.attempt,
+            None,
+            None,
+            Some(&data),
+        )?;
+    }
+    Ok(n == 1)
+}
+
+/// [`errand_store::Store::job_retry`].
+pub(crate) fn retry(
+    tx: &Transaction<'_>,
+    now: i64,
+    ids: &[JobId],
+) -> Result<Vec<RetryOutcome>, OpError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let Some(job) = brief(tx, id)? else {
+            out.push(RetryOutcome::NotFound { id });
+            continue;
+        };
+        let retried = matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+            && retry_one(tx, now, id, &job)?;
+        out.push(if retried {
+            RetryOutcome::Retried { id }
+        } else {
+            RetryOutcome::Unchanged {
+                id,
+                status: job.status,
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// [`errand_store::Store::job_retry_failed`]. Oldest first. Jobs whose unique key is held by
+/// a live job are left failed and not selected, so callers looping until 0 terminate.
+pub(crate) fn retry_failed(
+    tx: &Transaction<'_>,
+    now: i64,
+    filter: &RetryFailed,
+) -> Result<u64, OpError> {
+    if filter.limit == 0 {
+        return Ok(0);
+    }
+    let ids = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT j.id, j.attempt FROM errand_jobs j \
+             WHERE j.status = 'failed' AND (?1 IS NULL OR j.queue = ?1) AND (?2 IS NULL OR j.kind = ?2) \
+             AND (j.unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM errand_jobs l \
+                  WHERE l.unique_key = j.unique_key AND l.unique_key IS NOT NULL \
+                  AND l.status IN ('queued', 'running'))) \
+             ORDER BY j.id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![filter.queue, filter.kind, filter.limit], |r| {
+            Ok((r.get::<_, JobId>(0)?, r.get::<_, i32>(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut retried = 0;
+    for (id, attempt) in ids {
+        let previous = Brief {
+            status: JobStatus::Failed,
+            attempt,
+            worker_id: None,
+            cancel_requested: false,
+        };
+        if retry_one(tx, now, id, &previous)? {
+            retried += 1;
+        }
+    }
+    Ok(retried)
+}
+
+/// [`errand_store::Store::job_purge`]. Events go with their jobs (`ON DELETE CASCADE`).
+pub(crate) fn purge(tx: &Transaction<'_>, purge: &JobPurge) -> Result<u64, OpError> {
+    let mut statuses: Vec<&'static str> = purge
+        .statuses
+        .iter()
+        .filter(|s| s.is_finished())
+        .map(|s| s.as_str())
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    if statuses.is_empty() || purge.limit == 0 {
+        return Ok(0);
+    }
+    // The words come from `JobStatus::as_str`, never from the caller.
+    let list = statuses
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "DELETE FROM errand_jobs WHERE id IN (SELECT id FROM errand_jobs \
+         WHERE status IN ({list}) AND finished_at < ?1 LIMIT ?2)"
+    );
+    let n = tx
+        .prepare_cached(&sql)?
+        .execute(params![to_micros(purge.finished_before), purge.limit])?;
+    Ok(n as u64)
+}
+
+/// [`errand_store::Store::event_insert`]. [`StoreError::NotFound`] if the job does not exist.
+pub(crate) fn event_insert(tx: &Transaction<'_>, now: i64, e: &NewEvent) -> Result<Event, OpError> {
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM errand_jobs WHERE id = ?1")?
+        .query_row([e.job_id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Err(StoreError::NotFound(e.job_id).into());
+    }
+    let id = insert_event(
+        tx,
+        now,
+        e.job_id,
+        e.kind,
+        e.attempt,
+        e.worker_id.as_deref(),
+        e.message.as_deref(),
+        e.data.as_ref(),
+    )?;
+    Ok(Event {
+        id,
+        job_id: e.job_id,
+        at: micros_to_time(now),
+        kind: e.kind,
+        attempt: e.attempt,
+        worker_id: e.worker_id.clone(),
+        message: e.message.clone(),
+        data: e.data.clone(),
+    })
+}
+
+/// [`errand_store::Store::queue_pause`]: keeps the first pause time when already paused.
+pub(crate) fn queue_pause(tx: &Transaction<'_>, now: i64, name: &str) -> Result<(), OpError> {
+    tx.prepare_cached(
+        "INSERT INTO errand_queues (name, paused_at, updated_at) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (name) DO UPDATE SET paused_at = excluded.paused_at, \
+         updated_at = excluded.updated_at WHERE errand_queues.paused_at IS NULL",
+    )?
+    .execute(params![name, now])?;
+    Ok(())
+}
+
+/// [`errand_store::Store::queue_resume`]: creates the row (not paused) for an unknown queue.
+pub(crate) fn queue_resume(tx: &Transaction<'_>, now: i64, name: &str) -> Result<(), OpError> {
+    tx.prepare_cached(
+        "INSERT INTO errand_queues (name, paused_at, updated_at) VALUES (?1, NULL, ?2) \
+         ON CONFLICT (name) DO UPDATE SET paused_at = NULL, updated_at = excluded.updated_at \
+         WHERE errand_queues.paused_at IS NOT NULL",
+    )?
+    .execute(params![name, now])?;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Reads, run on the reader pool inside one read transaction each.
+
+use crate::error::OpError;
+use crate::rows::{
+    event_columns, event_from_row, from_micros, job_columns, job_from_row, micros_to_time,
+};
+use chrono::{DateTime, Utc};
+use errand_core::{DerivedState, Event, Job, JobId, JobStatus};
+use errand_store::{JobList, JobPage, QueueInfo, QueueStats, StateFilter};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, Transaction};
+use std::collections::BTreeMap;
+
+/// [`errand_store::Store::job_get`].
+pub(crate) fn job_get(tx: &Transaction<'_>, id: JobId) -> Result<Option<Job>, OpError> {
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM errand_jobs WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id], job_from_row).optional()?)
+}
+
+/// Running jobs with an expired lease, oldest lease first. Pinned to the partial index
+/// `errand_jobs_lease` (without it the planner prefers `errand_jobs_status_id` and sorts).
+pub(crate) const STUCK_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM errand_jobs INDEXED BY errand_jobs_lease \
+     WHERE status = 'running' AND lease_expires_at < ?1 \
+     ORDER BY lease_expires_at, id LIMIT ?2"
+);
+
+/// [`errand_store::Store::job_list_stuck`].
+pub(crate) fn job_list_stuck(
+    tx: &Transaction<'_>,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<Job>, OpError> {
+    let mut stmt = tx.prepare_cached(STUCK_SQL)?;
+    let rows = stmt.query_map(params![now, limit], job_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// [`errand_store::Store::job_list`]: every given filter applies; newest first; fetches one
+/// row more than the page to know whether another page exists.
+pub(crate) fn job_list(tx: &Transaction<'_>, now: i64, list: &JobList) -> Result<JobPage, OpError> {
+    if list.limit == 0 {
+        return Ok(JobPage {
+            jobs: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    let mut conds: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut bind = |cond: &str, v: Value, args: &mut Vec<Value>| {
+        args.push(v);
+        conds.push(cond.replace('?', &format!("?{}", args.len())));
+    };
+    match list.state {
+        None => {}
+        Some(StateFilter::Status(s)) => {
+            bind("status = ?", Value::Text(s.as_str().into()), &mut args)
+        }
+        Some(StateFilter::Derived(DerivedState::Scheduled)) => bind(
+            "status = 'queued' AND run_at > ?",
+            Value::Integer(now),
+            &mut args,
+        ),
+        Some(StateFilter::Derived(DerivedState::Retrying)) => bind(
+            "status = 'queued' AND attempt >= ?",
+            Value::Integer(1),
+            &mut args,
+        ),
+        Some(StateFilter::Derived(DerivedState::Stuck)) => bind(
+            "status = 'running' AND lease_expires_at < ?",
+            Value::Integer(now),
+            &mut args,
+        ),
+    }
+    if let Some(q) = &list.queue {
+        bind("queue = ?", Value::Text(q.clone()), &mut args);
+    }
+    if let Some(k) = &list.kind {
+        bind("kind = ?", Value::Text(k.clone()), &mut args);
+    }
+    if let Some(t) = &list.reference_type {
+        bind("reference_type = ?", Value::Text(t.clone()), &mut args);
+    }
+    if let Some(r) = &list.reference_id {
+        bind("reference_id = ?", Value::Text(r.clone()), &mut args);
+    }
+    if let Some(t) = list.since {
+        bind(
+            "created_at >= ?",
+            Value::Integer(crate::rows::to_micros(t)),
+            &mut args,
+        );
+    }
+    if let Some(t) = list.until {
+        bind(
+            "created_at < ?",
+            Value::Integer(crate::rows::to_micros(t)),
+            &mut args,
+        );
+    }
+    if let Some(id) = list.before_id {
+        bind("id < ?", Value::Integer(id), &mut args);
+    }
+    let limit = list.limit as usize;
+    args.push(Value::Integer(limit as i64 + 1));
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {} FROM errand_jobs{filter} ORDER BY id DESC LIMIT ?{}",
+        job_columns!(),
+        args.len()
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), job_from_row)?;
+    let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next_cursor })
+}
+
+/// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the partial
+/// claim index, which covers (queue, run_at) for queued rows and is already grouped by queue.
+pub(crate) const QUEUED_STATS_SQL: &str =
+    "SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
+     FROM errand_jobs INDEXED BY errand_jobs_claim WHERE status = 'queued' GROUP BY queue";
+
+/// The stats entry of queue `q`, created empty on first use.
+fn stats_of(
+    map: &mut BTreeMap<String, QueueStats>,
+    q: String,
+    as_of: DateTime<Utc>,
+) -> &mut QueueStats {
+    map.entry(q.clone()).or_insert_with(|| QueueStats {
+        queue: q,
+        as_of,
+        ..Default::default()
+    })
+}
+
+/// [`errand_store::Store::queue_stats`], sorted by queue name.
+pub(crate) fn queue_stats(tx: &Transaction<'_>, now: i64) -> Result<Vec<QueueStats>, OpError> {
+    let as_of = micros_to_time(now);
+    let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+    let mut counts = tx
+        .prepare_cached("SELECT queue, status, COUNT(*) FROM errand_jobs GROUP BY queue, status")?;
+    let rows = counts.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (queue, status, n) = row?;
+        let s = stats_of(&mut by_queue, queue, as_of);
+        let n = n as u64;
+        match status.parse::<JobStatus>() {
+            Ok(JobStatus::Queued) => s.queued = n,
+            Ok(JobStatus::Running) => s.running = n,
+            Ok(JobStatus::Succeeded) => s.succeeded = n,
+            Ok(JobStatus::Failed) => s.failed = n,
+            Ok(JobStatus::Cancelled) => s.cancelled = n,
+            Err(_) => {} // the CHECK constraint makes this impossible
+        }
+    }
+
+    let mut queued = tx.prepare_cached(QUEUED_STATS_SQL)?;
+    let rows = queued.query_map([now], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (queue, scheduled, oldest) = row?;
+        let s = stats_of(&mut by_queue, queue, as_of);
+        s.scheduled = scheduled as u64;
+        s.oldest_ready_run_at = oldest.and_then(from_micros);
+    }
+
+    let mut queues = tx.prepare_cached("SELECT name, paused_at IS NOT NULL FROM errand_queues")?;
+    let rows = queues.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+    for row in rows {
+        let (name, paused) = row?;
+        stats_of(&mut by_queue, name, as_of).paused = paused;
+    }
+    Ok(by_queue.into_values().collect())
+}
+
+/// [`errand_store::Store::event_list`], oldest first.
+pub(crate) fn event_list(tx: &Transaction<'_>, job_id: JobId) -> Result<Vec<Event>, OpError> {
+    let mut stmt = tx.prepare_cached(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM errand_events WHERE job_id = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([job_id], event_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// [`errand_store::Store::queue_list`], sorted by name.
+pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError> {
+    let mut stmt =
+        tx.prepare_cached("SELECT name, paused_at, updated_at FROM errand_queues ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        let paused_at: Option<i64> = r.get(1)?;
+        Ok(QueueInfo {
+            name: r.get(0)?,
+            paused: paused_at.is_some(),
+            paused_at: paused_at.map(micros_to_time),
+            updated_at: micros_to_time(r.get(2)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

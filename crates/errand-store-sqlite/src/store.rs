@@ -1,0 +1,170 @@
+//! The [`Store`] implementation: each operation picks the writer or a reader and hands its
+//! (owned) arguments to the SQL in `jobs`, `ops`, `reads` or `migrate`.
+
+use crate::{jobs, migrate, ops, reads, SqliteStore};
+use async_trait::async_trait;
+use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_store::{
+    Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
+    JobPage, JobPurge, JobRescue, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
+    RetryOutcome, Store, StoreResult,
+};
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<MigrationStatus> {
+        self.with_writer(migrate::migrate).await
+    }
+
+    async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        self.read(|tx, _| migrate::status(tx)).await
+    }
+
+    async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs = jobs.to_vec();
+        self.write(move |tx, now| jobs::insert_many(tx, now, &jobs))
+            .await
+    }
+
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+        if claim.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claim = claim.clone();
+        self.write(move |tx, now| jobs::claim(tx, now, &claim))
+            .await
+    }
+
+    async fn job_complete_many(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = items.to_vec();
+        self.write(move |tx, now| jobs::complete_many(tx, now, &items))
+            .await
+    }
+
+    async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job> {
+        let fail = fail.clone();
+        self.write(move |tx, now| jobs::fail(tx, now, &fail)).await
+    }
+
+    async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
+        if beat.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let beat = beat.clone();
+        self.write(move |tx, now| jobs::heartbeat_many(tx, now, &beat))
+            .await
+    }
+
+    async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {
+        let fence = fence.clone();
+        let message = message.map(str::to_owned);
+        self.write(move |tx, now| jobs::cancel_ack(tx, now, &fence, message.as_deref()))
+            .await
+    }
+
+    async fn job_release_many(&self, fences: &[Fence]) -> StoreResult<Vec<Ack>> {
+        if fences.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fences = fences.to_vec();
+        self.write(move |tx, now| jobs::release_many(tx, now, &fences))
+            .await
+    }
+
+    async fn job_list_stuck(&self, limit: u32) -> StoreResult<Vec<Job>> {
+        self.read(move |tx, now| reads::job_list_stuck(tx, now, limit))
+            .await
+    }
+
+    async fn job_rescue_many(&self, items: &[JobRescue]) -> StoreResult<Vec<Ack>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let items = items.to_vec();
+        self.write(move |tx, now| jobs::rescue_many(tx, now, &items))
+            .await
+    }
+
+    async fn job_cancel(
+        &self,
+        ids: &[JobId],
+        reason: Option<&str>,
+    ) -> StoreResult<Vec<CancelOutcome>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        let reason = reason.map(str::to_owned);
+        self.write(move |tx, now| ops::cancel(tx, now, &ids, reason.as_deref()))
+            .await
+    }
+
+    async fn job_retry(&self, ids: &[JobId]) -> StoreResult<Vec<RetryOutcome>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.write(move |tx, now| ops::retry(tx, now, &ids)).await
+    }
+
+    async fn job_retry_failed(&self, filter: &RetryFailed) -> StoreResult<u64> {
+        let filter = filter.clone();
+        self.write(move |tx, now| ops::retry_failed(tx, now, &filter))
+            .await
+    }
+
+    async fn job_purge(&self, purge: &JobPurge) -> StoreResult<u64> {
+        let purge = purge.clone();
+        self.write(move |tx, _| ops::purge(tx, &purge)).await
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.read(move |tx, _| reads::job_get(tx, id)).await
+    }
+
+    async fn job_list(&self, list: &JobList) -> StoreResult<JobPage> {
+        let list = list.clone();
+        self.read(move |tx, now| reads::job_list(tx, now, &list))
+            .await
+    }
+
+    async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
+        self.read(reads::queue_stats).await
+    }
+
+    async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {
+        let event = event.clone();
+        self.write(move |tx, now| ops::event_insert(tx, now, &event))
+            .await
+    }
+
+    async fn event_list(&self, job_id: JobId) -> StoreResult<Vec<Event>> {
+        self.read(move |tx, _| reads::event_list(tx, job_id)).await
+    }
+
+    async fn queue_pause(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |tx, now| ops::queue_pause(tx, now, &name))
+            .await
+    }
+
+    async fn queue_resume(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.write(move |tx, now| ops::queue_resume(tx, now, &name))
+            .await
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
+        self.read(|tx, _| reads::queue_list(tx)).await
+    }
+}

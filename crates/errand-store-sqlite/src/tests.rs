@@ -1,0 +1,386 @@
+//! Unit tests of the SQLite specifics (the cross-backend behaviour lives in
+//! `errand-store-tests`).
+
+use crate::{SqliteOptions, SqliteStore, Synchronous};
+use chrono::{DateTime, TimeZone, Utc};
+use errand_core::{Limits, ManualClock, NewJob};
+use errand_store::{JobClaim, Store, StoreError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A database file under the temp dir, deleted (with its WAL files) on drop.
+pub(crate) struct TempDb(pub PathBuf);
+
+impl TempDb {
+    pub(crate) fn new(tag: &str) -> TempDb {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "errand-sqlite-{tag}-{}-{}-{}.db",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
+        TempDb(std::env::temp_dir().join(name))
+    }
+
+    pub(crate) fn target(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+pub(crate) fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+pub(crate) async fn open(db: &TempDb, clock: &ManualClock) -> SqliteStore {
+    SqliteStore::open(
+        &db.target(),
+        SqliteOptions {
+            clock: Some(Arc::new(clock.clone())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn migrate_twice_is_a_no_op_and_reports_version_1() {
+    let db = TempDb::new("migrate");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+
+    let before = store.migration_status().await.unwrap();
+    assert_eq!(before.current_version, 0);
+    assert_eq!(before.latest_version, 1);
+    assert_eq!(before.pending, vec![(1, "jobs".to_string())]);
+
+    let first = store.migrate().await.unwrap();
+    assert_eq!(first.current_version, 1);
+    assert_eq!(first.latest_version, 1);
+    assert!(first.pending.is_empty());
+    assert_eq!(first.applied.len(), 1);
+    assert_eq!(first.applied[0].applied_at, start());
+
+    clock.advance(Duration::from_secs(60));
+    let second = store.migrate().await.unwrap();
+    assert_eq!(second, first);
+    assert_eq!(store.migration_status().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn concurrent_migrations_from_two_stores_apply_once() {
+    let db = TempDb::new("migrate-race");
+    let clock = ManualClock::new(start());
+    let a = open(&db, &clock).await;
+    let b = open(&db, &clock).await;
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    assert_eq!(ra.unwrap().current_version, 1);
+    assert_eq!(rb.unwrap().current_version, 1);
+}
+
+#[tokio::test]
+async fn unmigrated_database_says_run_migrate() {
+    let db = TempDb::new("unmigrated");
+    let store = open(&db, &ManualClock::new(start())).await;
+    let err = store.job_get(1).await.unwrap_err();
+    match &err {
+        StoreError::Schema(m) => assert!(m.contains("errand migrate"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let job = NewJob::new("k", serde_json::json!({}))
+        .validate(&Limits::default())
+        .unwrap();
+    assert!(matches!(
+        store.job_insert_many(&[job]).await.unwrap_err(),
+        StoreError::Schema(_)
+    ));
+    let claim = JobClaim {
+        queue: "default".into(),
+        worker_id: "w".into(),
+        limit: 1,
+        lease: Duration::from_secs(30),
+    };
+    assert!(matches!(
+        store.job_claim(&claim).await.unwrap_err(),
+        StoreError::Schema(_)
+    ));
+    assert!(matches!(
+        store.job_list_stuck(10).await.unwrap_err(),
+        StoreError::Schema(_)
+    ));
+}
+
+/// Two stores on one file stand in for two processes: their IMMEDIATE transactions queue on
+/// the database lock (busy_timeout) instead of failing, and no job is claimed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_file_share_the_work() {
+    let db = TempDb::new("two");
+    let clock = ManualClock::new(start());
+    let a = open(&db, &clock).await;
+    let b = open(&db, &clock).await;
+    a.migrate().await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..100 {
+                let mut job = NewJob::new("k", serde_json::json!({"t": i, "n": n}));
+                job.unique_key = Some(format!("k{}", n % 50));
+                let job = job.validate(&Limits::default()).unwrap();
+                store.job_insert_many(&[job.clone(), job]).await.unwrap();
+            }
+            let mut claimed = Vec::new();
+            loop {
+                let claim = JobClaim {
+                    queue: "default".into(),
+                    worker_id: format!("w{i}"),
+                    limit: 3,
+                    lease: Duration::from_secs(30),
+                };
+                let jobs = store.job_claim(&claim).await.unwrap();
+                if jobs.is_empty() {
+                    break claimed;
+                }
+                claimed.extend(jobs.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a job was claimed twice");
+    assert!(n >= 50, "every live unique key gave a job ({n})");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_naming_both_versions() {
+    let db = TempDb::new("newer");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    store
+        .with_writer(|conn, now| {
+            conn.execute(
+                "INSERT INTO errand_migrations (version, name, applied_at) VALUES (7, 'future', ?1)",
+                [now],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for err in [
+        store.migrate().await.unwrap_err(),
+        store.migration_status().await.unwrap_err(),
+    ] {
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Schema(_)), "{msg}");
+        assert!(
+            msg.contains("version 7") && msg.contains("version 1"),
+            "{msg}"
+        );
+    }
+}
+
+/// The query plan of `sql` (the detail column of EXPLAIN QUERY PLAN), with NULL parameters.
+async fn plan(store: &SqliteStore, sql: &'static str) -> String {
+    store
+        .with_writer(move |conn, _| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let nulls = vec![rusqlite::types::Null; stmt.parameter_count()];
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn claim_uses_the_claim_index() {
+    let db = TempDb::new("plan");
+    let store = open(&db, &ManualClock::new(start())).await;
+    store.migrate().await.unwrap();
+    let claim = plan(&store, crate::jobs::CLAIM_SQL).await;
+    assert!(
+        claim.contains("USING COVERING INDEX errand_jobs_claim (queue=?)"),
+        "{claim}"
+    );
+    assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+}
+
+#[tokio::test]
+async fn rescue_scan_and_stats_use_partial_indexes() {
+    let db = TempDb::new("plan2");
+    let store = open(&db, &ManualClock::new(start())).await;
+    store.migrate().await.unwrap();
+    let stuck = plan(&store, crate::reads::STUCK_SQL).await;
+    assert!(stuck.contains("errand_jobs_lease"), "{stuck}");
+    assert!(!stuck.contains("TEMP B-TREE"), "{stuck}");
+    let stats = plan(&store, crate::reads::QUEUED_STATS_SQL).await;
+    assert!(
+        stats.contains("COVERING INDEX errand_jobs_claim"),
+        "{stats}"
+    );
+    assert!(!stats.contains("TEMP B-TREE"), "{stats}");
+}
+
+#[tokio::test]
+async fn options_and_target_suffix() {
+    let db = TempDb::new("opts");
+    let store = SqliteStore::open(
+        &format!("sqlite://{}?synchronous=normal", db.target()),
+        SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.synchronous(), Synchronous::Normal);
+    assert_eq!(store.path(), db.0.as_path());
+    store.migrate().await.unwrap();
+    let mode: String = store
+        .with_writer(|conn, _| Ok(conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    assert!(format!("{store:?}").contains("SqliteStore"));
+}
+
+#[tokio::test]
+async fn claim_orders_by_priority_then_run_at_then_id() {
+    let db = TempDb::new("claim");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    let mk = |prio: i32, delay_ms: i64| {
+        let mut j = NewJob::new("k", serde_json::json!({}));
+        j.priority = Some(prio);
+        j.run_at = Some(start() + chrono::Duration::milliseconds(delay_ms));
+        j.validate(&Limits::default()).unwrap()
+    };
+    let ids: Vec<i64> = store
+        .job_insert_many(&[mk(0, 0), mk(5, 2), mk(5, 1), mk(0, 0), mk(9, 60_000)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    clock.advance(Duration::from_secs(1));
+    let claim = JobClaim {
+        queue: "default".into(),
+        worker_id: "w1".into(),
+        limit: 10,
+        lease: Duration::from_secs(30),
+    };
+    let got: Vec<i64> = store
+        .job_claim(&claim)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![ids[2], ids[1], ids[0], ids[3]]);
+}
+
+/// Retrying a failed job whose unique key is now held by a live job would break the
+/// live-unique index: the job is left failed (reported unchanged), and bulk retry skips it
+/// so that callers looping until 0 stop.
+#[tokio::test]
+async fn retry_leaves_a_failed_job_whose_unique_key_is_live_again() {
+    use errand_core::{FailAction, JobStatus};
+    use errand_store::{JobComplete, JobFail, RetryFailed, RetryOutcome};
+    let db = TempDb::new("retry-unique");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    let keyed = || {
+        let mut j = NewJob::new("nightly", serde_json::json!({}));
+        j.unique_key = Some("K".into());
+        j.max_attempts = Some(1);
+        j.validate(&Limits::default()).unwrap()
+    };
+    let claim = JobClaim {
+        queue: "default".into(),
+        worker_id: "w".into(),
+        limit: 1,
+        lease: Duration::from_secs(30),
+    };
+    let mut failed = Vec::new();
+    for _ in 0..2 {
+        store.job_insert_many(&[keyed()]).await.unwrap();
+        let job = store.job_claim(&claim).await.unwrap().remove(0);
+        store
+            .job_fail(&JobFail {
+                fence: job.fence().unwrap(),
+                error: "boom".into(),
+                action: FailAction::Fail,
+            })
+            .await
+            .unwrap();
+        failed.push(job.id);
+    }
+    let live = store.job_insert_many(&[keyed()]).await.unwrap()[0];
+    assert!(live.inserted);
+
+    let out = store.job_retry(&failed).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            RetryOutcome::Unchanged {
+                id: failed[0],
+                status: JobStatus::Failed
+            },
+            RetryOutcome::Unchanged {
+                id: failed[1],
+                status: JobStatus::Failed
+            },
+        ]
+    );
+    let all = RetryFailed {
+        queue: None,
+        kind: None,
+        limit: 10,
+    };
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 0);
+
+    // Once the live job finishes, the first failed one comes back; the second then finds
+    // the key taken again.
+    let job = store.job_claim(&claim).await.unwrap().remove(0);
+    assert_eq!(job.id, live.id);
+    store
+        .job_complete_many(&[JobComplete {
+            fence: job.fence().unwrap(),
+            result: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 1);
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 0);
+    let statuses: Vec<_> = statuses_of(&store, &failed).await;
+    assert_eq!(statuses, vec![JobStatus::Queued, JobStatus::Failed]);
+}
+
+async fn statuses_of(store: &SqliteStore, ids: &[i64]) -> Vec<errand_core::JobStatus> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(store.job_get(*id).await.unwrap().unwrap().status);
+    }
+    out
+}

@@ -1,0 +1,953 @@
+//! The cases of the behaviour suite. Each takes a fresh [`Harness`] and panics on failure.
+//! Named after the store operation they exercise (`job_claim_*`, `queue_pause_*`), so one grep
+//! finds an operation's trait method, its SQL in each backend and its tests.
+
+use crate::harness::{new_job, Harness};
+use chrono::Duration as ChronoDuration;
+use errand_core::{
+    decide_failure, decide_rescue, Backoff, EventKind, FailAction, Fence, HandlerError, Job,
+    JobStatus, NewEvent, RescueAction, RunAt,
+};
+use errand_store::{
+    Ack, CancelOutcome, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList, JobPurge,
+    JobRescue, RetryFailed, RetryOutcome, StateFilter, Store, StoreError,
+};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn claim(queue: &str, worker: &str, limit: u32) -> JobClaim {
+    JobClaim {
+        queue: queue.into(),
+        worker_id: worker.into(),
+        limit,
+        lease: LEASE,
+    }
+}
+
+async fn claim_one(h: &Harness, worker: &str) -> Job {
+    let mut jobs = h.store.job_claim(&claim("default", worker, 1)).await.unwrap();
+    assert_eq!(jobs.len(), 1, "expected one job to claim");
+    jobs.remove(0)
+}
+
+async fn get(h: &Harness, id: i64) -> Job {
+    h.store.job_get(id).await.unwrap().expect("job exists")
+}
+
+fn fence(job: &Job) -> Fence {
+    job.fence().expect("running job has a worker")
+}
+
+fn chrono(d: Duration) -> ChronoDuration {
+    ChronoDuration::from_std(d).unwrap()
+}
+
+// ---- schema -----------------------------------------------------------------------------
+
+pub async fn migrate_is_idempotent_and_reports_version(h: Harness) {
+    let first = h.store.migration_status().await.unwrap();
+    assert_eq!(first.current_version, first.latest_version);
+    assert!(first.current_version >= 1);
+    assert!(first.pending.is_empty());
+    assert_eq!(first.applied[0].version, 1);
+    let again = h.store.migrate().await.unwrap();
+    assert_eq!(again.current_version, first.current_version);
+    assert_eq!(again.applied.len(), first.applied.len());
+}
+
+// ---- enqueue ----------------------------------------------------------------------------
+
+pub async fn job_insert_stores_every_field(h: Harness) {
+    let now = h.now();
+    let mut job = new_job("send_email");
+    job.queue = "email".into();
+    job.args = json!({"to": "a@example.com", "n": 3});
+    job.priority = 7;
+    job.max_attempts = 9;
+    job.unique_key = Some("welcome:42".into());
+    job.reference_type = Some("user".into());
+    job.reference_id = Some("42".into());
+    job.timeout_ms = Some(1500);
+    let id = h.insert(job).await;
+    let j = get(&h, id).await;
+    assert_eq!(j.id, id);
+    assert_eq!(j.queue, "email");
+    assert_eq!(j.kind, "send_email");
+    assert_eq!(j.args, json!({"to": "a@example.com", "n": 3}));
+    assert_eq!(j.status, JobStatus::Queued);
+    assert_eq!(j.priority, 7);
+    assert_eq!(j.run_at, now);
+    assert_eq!(j.attempt, 0);
+    assert_eq!(j.max_attempts, 9);
+    assert_eq!(j.unique_key.as_deref(), Some("welcome:42"));
+    assert_eq!(j.reference_type.as_deref(), Some("user"));
+    assert_eq!(j.reference_id.as_deref(), Some("42"));
+    assert_eq!(j.timeout_ms, Some(1500));
+    assert_eq!(j.created_at, now);
+    assert_eq!(j.updated_at, now);
+    assert_eq!(j.result, None);
+    assert_eq!(j.last_error, None);
+    assert_eq!(j.worker_id, None);
+    assert_eq!(j.lease_expires_at, None);
+    assert_eq!(j.started_at, None);
+    assert_eq!(j.finished_at, None);
+}
+
+pub async fn job_insert_many_returns_ids_in_input_order(h: Harness) {
+    let jobs: Vec<_> = (0..50)
+        .map(|i| {
+            let mut j = new_job("batch");
+            j.args = json!({"i": i});
+            if i % 10 == 0 {
+                j.unique_key = Some(format!("k{i}"));
+            }
+            j
+        })
+        .collect();
+    let out = h.store.job_insert_many(&jobs).await.unwrap();
+    assert_eq!(out.len(), 50);
+    for (i, e) in out.iter().enumerate() {
+        assert!(e.inserted);
+        assert_eq!(get(&h, e.id).await.args, json!({"i": i}), "entry {i} maps to its job");
+    }
+    let mut ids: Vec<_> = out.iter().map(|e| e.id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase in input order");
+}
+
+pub async fn job_insert_many_dedups_unique_keys_within_and_across_batches(h: Harness) {
+    let mut a = new_job("u");
+    a.unique_key = Some("same".into());
+    let b = new_job("plain");
+    let out = h.store.job_insert_many(&[a.clone(), b, a.clone()]).await.unwrap();
+    assert!(out[0].inserted && out[1].inserted);
+    assert!(!out[2].inserted);
+    assert_eq!(out[2].id, out[0].id);
+    let again = h.store.job_insert_many(&[a]).await.unwrap();
+    assert_eq!(again[0].id, out[0].id);
+    assert!(!again[0].inserted);
+    let page = h.store.job_list(&JobList::default()).await.unwrap();
+    assert_eq!(page.jobs.len(), 2, "one unique job and one plain job");
+}
+
+pub async fn job_insert_unique_key_is_free_again_once_finished(h: Harness) {
+    let mut a = new_job("u");
+    a.unique_key = Some("nightly".into());
+    let first = h.store.job_insert_many(&[a.clone()]).await.unwrap()[0];
+    // Still live while running.
+    let j = claim_one(&h, "w1").await;
+    let dup = h.store.job_insert_many(&[a.clone()]).await.unwrap()[0];
+    assert_eq!((dup.id, dup.inserted), (first.id, false));
+    let acks = h
+        .store
+        .job_complete_many(&[JobComplete { fence: fence(&j), result: None }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Done]);
+    let next = h.store.job_insert_many(&[a]).await.unwrap()[0];
+    assert!(next.inserted);
+    assert_ne!(next.id, first.id);
+}
+
+pub async fn job_insert_concurrent_unique_key_gives_one_job(h: Harness) {
+    let store = h.store.clone();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut j = new_job("report");
+            j.args = json!({"caller": i});
+            j.unique_key = Some("report:2026-11-23".into());
+            store.job_insert_many(&[j]).await.unwrap()[0]
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let inserted = results.iter().filter(|r| r.inserted).count();
+    assert_eq!(inserted, 1, "exactly one caller inserted");
+    let id = results[0].id;
+    assert!(results.iter().all(|r| r.id == id), "everyone got the same job");
+    let page = h.store.job_list(&JobList::default()).await.unwrap();
+    assert_eq!(page.jobs.len(), 1);
+}
+
+pub async fn job_insert_delayed_and_absolute_run_at(h: Harness) {
+    let now = h.now();
+    let mut delayed = new_job("d");
+    delayed.run_at = RunAt::After(Duration::from_millis(90_500));
+    let mut at = new_job("a");
+    at.run_at = RunAt::At(now + ChronoDuration::hours(2));
+    let ids = h.store.job_insert_many(&[delayed, at]).await.unwrap();
+    assert_eq!(get(&h, ids[0].id).await.run_at, now + ChronoDuration::milliseconds(90_500));
+    assert_eq!(get(&h, ids[1].id).await.run_at, now + ChronoDuration::hours(2));
+}
+
+// ---- claim ------------------------------------------------------------------------------
+
+pub async fn job_claim_sets_running_attempt_and_lease(h: Harness) {
+    let now = h.now();
+    let id = h.insert(new_job("k")).await;
+    let j = claim_one(&h, "worker-a").await;
+    assert_eq!(j.id, id);
+    assert_eq!(j.status, JobStatus::Running);
+    assert_eq!(j.attempt, 1);
+    assert_eq!(j.worker_id.as_deref(), Some("worker-a"));
+    assert_eq!(j.started_at, Some(now));
+    assert_eq!(j.lease_expires_at, Some(now + chrono(LEASE)));
+    assert_eq!(get(&h, id).await, j, "the claimed row is what is stored");
+    let none = h.store.job_claim(&claim("default", "worker-b", 10)).await.unwrap();
+    assert!(none.is_empty(), "a running job is not claimed twice");
+}
+
+pub async fn job_claim_orders_by_priority_then_run_at_then_id(h: Harness) {
+    let now = h.now();
+    let mk = |p: i32, back_secs: i64, tag: &str| {
+        let mut j = new_job("order");
+        j.priority = p;
+        j.run_at = RunAt::At(now - ChronoDuration::seconds(back_secs));
+        j.args = json!({"tag": tag});
+        j
+    };
+    let batch = vec![
+        mk(0, 10, "p0-old"),
+        mk(5, 1, "p5-new"),
+        mk(0, 10, "p0-old-later-id"),
+        mk(-3, 100, "neg"),
+        mk(5, 5, "p5-old"),
+        mk(0, 20, "p0-oldest"),
+    ];
+    h.store.job_insert_many(&batch).await.unwrap();
+    let mut order = Vec::new();
+    // Claim in batches of 2 to check the order holds across calls and within one batch.
+    loop {
+        let jobs = h.store.job_claim(&claim("default", "w", 2)).await.unwrap();
+        if jobs.is_empty() {
+            break;
+        }
+        order.extend(jobs.into_iter().map(|j| j.args["tag"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(
+        order,
+        vec!["p5-old", "p5-new", "p0-oldest", "p0-old", "p0-old-later-id", "neg"]
+    );
+}
+
+pub async fn job_claim_skips_delayed_jobs_until_run_at(h: Harness) {
+    let mut j = new_job("later");
+    j.run_at = RunAt::After(Duration::from_secs(60));
+    let id = h.insert(j).await;
+    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    h.clock.advance(Duration::from_millis(59_999));
+    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    h.clock.advance(Duration::from_millis(1));
+    let got = h.store.job_claim(&claim("default", "w", 10)).await.unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+}
+
+pub async fn job_claim_only_takes_its_queue(h: Harness) {
+    let mut e = new_job("mail");
+    e.queue = "email".into();
+    let email_id = h.insert(e).await;
+    h.insert(new_job("other")).await;
+    let got = h.store.job_claim(&claim("email", "w", 10)).await.unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![email_id]);
+    assert!(h.store.job_claim(&claim("nope", "w", 10)).await.unwrap().is_empty());
+}
+
+pub async fn queue_pause_stops_claims_until_resumed(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    h.store.queue_pause("default").await.unwrap();
+    h.store.queue_pause("default").await.unwrap(); // idempotent
+    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    let queues = h.store.queue_list().await.unwrap();
+    assert_eq!(queues.len(), 1);
+    assert!(queues[0].paused && queues[0].paused_at.is_some());
+    let stats = h.store.queue_stats().await.unwrap();
+    assert!(stats.iter().find(|s| s.queue == "default").unwrap().paused);
+    h.store.queue_resume("default").await.unwrap();
+    assert!(!h.store.queue_list().await.unwrap()[0].paused);
+    let got = h.store.job_claim(&claim("default", "w", 10)).await.unwrap();
+    assert_eq!(got[0].id, id);
+    // Pausing a queue that has no jobs yet is allowed and shows in the stats.
+    h.store.queue_pause("empty").await.unwrap();
+    let stats = h.store.queue_stats().await.unwrap();
+    let empty = stats.iter().find(|s| s.queue == "empty").expect("paused empty queue listed");
+    assert!(empty.paused);
+    assert_eq!(empty.queued, 0);
+}
+
+pub async fn job_claim_concurrent_claimers_take_each_job_exactly_once(h: Harness) {
+    const JOBS: usize = 10_000;
+    const CLAIMERS: usize = 8;
+    let batch: Vec<_> = (0..JOBS).map(|_| new_job("drain")).collect();
+    for chunk in batch.chunks(1000) {
+        h.store.job_insert_many(chunk).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..CLAIMERS {
+        let store: Arc<dyn Store> = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("claimer-{w}");
+            let mut seen = Vec::new();
+            loop {
+                let jobs = store.job_claim(&claim("default", &worker, 25)).await.unwrap();
+                if jobs.is_empty() {
+                    break;
+                }
+                let items: Vec<_> = jobs
+                    .iter()
+                    .map(|j| JobComplete { fence: fence(j), result: None })
+                    .collect();
+                let acks = store.job_complete_many(&items).await.unwrap();
+                assert!(acks.iter().all(|a| *a == Ack::Done), "own leases complete");
+                seen.extend(jobs.iter().map(|j| j.id));
+            }
+            seen
+        }));
+    }
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    let mut per_worker = Vec::new();
+    for t in tasks {
+        let seen = t.await.unwrap();
+        per_worker.push(seen.len());
+        for id in seen {
+            *counts.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), JOBS, "every job claimed");
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "jobs claimed more than once: {twice:?}");
+    assert_eq!(per_worker.iter().sum::<usize>(), JOBS);
+    let stats = h.store.queue_stats().await.unwrap();
+    let d = stats.iter().find(|s| s.queue == "default").unwrap();
+    assert_eq!((d.succeeded, d.queued, d.running), (JOBS as u64, 0, 0));
+}
+
+// ---- complete ---------------------------------------------------------------------------
+
+pub async fn job_complete_stores_result_and_writes_no_event(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    let j = claim_one(&h, "w").await;
+    h.clock.advance(Duration::from_millis(1234));
+    let acks = h
+        .store
+        .job_complete_many(&[JobComplete {
+            fence: fence(&j),
+            result: Some(json!({"processed_users": 12})),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Done]);
+    let done = get(&h, id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.result, Some(json!({"processed_users": 12})));
+    assert_eq!(done.finished_at, Some(h.now()));
+    assert_eq!(done.lease_expires_at, None);
+    assert_eq!(done.attempt, 1);
+    assert!(h.store.event_list(id).await.unwrap().is_empty(), "success path writes no event");
+    // A second acknowledgement of the same attempt is stale and changes nothing.
+    let again = h
+        .store
+        .job_complete_many(&[JobComplete { fence: fence(&j), result: Some(json!({"x": 1})) }])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Ack::Stale]);
+    assert_eq!(get(&h, id).await.result, Some(json!({"processed_users": 12})));
+}
+
+pub async fn job_complete_many_mixes_done_and_stale_in_input_order(h: Harness) {
+    h.store.job_insert_many(&[new_job("a"), new_job("b")]).await.unwrap();
+    let jobs = h.store.job_claim(&claim("default", "w", 2)).await.unwrap();
+    let mut bogus = fence(&jobs[0]);
+    bogus.worker_id = "someone-else".into();
+    let acks = h
+        .store
+        .job_complete_many(&[
+            JobComplete { fence: bogus, result: None },
+            JobComplete { fence: fence(&jobs[1]), result: None },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Stale, Ack::Done]);
+    assert_eq!(get(&h, jobs[0].id).await.status, JobStatus::Running);
+    assert_eq!(get(&h, jobs[1].id).await.status, JobStatus::Succeeded);
+}
+
+// ---- fail -------------------------------------------------------------------------------
+
+pub async fn job_fail_with_retry_requeues_after_backoff(h: Harness) {
+    let id = h.insert(new_job("flaky")).await;
+    let j = claim_one(&h, "w").await;
+    let err = HandlerError::Error { message: "ConnectionError: refused".into() };
+    // The policy decides (jitter sample 0.5 = no jitter): attempt 1 of 4 retries after 5 s.
+    let action = decide_failure(j.attempt, j.max_attempts, &err, &Backoff::default(), 0.5);
+    assert_eq!(action, FailAction::Retry { delay: Duration::from_secs(5) });
+    let after = h
+        .store
+        .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+        .await
+        .unwrap();
+    assert_eq!(after.status, JobStatus::Queued);
+    assert_eq!(after.run_at, h.now() + ChronoDuration::seconds(5));
+    assert_eq!(after.last_error.as_deref(), Some("ConnectionError: refused"));
+    assert_eq!(after.lease_expires_at, None);
+    assert_eq!(after.attempt, 1);
+    assert_eq!(get(&h, id).await, after);
+    let events = h.store.event_list(id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventKind::Error);
+    assert_eq!(events[0].attempt, 1);
+    assert_eq!(events[0].worker_id.as_deref(), Some("w"));
+    assert_eq!(events[0].message.as_deref(), Some("ConnectionError: refused"));
+    assert_eq!(events[0].data.as_ref().unwrap()["next"], "retry");
+    // Not claimable during the backoff, claimable right after it.
+    h.clock.advance(Duration::from_millis(4_999));
+    assert!(h.store.job_claim(&claim("default", "w", 1)).await.unwrap().is_empty());
+    h.clock.advance(Duration::from_millis(1));
+    let second = claim_one(&h, "w2").await;
+    assert_eq!((second.id, second.attempt), (id, 2));
+}
+
+pub async fn job_fail_after_last_attempt_ends_failed_with_every_error_kept(h: Harness) {
+    let mut job = new_job("doomed");
+    job.max_attempts = 3;
+    let id = h.insert(job).await;
+    let backoff = Backoff::default();
+    for attempt in 1..=3 {
+        let j = claim_one(&h, "w").await;
+        assert_eq!(j.attempt, attempt);
+        let err = HandlerError::Error { message: format!("boom {attempt}") };
+        let action = decide_failure(j.attempt, j.max_attempts, &err, &backoff, 0.5);
+        let after = h
+            .store
+            .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+            .await
+            .unwrap();
+        if attempt < 3 {
+            assert_eq!(after.status, JobStatus::Queued);
+            h.clock.advance(Duration::from_secs(3600));
+        } else {
+            assert_eq!(after.status, JobStatus::Failed);
+            assert_eq!(after.finished_at, Some(h.now()));
+            assert_eq!(after.last_error.as_deref(), Some("boom 3"));
+        }
+    }
+    let events = h.store.event_list(id).await.unwrap();
+    let msgs: Vec<_> = events.iter().map(|e| e.message.clone().unwrap()).collect();
+    assert_eq!(msgs, vec!["boom 1", "boom 2", "boom 3"]);
+    assert_eq!(events[2].data.as_ref().unwrap()["next"], "failed");
+    assert!(h.store.job_claim(&claim("default", "w", 1)).await.unwrap().is_empty());
+}
+
+pub async fn job_fail_permanent_error_fails_at_once(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    let j = claim_one(&h, "w").await;
+    let err = HandlerError::Permanent { message: "ValidationError: bad email".into() };
+    let action = decide_failure(j.attempt, j.max_attempts, &err, &Backoff::default(), 0.5);
+    let after = h
+        .store
+        .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+        .await
+        .unwrap();
+    assert_eq!(after.status, JobStatus::Failed);
+    assert_eq!(after.attempt, 1);
+    assert_eq!(get(&h, id).await.status, JobStatus::Failed);
+}
+
+// ---- heartbeat --------------------------------------------------------------------------
+
+pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h: Harness) {
+    h.store.job_insert_many(&[new_job("a"), new_job("b"), new_job("c")]).await.unwrap();
+    let jobs = h.store.job_claim(&claim("default", "w", 3)).await.unwrap();
+    h.clock.advance(Duration::from_secs(20));
+    h.store.job_cancel(&[jobs[1].id], Some("operator")).await.unwrap();
+    let beat = JobHeartbeat {
+        worker_id: "w".into(),
+        lease: LEASE,
+        jobs: vec![
+            (jobs[0].id, jobs[0].attempt),
+            (jobs[1].id, jobs[1].attempt),
+            (jobs[2].id, jobs[2].attempt + 1), // not the attempt this worker holds
+            (999_999, 1),                      // no such job
+        ],
+    };
+    let states = h.store.job_heartbeat_many(&beat).await.unwrap();
+    let summary: Vec<_> = states.iter().map(|s| (s.job_id, s.held, s.cancel_requested)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (jobs[0].id, true, false),
+            (jobs[1].id, true, true),
+            (jobs[2].id, false, false),
+            (999_999, false, false),
+        ]
+    );
+    let extended = get(&h, jobs[0].id).await.lease_expires_at.unwrap();
+    assert_eq!(extended, h.now() + chrono(LEASE));
+    // The job whose beat did not match kept its old lease.
+    assert_eq!(get(&h, jobs[2].id).await.lease_expires_at, jobs[2].lease_expires_at);
+    // A heartbeat from another worker never extends someone else's lease.
+    let other = JobHeartbeat {
+        worker_id: "intruder".into(),
+        lease: LEASE,
+        jobs: vec![(jobs[0].id, jobs[0].attempt)],
+    };
+    assert!(!h.store.job_heartbeat_many(&other).await.unwrap()[0].held);
+}
+
+// ---- rescue -----------------------------------------------------------------------------
+
+async fn rescue_all(h: &Harness, message: &str) -> Vec<Ack> {
+    let stuck = h.store.job_list_stuck(100).await.unwrap();
+    let items: Vec<_> = stuck
+        .iter()
+        .map(|j| JobRescue {
+            fence: fence(j),
+            action: decide_rescue(j.attempt, j.max_attempts, j.cancel_requested_at.is_some()),
+            message: message.into(),
+        })
+        .collect();
+    h.store.job_rescue_many(&items).await.unwrap()
+}
+
+pub async fn job_rescue_requeues_expired_leases_and_counts_the_attempt(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    let j = claim_one(&h, "dead-worker").await;
+    assert!(h.store.job_list_stuck(10).await.unwrap().is_empty(), "lease still alive");
+    h.clock.advance(LEASE + Duration::from_millis(1));
+    let stuck = h.store.job_list_stuck(10).await.unwrap();
+    assert_eq!(stuck.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    let listed = h
+        .store
+        .job_list(&JobList {
+            state: Some(StateFilter::Derived(errand_core::DerivedState::Stuck)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.jobs.len(), 1);
+    assert_eq!(rescue_all(&h, "lease expired").await, vec![Ack::Done]);
+    let back = get(&h, id).await;
+    assert_eq!(back.status, JobStatus::Queued);
+    assert_eq!(back.attempt, 1, "the lost attempt counts");
+    assert_eq!(back.run_at, h.now());
+    assert_eq!(back.lease_expires_at, None);
+    let events = h.store.event_list(id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventKind::Rescued);
+    assert_eq!(events[0].worker_id.as_deref(), Some("dead-worker"));
+    assert_eq!(events[0].data.as_ref().unwrap()["action"], "requeue");
+    let again = claim_one(&h, "live-worker").await;
+    assert_eq!((again.id, again.attempt), (j.id, 2));
+}
+
+pub async fn job_rescue_fails_jobs_without_attempts_left_and_cancels_requested_ones(h: Harness) {
+    let mut last = new_job("last-try");
+    last.max_attempts = 1;
+    last.priority = 1;
+    let last_id = h.insert(last).await;
+    let cancel_id = h.insert(new_job("to-cancel")).await;
+    let jobs = h.store.job_claim(&claim("default", "w", 2)).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    h.store.job_cancel(&[cancel_id], None).await.unwrap();
+    h.clock.advance(LEASE * 2);
+    assert_eq!(rescue_all(&h, "lease expired").await, vec![Ack::Done, Ack::Done]);
+    let failed = get(&h, last_id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.last_error.as_deref(), Some("lease expired"));
+    assert_eq!(failed.finished_at, Some(h.now()));
+    assert_eq!(get(&h, cancel_id).await.status, JobStatus::Cancelled);
+}
+
+pub async fn job_rescue_leaves_a_job_whose_lease_was_renewed(h: Harness) {
+    h.insert(new_job("k")).await;
+    let j = claim_one(&h, "slow-worker").await;
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    let stuck = h.store.job_list_stuck(10).await.unwrap();
+    assert_eq!(stuck.len(), 1);
+    // The worker comes back to life and heartbeats before the rescuer acts.
+    let beat = JobHeartbeat { worker_id: "slow-worker".into(), lease: LEASE, jobs: vec![(j.id, 1)] };
+    assert!(h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
+    let acks = h
+        .store
+        .job_rescue_many(&[JobRescue {
+            fence: fence(&stuck[0]),
+            action: RescueAction::Requeue,
+            message: "lease expired".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Stale]);
+    assert_eq!(get(&h, j.id).await.status, JobStatus::Running);
+}
+
+pub async fn job_stale_worker_cannot_record_after_rescue(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    let a = claim_one(&h, "worker-a").await;
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    assert_eq!(rescue_all(&h, "lease expired").await, vec![Ack::Done]);
+    let b = claim_one(&h, "worker-b").await;
+    assert_eq!(b.attempt, 2);
+    // Worker A wakes up and tries to record its outcome: every path is refused.
+    let acks = h
+        .store
+        .job_complete_many(&[JobComplete { fence: fence(&a), result: Some(json!({"from": "a"})) }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Stale]);
+    let err = h
+        .store
+        .job_fail(&JobFail { fence: fence(&a), error: "late".into(), action: FailAction::Fail })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale { job_id, attempt: 1 } if job_id == id), "{err}");
+    assert!(err.to_string().contains("stale"));
+    let beat = JobHeartbeat { worker_id: "worker-a".into(), lease: LEASE, jobs: vec![(id, 1)] };
+    assert!(!h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
+    assert_eq!(h.store.job_release_many(&[fence(&a)]).await.unwrap(), vec![Ack::Stale]);
+    assert!(matches!(
+        h.store.job_cancel_ack(&fence(&a), None).await,
+        Err(StoreError::Stale { .. })
+    ));
+    let now_job = get(&h, id).await;
+    assert_eq!(now_job.status, JobStatus::Running);
+    assert_eq!(now_job.worker_id.as_deref(), Some("worker-b"));
+    // Worker B, the rightful holder, completes.
+    let acks = h
+        .store
+        .job_complete_many(&[JobComplete { fence: fence(&b), result: Some(json!({"from": "b"})) }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Done]);
+    assert_eq!(get(&h, id).await.result, Some(json!({"from": "b"})));
+}
+
+// ---- release (graceful shutdown) --------------------------------------------------------
+
+pub async fn job_release_hands_back_without_spending_the_attempt(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    let j = claim_one(&h, "w").await;
+    h.clock.advance(Duration::from_secs(3));
+    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Done]);
+    let back = get(&h, id).await;
+    assert_eq!(back.status, JobStatus::Queued);
+    assert_eq!(back.attempt, 0);
+    assert_eq!(back.run_at, h.now());
+    assert_eq!(back.lease_expires_at, None);
+    let ev = h.store.event_list(id).await.unwrap();
+    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::Released]);
+    assert_eq!(claim_one(&h, "w2").await.attempt, 1);
+}
+
+// ---- cancel -----------------------------------------------------------------------------
+
+pub async fn job_cancel_queued_running_finished_and_missing(h: Harness) {
+    let queued = h.insert(new_job("q")).await;
+    let mut r = new_job("r");
+    r.queue = "busy".into();
+    let running = h.insert(r).await;
+    let run = h.store.job_claim(&claim("busy", "w", 1)).await.unwrap().remove(0);
+    let out = h
+        .store
+        .job_cancel(&[queued, running, 424_242], Some("not needed"))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            CancelOutcome::Cancelled { id: queued },
+            CancelOutcome::CancelRequested { id: running },
+            CancelOutcome::NotFound { id: 424_242 },
+        ]
+    );
+    let q = get(&h, queued).await;
+    assert_eq!(q.status, JobStatus::Cancelled);
+    assert_eq!(q.finished_at, Some(h.now()));
+    let ev = h.store.event_list(queued).await.unwrap();
+    assert_eq!(ev[0].kind, EventKind::Cancelled);
+    assert_eq!(ev[0].message.as_deref(), Some("not needed"));
+    let rj = get(&h, running).await;
+    assert_eq!(rj.status, JobStatus::Running, "a running job stops through its worker");
+    assert_eq!(rj.cancel_requested_at, Some(h.now()));
+    // Its worker stops the handler and acknowledges.
+    let done = h.store.job_cancel_ack(&fence(&run), Some("stopped by signal")).await.unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+    assert_eq!(done.finished_at, Some(h.now()));
+    let kinds: Vec<_> = h.store.event_list(running).await.unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::CancelRequested, EventKind::Cancelled]);
+    // Cancelling finished jobs changes nothing.
+    let again = h.store.job_cancel(&[queued, running], None).await.unwrap();
+    assert_eq!(
+        again,
+        vec![
+            CancelOutcome::Unchanged { id: queued, status: JobStatus::Cancelled },
+            CancelOutcome::Unchanged { id: running, status: JobStatus::Cancelled },
+        ]
+    );
+}
+
+// ---- operator retry ---------------------------------------------------------------------
+
+async fn make_failed(h: &Harness, kind: &str, queue: &str) -> i64 {
+    let mut j = new_job(kind);
+    j.queue = queue.into();
+    j.max_attempts = 1;
+    j.priority = 100; // claimed ahead of whatever else the test queued
+    let id = h.insert(j).await;
+    let job = h.store.job_claim(&claim(queue, "w", 1)).await.unwrap().remove(0);
+    assert_eq!(job.id, id);
+    h.store
+        .job_fail(&JobFail { fence: fence(&job), error: "boom".into(), action: FailAction::Fail })
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn job_retry_gives_failed_and_cancelled_jobs_a_fresh_budget(h: Harness) {
+    let failed = make_failed(&h, "k", "default").await;
+    let cancelled = h.insert(new_job("c")).await;
+    h.store.job_cancel(&[cancelled], None).await.unwrap();
+    let queued = h.insert(new_job("q")).await;
+    h.clock.advance(Duration::from_secs(10));
+    let out = h.store.job_retry(&[failed, cancelled, queued, 777_777]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            RetryOutcome::Retried { id: failed },
+            RetryOutcome::Retried { id: cancelled },
+            RetryOutcome::Unchanged { id: queued, status: JobStatus::Queued },
+            RetryOutcome::NotFound { id: 777_777 },
+        ]
+    );
+    let f = get(&h, failed).await;
+    assert_eq!(f.status, JobStatus::Queued);
+    assert_eq!(f.attempt, 0);
+    assert_eq!(f.run_at, h.now());
+    assert_eq!(f.finished_at, None);
+    let ev = h.store.event_list(failed).await.unwrap();
+    let retried = ev.last().unwrap();
+    assert_eq!(retried.kind, EventKind::Retried);
+    assert_eq!(retried.data.as_ref().unwrap()["previous_status"], "failed");
+    assert_eq!(retried.data.as_ref().unwrap()["previous_attempt"], 1);
+    // The whole budget is available again: a fresh claim is attempt 1 of 1.
+    let again = h.store.job_claim(&claim("default", "w", 10)).await.unwrap();
+    assert!(again.iter().any(|j| j.id == failed && j.attempt == 1));
+}
+
+pub async fn job_retry_failed_in_batches_filtered_by_queue(h: Harness) {
+    for _ in 0..5 {
+        make_failed(&h, "mail", "email").await;
+    }
+    let other = make_failed(&h, "index", "indexing").await;
+    let mut total = 0;
+    loop {
+        let n = h
+            .store
+            .job_retry_failed(&RetryFailed { queue: Some("email".into()), kind: None, limit: 2 })
+            .await
+            .unwrap();
+        assert!(n <= 2);
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert_eq!(total, 5);
+    assert_eq!(get(&h, other).await.status, JobStatus::Failed, "other queues untouched");
+    let n = h
+        .store
+        .job_retry_failed(&RetryFailed { queue: None, kind: Some("index".into()), limit: 100 })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+// ---- purge ------------------------------------------------------------------------------
+
+pub async fn job_purge_deletes_old_finished_jobs_in_batches_with_their_events(h: Harness) {
+    let old_failed = make_failed(&h, "k", "default").await;
+    let mut old_done = Vec::new();
+    for _ in 0..5 {
+        h.insert(new_job("ok")).await;
+        let j = claim_one(&h, "w").await;
+        h.store.job_complete_many(&[JobComplete { fence: fence(&j), result: None }]).await.unwrap();
+        old_done.push(j.id);
+    }
+    h.clock.advance(Duration::from_secs(31 * 86_400));
+    let cutoff = h.now() - ChronoDuration::days(30);
+    h.insert(new_job("ok")).await;
+    let recent = claim_one(&h, "w").await;
+    h.store
+        .job_complete_many(&[JobComplete { fence: fence(&recent), result: None }])
+        .await
+        .unwrap();
+    let queued = h.insert(new_job("waiting")).await;
+
+    let purge = |statuses: Vec<JobStatus>| JobPurge { statuses, finished_before: cutoff, limit: 2 };
+    let mut deleted = 0;
+    loop {
+        let n = h.store.job_purge(&purge(vec![JobStatus::Succeeded, JobStatus::Cancelled])).await.unwrap();
+        assert!(n <= 2, "batches respect the limit");
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+    }
+    assert_eq!(deleted, 5);
+    for id in &old_done {
+        assert!(h.store.job_get(*id).await.unwrap().is_none());
+    }
+    assert!(h.store.job_get(recent.id).await.unwrap().is_some(), "recent job kept");
+    assert!(h.store.job_get(queued).await.unwrap().is_some(), "unfinished job kept");
+    assert!(h.store.job_get(old_failed).await.unwrap().is_some(), "failed kept unless included");
+    assert_eq!(h.store.job_purge(&purge(vec![JobStatus::Failed])).await.unwrap(), 1);
+    assert!(h.store.job_get(old_failed).await.unwrap().is_none());
+    assert!(h.store.event_list(old_failed).await.unwrap().is_empty(), "events went with the job");
+    // Asking to purge live states deletes nothing.
+    assert_eq!(h.store.job_purge(&purge(vec![JobStatus::Queued, JobStatus::Running])).await.unwrap(), 0);
+}
+
+// ---- reads ------------------------------------------------------------------------------
+
+pub async fn job_list_filters_and_pages(h: Harness) {
+    let t0 = h.now();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut j = new_job(if i % 2 == 0 { "even" } else { "odd" });
+        j.queue = if i < 4 { "a".into() } else { "b".into() };
+        if i == 3 {
+            j.reference_type = Some("file_upload".into());
+            j.reference_id = Some("42".into());
+        }
+        if i == 6 {
+            j.run_at = RunAt::After(Duration::from_secs(600));
+        }
+        ids.push(h.insert(j).await);
+        h.clock.advance(Duration::from_secs(60));
+    }
+    let list = |f: JobList| {
+        let store = h.store.clone();
+        async move { store.job_list(&f).await.unwrap() }
+    };
+    let all = list(JobList::default()).await;
+    assert_eq!(all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(all.next_cursor, None);
+
+    let p1 = list(JobList { limit: 3, ..Default::default() }).await;
+    assert_eq!(p1.jobs.len(), 3);
+    let cursor = p1.next_cursor.expect("more pages");
+    let p2 = list(JobList { limit: 3, before_id: Some(cursor), ..Default::default() }).await;
+    let p3 = list(JobList { limit: 3, before_id: p2.next_cursor, ..Default::default() }).await;
+    assert_eq!(p3.jobs.len(), 1);
+    assert_eq!(p3.next_cursor, None, "last page has no cursor");
+    let mut paged: Vec<_> = [p1, p2, p3].iter().flat_map(|p| p.jobs.iter().map(|j| j.id)).collect();
+    paged.reverse();
+    assert_eq!(paged, ids);
+
+    let by_queue = list(JobList { queue: Some("b".into()), ..Default::default() }).await;
+    assert_eq!(by_queue.jobs.len(), 3);
+    let by_kind = list(JobList { kind: Some("odd".into()), queue: Some("a".into()), ..Default::default() }).await;
+    assert_eq!(by_kind.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3], ids[1]]);
+    let by_ref = list(JobList {
+        reference_type: Some("file_upload".into()),
+        reference_id: Some("42".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_ref.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3]]);
+    let window = list(JobList {
+        since: Some(t0 + ChronoDuration::seconds(120)),
+        until: Some(t0 + ChronoDuration::seconds(240)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3], ids[2]]);
+    let scheduled = list(JobList {
+        state: Some(StateFilter::Derived(errand_core::DerivedState::Scheduled)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(scheduled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[6]]);
+    let queued = list(JobList { state: Some(StateFilter::Status(JobStatus::Queued)), ..Default::default() }).await;
+    assert_eq!(queued.jobs.len(), 7);
+}
+
+pub async fn job_list_retrying_state(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    h.insert(new_job("fresh")).await;
+    let j = claim_one(&h, "w").await;
+    assert_eq!(j.id, id);
+    h.store
+        .job_fail(&JobFail {
+            fence: fence(&j),
+            error: "x".into(),
+            action: FailAction::Retry { delay: Duration::ZERO },
+        })
+        .await
+        .unwrap();
+    let retrying = h
+        .store
+        .job_list(&JobList {
+            state: Some(StateFilter::Derived(errand_core::DerivedState::Retrying)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(retrying.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+}
+
+pub async fn queue_stats_counts_by_status_and_oldest_ready(h: Harness) {
+    let t0 = h.now();
+    let mut e = new_job("mail");
+    e.queue = "email".into();
+    h.insert(e.clone()).await; // will run
+    h.clock.advance(Duration::from_secs(10));
+    h.insert(e.clone()).await; // stays queued, oldest ready
+    let mut later = e.clone();
+    later.run_at = RunAt::After(Duration::from_secs(3600));
+    h.insert(later).await; // scheduled
+    make_failed(&h, "mail", "email").await;
+    let j = h.store.job_claim(&claim("email", "w", 1)).await.unwrap().remove(0);
+    assert_eq!(j.created_at, t0);
+    h.clock.advance(Duration::from_secs(5));
+    let stats = h.store.queue_stats().await.unwrap();
+    let s = stats.iter().find(|s| s.queue == "email").unwrap();
+    assert_eq!((s.queued, s.scheduled, s.running, s.failed, s.succeeded, s.cancelled), (2, 1, 1, 1, 0, 0));
+    assert_eq!(s.oldest_ready_run_at, Some(t0 + ChronoDuration::seconds(10)));
+    assert_eq!(s.as_of, h.now());
+    assert!(!s.paused);
+}
+
+// ---- events -----------------------------------------------------------------------------
+
+pub async fn event_insert_and_list_in_order(h: Harness) {
+    let id = h.insert(new_job("k")).await;
+    for (i, msg) in ["first", "second"].iter().enumerate() {
+        let e = h
+            .store
+            .event_insert(&NewEvent {
+                job_id: id,
+                kind: EventKind::Retried,
+                attempt: i as i32,
+                worker_id: None,
+                message: Some(msg.to_string()),
+                data: Some(json!({"by": "ops"})),
+            })
+            .await
+            .unwrap();
+        assert_eq!(e.job_id, id);
+        assert_eq!(e.at, h.now());
+        h.clock.advance(Duration::from_secs(1));
+    }
+    let events = h.store.event_list(id).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.message.clone().unwrap()).collect::<Vec<_>>(), vec!["first", "second"]);
+    assert_eq!(events[1].data, Some(json!({"by": "ops"})));
+    assert!(events[0].id < events[1].id);
+}

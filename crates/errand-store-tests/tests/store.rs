@@ -1,0 +1,53 @@
+//! The behaviour suite on both backends: `cargo test -p errand-store-tests sqlite` or `postgres`.
+
+errand_store_tests::store_suite!(
+    migrate_is_idempotent_and_reports_version,
+    job_insert_stores_every_field,
+    job_insert_many_returns_ids_in_input_order,
+    job_insert_many_dedups_unique_keys_within_and_across_batches,
+    job_insert_unique_key_is_free_again_once_finished,
+    job_insert_concurrent_unique_key_gives_one_job,
+    job_insert_delayed_and_absolute_run_at,
+    job_claim_sets_running_attempt_and_lease,
+    job_claim_orders_by_priority_then_run_at_then_id,
+    job_claim_skips_delayed_jobs_until_run_at,
+    job_claim_only_takes_its_queue,
+    queue_pause_stops_claims_until_resumed,
+    job_claim_concurrent_claimers_take_each_job_exactly_once,
+    job_complete_stores_result_and_writes_no_event,
+    job_complete_many_mixes_done_and_stale_in_input_order,
+    job_fail_with_retry_requeues_after_backoff,
+    job_fail_after_last_attempt_ends_failed_with_every_error_kept,
+    job_fail_permanent_error_fails_at_once,
+    job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs,
+    job_rescue_requeues_expired_leases_and_counts_the_attempt,
+    job_rescue_fails_jobs_without_attempts_left_and_cancels_requested_ones,
+    job_rescue_leaves_a_job_whose_lease_was_renewed,
+    job_stale_worker_cannot_record_after_rescue,
+    job_release_hands_back_without_spending_the_attempt,
+    job_cancel_queued_running_finished_and_missing,
+    job_retry_gives_failed_and_cancelled_jobs_a_fresh_budget,
+    job_retry_failed_in_batches_filtered_by_queue,
+    job_purge_deletes_old_finished_jobs_in_batches_with_their_events,
+    job_list_filters_and_pages,
+    job_list_retrying_state,
+    queue_stats_counts_by_status_and_oldest_ready,
+    event_insert_and_list_in_order,
+);
+
+/// Every case in `src/cases.rs` must be listed above, or it would silently never run.
+#[test]
+fn every_case_is_listed() {
+    let cases = include_str!("../src/cases.rs");
+    let this = include_str!("store.rs");
+    let listed = this.split("store_suite!(").nth(1).unwrap().split(");").next().unwrap();
+    for line in cases.lines() {
+        if let Some(rest) = line.strip_prefix("pub async fn ") {
+            let name = rest.split('(').next().unwrap();
+            assert!(
+                listed.split(|c: char| c == ',' || c.is_whitespace()).any(|n| n == name),
+                "case `{name}` is not listed in tests/store.rs"
+            );
+        }
+    }
+}

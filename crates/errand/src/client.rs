@@ -1,0 +1,421 @@
+//! The client: connects to a store by URL, enqueues, and runs the operator actions.
+
+use crate::enqueue::Enqueue;
+use crate::error::Error;
+use crate::task::Task;
+use chrono::{DateTime, Utc};
+use errand_core::{decide_rescue, Backoff, Clock, Event, Job, JobId, JobStatus, Limits, NewJob};
+use errand_store::{
+    Ack, Backend, CancelOutcome, Enqueued, JobList, JobPage, JobPurge, JobRescue, MigrationStatus,
+    QueueStats, RetryFailed, RetryOutcome, Store,
+};
+use errand_store_postgres::{PgOptions, PgStore};
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use std::sync::Arc;
+
+/// Rows per statement for bulk operator actions (purge, retry all, rescue): small enough
+/// that no statement holds locks for long.
+const BULK_BATCH: u32 = 1000;
+
+/// Enqueues jobs and runs operator actions against one store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    backoff: Backoff,
+}
+
+/// Options for [`Client::builder`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    url: String,
+    migrate: bool,
+    limits: Limits,
+    clock: Option<Arc<dyn Clock>>,
+    pg_schema: Option<String>,
+    pg_max_connections: u32,
+}
+
+impl ClientBuilder {
+    /// Apply pending schema migrations on connect (default true). Safe with many processes
+    /// starting at once; turn off where schema changes are rolled out separately.
+    pub fn migrate(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+
+    /// Largest accepted `args`, in bytes (default 1 MiB).
+    pub fn max_args_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_args_bytes = bytes;
+        self
+    }
+
+    /// Read "now" from this clock instead of the database's or the system's (for tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// PostgreSQL only: keep Errand's tables in this schema (created if missing).
+    pub fn postgres_schema(mut self, schema: impl Into<String>) -> Self {
+        self.pg_schema = Some(schema.into());
+        self
+    }
+
+    /// PostgreSQL only: size of the connection pool (default 10).
+    pub fn postgres_max_connections(mut self, n: u32) -> Self {
+        self.pg_max_connections = n;
+        self
+    }
+
+    /// Opens the store the URL names and, unless turned off, migrates it.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let store: Arc<dyn Store> = match parse_url(&self.url)? {
+            Target::Postgres(url) => Arc::new(
+                PgStore::connect(
+                    url,
+                    PgOptions {
+                        clock: self.clock.clone(),
+                        schema: self.pg_schema.clone(),
+                        max_connections: self.pg_max_connections,
+                    },
+                )
+                .await?,
+            ),
+            Target::Sqlite(path) => Arc::new(
+                SqliteStore::open(
+                    path,
+                    SqliteOptions {
+                        clock: self.clock.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await?,
+            ),
+        };
+        if self.migrate {
+            let status = store.migrate().await?;
+            tracing::debug!(version = status.current_version, backend = store.backend().as_str(), "schema ready");
+        }
+        Ok(Client {
+            store,
+            limits: self.limits,
+            backoff: Backoff::default(),
+        })
+    }
+}
+
+enum Target<'a> {
+    Postgres(&'a str),
+    Sqlite(&'a str),
+}
+
+fn parse_url(url: &str) -> Result<Target<'_>, Error> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Target::Postgres(url))
+    } else if url.starts_with("sqlite:") || !url.contains("://") {
+        if url.is_empty() {
+            return Err(Error::UnsupportedUrl(String::new()));
+        }
+        Ok(Target::Sqlite(url))
+    } else {
+        Err(Error::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL with any password replaced, for error messages and logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Client {
+    /// Connects with default options and migrates: `Client::builder(url).connect()`.
+    pub async fn connect(url: &str) -> Result<Client, Error> {
+        Client::builder(url).connect().await
+    }
+
+    /// A builder for a client on the store that `url` names: a file path or `sqlite:PATH`
+    /// for the embedded store, `postgres://...` for PostgreSQL.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            migrate: true,
+            limits: Limits::default(),
+            clock: None,
+            pg_schema: None,
+            pg_max_connections: 10,
+        }
+    }
+
+    /// A client on a store you built yourself.
+    pub fn from_store(store: Arc<dyn Store>) -> Client {
+        Client {
+            store,
+            limits: Limits::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Sets the argument size limit of this client.
+    pub fn with_limits(mut self, limits: Limits) -> Client {
+        self.limits = limits;
+        self
+    }
+
+    /// The store underneath, for the worker pool and operator tools.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Which backend this client talks to.
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    /// The limits new jobs are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The default retry backoff.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    // ---- enqueue ------------------------------------------------------------------------
+
+    /// Starts an enqueue of a typed task; finish it with [`Enqueue::send`].
+    pub fn enqueue<T: Task>(&self, task: T) -> Enqueue<'_> {
+        Enqueue::typed(self, task)
+    }
+
+    /// Starts an enqueue of a job by kind name with JSON arguments.
+    pub fn enqueue_kind(&self, kind: impl Into<String>, args: serde_json::Value) -> Enqueue<'_> {
+        Enqueue::raw(self, NewJob::new(kind, args))
+    }
+
+    /// Enqueues many jobs in one round trip, all or nothing: if any job is invalid, none is
+    /// written and the error names the job's index, field and problem.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, Error> {
+        let inserts = jobs
+            .iter()
+            .enumerate()
+            .map(|(index, j)| {
+                j.validate(&self.limits)
+                    .map_err(|source| Error::InvalidInBatch { index, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if inserts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.job_insert_many(&inserts).await?)
+    }
+
+    // ---- reads --------------------------------------------------------------------------
+
+    /// One job, or `None`.
+    pub async fn job(&self, id: JobId) -> Result<Option<Job>, Error> {
+        Ok(self.store.job_get(id).await?)
+    }
+
+    /// One job with its events, oldest first; [`errand_store::StoreError::NotFound`] if missing.
+    pub async fn job_with_events(&self, id: JobId) -> Result<(Job, Vec<Event>), Error> {
+        let job = self
+            .store
+            .job_get(id)
+            .await?
+            .ok_or(errand_store::StoreError::NotFound(id))?;
+        let events = self.store.event_list(id).await?;
+        Ok((job, events))
+    }
+
+    /// Jobs matching a filter, newest first, a page at a time.
+    pub async fn list(&self, filter: &JobList) -> Result<JobPage, Error> {
+        Ok(self.store.job_list(filter).await?)
+    }
+
+    /// The jobs about one entity (`reference_type`, `reference_id`), newest first.
+    pub async fn find_by_reference(
+        &self,
+        reference_type: &str,
+        reference_id: &str,
+    ) -> Result<Vec<Job>, Error> {
+        let mut out = Vec::new();
+        let mut filter = JobList {
+            reference_type: Some(reference_type.into()),
+            reference_id: Some(reference_id.into()),
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store.job_list(&filter).await?;
+            out.extend(page.jobs);
+            match page.next_cursor {
+                Some(c) => filter.before_id = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Counts by status per queue, and the oldest ready job's run_at.
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, Error> {
+        Ok(self.store.queue_stats().await?)
+    }
+
+    // ---- operator actions ---------------------------------------------------------------
+
+    /// Cancels jobs: queued ones at once, running ones through their worker.
+    pub async fn cancel(&self, ids: &[JobId], reason: Option<&str>) -> Result<Vec<CancelOutcome>, Error> {
+        Ok(self.store.job_cancel(ids, reason).await?)
+    }
+
+    /// Puts failed or cancelled jobs back in the queue with a fresh attempt budget.
+    pub async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryOutcome>, Error> {
+        Ok(self.store.job_retry(ids).await?)
+    }
+
+    /// Retries every failed job (optionally of one queue and/or kind), in batches; returns
+    /// how many, calling `progress` with the running total after each batch.
+    pub async fn retry_failed(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
+        let filter = RetryFailed {
+            queue: queue.map(Into::into),
+            kind: kind.map(Into::into),
+            limit: BULK_BATCH,
+        };
+        let mut total = 0;
+        loop {
+            let n = self.store.job_retry_failed(&filter).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            progress(total);
+        }
+    }
+
+    /// Deletes finished jobs (and their events) that finished before `before`: succeeded and
+    /// cancelled ones, and failed ones too if `include_failed`. Works in small batches so
+    /// workers are never blocked for long; calls `progress` with the running total.
+    pub async fn purge(
+        &self,
+        before: DateTime<Utc>,
+        include_failed: bool,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, Error> {
+        let mut statuses = vec![JobStatus::Succeeded, JobStatus::Cancelled];
+        if include_failed {
+            statuses.push(JobStatus::Failed);
+        }
+        let purge = JobPurge {
+            statuses,
+            finished_before: before,
+            limit: BULK_BATCH,
+        };
+        let mut total = 0;
+        loop {
+            let n = self.store.job_purge(&purge).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+            progress(total);
+        }
+    }
+
+    /// Running jobs whose lease has expired (their worker is presumed dead), oldest first.
+    pub async fn stuck(&self, limit: u32) -> Result<Vec<Job>, Error> {
+        Ok(self.store.job_list_stuck(limit).await?)
+    }
+
+    /// Rescues every stuck job now (what the rescuer does on its own every few seconds):
+    /// requeued if attempts remain, failed if not, cancelled if someone asked. Returns how
+    /// many were rescued.
+    pub async fn rescue_stuck(&self) -> Result<u64, Error> {
+        let mut total = 0;
+        loop {
+            let stuck = self.store.job_list_stuck(BULK_BATCH).await?;
+            if stuck.is_empty() {
+                return Ok(total);
+            }
+            let items: Vec<JobRescue> = stuck
+                .iter()
+                .filter_map(|j| {
+                    let fence = j.fence()?;
+                    let action = decide_rescue(j.attempt, j.max_attempts, j.cancel_requested_at.is_some());
+                    Some(JobRescue {
+                        fence,
+                        action,
+                        message: format!(
+                            "lease expired: worker {} stopped heartbeating during attempt {}",
+                            j.worker_id.as_deref().unwrap_or("?"),
+                            j.attempt
+                        ),
+                    })
+                })
+                .collect();
+            let acks = self.store.job_rescue_many(&items).await?;
+            let done = acks.iter().filter(|a| **a == Ack::Done).count() as u64;
+            total += done;
+            if done == 0 {
+                // Everything listed was renewed or taken meanwhile; don't spin.
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Pauses a queue: workers stop claiming from it; running jobs finish.
+    pub async fn pause_queue(&self, queue: &str) -> Result<(), Error> {
+        errand_core::validate::validate_queue_name(queue)?;
+        Ok(self.store.queue_pause(queue).await?)
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume_queue(&self, queue: &str) -> Result<(), Error> {
+        errand_core::validate::validate_queue_name(queue)?;
+        Ok(self.store.queue_resume(queue).await?)
+    }
+
+    // ---- schema -------------------------------------------------------------------------
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<MigrationStatus, Error> {
+        Ok(self.store.migrate().await?)
+    }
+
+    /// Applied and pending migrations.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, Error> {
+        Ok(self.store.migration_status().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend() {
+        assert!(matches!(parse_url("errand.db"), Ok(Target::Sqlite("errand.db"))));
+        assert!(matches!(parse_url("sqlite:///tmp/x.db"), Ok(Target::Sqlite(_))));
+        assert!(matches!(parse_url("postgres://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(matches!(parse_url("postgresql://u@h/db"), Ok(Target::Postgres(_))));
+        let err = parse_url("mysql://root:hunter2@h/db").err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("mysql://root:***@h/db"), "{msg}");
+        assert!(!msg.contains("hunter2"));
+        assert!(parse_url("").is_err());
+    }
+}

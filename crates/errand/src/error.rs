@@ -1,0 +1,32 @@
+//! The library's error type.
+
+use errand_core::ValidationError;
+use errand_store::StoreError;
+
+/// What can go wrong in a [`crate::Client`] call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The job was rejected before anything was written; names the field and the problem.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// One job of a batch was rejected, so none was written.
+    #[error("job {index} of the batch: {source}")]
+    InvalidInBatch {
+        index: usize,
+        #[source]
+        source: ValidationError,
+    },
+    /// The task's arguments could not be turned into JSON.
+    #[error("could not encode the arguments of `{kind}` as JSON: {source}")]
+    Encode {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The database URL names no backend Errand knows.
+    #[error("unsupported database URL `{0}`: use a file path, `sqlite:PATH`, or `postgres://...`")]
+    UnsupportedUrl(String),
+    /// The store failed (unreachable database, stale acknowledgement, missing job, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

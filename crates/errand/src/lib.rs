@@ -1,0 +1,54 @@
+//! Errand: a durable job queue and cron scheduler, on an embedded SQLite file or PostgreSQL.
+//!
+//! ```no_run
+//! use errand::{Client, Task};
+//! use serde::{Deserialize, Serialize};
+//! use std::time::Duration;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendEmail { to: String }
+//!
+//! impl Task for SendEmail {
+//!     const KIND: &'static str = "send_email";
+//!     const QUEUE: &'static str = "email";
+//! }
+//!
+//! # async fn demo() -> Result<(), errand::Error> {
+//! // A file path (or `sqlite:PATH`) uses the embedded store; `postgres://...` uses PostgreSQL.
+//! let client = Client::connect("errand.db").await?;
+//! let job = client
+//!     .enqueue(SendEmail { to: "ada@example.com".into() })
+//!     .delay(Duration::from_secs(60))
+//!     .unique_key("welcome:ada")
+//!     .reference("user", "42")
+//!     .send()
+//!     .await?;
+//! println!("job {} (new: {})", job.id, job.inserted);
+//! # Ok(()) }
+//! ```
+//!
+//! [`Client`] enqueues and administers jobs; [`Enqueue::send_in`] enqueues inside your own
+//! PostgreSQL transaction, so the job exists only if that transaction commits. The worker
+//! pool that runs handlers is built on the same client.
+
+mod client;
+mod enqueue;
+mod error;
+mod task;
+
+pub use client::{Client, ClientBuilder};
+pub use enqueue::Enqueue;
+pub use error::Error;
+pub use task::Task;
+
+pub use errand_core::{
+    Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobId, JobStatus, Limits,
+    NewJob, ValidationError,
+};
+pub use errand_store::{
+    Backend, CancelOutcome, Enqueued, JobList, JobPage, MigrationStatus, QueueInfo, QueueStats,
+    RetryOutcome, StateFilter, Store, StoreError,
+};
+
+/// The sqlx version Errand's PostgreSQL support is built on, for [`Enqueue::send_in`].
+pub use sqlx;
