@@ -4,7 +4,7 @@
 //!
 //! Each run uses a database of its own (a temporary SQLite file, a fresh PostgreSQL schema)
 //! and removes it afterwards. Options: `--jobs N` (default 20000), `--workers N` (default 4),
-//! `--backend sqlite|postgres|both`, `--batch 1,100`, and `ERRAND_BENCH_DATABASE_URL` for the
+//! `--backend sqlite|postgres|both`, `--batch 1,100`, `--synchronous full|normal` (SQLite), and `ERRAND_BENCH_DATABASE_URL` for the
 //! PostgreSQL server (default postgres://postgres@127.0.0.1:5432/test).
 
 use errand_core::{JobInsert, Limits, NewJob};
@@ -19,15 +19,17 @@ struct Opts {
     workers: usize,
     backends: Vec<&'static str>,
     batches: Vec<u32>,
+    /// SQLite `synchronous` setting: `full` (default, durable on power loss) or `normal`.
+    synchronous: String,
 }
 
 fn parse_args() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
-    let mut opts = Opts { jobs: 20_000, workers: 4, backends: vec!["sqlite", "postgres"], batches: vec![1, 100] };
+    let mut opts = Opts { jobs: 20_000, workers: 4, backends: vec!["sqlite", "postgres"], batches: vec![1, 100], synchronous: "full".into() };
     match args.next().as_deref() {
         Some("store") => {}
         Some("--help") | Some("-h") | None => {
-            return Err("usage: errand-bench store [--jobs N] [--workers N] [--backend sqlite|postgres|both] [--batch 1,100]".into())
+            return Err("usage: errand-bench store [--jobs N] [--workers N] [--backend sqlite|postgres|both] [--batch 1,100] [--synchronous full|normal]".into())
         }
         Some(other) => return Err(format!("unknown benchmark `{other}` (known: store)")),
     }
@@ -51,6 +53,12 @@ fn parse_args() -> Result<Opts, String> {
                     .map(|b| b.trim().parse::<u32>().map_err(|_| format!("`--batch` wants numbers, got `{b}`")))
                     .collect::<Result<_, _>>()?
             }
+            "--synchronous" => {
+                if value != "full" && value != "normal" {
+                    return Err(format!("`--synchronous` wants full or normal, got `{value}`"));
+                }
+                opts.synchronous = value;
+            }
             f => return Err(format!("unknown option `{f}`")),
         }
     }
@@ -62,12 +70,13 @@ enum Db {
     Postgres(Arc<PgStore>),
 }
 
-async fn open(backend: &str) -> (Arc<dyn Store>, Db) {
+async fn open(backend: &str, synchronous: &str) -> (Arc<dyn Store>, Db) {
     let tag = format!("{}_{:08x}", std::process::id(), fastrand::u32(..));
     match backend {
         "sqlite" => {
             let path = std::env::temp_dir().join(format!("errand-bench-{tag}.db"));
-            let s = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).await.expect("open sqlite");
+            let target = format!("{}?synchronous={synchronous}", path.display());
+            let s = SqliteStore::open(&target, SqliteOptions::default()).await.expect("open sqlite");
             s.migrate().await.expect("migrate");
             (Arc::new(s), Db::Sqlite(path))
         }
@@ -146,14 +155,14 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    println!("store claim/complete: {} jobs, {} concurrent workers, {} cores", opts.jobs, opts.workers,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("store claim/complete: {} jobs, {} concurrent workers, {} cores, sqlite synchronous={}", opts.jobs, opts.workers,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), opts.synchronous);
     println!();
     println!("| backend | claim batch | enqueue (jobs/s) | claim+complete (jobs/s) |");
     println!("| --- | --- | --- | --- |");
     for backend in &opts.backends {
         for &batch in &opts.batches {
-            let (store, db) = open(backend).await;
+            let (store, db) = open(backend, &opts.synchronous).await;
             let (insert, drain) = run_once(store, opts.jobs, opts.workers, batch).await;
             close(db).await;
             let rate = |d: Duration| opts.jobs as f64 / d.as_secs_f64();
