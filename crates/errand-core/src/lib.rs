@@ -7,15 +7,19 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod duration;
 pub mod event;
 pub mod job;
 pub mod outcome;
 pub mod redact;
+pub mod task;
 pub mod validate;
 
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use duration::{parse_duration, DurationError};
 pub use event::{Event, EventKind, NewEvent};
 pub use job::{DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus};
 pub use outcome::{decide_failure, decide_rescue, FailAction, HandlerError, RescueAction};
+pub use task::Task;
 pub use validate::{JobInsert, Limits, NewJob, RunAt, ValidationError};

@@ -18,12 +18,53 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// Fails the attempt and asks for the next one after `delay`, whatever the backoff says.
+    /// The attempt still counts against the budget.
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
+        HandlerError::RetryAfter {
+            message: message.into(),
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Fails the job for good: no retry, whatever attempts remain.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        HandlerError::Permanent {
+            message: message.into(),
+        }
+    }
+
+    /// The error text, as stored in `last_error` and the `error` event.
     pub fn message(&self) -> &str {
         match self {
             HandlerError::Error { message }
             | HandlerError::RetryAfter { message, .. }
             | HandlerError::Permanent { message } => message,
         }
+    }
+}
+
+/// Lets `?` turn any error into an ordinary (retryable) failure. The message is the error's
+/// text followed by its `source()` chain, `outer: cause: root cause`, skipping a cause whose
+/// text the message already holds (many errors print their source themselves).
+///
+/// Coherent because `HandlerError` itself is not a `std::error::Error`.
+impl<E> From<E> for HandlerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        HandlerError::Error { message }
     }
 }
 
@@ -150,6 +191,50 @@ mod tests {
             }
         );
         assert_eq!(decide_failure(4, 4, &e, &b, 0.5), FailAction::Fail);
+    }
+
+    #[test]
+    fn constructors_and_question_mark_conversion_keep_the_source_chain() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("could not read the upload")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        fn handler() -> Result<(), HandlerError> {
+            Err(Outer(std::io::Error::other("disk on fire")))?;
+            Ok(())
+        }
+        assert_eq!(
+            handler().unwrap_err(),
+            HandlerError::Error {
+                message: "could not read the upload: disk on fire".into()
+            }
+        );
+        let parse: Result<i32, HandlerError> = "x".parse::<i32>().map_err(Into::into);
+        assert_eq!(
+            parse.unwrap_err().message(),
+            "invalid digit found in string"
+        );
+        assert_eq!(
+            HandlerError::retry_after("429", Duration::from_secs(3)),
+            HandlerError::RetryAfter {
+                message: "429".into(),
+                delay_ms: 3000
+            }
+        );
+        assert_eq!(
+            HandlerError::permanent("bad input"),
+            HandlerError::Permanent {
+                message: "bad input".into()
+            }
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
     /// The task kind that selects the handler, e.g. `"send_email"`.
     const KIND: &'static str;
     /// The queue its jobs go to unless the enqueue says otherwise.
-    const QUEUE: &'static str = errand_core::validate::DEFAULT_QUEUE;
+    const QUEUE: &'static str = crate::validate::DEFAULT_QUEUE;
     /// Attempts before a job of this kind fails for good, unless the enqueue says otherwise.
-    const MAX_ATTEMPTS: i32 = errand_core::validate::DEFAULT_MAX_ATTEMPTS;
+    const MAX_ATTEMPTS: i32 = crate::validate::DEFAULT_MAX_ATTEMPTS;
 }

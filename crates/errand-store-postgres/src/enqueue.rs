@@ -7,6 +7,9 @@
 //! key). Only when a key conflicted with a job committed after the statement began (a
 //! concurrent enqueue) is a second statement needed to find it; and if that job finished in
 //! between, those inputs are inserted again.
+//!
+//! The statement also notifies the wake-up channel once per queue that got a job ready now
+//! (see `notify`); on the caller's transaction the hint is delivered when it commits.
 
 use crate::error::map;
 use crate::sql::micros;
@@ -18,7 +21,9 @@ use sqlx::{PgConnection, Row};
 /// How many times inputs whose conflicting job vanished are retried before giving up.
 const MAX_ROUNDS: usize = 8;
 
-const INSERT: &str = "WITH input AS MATERIALIZED (
+/// The insert, and one wake-up hint per queue that got a job ready now (`notified`).
+const INSERT: &str = concat!(
+    "WITH input AS MATERIALIZED (
         SELECT nextval(pg_get_serial_sequence('errand_jobs', 'id')) AS id, s.*
         FROM (
             SELECT *
@@ -43,12 +48,15 @@ const INSERT: &str = "WITH input AS MATERIALIZED (
         ORDER BY ord
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running')
         DO NOTHING
-        RETURNING id, unique_key
-    )
+        RETURNING id, unique_key, queue, run_at
+    ), ",
+    crate::notify::notify_cte!("ins WHERE run_at <= coalesce($12::timestamptz, now())"),
+    "
     SELECT i.ord,
            coalesce(ins.id, dup.id, live.id) AS id,
            ins.id IS NOT NULL AS inserted
     FROM input i
+    CROSS JOIN notified
     LEFT JOIN ins ON ins.id = i.id
     LEFT JOIN LATERAL (
         SELECT min(d.id) AS id FROM ins d WHERE d.unique_key = i.unique_key
@@ -58,7 +66,8 @@ const INSERT: &str = "WITH input AS MATERIALIZED (
         WHERE j.unique_key = i.unique_key AND j.status IN ('queued', 'running')
         LIMIT 1
     ) live ON ins.id IS NULL
-    ORDER BY i.ord";
+    ORDER BY i.ord"
+);
 
 const LOOKUP: &str = "SELECT unique_key, id FROM errand_jobs \
      WHERE unique_key = ANY($1::text[]) AND status IN ('queued', 'running')";
@@ -70,7 +79,10 @@ const LOOKUP: &str = "SELECT unique_key, id FROM errand_jobs \
 /// database's clock (the transaction's start time).
 ///
 /// The connection's `search_path` must reach the Errand tables (a store's
-/// [`crate::PgOptions::schema`] is not applied to connections the caller brings).
+/// [`crate::PgOptions::schema`] is not applied to connections the caller brings). Jobs that
+/// are ready now send a wake-up hint on the channel of that schema (`errand_ready_` followed
+/// by `current_schema()`), delivered to listening workers when the transaction commits and
+/// never if it rolls back.
 ///
 /// ```no_run
 /// # async fn demo(

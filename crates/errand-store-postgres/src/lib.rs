@@ -24,16 +24,21 @@
 //! - **Schemas**: with [`PgOptions::schema`] every pooled connection runs
 //!   `SET search_path TO <schema>`, which lets tests and tenants use a schema of their own.
 //!   Nothing is migrated implicitly: call [`errand_store::Store::migrate`].
+//! - **Wake-ups**: the statements that make jobs ready `NOTIFY` the channel
+//!   `errand_ready_<schema>` (delivered on commit), and [`errand_store::Store::subscribe`]
+//!   starts one `LISTEN` task per store that forwards them and reconnects on its own.
 
 mod enqueue;
 mod error;
 mod migrate;
+mod notify;
 mod ops;
 mod reads;
 mod rows;
 mod sql;
 mod store;
 mod worker;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -73,12 +78,15 @@ impl Default for PgOptions {
     }
 }
 
-/// The PostgreSQL implementation of [`errand_store::Store`].
+/// The PostgreSQL implementation of [`errand_store::Store`]. Cloning is cheap: clones share
+/// the pool and the wake-up listener.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
     clock: Option<Arc<dyn Clock>>,
     schema: Option<String>,
+    /// Wake-up hints: the subscribers' channel and the LISTEN task (see `notify`).
+    wake: Arc<notify::Wake>,
 }
 
 impl PgStore {
@@ -109,6 +117,7 @@ impl PgStore {
             pool,
             clock: options.clock,
             schema: options.schema,
+            wake: Arc::new(notify::Wake::new()),
         })
     }
 
@@ -124,6 +133,7 @@ impl PgStore {
             pool,
             clock: options.clock,
             schema: options.schema,
+            wake: Arc::new(notify::Wake::new()),
         })
     }
 
@@ -139,11 +149,13 @@ impl PgStore {
 
     /// Drops the store's schema and everything in it (`DROP SCHEMA ... CASCADE`). For tests
     /// that must leave nothing behind. An error if the store was built without a schema,
-    /// so this can never drop `public`.
+    /// so this can never drop `public`. Stops the wake-up listener first (and waits until its
+    /// connection is closed).
     pub async fn drop_schema(&self) -> StoreResult<()> {
         let schema = self.schema.as_deref().ok_or_else(|| {
             StoreError::Database("drop_schema needs a store built with PgOptions::schema".into())
         })?;
+        self.wake.stop().await;
         let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
         self.pool.execute(drop.as_str()).await.map_err(error::map)?;
         Ok(())

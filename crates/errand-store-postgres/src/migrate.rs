@@ -15,11 +15,18 @@ struct Migration {
 }
 
 /// Every migration this build knows, in version order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "jobs",
-    sql: include_str!("../migrations/0001_jobs.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "jobs",
+        sql: include_str!("../migrations/0001_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "workers",
+        sql: include_str!("../migrations/0002_workers.sql"),
+    },
+];
 
 /// The highest version this build knows.
 fn latest() -> i64 {
@@ -184,7 +191,7 @@ mod tests {
     #[test]
     fn migrations_are_in_order_and_lock_keys_differ_per_schema() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        assert_eq!(latest(), 1);
+        assert_eq!(latest(), 2);
         assert_ne!(fnv1a(b"errand.migrate.a"), fnv1a(b"errand.migrate.b"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
     }

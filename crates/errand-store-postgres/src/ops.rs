@@ -44,8 +44,9 @@ const CANCEL: &str = "WITH q AS (
     )
     SELECT (SELECT count(*) FROM q) + (SELECT count(*) FROM r) AS n";
 
-/// Puts the rows of `prev` back in the queue with a fresh budget and writes their `retried`
-/// events; `prev` must select `id, status, attempt` of locked failed/cancelled jobs.
+/// Puts the rows of `prev` back in the queue with a fresh budget, writes their `retried`
+/// events and sends a wake-up hint per queue; `prev` must select `id, status, attempt` of
+/// locked failed/cancelled jobs.
 fn retry_sql(prev: &str, now: &str) -> String {
     format!(
         "WITH prev AS MATERIALIZED ({prev}),
@@ -62,15 +63,17 @@ fn retry_sql(prev: &str, now: &str) -> String {
                 updated_at = {now}
             FROM prev
             WHERE j.id = prev.id
-            RETURNING j.id, prev.status AS previous_status, prev.attempt AS previous_attempt
+            RETURNING j.id, j.queue, prev.status AS previous_status,
+                      prev.attempt AS previous_attempt
         ), ev AS (
             INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
             SELECT id, {now}, 'retried', previous_attempt, NULL, NULL,
                    jsonb_build_object('previous_status', previous_status,
                                       'previous_attempt', previous_attempt)
             FROM upd
-        )
-        SELECT count(*) AS n FROM upd"
+        ), {notified}
+        SELECT count(*) AS n FROM upd CROSS JOIN notified",
+        notified = crate::notify::notify_cte!("upd")
     )
 }
 

@@ -1,14 +1,15 @@
 //! The [`Store`] trait implementation: each operation delegates to the module that holds its
-//! SQL (`enqueue`, `worker`, `ops`, `reads`, `migrate`).
+//! SQL (`enqueue`, `worker`, `ops`, `reads`, `workers`, `migrate`); `subscribe` to `notify`.
 
 use crate::error::map;
 use crate::PgStore;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
-    JobPage, JobPurge, JobRescue, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
-    RetryOutcome, Store, StoreResult,
+    JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
+    RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
 };
 use sqlx::Connection;
 
@@ -123,5 +124,29 @@ impl Store for PgStore {
 
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
         self.queue_list_impl().await
+    }
+
+    async fn worker_register(&self, worker: &WorkerRegistration) -> StoreResult<()> {
+        self.worker_register_impl(worker).await
+    }
+
+    async fn worker_heartbeat(&self, id: &str) -> StoreResult<bool> {
+        self.worker_heartbeat_impl(id).await
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRecord>> {
+        self.worker_list_impl().await
+    }
+
+    async fn worker_remove(&self, id: &str) -> StoreResult<()> {
+        self.worker_remove_impl(id).await
+    }
+
+    async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.worker_prune_impl(last_seen_before).await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {
+        self.wake.subscribe(self)
     }
 }

@@ -17,6 +17,7 @@ use sqlx::{Connection, Executor, Row};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 fn url() -> String {
     std::env::var("ERRAND_TEST_DATABASE_URL")
@@ -88,15 +89,19 @@ fn claim(worker: &str, limit: u32) -> JobClaim {
 }
 
 #[tokio::test]
-async fn migrate_twice_is_a_no_op_at_version_1() {
+async fn migrate_twice_is_a_no_op_at_the_latest_version() {
     with_store(None, false, |store| async move {
         let before = store.migration_status().await.unwrap();
         assert_eq!(before.current_version, 0);
-        assert_eq!(before.pending, vec![(1, "jobs".to_string())]);
+        assert_eq!(
+            before.pending,
+            vec![(1, "jobs".to_string()), (2, "workers".to_string())]
+        );
         let first = store.migrate().await.unwrap();
         let second = store.migrate().await.unwrap();
-        assert_eq!(first.current_version, 1);
-        assert_eq!(first.latest_version, 1);
+        assert_eq!(first.current_version, 2);
+        assert_eq!(first.latest_version, 2);
+        assert_eq!(first.applied.len(), 2);
         assert!(first.pending.is_empty());
         assert_eq!(first, second);
         assert_eq!(store.migration_status().await.unwrap(), second);
@@ -114,9 +119,9 @@ async fn concurrent_migrations_apply_once() {
             })
             .collect();
         for h in handles {
-            assert_eq!(h.await.unwrap().unwrap().current_version, 1);
+            assert_eq!(h.await.unwrap().unwrap().current_version, 2);
         }
-        assert_eq!(store.migration_status().await.unwrap().applied.len(), 1);
+        assert_eq!(store.migration_status().await.unwrap().applied.len(), 2);
     })
     .await;
 }
@@ -136,7 +141,7 @@ async fn unmigrated_and_newer_schemas_are_schema_errors() {
             .unwrap();
         let err = store.migrate().await.unwrap_err();
         assert!(
-            matches!(&err, StoreError::Schema(m) if m.contains("99") && m.contains("version 1")),
+            matches!(&err, StoreError::Schema(m) if m.contains("99") && m.contains("version 2")),
             "{err:?}"
         );
         assert!(matches!(
@@ -693,6 +698,242 @@ async fn database_clock_is_used_without_an_injected_one() {
         assert_eq!(lease, chrono::Duration::seconds(30));
     })
     .await;
+}
+
+// ---- wake-ups ---------------------------------------------------------------------------
+
+/// The queue used to find out that the listener listens; its hints are skipped.
+const WARM_UP: &str = "warm-up";
+
+fn job_in(queue: &str) -> JobInsert {
+    JobInsert {
+        queue: queue.into(),
+        ..job("wake")
+    }
+}
+
+/// The next hint not from [`WARM_UP`], waiting at most `wait`.
+async fn next_hint(rx: &mut broadcast::Receiver<JobsReady>, wait: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return None,
+            Ok(Ok(hint)) if hint.queue == WARM_UP => continue,
+            Ok(Ok(hint)) => return Some(hint.queue),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) => panic!("the hint channel closed"),
+        }
+    }
+}
+
+/// Subscribes and returns once hints flow: `subscribe` starts the LISTEN task in the
+/// background, and a NOTIFY sent before it listens is lost, so enqueue in [`WARM_UP`] until
+/// a hint arrives (up to 5 tries of 2 s).
+async fn subscribe_and_warm_up(store: &PgStore) -> broadcast::Receiver<JobsReady> {
+    let mut rx = store.subscribe();
+    for _ in 0..5 {
+        store.job_insert_many(&[job_in(WARM_UP)]).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(got) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            if got.is_ok_and(|h| h.queue == WARM_UP) {
+                return rx;
+            }
+        }
+    }
+    panic!("no wake-up hint after 5 ready inserts");
+}
+
+/// The backend pid of the store's listener, if one is listening.
+async fn listener_pid(store: &PgStore) -> Option<i32> {
+    let listen = format!(
+        "LISTEN \"{}\"",
+        crate::notify::channel_for(store.schema().unwrap())
+    );
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE application_name = 'errand-listener' AND query = $1",
+    )
+    .bind(listen)
+    .fetch_optional(store.pool())
+    .await
+    .unwrap()
+}
+
+/// Waits up to `wait` until backend `pid` is gone; false if it is still there.
+async fn backend_gone(store: &PgStore, pid: i32, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(pid)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if !alive {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn enqueue_in_hints_only_when_the_callers_transaction_commits() {
+    with_store(None, true, |store| async move {
+        let mut rx = subscribe_and_warm_up(&store).await;
+        let mut conn = store.pool().acquire().await.unwrap();
+
+        let mut tx = conn.begin().await.unwrap();
+        enqueue_in(&mut tx, &[job_in("in-tx")]).await.unwrap();
+        assert_eq!(
+            next_hint(&mut rx, Duration::from_millis(500)).await,
+            None,
+            "no hint before commit"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            next_hint(&mut rx, Duration::from_secs(5)).await.as_deref(),
+            Some("in-tx")
+        );
+
+        let mut tx = conn.begin().await.unwrap();
+        enqueue_in(&mut tx, &[job_in("rolled-back")]).await.unwrap();
+        tx.rollback().await.unwrap();
+        // Notifications arrive in commit order: a hint of the rollback would come first.
+        store.job_insert_many(&[job_in("sentinel")]).await.unwrap();
+        assert_eq!(
+            next_hint(&mut rx, Duration::from_secs(5)).await.as_deref(),
+            Some("sentinel")
+        );
+        assert_eq!(next_hint(&mut rx, Duration::from_millis(300)).await, None);
+    })
+    .await;
+}
+
+/// The channel is the cross-process contract: other processes LISTEN on
+/// `errand_ready_<schema>` and get one notification per queue with ready jobs, payload the
+/// queue name.
+#[tokio::test]
+async fn hints_go_to_the_schema_channel_once_per_queue() {
+    with_store(None, true, |store| async move {
+        let channel = format!("errand_ready_{}", store.schema().unwrap());
+        let mut raw = sqlx::postgres::PgListener::connect(&url()).await.unwrap();
+        raw.listen(&channel).await.unwrap();
+        let mut delayed = job_in("b");
+        delayed.run_at = RunAt::After(Duration::from_secs(3600));
+        let batch = [job_in("a"), job_in("a"), delayed, job_in("c"), job_in("a")];
+        store.job_insert_many(&batch).await.unwrap();
+        store.job_insert_many(&[job_in("end")]).await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), raw.recv())
+                .await
+                .expect("a notification within 5 s")
+                .unwrap();
+            assert_eq!(n.channel(), channel);
+            if n.payload() == "end" {
+                break;
+            }
+            got.push(n.payload().to_owned());
+        }
+        got.sort();
+        assert_eq!(got, vec!["a", "c"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listener_reconnects_and_says_anything_may_be_ready() {
+    with_store(None, true, |store| async move {
+        let mut rx = subscribe_and_warm_up(&store).await;
+        let pid = listener_pid(&store).await.expect("a listening backend");
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            next_hint(&mut rx, Duration::from_secs(10)).await.as_deref(),
+            Some(crate::notify::ANY_QUEUE),
+            "after a reconnect the listener tells workers to claim"
+        );
+        let again = listener_pid(&store).await.expect("listening again");
+        assert_ne!(again, pid);
+        store.job_insert_many(&[job_in("after")]).await.unwrap();
+        assert_eq!(
+            next_hint(&mut rx, Duration::from_secs(5)).await.as_deref(),
+            Some("after")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listener_stops_without_subscribers_and_on_stop() {
+    with_store(None, true, |store| async move {
+        // Nobody left: noticed at the next idle check (every 5 s); the connection closes.
+        let rx = subscribe_and_warm_up(&store).await;
+        let pid = listener_pid(&store).await.expect("a listening backend");
+        drop(rx);
+        assert!(
+            backend_gone(&store, pid, Duration::from_secs(8)).await,
+            "the listener kept its connection without subscribers"
+        );
+
+        // A new subscriber starts a new listener; drop_schema's stop closes it at once.
+        let _rx = subscribe_and_warm_up(&store).await;
+        let pid = listener_pid(&store).await.expect("listening again");
+        store.wake.stop().await;
+        assert!(backend_gone(&store, pid, Duration::from_secs(2)).await);
+        assert_eq!(listener_pid(&store).await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_store_stops_its_listener() {
+    with_store(None, true, |store| async move {
+        let other = PgStore::connect(
+            &url(),
+            PgOptions {
+                schema: store.schema().map(str::to_owned),
+                max_connections: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut rx = subscribe_and_warm_up(&other).await;
+        let pid = listener_pid(&other).await.expect("a listening backend");
+        drop(other);
+        assert!(backend_gone(&store, pid, Duration::from_secs(5)).await);
+        // Its subscribers learn that no more hints will come.
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match rx.recv().await {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => continue,
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the channel closes once the listener stopped");
+    })
+    .await;
+}
+
+#[test]
+fn channel_names_fit_an_identifier() {
+    assert_eq!(
+        crate::notify::channel_for("tenant_a"),
+        "errand_ready_tenant_a"
+    );
+    let long = "s".repeat(63);
+    let channel = crate::notify::channel_for(&long);
+    assert_eq!(channel.len(), 63);
+    assert!(channel.starts_with("errand_ready_sss"));
 }
 
 #[test]

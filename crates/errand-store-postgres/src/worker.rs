@@ -1,7 +1,8 @@
 //! The worker path: claim, complete, fail, heartbeat, cancel-ack, release, and the rescuer's
 //! reads and writes. Every acknowledgement is fenced by job id, attempt, worker id and
 //! `status = 'running'`; batches are one statement over `unnest` arrays, and the event rows
-//! are written by a data-modifying CTE of the same statement.
+//! are written by a data-modifying CTE of the same statement. Release and rescue-requeue
+//! also send wake-up hints from that statement (see `notify`).
 
 use crate::error::map;
 use crate::rows;
@@ -103,7 +104,8 @@ const CANCEL_ACK: &str = "WITH upd AS (
     )
     SELECT * FROM upd";
 
-const RELEASE: &str = "WITH upd AS (
+const RELEASE: &str = concat!(
+    "WITH upd AS (
         UPDATE errand_jobs j
         SET status = 'queued',
             attempt = j.attempt - 1,
@@ -113,20 +115,25 @@ const RELEASE: &str = "WITH upd AS (
         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, worker_id)
         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
           AND j.status = 'running'
-        RETURNING u.id, u.attempt, u.worker_id
+        RETURNING u.id, u.attempt, u.worker_id, j.queue
     ), ev AS (
         INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
         SELECT id, coalesce($4::timestamptz, now()), 'released', attempt, worker_id, NULL, NULL
         FROM upd
-    )
-    SELECT id, attempt, worker_id FROM upd";
+    ), ",
+    crate::notify::notify_cte!("upd"),
+    "
+    SELECT id, attempt, worker_id FROM upd CROSS JOIN notified"
+);
 
 const STUCK: &str = "SELECT * FROM errand_jobs
     WHERE status = 'running' AND lease_expires_at < coalesce($1::timestamptz, now())
     ORDER BY lease_expires_at, id
     LIMIT $2";
 
-const RESCUE: &str = "WITH upd AS (
+/// Requeued jobs send a wake-up hint for their queue.
+const RESCUE: &str = concat!(
+    "WITH upd AS (
         UPDATE errand_jobs j
         SET status = CASE u.action WHEN 'requeue' THEN 'queued'
                                    WHEN 'fail' THEN 'failed'
@@ -143,14 +150,17 @@ const RESCUE: &str = "WITH upd AS (
         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
           AND j.status = 'running'
           AND j.lease_expires_at < coalesce($6::timestamptz, now())
-        RETURNING u.id, u.attempt, u.worker_id, u.action, u.message
+        RETURNING u.id, u.attempt, u.worker_id, u.action, u.message, j.queue
     ), ev AS (
         INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
         SELECT id, coalesce($6::timestamptz, now()), 'rescued', attempt, worker_id, message,
                jsonb_build_object('action', action)
         FROM upd
-    )
-    SELECT id, attempt, worker_id FROM upd";
+    ), ",
+    crate::notify::notify_cte!("upd WHERE action = 'requeue'"),
+    "
+    SELECT id, attempt, worker_id FROM upd CROSS JOIN notified"
+);
 
 /// The word stored in a `rescued` event's `data.action`.
 fn rescue_word(a: RescueAction) -> &'static str {

@@ -3,6 +3,7 @@
 //! IMMEDIATE transaction and is given the operation's "now" in microseconds.
 
 use crate::error::OpError;
+use crate::notify::ReadyQueues;
 use crate::rows::{add_duration, job_columns, job_from_row, json_text, to_micros};
 use errand_core::{EventKind, FailAction, Fence, Job, JobInsert, RescueAction, RunAt};
 use errand_store::{
@@ -55,11 +56,13 @@ pub(crate) fn insert_event(
     )
 }
 
-/// [`errand_store::Store::job_insert_many`].
+/// [`errand_store::Store::job_insert_many`]. Adds the queue of every inserted job that is
+/// ready now (`run_at <= now`) to `ready`.
 pub(crate) fn insert_many(
     tx: &Transaction<'_>,
     now: i64,
     jobs: &[JobInsert],
+    ready: &mut ReadyQueues,
 ) -> Result<Vec<Enqueued>, OpError> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt, \
@@ -94,7 +97,12 @@ pub(crate) fn insert_many(
             )
             .optional()?;
         let enqueued = match (id, &job.unique_key) {
-            (Some(id), _) => Enqueued { id, inserted: true },
+            (Some(id), _) => {
+                if run_at <= now {
+                    ready.insert(job.queue.clone());
+                }
+                Enqueued { id, inserted: true }
+            }
             (None, Some(key)) => {
                 // We hold the write lock, so the live job that blocked the insert still exists.
                 let mut existing = tx.prepare_cached(
@@ -314,21 +322,27 @@ pub(crate) fn cancel_ack(
     Ok(job)
 }
 
-/// [`errand_store::Store::job_release_many`].
+/// [`errand_store::Store::job_release_many`]. Adds the queues of released jobs to `ready`.
 pub(crate) fn release_many(
     tx: &Transaction<'_>,
     now: i64,
     fences: &[Fence],
+    ready: &mut ReadyQueues,
 ) -> Result<Vec<Ack>, OpError> {
     let mut stmt = tx.prepare_cached(
         "UPDATE errand_jobs SET status = 'queued', attempt = attempt - 1, run_at = ?4, \
          lease_expires_at = NULL, updated_at = ?4 \
-         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running'",
+         WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
+         RETURNING queue",
     )?;
     let mut out = Vec::with_capacity(fences.len());
     for f in fences {
-        let n = stmt.execute(params![f.job_id, f.attempt, f.worker_id, now])?;
-        if n == 1 {
+        let queue: Option<String> = stmt
+            .query_row(params![f.job_id, f.attempt, f.worker_id, now], |r| r.get(0))
+            .optional()?;
+        let done = queue.is_some();
+        if let Some(queue) = queue {
+            ready.insert(queue);
             insert_event(
                 tx,
                 now,
@@ -340,17 +354,19 @@ pub(crate) fn release_many(
                 None,
             )?;
         }
-        out.push(ack(n == 1));
+        out.push(ack(done));
     }
     Ok(out)
 }
 
 /// [`errand_store::Store::job_rescue_many`]. Each update also requires the lease to be
-/// expired still (`?4` is now), so a worker that heartbeated in time keeps its job.
+/// expired still (`?4` is now), so a worker that heartbeated in time keeps its job. Adds the
+/// queues of requeued jobs to `ready`.
 pub(crate) fn rescue_many(
     tx: &Transaction<'_>,
     now: i64,
     items: &[JobRescue],
+    ready: &mut ReadyQueues,
 ) -> Result<Vec<Ack>, OpError> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
@@ -360,32 +376,38 @@ pub(crate) fn rescue_many(
                 "UPDATE errand_jobs SET status = 'queued', run_at = ?4, \
                  lease_expires_at = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
-                 AND lease_expires_at < ?4",
+                 AND lease_expires_at < ?4 RETURNING queue",
                 "requeue",
             ),
             RescueAction::Fail => (
                 "UPDATE errand_jobs SET status = 'failed', finished_at = ?4, last_error = ?5, \
                  lease_expires_at = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
-                 AND lease_expires_at < ?4",
+                 AND lease_expires_at < ?4 RETURNING queue",
                 "fail",
             ),
             RescueAction::Cancel => (
                 "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?4, \
                  lease_expires_at = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
-                 AND lease_expires_at < ?4",
+                 AND lease_expires_at < ?4 RETURNING queue",
                 "cancel",
             ),
         };
         let mut stmt = tx.prepare_cached(sql)?;
-        let n = match item.action {
-            RescueAction::Fail => {
-                stmt.execute(params![f.job_id, f.attempt, f.worker_id, now, item.message])?
+        let queue: Option<String> = match item.action {
+            RescueAction::Fail => stmt.query_row(
+                params![f.job_id, f.attempt, f.worker_id, now, item.message],
+                |r| r.get(0),
+            ),
+            _ => stmt.query_row(params![f.job_id, f.attempt, f.worker_id, now], |r| r.get(0)),
+        }
+        .optional()?;
+        let done = queue.is_some();
+        if let Some(queue) = queue {
+            if item.action == RescueAction::Requeue {
+                ready.insert(queue);
             }
-            _ => stmt.execute(params![f.job_id, f.attempt, f.worker_id, now])?,
-        };
-        if n == 1 {
             insert_event(
                 tx,
                 now,
@@ -397,7 +419,7 @@ pub(crate) fn rescue_many(
                 Some(&json!({ "action": word })),
             )?;
         }
-        out.push(ack(n == 1));
+        out.push(ack(done));
     }
     Ok(out)
 }

@@ -27,6 +27,10 @@
 //!   else the system clock) after it holds its lock, and stores times as INTEGER microseconds
 //!   since the Unix epoch (UTC), so times compare exactly in indexes.
 //!
+//! * **Wake-ups.** Writes that make jobs ready now send a hint per queue after they commit,
+//!   on an in-process broadcast channel shared by the store's clones
+//!   ([`errand_store::Store::subscribe`]); other processes rely on their poll.
+//!
 //! Migrations are not applied by [`SqliteStore::open`]; call [`errand_store::Store::migrate`].
 //! Operations on a database that was never migrated fail with
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
@@ -34,11 +38,13 @@
 mod error;
 mod jobs;
 mod migrate;
+mod notify;
 mod ops;
 mod reads;
 mod rows;
 mod store;
 mod target;
+mod workers;
 
 use errand_core::{Clock, SystemClock};
 use errand_store::{StoreError, StoreResult};
@@ -126,6 +132,8 @@ struct Inner {
     idle_readers: Mutex<Vec<Connection>>,
     reader_slots: Arc<Semaphore>,
     readers: usize,
+    /// Wake-up hints, sent after commit (see `notify`).
+    wake: tokio::sync::broadcast::Sender<errand_store::JobsReady>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -168,6 +176,7 @@ impl SqliteStore {
                 readers,
                 synchronous,
                 path,
+                wake: notify::channel(),
             }),
         };
         tracing::debug!(

@@ -4,6 +4,7 @@
 
 use crate::error::OpError;
 use crate::jobs::insert_event;
+use crate::notify::ReadyQueues;
 use crate::rows::{micros_to_time, to_micros};
 use errand_core::{Event, EventKind, JobId, JobStatus, NewEvent};
 use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreError};
@@ -98,19 +99,29 @@ pub(crate) fn cancel(
     Ok(out)
 }
 
-/// Puts one failed or cancelled job back to `queued`. Returns false when the job is in
-/// another state, or when another live (queued or running) job now holds its unique key:
-/// `UPDATE OR IGNORE` skips a row that would break the live-unique index.
-fn retry_one(tx: &Transaction<'_>, now: i64, id: JobId, previous: &Brief) -> Result<bool, OpError> {
-    let n = tx
+/// Puts one failed or cancelled job back to `queued` and adds its queue to `ready`. Returns
+/// false when the job is in another state, or when another live (queued or running) job now
+/// holds its unique key: `UPDATE OR IGNORE` skips a row that would break the live-unique
+/// index.
+fn retry_one(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: JobId,
+    previous: &Brief,
+    ready: &mut ReadyQueues,
+) -> Result<bool, OpError> {
+    let queue: Option<String> = tx
         .prepare_cached(
             "UPDATE OR IGNORE errand_jobs SET status = 'queued', attempt = 0, run_at = ?2, \
              finished_at = NULL, result = NULL, worker_id = NULL, cancel_requested_at = NULL, \
              lease_expires_at = NULL, updated_at = ?2 \
-             WHERE id = ?1 AND status IN ('failed', 'cancelled')",
+             WHERE id = ?1 AND status IN ('failed', 'cancelled') RETURNING queue",
         )?
-        .execute(params![id, now])?;
-    if n == 1 {
+        .query_row(params![id, now], |r| r.get(0))
+        .optional()?;
+    let done = queue.is_some();
+    if let Some(queue) = queue {
+        ready.insert(queue);
         let data = json!({
             "previous_status": previous.status.as_str(),
             "previous_attempt": previous.attempt,
@@ -126,14 +137,15 @@ fn retry_one(tx: &Transaction<'_>, now: i64, id: JobId, previous: &Brief) -> Res
             Some(&data),
         )?;
     }
-    Ok(n == 1)
+    Ok(done)
 }
 
-/// [`errand_store::Store::job_retry`].
+/// [`errand_store::Store::job_retry`]. Adds the queues of retried jobs to `ready`.
 pub(crate) fn retry(
     tx: &Transaction<'_>,
     now: i64,
     ids: &[JobId],
+    ready: &mut ReadyQueues,
 ) -> Result<Vec<RetryOutcome>, OpError> {
     let mut out = Vec::with_capacity(ids.len());
     for &id in ids {
@@ -142,7 +154,7 @@ pub(crate) fn retry(
             continue;
         };
         let retried = matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
-            && retry_one(tx, now, id, &job)?;
+            && retry_one(tx, now, id, &job, ready)?;
         out.push(if retried {
             RetryOutcome::Retried { id }
         } else {
@@ -156,11 +168,13 @@ pub(crate) fn retry(
 }
 
 /// [`errand_store::Store::job_retry_failed`]. Oldest first. Jobs whose unique key is held by
-/// a live job are left failed and not selected, so callers looping until 0 terminate.
+/// a live job are left failed and not selected, so callers looping until 0 terminate. Adds
+/// the queues of retried jobs to `ready`.
 pub(crate) fn retry_failed(
     tx: &Transaction<'_>,
     now: i64,
     filter: &RetryFailed,
+    ready: &mut ReadyQueues,
 ) -> Result<u64, OpError> {
     if filter.limit == 0 {
         return Ok(0);
@@ -187,7 +201,7 @@ pub(crate) fn retry_failed(
             worker_id: None,
             cancel_requested: false,
         };
-        if retry_one(tx, now, id, &previous)? {
+        if retry_one(tx, now, id, &previous, ready)? {
             retried += 1;
         }
     }

@@ -57,7 +57,8 @@ fn conversion_error(idx: usize, ty: Type, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, ty, msg.into())
 }
 
-fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+/// A NOT NULL time column.
+pub(crate) fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
     let us: i64 = row.get(idx)?;
     from_micros(us).ok_or_else(|| {
         conversion_error(idx, Type::Integer, format!("time {us} µs is out of range"))

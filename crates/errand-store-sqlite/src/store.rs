@@ -1,13 +1,15 @@
 //! The [`Store`] implementation: each operation picks the writer or a reader and hands its
-//! (owned) arguments to the SQL in `jobs`, `ops`, `reads` or `migrate`.
+//! (owned) arguments to the SQL in `jobs`, `ops`, `reads`, `workers` or `migrate`; the
+//! operations that make jobs ready go through `write_waking` (see `notify`).
 
-use crate::{jobs, migrate, ops, reads, SqliteStore};
+use crate::{jobs, migrate, ops, reads, workers, SqliteStore};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
-    JobPage, JobPurge, JobRescue, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
-    RetryOutcome, Store, StoreResult,
+    JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
+    RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
 };
 
 #[async_trait]
@@ -29,7 +31,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let jobs = jobs.to_vec();
-        self.write(move |tx, now| jobs::insert_many(tx, now, &jobs))
+        self.write_waking(move |tx, now, ready| jobs::insert_many(tx, now, &jobs, ready))
             .await
     }
 
@@ -77,7 +79,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let fences = fences.to_vec();
-        self.write(move |tx, now| jobs::release_many(tx, now, &fences))
+        self.write_waking(move |tx, now, ready| jobs::release_many(tx, now, &fences, ready))
             .await
     }
 
@@ -91,7 +93,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let items = items.to_vec();
-        self.write(move |tx, now| jobs::rescue_many(tx, now, &items))
+        self.write_waking(move |tx, now, ready| jobs::rescue_many(tx, now, &items, ready))
             .await
     }
 
@@ -114,12 +116,13 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let ids = ids.to_vec();
-        self.write(move |tx, now| ops::retry(tx, now, &ids)).await
+        self.write_waking(move |tx, now, ready| ops::retry(tx, now, &ids, ready))
+            .await
     }
 
     async fn job_retry_failed(&self, filter: &RetryFailed) -> StoreResult<u64> {
         let filter = filter.clone();
-        self.write(move |tx, now| ops::retry_failed(tx, now, &filter))
+        self.write_waking(move |tx, now, ready| ops::retry_failed(tx, now, &filter, ready))
             .await
     }
 
@@ -166,5 +169,35 @@ impl Store for SqliteStore {
 
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
         self.read(|tx, _| reads::queue_list(tx)).await
+    }
+
+    async fn worker_register(&self, worker: &WorkerRegistration) -> StoreResult<()> {
+        let worker = worker.clone();
+        self.write(move |tx, now| workers::register(tx, now, &worker))
+            .await
+    }
+
+    async fn worker_heartbeat(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |tx, now| workers::heartbeat(tx, now, &id))
+            .await
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRecord>> {
+        self.read(|tx, _| workers::list(tx)).await
+    }
+
+    async fn worker_remove(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |tx, _| workers::remove(tx, &id)).await
+    }
+
+    async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |tx, _| workers::prune(tx, last_seen_before))
+            .await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {
+        self.subscribe_impl()
     }
 }

@@ -57,22 +57,25 @@ pub(crate) async fn open(db: &TempDb, clock: &ManualClock) -> SqliteStore {
 }
 
 #[tokio::test]
-async fn migrate_twice_is_a_no_op_and_reports_version_1() {
+async fn migrate_twice_is_a_no_op_and_reports_the_latest_version() {
     let db = TempDb::new("migrate");
     let clock = ManualClock::new(start());
     let store = open(&db, &clock).await;
 
     let before = store.migration_status().await.unwrap();
     assert_eq!(before.current_version, 0);
-    assert_eq!(before.latest_version, 1);
-    assert_eq!(before.pending, vec![(1, "jobs".to_string())]);
+    assert_eq!(before.latest_version, 2);
+    assert_eq!(
+        before.pending,
+        vec![(1, "jobs".to_string()), (2, "workers".to_string())]
+    );
 
     let first = store.migrate().await.unwrap();
-    assert_eq!(first.current_version, 1);
-    assert_eq!(first.latest_version, 1);
+    assert_eq!(first.current_version, 2);
+    assert_eq!(first.latest_version, 2);
     assert!(first.pending.is_empty());
-    assert_eq!(first.applied.len(), 1);
-    assert_eq!(first.applied[0].applied_at, start());
+    assert_eq!(first.applied.len(), 2);
+    assert!(first.applied.iter().all(|m| m.applied_at == start()));
 
     clock.advance(Duration::from_secs(60));
     let second = store.migrate().await.unwrap();
@@ -87,8 +90,8 @@ async fn concurrent_migrations_from_two_stores_apply_once() {
     let a = open(&db, &clock).await;
     let b = open(&db, &clock).await;
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
-    assert_eq!(ra.unwrap().current_version, 1);
-    assert_eq!(rb.unwrap().current_version, 1);
+    assert_eq!(ra.unwrap().current_version, 2);
+    assert_eq!(rb.unwrap().current_version, 2);
 }
 
 #[tokio::test]
@@ -194,7 +197,7 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
         let msg = err.to_string();
         assert!(matches!(err, StoreError::Schema(_)), "{msg}");
         assert!(
-            msg.contains("version 7") && msg.contains("version 1"),
+            msg.contains("version 7") && msg.contains("version 2"),
             "{msg}"
         );
     }
@@ -383,4 +386,49 @@ async fn statuses_of(store: &SqliteStore, ids: &[i64]) -> Vec<errand_core::JobSt
         out.push(store.job_get(*id).await.unwrap().unwrap().status);
     }
     out
+}
+
+/// Hints go out after commit to every subscriber of the store and its clones; a write that
+/// rolls back sends nothing; a second store on the same file (another process, in effect)
+/// hears nothing.
+#[tokio::test]
+async fn hints_follow_commits_and_reach_clones_only() {
+    use errand_core::JobInsert;
+    use tokio::sync::broadcast::error::TryRecvError;
+    let db = TempDb::new("hints");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    let other = open(&db, &clock).await;
+    let mut mine = store.subscribe();
+    let mut clones = store.clone().subscribe();
+    let mut theirs = other.subscribe();
+    let job_in = |queue: &str| JobInsert {
+        queue: queue.into(),
+        ..NewJob::new("k", serde_json::json!({}))
+            .validate(&Limits::default())
+            .unwrap()
+    };
+
+    // The second job breaks a CHECK constraint: the batch rolls back, no hint.
+    let bad = JobInsert {
+        max_attempts: 0,
+        ..job_in("bad")
+    };
+    assert!(store.job_insert_many(&[job_in("q"), bad]).await.is_err());
+    assert_eq!(mine.try_recv().unwrap_err(), TryRecvError::Empty);
+
+    // One hint per queue per write, already there when the call returns.
+    store
+        .job_insert_many(&[job_in("q"), job_in("q"), job_in("r")])
+        .await
+        .unwrap();
+    for rx in [&mut mine, &mut clones] {
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok().map(|h| h.queue)).collect();
+        assert_eq!(got, vec!["q", "r"]);
+    }
+    other.job_insert_many(&[job_in("s")]).await.unwrap();
+    assert_eq!(theirs.try_recv().unwrap().queue, "s");
+    assert_eq!(theirs.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(mine.try_recv().unwrap_err(), TryRecvError::Empty);
 }

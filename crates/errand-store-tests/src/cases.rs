@@ -10,7 +10,8 @@ use errand_core::{
 };
 use errand_store::{
     Ack, CancelOutcome, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList, JobPurge,
-    JobRescue, RetryFailed, RetryOutcome, StateFilter, Store, StoreError,
+    JobRescue, JobsReady, RetryFailed, RetryOutcome, StateFilter, Store, StoreError, WorkerQueue,
+    WorkerRegistration,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -950,4 +951,243 @@ pub async fn event_insert_and_list_in_order(h: Harness) {
     assert_eq!(events.iter().map(|e| e.message.clone().unwrap()).collect::<Vec<_>>(), vec!["first", "second"]);
     assert_eq!(events[1].data, Some(json!({"by": "ops"})));
     assert!(events[0].id < events[1].id);
+}
+
+// ---- workers ----------------------------------------------------------------------------
+
+fn registration(id: &str, host: &str, pid: i64, version: &str, queues: &[(&str, u32)]) -> WorkerRegistration {
+    WorkerRegistration {
+        id: id.into(),
+        host: host.into(),
+        pid,
+        version: version.into(),
+        queues: queues.iter().map(|&(name, concurrency)| WorkerQueue { name: name.into(), concurrency }).collect(),
+    }
+}
+
+pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
+    assert!(h.store.worker_list().await.unwrap().is_empty());
+    let t0 = h.now();
+    let a = registration("host-a-11-x1", "host-a", 11, "0.1.0", &[("default", 4), ("email", 2)]);
+    h.store.worker_register(&a).await.unwrap();
+    h.clock.advance(Duration::from_secs(1));
+    let t1 = h.now();
+    let b = registration("host-b-22-y2", "host-b", 22, "0.1.0", &[]);
+    h.store.worker_register(&b).await.unwrap();
+
+    let list = h.store.worker_list().await.unwrap();
+    assert_eq!(list.len(), 2);
+    let (wa, wb) = (&list[0], &list[1]);
+    assert_eq!(wa.id, a.id, "oldest started_at first");
+    assert_eq!((wa.host.as_str(), wa.pid, wa.version.as_str()), ("host-a", 11, "0.1.0"));
+    assert_eq!(wa.queues, a.queues, "queues round-trip with their concurrency");
+    assert_eq!((wa.started_at, wa.last_seen_at), (t0, t0));
+    assert_eq!(wb.id, b.id);
+    assert!(wb.queues.is_empty());
+    assert_eq!((wb.started_at, wb.last_seen_at), (t1, t1));
+
+    // Registering again refreshes the row but keeps when the worker started.
+    h.clock.advance(Duration::from_secs(1));
+    let t2 = h.now();
+    let a2 = registration(&a.id, "host-a2", 12, "0.2.0", &[("bulk", 8)]);
+    h.store.worker_register(&a2).await.unwrap();
+    let list = h.store.worker_list().await.unwrap();
+    assert_eq!(list.len(), 2);
+    let wa = &list[0];
+    assert_eq!(wa.id, a.id, "still first: started_at did not move");
+    assert_eq!((wa.host.as_str(), wa.pid, wa.version.as_str()), ("host-a2", 12, "0.2.0"));
+    assert_eq!(wa.queues, vec![WorkerQueue { name: "bulk".into(), concurrency: 8 }]);
+    assert_eq!((wa.started_at, wa.last_seen_at), (t0, t2));
+
+    // Heartbeats move last_seen_at; an unknown id says so, so its worker registers again.
+    h.clock.advance(Duration::from_secs(10));
+    let t3 = h.now();
+    assert!(h.store.worker_heartbeat(&b.id).await.unwrap());
+    assert!(!h.store.worker_heartbeat("nobody").await.unwrap());
+    let list = h.store.worker_list().await.unwrap();
+    assert_eq!(list.len(), 2, "a heartbeat for an unknown id creates nothing");
+    assert_eq!((list[0].last_seen_at, list[1].last_seen_at), (t2, t3));
+    assert_eq!(list[1].started_at, t1);
+
+    // Prune takes only the workers not seen since the cut-off (strictly before it).
+    assert_eq!(h.store.worker_prune(t2).await.unwrap(), 0);
+    assert_eq!(h.store.worker_prune(t3).await.unwrap(), 1);
+    let list = h.store.worker_list().await.unwrap();
+    assert_eq!(list.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec![b.id.as_str()]);
+    assert_eq!(h.store.worker_prune(t3).await.unwrap(), 0);
+    assert!(!h.store.worker_heartbeat(&a.id).await.unwrap(), "a pruned worker must register again");
+
+    // Remove is idempotent.
+    h.store.worker_remove(&b.id).await.unwrap();
+    h.store.worker_remove(&b.id).await.unwrap();
+    h.store.worker_remove("never-registered").await.unwrap();
+    assert!(h.store.worker_list().await.unwrap().is_empty());
+}
+
+// ---- wake-ups ---------------------------------------------------------------------------
+
+/// The queue the wake-up cases use to find out that hints flow; its hints are skipped.
+const WARM_UP: &str = "warm-up";
+
+/// The next hint that is not from [`WARM_UP`], waiting at most `wait`.
+async fn next_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, wait: Duration) -> Option<String> {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return None,
+            Ok(Ok(hint)) if hint.queue == WARM_UP => continue,
+            Ok(Ok(hint)) => return Some(hint.queue),
+            Ok(Err(RecvError::Lagged(_))) => continue,
+            Ok(Err(RecvError::Closed)) => panic!("the wake-up channel closed while the store lives"),
+        }
+    }
+}
+
+/// Waits for a hint of `queue`, failing after 5 s or on a hint of another queue.
+async fn expect_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, queue: &str) {
+    let got = next_hint(rx, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(queue), "expected a wake-up hint for queue `{queue}`");
+}
+
+/// A ready job in `queue`.
+fn job_in(queue: &str) -> errand_core::JobInsert {
+    let mut j = new_job("wake");
+    j.queue = queue.into();
+    j
+}
+
+/// Subscribes and returns once hints flow. On PostgreSQL, `subscribe` starts the LISTEN
+/// task in the background and returns at once, and a hint sent before that task listens is
+/// lost (the trait allows it: workers also poll). So the case enqueues a ready job in the
+/// [`WARM_UP`] queue and waits up to 2 s for its hint, up to 5 times, before it tests
+/// anything. On SQLite the first hint arrives at once.
+async fn subscribe_and_warm_up(h: &Harness) -> tokio::sync::broadcast::Receiver<JobsReady> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = h.store.subscribe();
+    for _ in 0..5 {
+        h.insert(job_in(WARM_UP)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(hint)) if hint.queue == WARM_UP => return rx,
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => continue,
+                Ok(Err(RecvError::Closed)) => panic!("the wake-up channel closed"),
+                Err(_) => break,
+            }
+        }
+    }
+    panic!("no wake-up hint arrived after 5 ready inserts");
+}
+
+pub async fn subscribe_hints_on_insert_of_ready_jobs(h: Harness) {
+    let mut rx = subscribe_and_warm_up(&h).await;
+    expect_nothing_pending(&mut rx).await;
+
+    // A delayed job makes nothing ready: the first hint after it is the ready job's. (On
+    // both backends hints arrive in commit order, so a `later` hint would come first.)
+    let mut delayed = job_in("later");
+    delayed.run_at = RunAt::After(Duration::from_secs(3600));
+    h.insert(delayed).await;
+    h.insert(job_in("now")).await;
+    expect_hint(&mut rx, "now").await;
+
+    // A batch hints each queue that got a ready job; a job whose run_at is already past
+    // counts as ready.
+    let mut past = job_in("past");
+    past.run_at = RunAt::At(h.now() - ChronoDuration::seconds(5));
+    let mut delayed = job_in("later");
+    delayed.run_at = RunAt::At(h.now() + ChronoDuration::seconds(60));
+    let batch = [job_in("a"), job_in("a"), delayed, past, job_in("b")];
+    h.store.job_insert_many(&batch).await.unwrap();
+    h.insert(job_in("sentinel")).await;
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let q = next_hint(&mut rx, Duration::from_secs(5)).await.expect("hints for the batch");
+        if q == "sentinel" {
+            break;
+        }
+        seen.insert(q);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec!["a", "b", "past"]);
+
+    // A duplicate unique key inserts nothing and makes nothing ready.
+    let mut keyed = job_in("dup");
+    keyed.unique_key = Some("once".into());
+    assert!(h.store.job_insert_many(std::slice::from_ref(&keyed)).await.unwrap()[0].inserted);
+    expect_hint(&mut rx, "dup").await;
+    assert!(!h.store.job_insert_many(&[keyed]).await.unwrap()[0].inserted);
+    h.insert(job_in("sentinel-2")).await;
+    expect_hint(&mut rx, "sentinel-2").await;
+
+    // Claiming, completing and failing with a delay make nothing ready.
+    let j = h.store.job_claim(&claim("now", "w", 1)).await.unwrap().remove(0);
+    h.store.job_fail(&JobFail { fence: fence(&j), error: "x".into(), action: FailAction::Retry { delay: LEASE } }).await.unwrap();
+    h.insert(job_in("sentinel-3")).await;
+    expect_hint(&mut rx, "sentinel-3").await;
+    // Nothing stray follows.
+    expect_nothing_pending(&mut rx).await;
+}
+
+/// No hint (other than warm-up ones) arrives within 300 ms.
+async fn expect_nothing_pending(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>) {
+    let stray = next_hint(rx, Duration::from_millis(300)).await;
+    assert_eq!(stray, None, "no hint was expected");
+}
+
+pub async fn subscribe_hints_on_retry_and_release(h: Harness) {
+    let mut rx = subscribe_and_warm_up(&h).await;
+
+    // Operator retry of one job, and bulk retry of failed jobs.
+    let failed = make_failed(&h, "k", "retry-one").await;
+    expect_hint(&mut rx, "retry-one").await; // from its insert
+    assert_eq!(h.store.job_retry(&[failed]).await.unwrap(), vec![RetryOutcome::Retried { id: failed }]);
+    expect_hint(&mut rx, "retry-one").await;
+    make_failed(&h, "k", "retry-bulk").await;
+    expect_hint(&mut rx, "retry-bulk").await;
+    let filter = RetryFailed { queue: Some("retry-bulk".into()), kind: None, limit: 10 };
+    assert_eq!(h.store.job_retry_failed(&filter).await.unwrap(), 1);
+    expect_hint(&mut rx, "retry-bulk").await;
+    // Nothing to retry: no hint.
+    assert_eq!(h.store.job_retry_failed(&filter).await.unwrap(), 0);
+    assert_eq!(h.store.job_retry(&[failed]).await.unwrap(), vec![RetryOutcome::Unchanged { id: failed, status: JobStatus::Queued }]);
+
+    // Release on shutdown hands jobs back, ready at once.
+    h.insert(job_in("release")).await;
+    expect_hint(&mut rx, "release").await;
+    let j = h.store.job_claim(&claim("release", "w", 1)).await.unwrap().remove(0);
+    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Done]);
+    expect_hint(&mut rx, "release").await;
+    // A stale release writes nothing and hints nothing.
+    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Stale]);
+    h.insert(job_in("sentinel")).await;
+    expect_hint(&mut rx, "sentinel").await;
+}
+
+pub async fn subscribe_hints_on_rescue_requeue_only(h: Harness) {
+    let mut rx = subscribe_and_warm_up(&h).await;
+    let mut last = job_in("rescue-fail");
+    last.max_attempts = 1;
+    h.insert(last).await;
+    expect_hint(&mut rx, "rescue-fail").await;
+    h.insert(job_in("rescue-requeue")).await;
+    expect_hint(&mut rx, "rescue-requeue").await;
+    h.store.job_claim(&claim("rescue-fail", "w", 1)).await.unwrap();
+    h.store.job_claim(&claim("rescue-requeue", "w", 1)).await.unwrap();
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    let stuck = h.store.job_list_stuck(10).await.unwrap();
+    assert_eq!(stuck.len(), 2);
+    let items: Vec<_> = stuck
+        .iter()
+        .map(|j| JobRescue {
+            fence: fence(j),
+            action: decide_rescue(j.attempt, j.max_attempts, false),
+            message: "lease expired".into(),
+        })
+        .collect();
+    assert_eq!(h.store.job_rescue_many(&items).await.unwrap(), vec![Ack::Done, Ack::Done]);
+    // Only the requeued job's queue is hinted; the failed one's is not.
+    expect_hint(&mut rx, "rescue-requeue").await;
+    h.insert(job_in("sentinel")).await;
+    expect_hint(&mut rx, "sentinel").await;
 }

@@ -33,6 +33,10 @@ errand_store_tests::store_suite!(
     job_list_retrying_state,
     queue_stats_counts_by_status_and_oldest_ready,
     event_insert_and_list_in_order,
+    worker_register_heartbeat_list_remove_prune,
+    subscribe_hints_on_insert_of_ready_jobs,
+    subscribe_hints_on_retry_and_release,
+    subscribe_hints_on_rescue_requeue_only,
 );
 
 /// Every case in `src/cases.rs` must be listed above, or it would silently never run.

@@ -23,6 +23,7 @@ pub use error::{StoreError, StoreResult};
 pub use params::*;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 
 /// Which database a store talks to.
@@ -168,4 +169,40 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Queues that have a row (were ever paused or resumed).
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>>;
+
+    // ---- workers ------------------------------------------------------------------------
+
+    /// Registers a worker process, or refreshes its row if the id exists: `started_at = now`
+    /// on insert only, `last_seen_at = now` always, the other fields overwritten.
+    async fn worker_register(&self, worker: &WorkerRegistration) -> StoreResult<()>;
+
+    /// `last_seen_at = now` for a registered worker. False if no row has this id (it was
+    /// pruned while the worker was unreachable): the caller registers again.
+    async fn worker_heartbeat(&self, id: &str) -> StoreResult<bool>;
+
+    /// Registered workers, oldest `started_at` first.
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRecord>>;
+
+    /// Removes a worker's row (clean shutdown). Idempotent.
+    async fn worker_remove(&self, id: &str) -> StoreResult<()>;
+
+    /// Removes the rows of workers not seen since the cut-off (they died without a clean
+    /// shutdown; their jobs are rescued by lease, not by this). Returns how many.
+    async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // ---- wake-ups -----------------------------------------------------------------------
+
+    /// A stream of "jobs became ready in queue Q" hints, so idle workers start a job within
+    /// milliseconds instead of waiting for their next poll. Sent after commit when jobs
+    /// become ready now: an insert with `run_at <= now` (also through `enqueue_in` in a
+    /// caller's transaction, delivered when it commits), an operator retry, a release and a
+    /// rescue requeue.
+    ///
+    /// Hints may be lost, duplicated or spurious (PostgreSQL delivers NOTIFY to every
+    /// listener; a listener reconnecting after a database restart misses what was sent
+    /// meanwhile), so workers still poll; a hint never replaces a claim. On PostgreSQL the
+    /// hints cross processes and hosts (LISTEN/NOTIFY, on a channel named after the schema);
+    /// on SQLite they reach subscribers of the same store in this process only, and other
+    /// processes rely on their poll.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady>;
 }

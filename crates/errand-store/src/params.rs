@@ -232,3 +232,44 @@ pub struct AppliedMigration {
     pub name: String,
     pub applied_at: DateTime<Utc>,
 }
+
+/// What a worker process says about itself when it registers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRegistration {
+    /// Unique per process run, e.g. `host-pid-random`.
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    /// Errand version of the process.
+    pub version: String,
+    /// Queues it claims from, with the concurrency of each.
+    pub queues: Vec<WorkerQueue>,
+}
+
+/// One queue a worker serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerQueue {
+    pub name: String,
+    pub concurrency: u32,
+}
+
+/// A registered worker, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub queues: Vec<WorkerQueue>,
+    pub started_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// A wake-up hint: jobs became ready in this queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsReady {
+    /// The queue, or `"*"`: anything may be ready, claim from every queue now. A store
+    /// sends `"*"` when it cannot know which hints it missed, e.g. after the PostgreSQL
+    /// listener reconnected (notifications sent while it was away are lost).
+    pub queue: String,
+}

@@ -2,7 +2,7 @@
 
 use crate::enqueue::Enqueue;
 use crate::error::Error;
-use crate::task::Task;
+use errand_core::Task;
 use chrono::{DateTime, Utc};
 use errand_core::{decide_rescue, Backoff, Clock, Event, Job, JobId, JobStatus, Limits, NewJob};
 use errand_store::{
@@ -218,6 +218,27 @@ impl Client {
             return Ok(Vec::new());
         }
         Ok(self.store.job_insert_many(&inserts).await?)
+    }
+
+    /// A worker pool on this client's store: add queues and handlers, then `.start()`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: errand::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let worker = client
+    ///     .worker()
+    ///     .queue("default", 8)
+    ///     .register_kind("send_email", |_ctx, args: serde_json::Value| async move {
+    ///         println!("sending to {}", args["to"]);
+    ///         Ok(serde_json::json!({"sent": true}))
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// // ... serve requests ...
+    /// worker.shutdown().await; // on SIGTERM: finish running jobs, hand back the rest
+    /// # Ok(()) }
+    /// ```
+    pub fn worker(&self) -> errand_worker::WorkerBuilder {
+        errand_worker::Worker::builder(self.store.clone())
     }
 
     // ---- reads --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::task::Task;
+use errand_core::Task;
 use chrono::{DateTime, Utc};
 use errand_core::{JobInsert, NewJob};
 use errand_store::Enqueued;

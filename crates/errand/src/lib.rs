@@ -28,27 +28,29 @@
 //! ```
 //!
 //! [`Client`] enqueues and administers jobs; [`Enqueue::send_in`] enqueues inside your own
-//! PostgreSQL transaction, so the job exists only if that transaction commits. The worker
-//! pool that runs handlers is built on the same client.
+//! PostgreSQL transaction, so the job exists only if that transaction commits.
+//! [`Client::worker`] starts an in-process worker pool beside your server (see [`worker`]).
 
 mod client;
 mod enqueue;
 mod error;
-mod task;
 
 pub use client::{Client, ClientBuilder};
 pub use enqueue::Enqueue;
 pub use error::Error;
-pub use task::Task;
 
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobId, JobStatus, Limits,
-    NewJob, ValidationError,
+    NewJob, Task, ValidationError,
 };
 pub use errand_store::{
     Backend, CancelOutcome, Enqueued, JobList, JobPage, MigrationStatus, QueueInfo, QueueStats,
     RetryOutcome, StateFilter, Store, StoreError,
 };
+
+/// The in-process worker pool: handlers, per-queue concurrency, leases, graceful shutdown.
+pub use errand_worker as worker;
+pub use errand_worker::{JobContext, Worker, WorkerHandle};
 
 /// The sqlx version Errand's PostgreSQL support is built on, for [`Enqueue::send_in`].
 pub use sqlx;

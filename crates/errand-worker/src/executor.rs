@@ -1,0 +1,380 @@
+//! The executor: runs one claimed job and records its outcome.
+//!
+//! Each job gets a supervisor task, and its handler a task of its own, so that a panic is
+//! caught (it fails the attempt like an error) and a handler that will not stop can be
+//! aborted. The supervisor races the handler against the job's timeout and its stop signal
+//! (operator cancel and lost lease arrive through the heartbeat, shutdown through the
+//! handle). Once a stop is requested the handler has `cancel_grace` to return before it is
+//! aborted, and whatever it returns is not taken as the outcome (a handler that stopped early
+//! may return `Ok`); the reason decides instead:
+//!
+//! | how it ended | recorded |
+//! | --- | --- |
+//! | returned `Ok(result)` | `succeeded` via the completer (batched) |
+//! | returned `Err`, or panicked | `errand_core::decide_failure`, then `job_fail` |
+//! | timeout | a failed attempt, "timed out after Xs", retried while attempts remain |
+//! | operator cancel | `job_cancel_ack`: `cancelled` |
+//! | lease lost | nothing: another worker holds the job |
+//! | shutdown after the grace | handed back by shutdown with `job_release_many` |
+//!
+//! Every record is fenced by (job id, attempt, worker id); a stale one is logged and dropped.
+
+use crate::completer::CompleteRequest;
+use crate::event::{JobOutcome, WorkerEvent};
+use crate::handler::{HandlerOutput, JobContext};
+use crate::pool::Shared;
+use crate::retry::persist;
+use crate::signal::{JobStop, StopReason};
+use errand_core::{decide_failure, Backoff, FailAction, Fence, HandlerError, Job};
+use errand_store::{Ack, JobComplete, JobFail, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::task::{JoinError, JoinHandle};
+
+/// The execution limit when neither the job nor its task sets one (SPEC section 2).
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Starts a claimed job. `permit` is the job's slot in its queue's concurrency; it is given
+/// back as soon as the handler has ended.
+pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: OwnedSemaphorePermit) {
+    let key = (job.id, job.attempt);
+    let stop = JobStop::default();
+    let supervisor_stop = stop.clone();
+    let started = shared.running.start(key, stop, || {
+        tokio::spawn(supervise(shared.clone(), job, supervisor_stop, permit))
+    });
+    if !started {
+        tracing::warn!(
+            job_id = key.0,
+            attempt = key.1,
+            "worker is closing: claimed job not started; the rescuer requeues it after its lease"
+        );
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: OwnedSemaphorePermit) {
+    let job = Arc::new(job);
+    let key = (job.id, job.attempt);
+    tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
+    shared.emit(WorkerEvent::JobStarted {
+        job_id: job.id,
+        kind: job.kind.clone(),
+        attempt: job.attempt,
+    });
+    let ending = run_handler(&shared, &job, &stop).await;
+    shared.running.handler_done(key);
+    drop(permit);
+    if let Some(outcome) = record(&shared, &job, ending).await {
+        shared.emit(WorkerEvent::JobFinished {
+            job_id: job.id,
+            kind: job.kind.clone(),
+            attempt: job.attempt,
+            outcome,
+        });
+    }
+    shared.running.finish(key);
+}
+
+/// How the handler ended.
+enum Ending {
+    /// On its own, with this output (a panic is an error here).
+    Returned(HandlerOutput),
+    /// It was asked to stop; `aborted` if it did not return within the cancel grace.
+    Stopped { reason: StopReason, aborted: bool },
+}
+
+/// Aborts the handler's task if the supervisor is dropped (a handle dropped without shutdown).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_handler(shared: &Shared, job: &Arc<Job>, stop: &JobStop) -> Ending {
+    let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
+        // An ordinary error, retried per budget: another deployment may know the kind.
+        return Ending::Returned(Err(HandlerError::Error {
+            message: format!(
+                "no handler registered for kind `{}` on worker {}",
+                job.kind, shared.worker_id
+            ),
+        }));
+    };
+    let timeout = effective_timeout(job.timeout_ms, shared.options(&job.kind).timeout);
+    let ctx = JobContext::new(job.clone(), stop.clone(), shared.worker_id.clone(), timeout);
+    let mut task = AbortOnDrop(tokio::spawn(handler(ctx)));
+    let deadline = async move {
+        match timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    let reason = tokio::select! {
+        biased;
+        joined = &mut task.0 => match stop.reason() {
+            None => return Ending::Returned(output_of(joined)),
+            // Asked to stop before we saw it return: the reason decides, as always after a stop.
+            Some(reason) => return Ending::Stopped { reason, aborted: false },
+        },
+        () = &mut deadline => {
+            stop.stop(StopReason::Timeout);
+            // A stop that came first (say, shutdown) keeps its reason.
+            stop.reason().unwrap_or(StopReason::Timeout)
+        }
+        reason = stop.stopped() => reason,
+    };
+    tracing::info!(
+        job_id = job.id,
+        kind = %job.kind,
+        attempt = job.attempt,
+        reason = ?reason,
+        "asking the handler to stop"
+    );
+    let aborted = match tokio::time::timeout(shared.config.cancel_grace, &mut task.0).await {
+        Ok(_) => false,
+        Err(_) => {
+            tracing::warn!(
+                job_id = job.id,
+                kind = %job.kind,
+                attempt = job.attempt,
+                "handler did not stop within the cancel grace; aborting it"
+            );
+            task.0.abort();
+            let _ = (&mut task.0).await;
+            true
+        }
+    };
+    Ending::Stopped { reason, aborted }
+}
+
+/// The job's `timeout_ms` (0 = none), else the task's timeout, else 30 minutes; a zero
+/// duration means no limit.
+pub(crate) fn effective_timeout(job_ms: Option<i64>, task: Option<Duration>) -> Option<Duration> {
+    let limit = match job_ms {
+        Some(ms) if ms >= 0 => Duration::from_millis(ms as u64),
+        _ => task.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    (!limit.is_zero()).then_some(limit)
+}
+
+fn output_of(joined: Result<HandlerOutput, JoinError>) -> HandlerOutput {
+    match joined {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".to_string());
+            Err(HandlerError::Error {
+                message: format!("handler panicked: {text}"),
+            })
+        }
+        Err(_) => Err(HandlerError::Error {
+            message: "handler task was cancelled".to_string(),
+        }),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+async fn record(shared: &Shared, job: &Job, ending: Ending) -> Option<JobOutcome> {
+    let fence = Fence {
+        job_id: job.id,
+        attempt: job.attempt,
+        worker_id: shared.worker_id.to_string(),
+    };
+    let aborted_note = |aborted: bool| {
+        if aborted {
+            format!(
+                " (the handler did not stop within {} and was aborted)",
+                secs(shared.config.cancel_grace)
+            )
+        } else {
+            String::new()
+        }
+    };
+    let outcome = match ending {
+        Ending::Returned(Ok(result)) => complete(shared, job, fence, result).await,
+        Ending::Returned(Err(error)) => fail(shared, job, fence, error).await,
+        Ending::Stopped {
+            reason: StopReason::Timeout,
+            aborted,
+        } => {
+            let limit = effective_timeout(job.timeout_ms, shared.options(&job.kind).timeout)
+                .unwrap_or_default();
+            let message = format!("timed out after {}{}", secs(limit), aborted_note(aborted));
+            fail(shared, job, fence, HandlerError::Error { message }).await
+        }
+        Ending::Stopped {
+            reason: StopReason::Cancelled,
+            aborted,
+        } => {
+            let message = format!("cancelled while running{}", aborted_note(aborted));
+            cancel_ack(shared, job, fence, &message).await
+        }
+        Ending::Stopped {
+            reason: StopReason::LeaseLost,
+            ..
+        } => {
+            tracing::warn!(
+                job_id = job.id,
+                kind = %job.kind,
+                attempt = job.attempt,
+                "lease lost: another worker holds the job; recording nothing"
+            );
+            JobOutcome::LeaseLost
+        }
+        Ending::Stopped {
+            reason: StopReason::Shutdown,
+            ..
+        } => {
+            shared
+                .to_release
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((fence, job.kind.clone()));
+            return None;
+        }
+    };
+    Some(outcome)
+}
+
+async fn complete(
+    shared: &Shared,
+    job: &Job,
+    fence: Fence,
+    result: Option<serde_json::Value>,
+) -> JobOutcome {
+    let (reply, answer) = oneshot::channel();
+    let request = CompleteRequest {
+        item: JobComplete { fence, result },
+        reply,
+    };
+    let answer = match shared.completer.send(request) {
+        Ok(()) => answer
+            .await
+            .unwrap_or_else(|_| Err("the completer stopped".into())),
+        Err(_) => Err("the completer stopped".into()),
+    };
+    match answer {
+        Ok(Ack::Done) => {
+            tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job succeeded");
+            JobOutcome::Succeeded
+        }
+        Ok(Ack::Stale) => stale(job, "success"),
+        Err(e) => unrecorded(job, "success", &e),
+    }
+}
+
+async fn fail(shared: &Shared, job: &Job, fence: Fence, error: HandlerError) -> JobOutcome {
+    let backoff = shared.options(&job.kind).backoff.unwrap_or_default();
+    let action = decide_failure(
+        job.attempt,
+        job.max_attempts,
+        &error,
+        &backoff,
+        Backoff::random_unit(),
+    );
+    let request = JobFail {
+        fence,
+        error: error.message().to_string(),
+        action,
+    };
+    match persist(shared, "job_fail", || shared.store.job_fail(&request)).await {
+        Ok(_) => match action {
+            FailAction::Retry { delay } => {
+                tracing::warn!(
+                    job_id = job.id,
+                    kind = %job.kind,
+                    attempt = job.attempt,
+                    error = %error.message(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "job attempt failed; it will be retried"
+                );
+                JobOutcome::Retrying { delay }
+            }
+            FailAction::Fail => {
+                tracing::warn!(
+                    job_id = job.id,
+                    kind = %job.kind,
+                    attempt = job.attempt,
+                    error = %error.message(),
+                    "job failed for good"
+                );
+                JobOutcome::Failed
+            }
+        },
+        Err(StoreError::Stale { .. }) => stale(job, "failure"),
+        Err(e) => unrecorded(job, "failure", &e.to_string()),
+    }
+}
+
+async fn cancel_ack(shared: &Shared, job: &Job, fence: Fence, message: &str) -> JobOutcome {
+    match persist(shared, "job_cancel_ack", || {
+        shared.store.job_cancel_ack(&fence, Some(message))
+    })
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job cancelled");
+            JobOutcome::Cancelled
+        }
+        Err(StoreError::Stale { .. }) => stale(job, "cancellation"),
+        Err(e) => unrecorded(job, "cancellation", &e.to_string()),
+    }
+}
+
+fn stale(job: &Job, what: &str) -> JobOutcome {
+    tracing::info!(
+        job_id = job.id,
+        kind = %job.kind,
+        attempt = job.attempt,
+        "stale {what} dropped: this worker no longer holds the job"
+    );
+    JobOutcome::Stale
+}
+
+fn unrecorded(job: &Job, what: &str, error: &str) -> JobOutcome {
+    tracing::error!(
+        job_id = job.id,
+        kind = %job.kind,
+        attempt = job.attempt,
+        error,
+        "could not record the job's {what}; it stays running until its lease expires and the \
+         rescuer requeues it"
+    );
+    JobOutcome::Unrecorded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_precedence_job_then_task_then_default_and_zero_is_none() {
+        let task = Some(Duration::from_secs(60));
+        assert_eq!(
+            effective_timeout(Some(200), task),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(effective_timeout(Some(0), task), None);
+        assert_eq!(effective_timeout(None, task), Some(Duration::from_secs(60)));
+        assert_eq!(effective_timeout(None, Some(Duration::ZERO)), None);
+        assert_eq!(effective_timeout(None, None), Some(DEFAULT_TIMEOUT));
+    }
+
+    #[test]
+    fn durations_read_as_seconds() {
+        assert_eq!(secs(Duration::from_millis(200)), "0.2s");
+        assert_eq!(secs(Duration::from_secs(1800)), "1800s");
+    }
+}

@@ -1,0 +1,222 @@
+//! Handlers: what a job's code sees ([`JobContext`]) and how typed and untyped handler
+//! functions are erased into one shape the executor can run.
+
+use crate::signal::{JobStop, StopReason};
+use errand_core::{HandlerError, Job, JobId, Task};
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a handler is given besides its arguments: which job and attempt this is, and a
+/// signal telling it to stop.
+///
+/// The signal fires when an operator cancels the job, when this worker lost the job's lease,
+/// when the job's execution timeout passes, and when the worker shuts down and the grace
+/// period is over. A handler should then return soon: after the worker's cancel grace it is
+/// aborted (dropped at its next `.await`). Code that blocks the thread cannot be aborted: a
+/// handler stuck in a blocking call keeps its slot, and its lease, until the call returns.
+/// Leases are extended by the pool while the handler runs; a handler need not heartbeat.
+///
+/// Cheap to clone (an `Arc` inside), so it can be moved into tasks the handler spawns.
+#[derive(Clone)]
+pub struct JobContext {
+    job: Arc<Job>,
+    stop: JobStop,
+    worker_id: Arc<str>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for JobContext {
+    // Not derived: a job's args may hold secrets and must not end up in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.job.id)
+            .field("kind", &self.job.kind)
+            .field("queue", &self.job.queue)
+            .field("attempt", &self.job.attempt)
+            .field("worker_id", &self.worker_id)
+            .field("stop", &self.stop.reason())
+            .finish()
+    }
+}
+
+impl JobContext {
+    pub(crate) fn new(
+        job: Arc<Job>,
+        stop: JobStop,
+        worker_id: Arc<str>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        JobContext {
+            job,
+            stop,
+            worker_id,
+            timeout,
+        }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.job.id
+    }
+
+    /// The task kind that selected this handler.
+    pub fn kind(&self) -> &str {
+        &self.job.kind
+    }
+
+    /// The queue the job was claimed from.
+    pub fn queue(&self) -> &str {
+        &self.job.queue
+    }
+
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> i32 {
+        self.job.attempt
+    }
+
+    /// The job's attempt budget; `attempt() == max_attempts()` is the last try.
+    pub fn max_attempts(&self) -> i32 {
+        self.job.max_attempts
+    }
+
+    /// The job's arguments as stored (a JSON object). May hold secrets: do not log it.
+    pub fn args(&self) -> &serde_json::Value {
+        &self.job.args
+    }
+
+    /// The whole job record as claimed (priority, reference, timestamps...).
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The id of the worker running this attempt.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// The execution limit this attempt runs under, `None` for none.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// True once the handler has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.stop.reason().is_some()
+    }
+
+    /// Why the handler was asked to stop, if it was.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop.reason()
+    }
+
+    /// Completes, with the reason, when the handler is asked to stop; use it in a
+    /// `tokio::select!` beside the work.
+    pub async fn cancelled(&self) -> StopReason {
+        self.stop.stopped().await
+    }
+}
+
+/// What every handler becomes: the job's result as JSON (`None` when the handler returned
+/// something that serializes to `null`), or the error that failed the attempt.
+pub(crate) type HandlerOutput = Result<Option<serde_json::Value>, HandlerError>;
+
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerOutput> + Send + 'static>>;
+
+/// A handler with its argument decoding folded in. Calling it does no work: everything,
+/// decoding included, happens when the returned future is polled in the job's own task, so
+/// a panic anywhere in it is captured there.
+pub(crate) type ErasedHandler = Arc<dyn Fn(JobContext) -> HandlerFuture + Send + Sync>;
+
+pub(crate) fn typed<T, F, Fut, R>(f: F) -> ErasedHandler
+where
+    T: Task,
+    F: Fn(JobContext, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    R: Serialize + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |ctx: JobContext| {
+        let f = f.clone();
+        Box::pin(async move {
+            let args: T = serde_json::from_value(ctx.args().clone()).map_err(|e| {
+                HandlerError::permanent(format!(
+                    "the args of this `{}` job do not decode as {}: {}",
+                    ctx.kind(),
+                    std::any::type_name::<T>(),
+                    elide_quoted(&e.to_string())
+                ))
+            })?;
+            let out = f(ctx, args).await?;
+            to_result_json(out)
+        }) as HandlerFuture
+    })
+}
+
+pub(crate) fn untyped<F, Fut, R>(f: F) -> ErasedHandler
+where
+    F: Fn(JobContext, serde_json::Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    R: Serialize + 'static,
+{
+    let f = Arc::new(f);
+    Arc::new(move |ctx: JobContext| {
+        let f = f.clone();
+        Box::pin(async move {
+            let args = ctx.args().clone();
+            let out = f(ctx, args).await?;
+            to_result_json(out)
+        }) as HandlerFuture
+    })
+}
+
+fn to_result_json<R: Serialize>(out: R) -> HandlerOutput {
+    match serde_json::to_value(out) {
+        Ok(serde_json::Value::Null) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(e) => Err(HandlerError::Error {
+            message: format!("the handler's result could not be serialized to JSON: {e}"),
+        }),
+    }
+}
+
+/// serde's messages quote the offending value (`invalid type: string "hunter2", expected
+/// u32`), and args may hold secrets: keep the message's shape, drop the quoted text.
+fn elide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            out.push_str(if inside { "\"" } else { "\"…" });
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_elided_from_decode_errors() {
+        assert_eq!(
+            elide_quoted(r#"invalid type: string "hunter2", expected u32"#),
+            r#"invalid type: string "…", expected u32"#
+        );
+        assert_eq!(elide_quoted("missing field `to`"), "missing field `to`");
+    }
+
+    #[test]
+    fn null_results_store_nothing() {
+        assert_eq!(to_result_json(()).unwrap(), None);
+        assert_eq!(
+            to_result_json(serde_json::json!({"n": 1})).unwrap(),
+            Some(serde_json::json!({"n": 1}))
+        );
+    }
+}

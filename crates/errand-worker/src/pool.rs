@@ -1,0 +1,180 @@
+//! What the pool's roles share: the store, the settings, the handlers, and the registry of
+//! jobs this worker is running.
+
+use crate::builder::TaskOptions;
+use crate::completer::CompleteRequest;
+use crate::event::WorkerEvent;
+use crate::handler::ErasedHandler;
+use crate::signal::{JobStop, Signal, StopReason};
+use errand_core::{Fence, JobId};
+use errand_store::{Store, WorkerRegistration};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// The pool's settings, fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub cancel_grace: Duration,
+    pub max_claim_batch: u32,
+    /// How long recording one outcome is retried through store errors before giving up
+    /// (the job is then left to the rescuer).
+    pub record_retry_for: Duration,
+}
+
+pub(crate) struct Shared {
+    pub store: Arc<dyn Store>,
+    pub worker_id: Arc<str>,
+    pub registration: WorkerRegistration,
+    pub config: Config,
+    pub handlers: HashMap<String, ErasedHandler>,
+    pub task_options: HashMap<String, TaskOptions>,
+    pub running: Registry,
+    pub events: broadcast::Sender<WorkerEvent>,
+    pub completer: mpsc::UnboundedSender<CompleteRequest>,
+    /// Fired when shutdown begins: producers claim nothing more.
+    pub stop_claiming: Signal,
+    /// Fired when shutdown stops waiting for the store: outcome recording gives up at once.
+    pub abandon: Signal,
+    /// Jobs stopped by shutdown (fence and kind), to hand back in one `job_release_many`.
+    pub to_release: Mutex<Vec<(Fence, String)>>,
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: WorkerEvent) {
+        // No subscriber is the normal case outside tests.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn options(&self, kind: &str) -> TaskOptions {
+        self.task_options.get(kind).cloned().unwrap_or_default()
+    }
+}
+
+/// A running job: key (job id, attempt), so that a job this worker lost and claimed again is
+/// two entries.
+pub(crate) type RunKey = (JobId, i32);
+
+struct Entry {
+    stop: JobStop,
+    /// The handler has returned (or was aborted): only its outcome is still being recorded.
+    handler_done: bool,
+    supervisor: Option<AbortHandle>,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    closed: bool,
+    jobs: HashMap<RunKey, Entry>,
+}
+
+/// The jobs this worker holds, from claim until their outcome is recorded. The heartbeat
+/// extends their leases; shutdown waits for it to empty.
+#[derive(Default)]
+pub(crate) struct Registry {
+    state: Mutex<RegistryState>,
+    changed: Notify,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, RegistryState> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a job and spawns its supervisor under the lock, so that [`Registry::close`]
+    /// sees every supervisor. False (nothing spawned) once closed.
+    pub(crate) fn start(
+        &self,
+        key: RunKey,
+        stop: JobStop,
+        spawn: impl FnOnce() -> JoinHandle<()>,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        let handle = spawn();
+        st.jobs.insert(
+            key,
+            Entry {
+                stop,
+                handler_done: false,
+                supervisor: Some(handle.abort_handle()),
+            },
+        );
+        true
+    }
+
+    pub(crate) fn handler_done(&self, key: RunKey) {
+        if let Some(e) = self.lock().jobs.get_mut(&key) {
+            e.handler_done = true;
+        }
+    }
+
+    pub(crate) fn finish(&self, key: RunKey) {
+        self.lock().jobs.remove(&key);
+        self.changed.notify_waiters();
+    }
+
+    /// Asks one job's handler to stop; true if this was the first request. Ignored once the
+    /// handler has returned.
+    pub(crate) fn stop(&self, key: RunKey, reason: StopReason) -> bool {
+        match self.lock().jobs.get(&key) {
+            Some(e) if !e.handler_done => e.stop.stop(reason),
+            _ => false,
+        }
+    }
+
+    /// Asks every running handler to stop; how many were newly asked.
+    pub(crate) fn stop_all(&self, reason: StopReason) -> usize {
+        self.lock()
+            .jobs
+            .values()
+            .filter(|e| !e.handler_done)
+            .filter(|e| e.stop.stop(reason))
+            .count()
+    }
+
+    pub(crate) fn keys(&self) -> Vec<RunKey> {
+        self.lock().jobs.keys().copied().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Completes when no job is registered.
+    pub(crate) async fn wait_empty(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.lock().jobs.is_empty() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Refuses new jobs and aborts every supervisor (and so its handler). For a handle dropped
+    /// without shutdown: the jobs stay `running` in the store and are rescued after their lease.
+    pub(crate) fn close(&self) -> usize {
+        let mut st = self.lock();
+        st.closed = true;
+        let n = st.jobs.len();
+        for (_, e) in st.jobs.drain() {
+            if let Some(a) = e.supervisor {
+                a.abort();
+            }
+        }
+        drop(st);
+        self.changed.notify_waiters();
+        n
+    }
+}
