@@ -36,3 +36,28 @@ macro_rules! store_suite {
         }
     };
 }
+
+/// Like [`store_suite!`], for test files that keep their cases beside the invocation: expands
+/// each `case` (an `async fn(Harness)` in the invoking module) to `sqlite::case` and
+/// `postgres::case` tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    $crate::run($crate::TestBackend::Sqlite, super::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    $crate::run($crate::TestBackend::Postgres, super::$case).await;
+                }
+            )*
+        }
+    };
+}

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-both_backends!(
+errand_store_tests::both_backends!(
     lease_loss_stops_the_handler_and_records_nothing,
     per_queue_concurrency_is_never_exceeded,
     priority_order_is_respected_with_concurrency_one,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-both_backends!(
+errand_store_tests::both_backends!(
     typed_job_runs_and_its_result_is_stored,
     handler_error_retries_then_succeeds,
     retries_exhausted_end_failed,

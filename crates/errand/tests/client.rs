@@ -7,20 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
 
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { errand_store_tests::run(errand_store_tests::TestBackend::Sqlite, super::$case).await }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { errand_store_tests::run(errand_store_tests::TestBackend::Postgres, super::$case).await }
-        )* }
-    };
-}
-
-both_backends!(
+errand_store_tests::both_backends!(
     typed_enqueue_applies_every_builder_option,
     unique_enqueue_reports_existing_job,
     bad_input_is_rejected_by_name_and_writes_nothing,

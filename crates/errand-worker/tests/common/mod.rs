@@ -11,21 +11,6 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-/// Expands to one test per case and backend: `sqlite::<case>` and `postgres::<case>`.
-#[macro_export]
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { errand_store_tests::run(errand_store_tests::TestBackend::Sqlite, super::$case).await }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { errand_store_tests::run(errand_store_tests::TestBackend::Postgres, super::$case).await }
-        )* }
-    };
-}
-
 /// How long any single wait may take before the test fails. Generous: it bounds a hang, it
 /// is not a timing assertion.
 pub const PATIENCE: Duration = Duration::from_secs(30);
