@@ -1,13 +1,12 @@
-//! Errand on the embedded default: enqueue typed jobs into ./errand.db and process them.
+//! Errand on the embedded default: enqueue typed jobs into ./errand.db and run them with the
+//! in-process worker pool.
 //!
-//! Run it with `cargo run --example quickstart`. It enqueues a few jobs (one delayed, one
-//! unique, one that fails once and is retried with backoff), then drains them with a small
-//! processing loop built on the client's store, and prints what happened to each job.
-//! (The full worker pool and `errand serve` replace this loop; the enqueue side stays.)
+//! Run it with `cargo run -p errand --example quickstart`. It enqueues a few jobs (one unique,
+//! one delayed, one that fails on its first attempt and is retried with backoff), starts a
+//! worker pool beside them, waits until all are finished, prints what happened to each job,
+//! and shuts the pool down gracefully.
 
-use errand::{Client, HandlerError, JobList, Task};
-use errand_core::{decide_failure, Backoff, FailAction, JobStatus};
-use errand_store::{JobClaim, JobComplete, JobFail};
+use errand::{Client, HandlerError, JobContext, Task};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -48,72 +47,56 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unique_key("welcome:ada")
         .send()
         .await?;
-    println!("enqueued job {} (inserted: {}); same key again -> job {} (inserted: {})",
+    println!("enqueued job {} (inserted: {}); same unique key again -> job {} (inserted: {})",
         welcome.id, welcome.inserted, again.id, again.inserted);
-    let ingest = client
-        .enqueue(IngestFile { upload_id: 42 })
-        .reference("file_upload", 42)
-        .send()
-        .await?;
+    let ingest = client.enqueue(IngestFile { upload_id: 42 }).reference("file_upload", 42).send().await?;
     let later = client
         .enqueue(SendEmail { to: "bob@example.com".into(), subject: "Reminder".into() })
-        .delay(Duration::from_secs(1))
+        .delay(Duration::from_secs(2))
         .send()
         .await?;
-    println!("enqueued file ingestion {} and a delayed email {}", ingest.id, later.id);
+    println!("enqueued file ingestion {} and an email delayed by 2 s: {}", ingest.id, later.id);
 
-    // A minimal processing loop: claim, run, record. Uploads fail on their first attempt to
-    // show the retry; the backoff here is shortened so the example finishes quickly.
-    let backoff = Backoff { base: Duration::from_millis(300), ..Backoff::default() };
-    let store = client.store().clone();
+    let worker = client
+        .worker()
+        .queue("default", 4)
+        .register(|ctx: JobContext, email: SendEmail| async move {
+            println!("  job {}: sending '{}' to {}", ctx.id(), email.subject, email.to);
+            Ok(serde_json::json!({"delivered": true}))
+        })
+        .register(|ctx: JobContext, file: IngestFile| async move {
+            if ctx.attempt() == 1 {
+                // The first attempt fails, to show a retry (backoff shortened below).
+                return Err(HandlerError::Error { message: "ConnectionError: storage not ready".into() });
+            }
+            println!("  job {}: ingested upload {} on attempt {}", ctx.id(), file.upload_id, ctx.attempt());
+            Ok(serde_json::json!({"pages": 12}))
+        })
+        .task_options("file_ingestion", errand::worker::TaskOptions {
+            backoff: Some(errand::Backoff { base: Duration::from_millis(500), ..Default::default() }),
+            ..Default::default()
+        })
+        .start()
+        .await?;
+    println!("worker {} started", worker.id());
+
     let wanted = [welcome.id, ingest.id, later.id];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        let claim = JobClaim {
-            queue: "default".into(),
-            worker_id: format!("quickstart-{}", std::process::id()),
-            limit: 10,
-            lease: Duration::from_secs(30),
-        };
-        for job in store.job_claim(&claim).await? {
-            let fence = job.fence().expect("claimed job has a holder");
-            let outcome: Result<serde_json::Value, HandlerError> = match job.kind.as_str() {
-                "send_email" => {
-                    let email: SendEmail = serde_json::from_value(job.args.clone())?;
-                    println!("  job {}: sending '{}' to {}", job.id, email.subject, email.to);
-                    Ok(serde_json::json!({"delivered": true}))
-                }
-                "file_ingestion" if job.attempt == 1 => Err(HandlerError::Error {
-                    message: "ConnectionError: storage not ready".into(),
-                }),
-                "file_ingestion" => Ok(serde_json::json!({"pages": 12})),
-                other => Err(HandlerError::Permanent { message: format!("no handler for `{other}`") }),
-            };
-            match outcome {
-                Ok(result) => {
-                    store.job_complete_many(&[JobComplete { fence, result: Some(result) }]).await?;
-                }
-                Err(err) => {
-                    let action = decide_failure(job.attempt, job.max_attempts, &err, &backoff, Backoff::random_unit());
-                    if let FailAction::Retry { delay } = action {
-                        println!("  job {}: attempt {} failed ({}), retrying in {:?}", job.id, job.attempt, err.message(), delay);
-                    }
-                    store.job_fail(&JobFail { fence, error: err.message().into(), action }).await?;
-                }
+        let mut finished = 0;
+        for id in wanted {
+            if client.job(id).await?.is_some_and(|j| j.status.is_finished()) {
+                finished += 1;
             }
         }
-        let mut done = true;
-        for id in wanted {
-            let job = client.job(id).await?.expect("job exists");
-            done &= job.status.is_finished();
-        }
-        if done {
+        if finished == wanted.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let report = worker.shutdown().await;
+    println!("worker stopped ({} released)\n\nfinal states:", report.released);
 
-    println!("\nfinal states:");
     for id in wanted {
         let (job, events) = client.job_with_events(id).await?;
         println!("  job {:>3} {:<15} {:<10} attempts {} result {}", job.id, job.kind, job.status.as_str(), job.attempt,
@@ -125,7 +108,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for s in client.queue_stats().await? {
         println!("queue {}: queued {} running {} succeeded {} failed {}", s.queue, s.queued, s.running, s.succeeded, s.failed);
     }
-    let failed = client.list(&JobList { state: Some(errand::StateFilter::Status(JobStatus::Failed)), ..Default::default() }).await?;
-    println!("failed jobs: {}", failed.jobs.len());
     Ok(())
 }
