@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "workers",
         sql: include_str!("../migrations/0002_workers.sql"),
     },
+    Migration {
+        version: 3,
+        name: "claim_plan",
+        sql: include_str!("../migrations/0003_claim_plan.sql"),
+    },
 ];
 
 /// The highest version this build knows.
@@ -191,7 +196,7 @@ mod tests {
     #[test]
     fn migrations_are_in_order_and_lock_keys_differ_per_schema() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        assert_eq!(latest(), 2);
+        assert_eq!(latest(), 3);
         assert_ne!(fnv1a(b"errand.migrate.a"), fnv1a(b"errand.migrate.b"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
     }

@@ -8,7 +8,8 @@ use errand_core::{DerivedState, Event, Job, JobId, NewEvent};
 use errand_store::{JobList, JobPage, QueueInfo, QueueStats, StateFilter, StoreError, StoreResult};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-/// Per-queue counts by status (an index-only scan of `errand_jobs_queue_status` when the
+/// Per-queue counts by status (queued rows from `errand_jobs_claim`, the others from
+/// `errand_jobs_queue_status`, which leaves queued rows out; index-only scans when the
 /// visibility map allows), the scheduled count and oldest ready job from the queued rows,
 /// and every queue that has a settings row.
 const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
@@ -19,7 +20,11 @@ const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
                sum(n) FILTER (WHERE status = 'succeeded')::bigint AS succeeded,
                sum(n) FILTER (WHERE status = 'failed')::bigint AS failed,
                sum(n) FILTER (WHERE status = 'cancelled')::bigint AS cancelled
-        FROM (SELECT queue, status, count(*) AS n FROM errand_jobs GROUP BY queue, status) c
+        FROM (SELECT queue, status, count(*) AS n FROM errand_jobs
+              WHERE status <> 'queued' GROUP BY queue, status
+              UNION ALL
+              SELECT queue, 'queued', count(*) FROM errand_jobs
+              WHERE status = 'queued' GROUP BY queue) c
         GROUP BY queue
     ),
     ready AS (

@@ -35,6 +35,7 @@
 //! Operations on a database that was never migrated fail with
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
 
+pub mod baseline;
 mod error;
 mod jobs;
 mod migrate;

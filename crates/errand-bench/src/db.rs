@@ -1,0 +1,173 @@
+//! A database of one's own for each measurement: a temporary SQLite file or a fresh
+//! PostgreSQL schema, migrated, and removed afterwards.
+
+use errand_core::{JobId, JobInsert, Limits, NewJob};
+use errand_store::Store;
+use errand_store_postgres::{PgOptions, PgStore};
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The PostgreSQL server: `ERRAND_BENCH_DATABASE_URL`, else the local one.
+pub fn postgres_url() -> String {
+    std::env::var("ERRAND_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The backend-specific handle, for what the `Store` trait does not offer (the baseline,
+/// seeding, diagnostics) and for cleaning up.
+pub enum Concrete {
+    Sqlite {
+        store: Arc<SqliteStore>,
+        path: PathBuf,
+        target: String,
+    },
+    Postgres {
+        store: Arc<PgStore>,
+        url: String,
+        schema: String,
+    },
+}
+
+/// A migrated store on a database nobody else uses.
+pub struct FreshDb {
+    pub store: Arc<dyn Store>,
+    pub concrete: Concrete,
+}
+
+impl FreshDb {
+    /// Opens a fresh database. `synchronous` is SQLite's setting (`full` or `normal`);
+    /// `pg_connections` the PostgreSQL pool size.
+    pub async fn open(backend: &str, synchronous: &str, pg_connections: u32) -> FreshDb {
+        let tag = format!("{}_{:08x}", std::process::id(), fastrand::u32(..));
+        match backend {
+            "sqlite" => {
+                let path = std::env::temp_dir().join(format!("errand-bench-{tag}.db"));
+                let target = format!("{}?synchronous={synchronous}", path.display());
+                let s = Arc::new(
+                    SqliteStore::open(&target, SqliteOptions::default())
+                        .await
+                        .expect("open sqlite"),
+                );
+                s.migrate().await.expect("migrate");
+                FreshDb {
+                    store: s.clone(),
+                    concrete: Concrete::Sqlite {
+                        store: s,
+                        path,
+                        target,
+                    },
+                }
+            }
+            _ => {
+                let url = postgres_url();
+                let schema = format!("errand_bench_{tag}");
+                let opts = PgOptions {
+                    schema: Some(schema.clone()),
+                    max_connections: pg_connections,
+                    ..Default::default()
+                };
+                let s = Arc::new(
+                    PgStore::connect(&url, opts)
+                        .await
+                        .expect("connect postgres"),
+                );
+                s.migrate().await.expect("migrate");
+                FreshDb {
+                    store: s.clone(),
+                    concrete: Concrete::Postgres {
+                        store: s,
+                        url,
+                        schema,
+                    },
+                }
+            }
+        }
+    }
+
+    /// How a child process reaches this database: `--backend`, `--target` and, on
+    /// PostgreSQL, `--schema`.
+    pub fn child_args(&self) -> Vec<String> {
+        match &self.concrete {
+            Concrete::Sqlite { target, .. } => vec![
+                "--backend".into(),
+                "sqlite".into(),
+                "--target".into(),
+                target.clone(),
+            ],
+            Concrete::Postgres { url, schema, .. } => vec![
+                "--backend".into(),
+                "postgres".into(),
+                "--target".into(),
+                url.clone(),
+                "--schema".into(),
+                schema.clone(),
+            ],
+        }
+    }
+
+    /// Removes the database (the SQLite file and its WAL, or the PostgreSQL schema).
+    pub async fn close(self) {
+        drop(self.store);
+        match self.concrete {
+            Concrete::Sqlite { store, path, .. } => {
+                drop(store);
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Concrete::Postgres { store, .. } => {
+                store.drop_schema().await.expect("drop bench schema")
+            }
+        }
+    }
+}
+
+/// Opens a store another process created (the worker child): SQLite target, or PostgreSQL
+/// URL and schema, with the store's default settings.
+pub async fn reopen(backend: &str, target: &str, schema: Option<&str>) -> Arc<dyn Store> {
+    match backend {
+        "sqlite" => Arc::new(
+            SqliteStore::open(target, SqliteOptions::default())
+                .await
+                .expect("open sqlite"),
+        ),
+        _ => {
+            let opts = PgOptions {
+                schema: schema.map(str::to_owned),
+                ..Default::default()
+            };
+            Arc::new(
+                PgStore::connect(target, opts)
+                    .await
+                    .expect("connect postgres"),
+            )
+        }
+    }
+}
+
+/// The no-op job every benchmark enqueues.
+pub fn noop_job() -> JobInsert {
+    NewJob::new("bench_noop", serde_json::json!({"n": 1}))
+        .validate(&Limits::default())
+        .unwrap()
+}
+
+/// Enqueues `n` no-op jobs, 1,000 per `job_insert_many`; returns their ids.
+pub async fn enqueue_bulk(store: &dyn Store, n: usize) -> Vec<JobId> {
+    let all: Vec<_> = (0..n).map(|_| noop_job()).collect();
+    let mut ids = Vec::with_capacity(n);
+    for chunk in all.chunks(1000) {
+        ids.extend(
+            store
+                .job_insert_many(chunk)
+                .await
+                .expect("insert")
+                .into_iter()
+                .map(|e| e.id),
+        );
+    }
+    ids
+}

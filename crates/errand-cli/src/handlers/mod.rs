@@ -1,0 +1,49 @@
+//! The handlers `errand.toml` can configure, one file each, and their registration on a
+//! worker pool.
+
+pub mod command;
+pub mod http;
+
+use crate::config::{Config, Handler};
+use command::CommandHandler;
+use errand::worker::{JobContext, TaskOptions, WorkerBuilder};
+use http::HttpHandler;
+use std::sync::Arc;
+
+/// Registers a handler, and the timeout and backoff, of every configured task.
+pub fn register_all(mut builder: WorkerBuilder, config: &Config) -> anyhow::Result<WorkerBuilder> {
+    let mut http_client = None;
+    for (kind, task) in &config.tasks {
+        builder = match &task.handler {
+            Handler::Command { argv } => {
+                let handler = Arc::new(CommandHandler::new(
+                    argv.clone(),
+                    config.workers.cancel_grace,
+                ));
+                builder.register_kind(kind.clone(), move |ctx: JobContext, args| {
+                    let handler = handler.clone();
+                    async move { handler.run(ctx, args).await }
+                })
+            }
+            Handler::Http { url, headers } => {
+                let client = match &http_client {
+                    Some(c) => c,
+                    None => http_client.insert(HttpHandler::client()?),
+                };
+                let handler = Arc::new(HttpHandler::new(client.clone(), url, headers)?);
+                builder.register_kind(kind.clone(), move |ctx: JobContext, args| {
+                    let handler = handler.clone();
+                    async move { handler.run(ctx, args).await }
+                })
+            }
+        };
+        builder = builder.task_options(
+            kind.clone(),
+            TaskOptions {
+                timeout: Some(task.timeout),
+                backoff: Some(task.backoff),
+            },
+        );
+    }
+    Ok(builder)
+}

@@ -1,0 +1,288 @@
+//! `errand serve` and `errand worker`: start the services, run until SIGTERM or SIGINT, stop
+//! them in reverse order. [`start_services`] is the one list of what a server runs.
+
+use crate::config::Config;
+use crate::handlers;
+use crate::UsageError;
+use anyhow::Context;
+use errand::{Client, WorkerHandle};
+use std::collections::BTreeMap;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// Which services to run.
+#[derive(Debug, Clone, Default)]
+pub enum Role {
+    /// Everything (`errand serve`).
+    #[default]
+    Serve,
+    /// The worker pool only (`errand worker`), optionally restricted.
+    Worker {
+        /// Claim only from these queues (empty: all configured).
+        queues: Vec<String>,
+        /// Override every queue's concurrency.
+        concurrency: Option<u32>,
+    },
+}
+
+/// The running services, stopped in reverse order of their start.
+#[derive(Debug, Default)]
+struct Services {
+    worker: Option<WorkerHandle>,
+}
+
+impl Services {
+    async fn shutdown(self) {
+        if let Some(worker) = self.worker {
+            let report = worker.shutdown().await;
+            tracing::info!(
+                finished_during_grace = report.finished_during_grace,
+                released = report.released,
+                not_released = report.not_released,
+                "worker pool stopped"
+            );
+        }
+    }
+}
+
+/// Runs `role` until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
+    // Before anything else, so that a signal during start-up is a clean stop, not a kill.
+    let mut signals = Signals::new()?;
+    let queues = queues_for(&config, &role)?;
+
+    let client = Client::builder(config.database_url.clone())
+        .max_args_bytes(config.limits.max_args_bytes)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+    let schema = client.migration_status().await?;
+
+    let services = start_services(&client, &config, &role, &queues).await?;
+    tracing::info!(
+        database = %redact_url(&config.database_url),
+        backend = client.backend().as_str(),
+        schema_version = schema.current_version,
+        config = %config.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (zero config)".into()),
+        queues = %list(queues.iter().map(|(q, n)| format!("{q}={n}"))),
+        tasks = %list(config.tasks.iter().map(|(k, t)| format!("{k}({})", t.handler.kind()))),
+        claiming = services.worker.is_some(),
+        "errand ready"
+    );
+
+    let name = signals.recv().await;
+    tracing::info!(
+        signal = name,
+        "stopping: no new jobs are claimed; running jobs may finish"
+    );
+    tokio::select! {
+        () = services.shutdown() => {}
+        name = signals.recv() => {
+            tracing::warn!(
+                signal = name,
+                "second signal: exiting now; running jobs are rescued after their lease"
+            );
+            std::process::exit(1);
+        }
+    }
+    tracing::info!("errand stopped");
+    Ok(())
+}
+
+/// Starts every service of `role`, in order. Each service of a later issue starts here and
+/// gets a field of [`Services`].
+#[allow(clippy::field_reassign_with_default)] // one assignment per service reads as the list
+async fn start_services(
+    client: &Client,
+    config: &Config,
+    role: &Role,
+    queues: &BTreeMap<String, u32>,
+) -> anyhow::Result<Services> {
+    let mut services = Services::default();
+
+    // 1. Workers: claim and run the jobs of the configured tasks (`errand-worker`).
+    services.worker = start_workers(client, config, queues).await?;
+
+    if matches!(role, Role::Serve) {
+        // 2. HTTP API and dashboard (`errand-server`): a later issue.
+        // 3. Scheduler (`errand-scheduler`): a later issue.
+    }
+    Ok(services)
+}
+
+async fn start_workers(
+    client: &Client,
+    config: &Config,
+    queues: &BTreeMap<String, u32>,
+) -> anyhow::Result<Option<WorkerHandle>> {
+    if !config.workers.enabled {
+        tracing::warn!("not claiming jobs: ERRAND_WORKERS_ENABLED=false (workers.enabled)");
+        return Ok(None);
+    }
+    if config.tasks.is_empty() {
+        tracing::info!(
+            "not claiming jobs: no tasks configured (add [tasks.<kind>] to errand.toml)"
+        );
+        return Ok(None);
+    }
+    let w = &config.workers;
+    let mut builder = client
+        .worker()
+        .lease(w.lease)
+        .poll_interval(w.poll_interval)
+        .shutdown_grace(w.shutdown_grace)
+        .cancel_grace(w.cancel_grace);
+    for (queue, concurrency) in queues {
+        if !config.tasks.values().any(|t| &t.queue == queue) {
+            tracing::warn!(
+                queue = %queue,
+                "no configured task uses this queue: a job in it whose kind is not configured \
+                 here fails its attempt (\"no handler registered\")"
+            );
+        }
+        builder = builder.queue(queue.clone(), *concurrency);
+    }
+    builder = handlers::register_all(builder, config)?;
+    Ok(Some(builder.start().await?))
+}
+
+/// The queues to claim from with their concurrency: the configured ones, restricted and
+/// overridden by `errand worker`'s flags.
+fn queues_for(config: &Config, role: &Role) -> Result<BTreeMap<String, u32>, UsageError> {
+    let Role::Worker {
+        queues,
+        concurrency,
+    } = role
+    else {
+        return Ok(config.queues.clone());
+    };
+    let mut chosen = BTreeMap::new();
+    if queues.is_empty() {
+        chosen = config.queues.clone();
+    } else {
+        for q in queues {
+            let Some(n) = config.queues.get(q) else {
+                let known = if config.queues.is_empty() {
+                    "none".to_string()
+                } else {
+                    list(config.queues.keys().cloned())
+                };
+                return Err(UsageError(format!(
+                    "--queues: queue \"{q}\" is not configured (configured: {known})"
+                )));
+            };
+            chosen.insert(q.clone(), *n);
+        }
+    }
+    if let Some(n) = concurrency {
+        chosen.values_mut().for_each(|c| *c = *n);
+    }
+    Ok(chosen)
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(",")
+    }
+}
+
+/// The URL with its password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(redact_url("errand.db"), "errand.db");
+        assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_url("postgres://db/app?user=app&password=s3cret&sslmode=disable"),
+            "postgres://db/app?user=app&password=***&sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn worker_flags_restrict_and_override_queues() {
+        let text = "[queues.default]\nconcurrency = 10\n[queues.email]\nconcurrency = 4\n";
+        let config = config::parse("errand.toml", Some(text), &|_| None).unwrap();
+        let all = queues_for(&config, &Role::Serve).unwrap();
+        assert_eq!(all.len(), 2);
+        let role = Role::Worker {
+            queues: vec!["email".into()],
+            concurrency: Some(2),
+        };
+        let only = queues_for(&config, &role).unwrap();
+        assert_eq!(only, BTreeMap::from([("email".to_string(), 2)]));
+        let role = Role::Worker {
+            queues: vec!["nope".into()],
+            concurrency: None,
+        };
+        let e = queues_for(&config, &role).unwrap_err();
+        assert!(
+            e.0.contains("\"nope\" is not configured (configured: default,email)"),
+            "{}",
+            e.0
+        );
+    }
+}

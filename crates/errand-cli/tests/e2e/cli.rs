@@ -1,0 +1,315 @@
+//! The one-shot commands: `migrate` and `enqueue`, and configuration errors.
+
+use crate::common::{e2e, enqueued_id, Env};
+use chrono::{TimeZone, Utc};
+
+e2e!(
+    migrate_applies_and_reports_the_schema,
+    enqueue_takes_every_option_and_task_defaults,
+    enqueue_rejects_bad_input_with_exit_2_and_writes_nothing,
+    configuration_errors_exit_2_naming_the_key,
+);
+
+async fn migrate_applies_and_reports_the_schema(env: Env) {
+    let before = env.run(&["migrate", "--status", "--json"]).await;
+    assert_eq!(before.code, Some(0), "{before:?}");
+    let before: serde_json::Value = serde_json::from_str(&before.stdout).unwrap();
+    let latest = before["latest_version"].as_i64().unwrap();
+    assert!(latest >= 2, "{before}");
+    assert_eq!(before["current_version"], 0);
+    assert_eq!(before["pending"].as_array().unwrap().len() as i64, latest);
+
+    let applied = env.run(&["migrate"]).await;
+    assert_eq!(applied.code, Some(0), "{applied:?}");
+    let all: Vec<String> = (1..=latest).map(|v| v.to_string()).collect();
+    assert_eq!(
+        applied.stdout.trim(),
+        format!(
+            "applied migrations {}: schema at version {latest}",
+            all.join(", ")
+        )
+    );
+
+    let again = env.run(&["migrate"]).await;
+    assert_eq!(
+        again.stdout.trim(),
+        format!("schema already at version {latest}: nothing to apply")
+    );
+    let again = env.run(&["migrate", "--json"]).await;
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["current_version"], latest);
+    assert_eq!(again["newly_applied"], serde_json::json!([]));
+
+    let after = env.run(&["migrate", "--status", "--json"]).await;
+    let after: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(after["current_version"], latest);
+    assert_eq!(after["pending"], serde_json::json!([]));
+    assert_eq!(after["applied"].as_array().unwrap().len() as i64, latest);
+
+    let text = env.run(&["migrate", "--status"]).await;
+    assert!(
+        text.stdout
+            .starts_with(&format!("schema version {latest} of {latest} (up to date)")),
+        "{text:?}"
+    );
+}
+
+async fn enqueue_takes_every_option_and_task_defaults(env: Env) {
+    env.config(
+        r#"
+[queues.default]
+concurrency = 1
+[queues.email]
+concurrency = 1
+[tasks.send_email]
+queue = "email"
+command = ["true"]
+max_attempts = 5
+"#,
+    );
+    // The task's queue and attempt budget are the defaults...
+    let id = enqueued_id(
+        &env.run(&["enqueue", "send_email", "--args", r#"{"to":"ada"}"#])
+            .await,
+    );
+    let job = env.job(id).await;
+    assert_eq!(
+        (job.kind.as_str(), job.queue.as_str(), job.max_attempts),
+        ("send_email", "email", 5)
+    );
+    assert_eq!(job.args, serde_json::json!({"to": "ada"}));
+    assert_eq!(
+        job.timeout_ms, None,
+        "the task's timeout applies when the job runs"
+    );
+    // ... and flags beat them.
+    let id = enqueued_id(
+        &env.run(&[
+            "enqueue",
+            "send_email",
+            "--queue",
+            "default",
+            "--max-attempts",
+            "2",
+        ])
+        .await,
+    );
+    let job = env.job(id).await;
+    assert_eq!((job.queue.as_str(), job.max_attempts), ("default", 2));
+    assert_eq!(job.args, serde_json::json!({}));
+
+    // Every option of an unconfigured kind.
+    let before = Utc::now();
+    let out = env
+        .run(&[
+            "enqueue",
+            "report",
+            "--args",
+            r#"{"day":"2024-05-01"}"#,
+            "--queue",
+            "reports",
+            "--priority",
+            "-3",
+            "--delay",
+            "1h30m",
+            "--unique-key",
+            "report:0501",
+            "--reference",
+            "account:42",
+            "--max-attempts",
+            "7",
+            "--timeout",
+            "5m",
+            "--json",
+        ])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["inserted"], true, "{out:?}");
+    let id = v["id"].as_i64().unwrap();
+    let job = env.job(id).await;
+    assert_eq!(job.queue, "reports");
+    assert_eq!(job.priority, -3);
+    assert!(
+        job.run_at >= before + chrono::Duration::minutes(89),
+        "{:?}",
+        job.run_at
+    );
+    assert_eq!(job.unique_key.as_deref(), Some("report:0501"));
+    assert_eq!(job.reference_type.as_deref(), Some("account"));
+    assert_eq!(job.reference_id.as_deref(), Some("42"));
+    assert_eq!(job.max_attempts, 7);
+    assert_eq!(job.timeout_ms, Some(300_000));
+
+    // The same unique key again: nothing new, the existing job reported.
+    let out = env
+        .run(&["enqueue", "report", "--unique-key", "report:0501"])
+        .await;
+    assert_eq!(out.code, Some(0));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("job {id} already exists (unique key \"report:0501\")")
+    );
+    let out = env
+        .run(&["enqueue", "report", "--unique-key", "report:0501", "--json"])
+        .await;
+    assert_eq!(
+        out.stdout.trim(),
+        format!(r#"{{"id":{id},"inserted":false}}"#)
+    );
+
+    // An absolute start, args from stdin, no timeout at all.
+    let out = env
+        .run_with_stdin(
+            &[
+                "enqueue",
+                "report",
+                "--args",
+                "-",
+                "--run-at",
+                "2030-01-02T03:04:05+02:00",
+                "--timeout",
+                "0",
+            ],
+            Some(r#"{"from":"stdin"}"#),
+        )
+        .await;
+    let job = env.job(enqueued_id(&out)).await;
+    assert_eq!(
+        job.run_at,
+        Utc.with_ymd_and_hms(2030, 1, 2, 1, 4, 5).unwrap()
+    );
+    assert_eq!(job.args, serde_json::json!({"from": "stdin"}));
+    assert_eq!(job.timeout_ms, Some(0));
+    assert_eq!(env.all_jobs().await.len(), 4);
+}
+
+async fn enqueue_rejects_bad_input_with_exit_2_and_writes_nothing(env: Env) {
+    env.config("[limits]\nmax_args_bytes = 32\n");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["enqueue", "k", "--args", "{bad"],
+            "--args is not valid JSON: key must be a string at line 1 column 2",
+        ),
+        (
+            &["enqueue", "k", "--args", "[1]"],
+            "--args must be a JSON object, got an array",
+        ),
+        (
+            &[
+                "enqueue",
+                "k",
+                "--args",
+                r#"{"a":"0123456789012345678901234567890"}"#,
+            ],
+            "bytes, over the limit of 32 bytes",
+        ),
+        (&["enqueue", "", "--args", "{}"], "KIND must not be empty"),
+        (
+            &["enqueue", "k", "--delay", "-5s"],
+            "--delay: invalid duration `-5s`: expected a number",
+        ),
+        (
+            &["enqueue", "k", "--delay", "5x"],
+            "--delay: invalid duration `5x`: unknown unit `x`",
+        ),
+        (
+            &["enqueue", "k", "--timeout", "soon"],
+            "--timeout: invalid duration `soon`",
+        ),
+        (
+            &["enqueue", "k", "--run-at", "tomorrow"],
+            "--run-at: `tomorrow` is not an RFC 3339 time",
+        ),
+        (
+            &[
+                "enqueue",
+                "k",
+                "--delay",
+                "1s",
+                "--run-at",
+                "2030-01-01T00:00:00Z",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &["enqueue", "k", "--reference", "user42"],
+            "--reference: expected TYPE:ID",
+        ),
+        (
+            &["enqueue", "k", "--max-attempts", "0"],
+            "--max-attempts must be at least 1, got 0",
+        ),
+        (
+            &["enqueue", "k", "--priority", "high"],
+            "invalid value 'high' for '--priority <N>'",
+        ),
+        (
+            &["enqueue", "k", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["enqueue"],
+            "the following required arguments were not provided",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = env.run(args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?}: stderr {:?} lacks {expected:?}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+    assert!(env.all_jobs().await.is_empty(), "bad input wrote a job");
+}
+
+async fn configuration_errors_exit_2_naming_the_key(env: Env) {
+    env.config("[tasks.send_email]\ncomand = [\"true\"]\n");
+    let out = env.run(&["migrate"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(
+        out.stderr.trim(),
+        "error: errand.toml: tasks.send_email: unknown key \"comand\" (expected one of: queue, \
+         command, http, timeout, max_attempts, backoff)"
+    );
+
+    env.config("[workers]\nlease = \"30x\"\n");
+    let out = env.run(&["worker"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("errand.toml: workers.lease: invalid duration `30x`: unknown unit `x`"),
+        "{out:?}"
+    );
+
+    env.config("[tasks.t]\ncommand = [\"true\"]\n");
+    let mut cmd = env.errand(&["worker"]);
+    cmd.env("ERRAND_WORKERS_ENABLED", "maybe");
+    let out = cmd.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "ERRAND_WORKERS_ENABLED: workers.enabled: expected true or false, got \"maybe\""
+        ),
+        "{stderr}"
+    );
+
+    let out = env.run(&["worker", "--queues", "nope"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--queues: queue \"nope\" is not configured (configured: default)"),
+        "{out:?}"
+    );
+
+    let out = env.run(&["--config", "missing.toml", "migrate"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("missing.toml: cannot read the configuration file"),
+        "{out:?}"
+    );
+}

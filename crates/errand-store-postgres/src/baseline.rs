@@ -1,0 +1,156 @@
+//! Benchmark baseline, not used by Errand.
+//!
+//! The worker benchmarks (`cargo run --release -p errand-bench -- worker`) compare Errand's
+//! worker pool with the smallest job loop one could write by hand on the same server, and
+//! need a few bulk operations on Errand's own tables that the [`errand_store::Store`] trait
+//! does not offer. Both live here because SQL is allowed only in the store crates.
+//!
+//! - [`setup`] / [`drain`]: a bare jobs table (`errand_bench_bare`: id, status, run_at,
+//!   payload, and one partial index for the claim) and concurrent loops that each claim
+//!   `batch` rows with `FOR UPDATE SKIP LOCKED` and mark them done in one statement. No
+//!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
+//! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
+//!   inserted in one statement, then vacuumed and analysed as autovacuum would have done.
+//! - [`explain_claim`]: the plan and buffer counts of Errand's claim statement right now.
+//!
+//! Everything runs in the store's schema ([`crate::PgOptions::schema`]); none of it is
+//! migrated or used by the store.
+
+use crate::error::map;
+use crate::PgStore;
+use errand_store::StoreResult;
+use sqlx::{Connection, Executor, Row};
+
+const BARE_TABLE: &str = "CREATE TABLE errand_bench_bare (
+        id      bigserial PRIMARY KEY,
+        status  text NOT NULL,
+        run_at  timestamptz NOT NULL,
+        payload jsonb
+    )";
+
+const BARE_INDEX: &str =
+    "CREATE INDEX errand_bench_bare_claim ON errand_bench_bare (run_at, id) WHERE status = 'queued'";
+
+const BARE_FILL: &str = "INSERT INTO errand_bench_bare (status, run_at, payload)
+    SELECT 'queued', now(), '{\"n\": 1}'::jsonb FROM generate_series(1, $1::bigint)";
+
+const BARE_CLAIM: &str = "UPDATE errand_bench_bare SET status = 'running'
+    WHERE id IN (SELECT id FROM errand_bench_bare
+                 WHERE status = 'queued' AND run_at <= now()
+                 ORDER BY run_at, id
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+    RETURNING id, payload";
+
+const BARE_DONE: &str = "UPDATE errand_bench_bare SET status = 'done' WHERE id = ANY($1::bigint[])";
+
+/// `n` finished jobs of the last `n` seconds in queue `default`, kind `bench_noop`.
+const SEED_FINISHED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at,
+        attempt, max_attempts, worker_id, created_at, started_at, finished_at, updated_at)
+    SELECT 'default', 'bench_noop', '{\"n\": 1}'::jsonb, 'succeeded', 0, t, 1, 4, 'bench-seed',
+           t, t, t, t
+    FROM (SELECT now() - g * interval '1 second' AS t
+          FROM generate_series($1::bigint, 1, -1) AS g) s";
+
+/// Creates `errand_bench_bare` in the store's schema and fills it with `n` ready rows.
+pub async fn setup(store: &PgStore, n: u64) -> StoreResult<()> {
+    let pool = store.pool();
+    pool.execute(BARE_TABLE).await.map_err(map)?;
+    pool.execute(BARE_INDEX).await.map_err(map)?;
+    sqlx::query(BARE_FILL)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .execute(pool)
+        .await
+        .map_err(map)?;
+    Ok(())
+}
+
+/// Drains `errand_bench_bare` with `concurrency` loops, each claiming up to `batch` rows per
+/// statement (`FOR UPDATE SKIP LOCKED`) and marking them done with one more statement, until
+/// a claim finds nothing. Returns how many rows were drained. The store's pool should hold
+/// at least `concurrency` connections, else the loops wait for each other's connections.
+pub async fn drain(store: &PgStore, concurrency: usize, batch: u32) -> StoreResult<u64> {
+    let mut loops = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.max(1) {
+        let pool = store.pool().clone();
+        loops.push(tokio::spawn(async move {
+            let mut done = 0_u64;
+            loop {
+                let rows = sqlx::query(BARE_CLAIM)
+                    .bind(i64::from(batch))
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(map)?;
+                if rows.is_empty() {
+                    return Ok::<u64, errand_store::StoreError>(done);
+                }
+                let ids = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("id"))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(map)?;
+                sqlx::query(BARE_DONE)
+                    .bind(&ids)
+                    .execute(&pool)
+                    .await
+                    .map_err(map)?;
+                done += ids.len() as u64;
+            }
+        }));
+    }
+    let mut total = 0;
+    for l in loops {
+        total += l.await.map_err(|e| {
+            errand_store::StoreError::Database(format!("baseline loop panicked: {e}"))
+        })??;
+    }
+    Ok(total)
+}
+
+/// Inserts `n` succeeded jobs (queue `default`, kind `bench_noop`, finished over the last
+/// `n` seconds) into `errand_jobs` with one statement: the history of a long-running
+/// deployment. Call [`settle`] afterwards.
+pub async fn seed_finished(store: &PgStore, n: u64) -> StoreResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    sqlx::query(SEED_FINISHED)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .execute(store.pool())
+        .await
+        .map_err(map)?;
+    Ok(())
+}
+
+/// `VACUUM ANALYZE` of Errand's tables: what autovacuum would have done by the time a
+/// deployment had that much history (the visibility map set, statistics present).
+pub async fn settle(store: &PgStore) -> StoreResult<()> {
+    let pool = store.pool();
+    pool.execute("VACUUM (ANALYZE) errand_jobs").await.map_err(map)?;
+    pool.execute("VACUUM (ANALYZE) errand_events").await.map_err(map)?;
+    Ok(())
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of Errand's claim of `limit` jobs from `queue`, run in a
+/// transaction that is rolled back, so nothing is claimed. For diagnosing claim speed.
+pub async fn explain_claim(store: &PgStore, queue: &str, limit: u32) -> StoreResult<String> {
+    let mut conn = store.pool().acquire().await.map_err(map)?;
+    let mut tx = conn.begin().await.map_err(map)?;
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", crate::worker::CLAIM);
+    let rows = sqlx::query(&sql)
+        .bind(queue)
+        .bind("bench-explain")
+        .bind(i64::from(limit))
+        .bind(store.now())
+        .bind(30_000_000_i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+    tx.rollback().await.map_err(map)?;
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&r.try_get::<String, _>(0).map_err(map)?);
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,179 @@
+//! Benchmark baseline, not used by Errand.
+//!
+//! The worker benchmarks (`cargo run --release -p errand-bench -- worker`) compare Errand's
+//! worker pool with the smallest job loop one could write by hand on the same file, and
+//! need a few bulk operations on Errand's own tables that the [`errand_store::Store`] trait
+//! does not offer. Both live here because SQL is allowed only in the store crates.
+//!
+//! - [`setup`] / [`drain`]: a bare jobs table (`errand_bench_bare`: id, status, run_at,
+//!   payload, and one partial index for the claim) and concurrent loops that each claim
+//!   `batch` rows with one `UPDATE ... RETURNING` in an IMMEDIATE transaction and mark them
+//!   done with one more statement. SQLite has one writer per file, so the loops share one
+//!   connection (as the store's operations share its writer) and take turns on it. No
+//!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
+//! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
+//!   inserted in one transaction, then the WAL checkpointed.
+//!
+//! Each function opens connections of its own on the store's file, with the store's
+//! `synchronous` setting.
+
+use crate::error::map_sql;
+use crate::{open_connection, run_blocking, SqliteStore};
+use errand_store::{StoreError, StoreResult};
+use rusqlite::{params, Connection, TransactionBehavior};
+use std::sync::{Arc, Mutex};
+
+const BARE_TABLE: &str = "CREATE TABLE errand_bench_bare (
+        id      INTEGER PRIMARY KEY,
+        status  TEXT NOT NULL,
+        run_at  INTEGER NOT NULL,
+        payload TEXT
+    )";
+
+const BARE_INDEX: &str =
+    "CREATE INDEX errand_bench_bare_claim ON errand_bench_bare (run_at, id) WHERE status = 'queued'";
+
+/// `?1` rows, `?2` now (microseconds).
+const BARE_FILL: &str = "INSERT INTO errand_bench_bare (status, run_at, payload)
+    WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?1)
+    SELECT 'queued', ?2, '{\"n\":1}' FROM g";
+
+/// `?1` now, `?2` batch.
+const BARE_CLAIM: &str = "UPDATE errand_bench_bare SET status = 'running'
+    WHERE id IN (SELECT id FROM errand_bench_bare
+                 WHERE status = 'queued' AND run_at <= ?1
+                 ORDER BY run_at, id
+                 LIMIT ?2)
+    RETURNING id, payload";
+
+/// `?1` a JSON array of ids.
+const BARE_DONE: &str =
+    "UPDATE errand_bench_bare SET status = 'done' WHERE id IN (SELECT value FROM json_each(?1))";
+
+/// `?1` rows, `?2` now (microseconds): finished over the last `?1` seconds.
+const SEED_FINISHED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at,
+        attempt, max_attempts, worker_id, created_at, started_at, finished_at, updated_at)
+    WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?1)
+    SELECT 'default', 'bench_noop', '{\"n\":1}', 'succeeded', 0, t, 1, 4, 'bench-seed',
+           t, t, t, t
+    FROM (SELECT ?2 - (?1 - i + 1) * 1000000 AS t FROM g)";
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn connect(store: &SqliteStore) -> StoreResult<Connection> {
+    open_connection(store.path(), store.synchronous(), false).map_err(map_sql)
+}
+
+/// Creates `errand_bench_bare` in the store's file and fills it with `n` ready rows.
+pub async fn setup(store: &SqliteStore, n: u64) -> StoreResult<()> {
+    let conn = connect(store)?;
+    run_blocking(move || {
+        let mut conn = conn;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_sql)?;
+        tx.execute(BARE_TABLE, []).map_err(map_sql)?;
+        tx.execute(BARE_INDEX, []).map_err(map_sql)?;
+        tx.execute(BARE_FILL, params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()])
+            .map_err(map_sql)?;
+        tx.commit().map_err(map_sql)
+    })
+    .await
+}
+
+/// Drains `errand_bench_bare` with `concurrency` loops (threads) sharing one connection:
+/// each claims up to `batch` rows in an IMMEDIATE transaction and marks them done with one
+/// more statement, until a claim finds nothing. Returns how many rows were drained.
+pub async fn drain(store: &SqliteStore, concurrency: usize, batch: u32) -> StoreResult<u64> {
+    let conn = Arc::new(Mutex::new(connect(store)?));
+    run_blocking(move || {
+        std::thread::scope(|scope| {
+            let loops: Vec<_> = (0..concurrency.max(1))
+                .map(|_| {
+                    let conn = conn.clone();
+                    scope.spawn(move || drain_loop(&conn, batch))
+                })
+                .collect();
+            let mut total = 0;
+            for l in loops {
+                total += l
+                    .join()
+                    .map_err(|_| StoreError::Database("baseline loop panicked".into()))??;
+            }
+            Ok(total)
+        })
+    })
+    .await
+}
+
+fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
+    let lock = || conn.lock().unwrap_or_else(|p| p.into_inner());
+    let mut done = 0_u64;
+    loop {
+        let ids: Vec<i64> = {
+            let mut c = lock();
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_sql)?;
+            let ids = {
+                let mut stmt = tx.prepare_cached(BARE_CLAIM).map_err(map_sql)?;
+                let rows = stmt
+                    .query_map(params![now_micros(), batch], |r| {
+                        let _payload: Option<String> = r.get(1)?;
+                        r.get(0)
+                    })
+                    .map_err(map_sql)?;
+                rows.collect::<rusqlite::Result<Vec<i64>>>().map_err(map_sql)?
+            };
+            tx.commit().map_err(map_sql)?;
+            ids
+        };
+        if ids.is_empty() {
+            return Ok(done);
+        }
+        let list = serde_json::to_string(&ids)
+            .map_err(|e| StoreError::Database(format!("encoding ids: {e}")))?;
+        lock()
+            .prepare_cached(BARE_DONE)
+            .and_then(|mut s| s.execute([list]))
+            .map_err(map_sql)?;
+        done += ids.len() as u64;
+    }
+}
+
+/// Inserts `n` succeeded jobs (queue `default`, kind `bench_noop`, finished over the last
+/// `n` seconds) into `errand_jobs` in one transaction: the history of a long-running
+/// deployment. Call [`settle`] afterwards.
+pub async fn seed_finished(store: &SqliteStore, n: u64) -> StoreResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let conn = connect(store)?;
+    run_blocking(move || {
+        let mut conn = conn;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_sql)?;
+        tx.execute(
+            SEED_FINISHED,
+            params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()],
+        )
+        .map_err(map_sql)?;
+        tx.commit().map_err(map_sql)
+    })
+    .await
+}
+
+/// Checkpoints the WAL into the database file and truncates it, as the automatic
+/// checkpoint would have after the seed's one large transaction. SQLite has no statistics
+/// to refresh for the claim (its plan is pinned with `INDEXED BY`).
+pub async fn settle(store: &SqliteStore) -> StoreResult<()> {
+    let conn = connect(store)?;
+    run_blocking(move || {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(map_sql)
+    })
+    .await
+}
