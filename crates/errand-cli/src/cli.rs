@@ -49,6 +49,10 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// Print one JSON document on stdout instead of text for people (shapes: docs/cli-json.md)
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+
     /// More log detail: -v debug for Errand, -vv debug for everything, -vvv trace (RUST_LOG
     /// overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
@@ -125,10 +129,6 @@ pub struct MigrateArgs {
     /// Show applied and pending migrations instead of applying them
     #[arg(long)]
     pub status: bool,
-
-    /// Print JSON
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -178,7 +178,4 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
 
-    /// Print {"id":..,"inserted":..} instead of a sentence
-    #[arg(long)]
-    pub json: bool,
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::EnqueueArgs;
 use crate::config::Config;
+use crate::output::Out;
 use crate::serve::redact_url;
 use crate::UsageError;
 use anyhow::Context;
@@ -11,7 +12,7 @@ use errand::{Client, NewJob, ValidationError};
 use errand_core::parse_duration;
 use std::io::Read;
 
-pub async fn run(config: &Config, args: &EnqueueArgs) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: &EnqueueArgs, out: &Out) -> anyhow::Result<()> {
     let job = new_job(config, args)?;
     job.validate(&config.limits).map_err(flag_error)?;
 
@@ -24,19 +25,17 @@ pub async fn run(config: &Config, args: &EnqueueArgs) -> anyhow::Result<()> {
         .enqueue_many(std::slice::from_ref(&job))
         .await?
         .remove(0);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "id": enqueued.id, "inserted": enqueued.inserted })
-        );
+    if out.json() {
+        // One line, not pretty: `--json` of enqueue is read by scripts line by line.
+        out.line(&serde_json::json!({ "id": enqueued.id, "inserted": enqueued.inserted }).to_string());
     } else if enqueued.inserted {
-        println!("enqueued job {}", enqueued.id);
+        out.line(&format!("enqueued job {}", enqueued.id));
     } else {
-        println!(
+        out.line(&format!(
             "job {} already exists (unique key \"{}\")",
             enqueued.id,
             job.unique_key.as_deref().unwrap_or_default()
-        );
+        ));
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ mod enqueue;
 mod handlers;
 mod logging;
 mod migrate;
+#[allow(dead_code)] // Progress and rfc3339 serve the operator commands landing next
+mod output;
 mod serve;
 
 use clap::Parser;
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let config = config::load(cli.config.as_deref(), &env, cli.database.as_deref())?;
+    let out = output::Out::detect(cli.json);
     match cli.command {
         Command::Serve => serve::run(config, serve::Role::Serve).await,
         Command::Worker(args) => {
@@ -79,8 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             serve::run(config, role).await
         }
-        Command::Migrate(args) => migrate::run(&config, &args).await,
-        Command::Enqueue(args) => enqueue::run(&config, &args).await,
+        Command::Migrate(args) => migrate::run(&config, &args, &out).await,
+        Command::Enqueue(args) => enqueue::run(&config, &args, &out).await,
     }
 }
 

@@ -4,9 +4,10 @@ use crate::cli::MigrateArgs;
 use crate::config::Config;
 use crate::serve::redact_url;
 use anyhow::Context;
+use crate::output::{Cell, Out, Style, Table};
 use errand::{Client, MigrationStatus};
 
-pub async fn run(config: &Config, args: &MigrateArgs) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: &MigrateArgs, out: &Out) -> anyhow::Result<()> {
     let client = Client::builder(config.database_url.clone())
         .migrate(false)
         .connect()
@@ -14,10 +15,10 @@ pub async fn run(config: &Config, args: &MigrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
     let before = client.migration_status().await?;
     if args.status {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&before)?);
+        if out.json() {
+            out.print_json(&before)?;
         } else {
-            print_status(&before);
+            print_status(&before, out);
         }
         return Ok(());
     }
@@ -28,49 +29,59 @@ pub async fn run(config: &Config, args: &MigrateArgs) -> anyhow::Result<()> {
         .map(|m| m.version)
         .filter(|v| !before.applied.iter().any(|b| b.version == *v))
         .collect();
-    if args.json {
-        let out = serde_json::json!({
+    if out.json() {
+        let doc = serde_json::json!({
             "current_version": after.current_version,
             "latest_version": after.latest_version,
             "newly_applied": newly,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out.print_json(&doc)?;
     } else if newly.is_empty() {
-        println!(
+        out.line(&format!(
             "schema already at version {}: nothing to apply",
             after.current_version
-        );
+        ));
     } else {
         let list: Vec<String> = newly.iter().map(i64::to_string).collect();
-        println!(
+        out.line(&format!(
             "applied migration{} {}: schema at version {}",
             if newly.len() == 1 { "" } else { "s" },
             list.join(", "),
             after.current_version
-        );
+        ));
     }
     Ok(())
 }
 
-fn print_status(s: &MigrationStatus) {
+fn print_status(s: &MigrationStatus, out: &Out) {
     let state = if s.pending.is_empty() {
         "up to date"
     } else {
         "migrations pending"
     };
-    println!(
+    out.line(&format!(
         "schema version {} of {} ({state})",
         s.current_version, s.latest_version
-    );
+    ));
+    let mut table = Table::new(["VERSION", "NAME", "STATE", "APPLIED"]);
     for m in &s.applied {
-        println!(
-            "  applied  {:>4}  {:<24} {}",
-            m.version,
-            m.name,
-            m.applied_at.to_rfc3339()
-        );
+        table.row([
+            Cell::num(m.version),
+            Cell::text(&m.name),
+            Cell::state("applied").styled(Style::Green),
+            Cell::time(out.now(), m.applied_at),
+        ]);
     }
     for (version, name) in &s.pending {
-        println!("  pending  {version:>4}  {name}");
+        table.row([
+            Cell::num(version),
+            Cell::text(name),
+            Cell::text("pending").styled(Style::Yellow),
+            Cell::text(""),
+        ]);
+    }
+    if !table.is_empty() {
+        out.line("");
+        out.table(&table, "");
     }
 }
