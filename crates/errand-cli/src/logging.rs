@@ -41,11 +41,16 @@ pub fn init(format: LogFormat, verbose: u8) {
     }
 }
 
+/// sqlx's own info lines are noise for an operator: PostgreSQL notices from idempotent
+/// migrations ("relation ... already exists, skipping") and pings of pooled connections that
+/// a database restart closed. Its warnings stay.
+const QUIET: &str = "info,sqlx=warn";
+
 fn default_directives(verbose: u8) -> String {
     match verbose {
-        0 => "info".to_string(),
+        0 => QUIET.to_string(),
         1 => {
-            let mut d = String::from("info");
+            let mut d = String::from(QUIET);
             for t in ERRAND_TARGETS {
                 d.push_str(&format!(",{t}=debug"));
             }
@@ -62,7 +67,7 @@ mod tests {
 
     #[test]
     fn verbosity_widens_the_filter() {
-        assert_eq!(default_directives(0), "info");
+        assert_eq!(default_directives(0), "info,sqlx=warn");
         assert!(default_directives(1).contains("errand_worker=debug"));
         assert_eq!(default_directives(3), "trace");
     }

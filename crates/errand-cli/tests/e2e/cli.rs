@@ -1,13 +1,16 @@
-//! The one-shot commands: `migrate` and `enqueue`, and configuration errors.
+//! The one-shot commands: `migrate` and `enqueue`, and configuration errors; README's
+//! zero-config quick start and the example configuration.
 
 use crate::common::{e2e, enqueued_id, Env};
 use chrono::{TimeZone, Utc};
+use errand::JobStatus;
 
 e2e!(
     migrate_applies_and_reports_the_schema,
     enqueue_takes_every_option_and_task_defaults,
     enqueue_rejects_bad_input_with_exit_2_and_writes_nothing,
     configuration_errors_exit_2_naming_the_key,
+    the_example_configuration_runs_its_command_task,
 );
 
 async fn migrate_applies_and_reports_the_schema(env: Env) {
@@ -312,4 +315,102 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
             .contains("missing.toml: cannot read the configuration file"),
         "{out:?}"
     );
+}
+
+/// README's quick start: `errand serve` in an empty folder, no errand.toml, no --database:
+/// it creates ./errand.db, migrates it, runs (claiming nothing: no task is configured), and
+/// Ctrl-C stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_serve_creates_errand_db_and_migrates_it() {
+    crate::common::run(crate::common::Backend::Sqlite, zero_config_serve).await;
+}
+
+async fn zero_config_serve(env: Env) {
+    let db = env.dir.join("errand.db");
+    assert!(!db.exists());
+    let serve = env.spawn_command(env.errand_bare(&["serve"]), "errand serve");
+    let ready = serve.ready().await;
+    for expected in [
+        "database=errand.db",
+        "backend=\"sqlite\"",
+        "config=none (zero config)",
+        "claiming=false",
+    ] {
+        assert!(ready.contains(expected), "{expected:?} not in {ready}");
+    }
+    serve
+        .wait_for_line("not claiming jobs: no tasks configured")
+        .await;
+    assert!(db.exists(), "no ./errand.db in {}", env.dir.display());
+    serve.stop_with(libc::SIGINT).await;
+
+    // The schema is there (migrated by serve, not by this check).
+    let client = errand::Client::builder(db.display().to_string())
+        .migrate(false)
+        .connect()
+        .await
+        .unwrap();
+    let status = client.migration_status().await.unwrap();
+    assert!(status.current_version >= 2, "{status:?}");
+    assert!(status.pending.is_empty(), "{status:?}");
+    // And it is usable: a job goes in and is read back.
+    let id = client
+        .enqueue_kind("hello", serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .id;
+    assert!(client.job(id).await.unwrap().is_some());
+}
+
+/// examples/errand.toml and its script, copied into a project the way a newcomer would: the
+/// configuration starts with its queues and tasks, and its command task runs.
+async fn the_example_configuration_runs_its_command_task(env: Env) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::create_dir_all(env.dir.join("examples/scripts")).unwrap();
+    for file in ["examples/errand.toml", "examples/scripts/thumbnail.py"] {
+        std::fs::copy(root.join(file), env.dir.join(file)).unwrap();
+    }
+    let out = env
+        .run(&[
+            "--config",
+            "examples/errand.toml",
+            "enqueue",
+            "thumbnail",
+            "--args",
+            r#"{"image":"cat.jpg"}"#,
+        ])
+        .await;
+    let id = enqueued_id(&out);
+    assert_eq!(env.job(id).await.queue, "media");
+    let serve = env.spawn(
+        &["--config", "examples/errand.toml", "serve"],
+        &[("ERRAND_WORKERS_POLL_INTERVAL", "100ms")],
+    );
+    let ready = serve.ready().await;
+    for expected in [
+        "config=examples/errand.toml",
+        "queues=default=10,media=2",
+        "tasks=reindex(http),thumbnail(command)",
+        "claiming=true",
+    ] {
+        assert!(ready.contains(expected), "{expected:?} not in {ready}");
+    }
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        eprintln!("python3 is not installed: the example's thumbnail job was not run");
+        serve.stop().await;
+        return;
+    }
+    let job = env
+        .wait_job(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
+    assert_eq!(
+        job.result,
+        Some(serde_json::json!({"thumbnail": "cat.jpg.thumb-128.png", "size": 128}))
+    );
+    serve.stop().await;
 }

@@ -94,11 +94,31 @@ async fn a_failing_command_fails_after_max_attempts_with_its_stderr(env: Env) {
         job.last_error.as_deref(),
         Some("exit 3: starting\nboom: disk on fire")
     );
+    // Every attempt is in the job's history: its number, its worker, its error with the
+    // stderr tail, and what was decided (retry, then fail).
     let errors = env.events_of(failing, EventKind::Error).await;
-    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(
+        errors.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{errors:?}"
+    );
     assert!(errors
         .iter()
         .all(|e| e.message.as_deref() == Some("exit 3: starting\nboom: disk on fire")));
+    assert!(
+        errors.iter().all(|e| e.worker_id == job.worker_id),
+        "{errors:?}"
+    );
+    let decisions: Vec<_> = errors
+        .iter()
+        .map(|e| {
+            e.data
+                .as_ref()
+                .and_then(|d| d["next"].as_str())
+                .unwrap_or("?")
+        })
+        .collect();
+    assert_eq!(decisions, ["retry", "retry", "failed"], "{errors:?}");
 
     // A program that does not exist fails for good on the first attempt.
     let job = env

@@ -49,12 +49,12 @@ pub enum Backend {
 }
 
 /// The PostgreSQL server: `ERRAND_TEST_DATABASE_URL`, else the local one.
-fn postgres_server() -> String {
+pub fn postgres_server() -> String {
     std::env::var("ERRAND_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     format!("{}_{:016x}", std::process::id(), fastrand_u64())
 }
 
@@ -100,36 +100,56 @@ where
     std::fs::create_dir_all(&dir).unwrap();
     let url = match backend {
         Backend::Sqlite => dir.join("jobs.db").display().to_string(),
-        Backend::Postgres => {
-            let mut url =
-                reqwest::Url::parse(&postgres_server()).expect("ERRAND_TEST_DATABASE_URL is a URL");
-            url.set_path(&format!("/errand_e2e_{}", unique()));
-            let url = url.to_string();
-            sqlx::Postgres::create_database(&url)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                    "PostgreSQL is required for the postgres tests and could not create a database \
-                     on {}: {e}",
-                    postgres_server()
-                )
-                });
-            url
-        }
+        Backend::Postgres => create_database(&postgres_server()).await,
     };
-    let env = Env {
-        dir: dir.clone(),
-        url: url.clone(),
-        client: OnceCell::new(),
-        logs: Arc::default(),
-    };
-    let outcome = tokio::spawn(case(env)).await;
+    let outcome = run_in(dir.clone(), url.clone(), case).await;
     if backend == Backend::Postgres {
         if let Err(e) = sqlx::Postgres::force_drop_database(&url).await {
             eprintln!("could not drop the test database {url}: {e}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    reraise(outcome);
+}
+
+/// Creates a fresh database on the PostgreSQL `server` and returns its URL.
+pub async fn create_database(server: &str) -> String {
+    let mut url = reqwest::Url::parse(server).expect("the PostgreSQL server URL is a URL");
+    url.set_path(&format!("/errand_e2e_{}", unique()));
+    let url = url.to_string();
+    sqlx::Postgres::create_database(&url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for the postgres tests and could not create a database \
+                 on {server}: {e}"
+            )
+        });
+    url
+}
+
+/// Runs `case` in its own task with `dir` as the binary's working directory and `url` as its
+/// database; the caller cleans up, then passes the outcome to [`reraise`].
+pub async fn run_in<F, Fut>(
+    dir: PathBuf,
+    url: String,
+    case: F,
+) -> Result<(), tokio::task::JoinError>
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let env = Env {
+        dir,
+        url,
+        client: OnceCell::new(),
+        logs: Arc::default(),
+    };
+    tokio::spawn(case(env)).await
+}
+
+/// Re-raises a case's panic, if any.
+pub fn reraise(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(e) = outcome {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());
@@ -150,15 +170,21 @@ impl Env {
     /// The binary with `--database` set, in the test's directory, with no `ERRAND_*` or
     /// `RUST_LOG` variable from the environment the tests run in.
     pub fn errand(&self, args: &[&str]) -> Command {
+        let mut cmd = self.errand_bare(&["--database", &self.url]);
+        cmd.args(args);
+        cmd
+    }
+
+    /// The binary without `--database`: the database is what the configuration (or its
+    /// absence) says.
+    pub fn errand_bare(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("ERRAND_") || name == "RUST_LOG" {
                 cmd.env_remove(name);
             }
         }
-        cmd.arg("--database")
-            .arg(&self.url)
-            .args(args)
+        cmd.args(args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -231,6 +257,12 @@ impl Env {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        self.spawn_command(cmd, &format!("errand {}", args.join(" ")))
+    }
+
+    /// Starts `cmd` (from [`Env::errand`] or [`Env::errand_bare`]) in the background,
+    /// capturing its log under `name`.
+    pub fn spawn_command(&self, mut cmd: Command, name: &str) -> Proc {
         let mut child = cmd.spawn().expect("spawn errand");
         let lines: Lines = Arc::default();
         let notify = Arc::new(Notify::new());
@@ -246,7 +278,7 @@ impl Env {
                 }
             });
         }
-        let name = format!("errand {}", args.join(" "));
+        let name = name.to_string();
         self.logs
             .lock()
             .unwrap()
@@ -300,6 +332,37 @@ impl Env {
             ..Default::default()
         };
         self.client().await.list(&list).await.unwrap().jobs
+    }
+
+    /// Every job in the database, however many, newest first.
+    pub async fn every_job(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        let mut list = JobList {
+            limit: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.client().await.list(&list).await.unwrap();
+            jobs.extend(page.jobs);
+            match page.next_cursor {
+                Some(cursor) => list.before_id = Some(cursor),
+                None => return jobs,
+            }
+        }
+    }
+
+    /// Job counts by state over every queue: (queued, running, succeeded, failed, cancelled).
+    pub async fn counts(&self) -> [u64; 5] {
+        let stats = self.client().await.queue_stats().await.unwrap();
+        let mut c = [0; 5];
+        for q in stats {
+            c[0] += q.queued;
+            c[1] += q.running;
+            c[2] += q.succeeded;
+            c[3] += q.failed;
+            c[4] += q.cancelled;
+        }
+        c
     }
 
     /// Polls the job until `done` holds, failing with the job and the logs after [`PATIENCE`].
@@ -417,8 +480,13 @@ impl Proc {
     }
 
     /// SIGTERM, then waits for the exit and asserts it was clean (code 0).
-    pub async fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
+    pub async fn stop(self) -> String {
+        self.stop_with(libc::SIGTERM).await
+    }
+
+    /// `signal` (SIGTERM or SIGINT), then waits for the exit and asserts it was clean.
+    pub async fn stop_with(mut self, signal: i32) -> String {
+        self.signal(signal);
         let status = self.exit().await;
         assert_eq!(
             status.code(),

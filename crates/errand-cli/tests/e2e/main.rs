@@ -1,11 +1,15 @@
 //! End-to-end tests of the `errand` binary on both backends: each case runs the real binary
 //! (`env!("CARGO_BIN_EXE_errand")`) against its own database and checks the outcome with the
 //! library client. `cargo test -p errand-cli --test e2e sqlite` (or `postgres`) runs one
-//! backend.
+//! backend. `postgres_only` holds what needs several processes on one PostgreSQL database
+//! or a private PostgreSQL server to restart.
 
 mod common;
+mod private_pg;
+mod sink;
 
 mod cli;
 mod command;
 mod http;
 mod lifecycle;
+mod postgres_only;
