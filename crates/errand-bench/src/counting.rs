@@ -9,6 +9,7 @@ use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
     JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
     RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
+    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -118,6 +119,15 @@ impl Store for Counting {
     }
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.inner.queue_stats().await
+    }
+    async fn job_finished_stats(
+        &self,
+        params: &JobFinishedStats,
+    ) -> StoreResult<Vec<FinishedStats>> {
+        self.inner.job_finished_stats(params).await
+    }
+    async fn job_throughput(&self, params: &JobThroughput) -> StoreResult<Vec<ThroughputBucket>> {
+        self.inner.job_throughput(params).await
     }
     async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {
         self.inner.event_insert(event).await

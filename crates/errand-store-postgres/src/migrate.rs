@@ -31,6 +31,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "claim_plan",
         sql: include_str!("../migrations/0003_claim_plan.sql"),
     },
+    // 4 is reserved for the scheduler's tables; versions need not be contiguous (each is
+    // applied if not recorded as applied).
+    Migration {
+        version: 5,
+        name: "finished_index",
+        sql: include_str!("../migrations/0005_finished_index.sql"),
+    },
 ];
 
 /// The highest version this build knows.

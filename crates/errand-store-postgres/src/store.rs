@@ -10,6 +10,7 @@ use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
     JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
     RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
+    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
 };
 use sqlx::Connection;
 
@@ -104,6 +105,17 @@ impl Store for PgStore {
 
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.stats_impl().await
+    }
+
+    async fn job_finished_stats(
+        &self,
+        params: &JobFinishedStats,
+    ) -> StoreResult<Vec<FinishedStats>> {
+        self.finished_stats_impl(params).await
+    }
+
+    async fn job_throughput(&self, params: &JobThroughput) -> StoreResult<Vec<ThroughputBucket>> {
+        self.throughput_impl(params).await
     }
 
     async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {

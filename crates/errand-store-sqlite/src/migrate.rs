@@ -25,6 +25,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "workers",
         sql: include_str!("../migrations/0002_workers.sql"),
     },
+    // 4 is reserved for the scheduler's tables; versions need not be contiguous (each is
+    // applied if not recorded as applied).
+    Migration {
+        version: 5,
+        name: "finished_index",
+        sql: include_str!("../migrations/0005_finished_index.sql"),
+    },
 ];
 
 /// The highest version this build knows.

@@ -6,7 +6,10 @@ use crate::rows::{
 };
 use chrono::{DateTime, Utc};
 use errand_core::{DerivedState, Event, Job, JobId, JobStatus};
-use errand_store::{JobList, JobPage, QueueInfo, QueueStats, StateFilter};
+use errand_store::{
+    FinishedStats, JobFinishedStats, JobList, JobPage, JobThroughput, QueueInfo, QueueStats,
+    StateFilter, ThroughputBucket,
+};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
@@ -223,6 +226,109 @@ pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError
             paused: paused_at.is_some(),
             paused_at: paused_at.map(micros_to_time),
             updated_at: micros_to_time(r.get(2)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// `AND queue = ?n AND kind = ?m` for the optional filters, binding into `args`.
+fn queue_kind_filter(queue: &Option<String>, kind: &Option<String>, args: &mut Vec<Value>) -> String {
+    let mut sql = String::new();
+    for (column, value) in [("queue", queue), ("kind", kind)] {
+        if let Some(v) = value {
+            args.push(Value::Text(v.clone()));
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    sql
+}
+
+/// [`errand_store::Store::job_finished_stats`]: counts, then durations with the nearest-rank
+/// p95 in exact integer arithmetic (`rn * 20 >= n * 19` is `rn >= 0.95 n`), as on PostgreSQL.
+pub(crate) fn job_finished_stats(
+    tx: &Transaction<'_>,
+    p: &JobFinishedStats,
+) -> Result<Vec<FinishedStats>, OpError> {
+    let mut args = vec![Value::Integer(crate::rows::to_micros(p.since))];
+    let filter = queue_kind_filter(&p.queue, &p.kind, &mut args);
+    let mut by_queue: BTreeMap<String, FinishedStats> = BTreeMap::new();
+    let counts = format!(
+        "SELECT queue, status, COUNT(*) FROM errand_jobs INDEXED BY errand_jobs_finished \
+         WHERE finished_at >= ?1 AND finished_at IS NOT NULL{filter} GROUP BY queue, status"
+    );
+    let mut stmt = tx.prepare_cached(&counts)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (queue, status, n) = row?;
+        let s = by_queue.entry(queue.clone()).or_insert_with(|| FinishedStats {
+            queue,
+            ..Default::default()
+        });
+        match status.parse::<JobStatus>() {
+            Ok(JobStatus::Succeeded) => s.succeeded = n as u64,
+            Ok(JobStatus::Failed) => s.failed = n as u64,
+            Ok(JobStatus::Cancelled) => s.cancelled = n as u64,
+            _ => {}
+        }
+    }
+    let durations = format!(
+        "WITH d AS (SELECT queue, finished_at - started_at AS us, \
+           ROW_NUMBER() OVER (PARTITION BY queue ORDER BY finished_at - started_at) AS rn, \
+           COUNT(*) OVER (PARTITION BY queue) AS n \
+         FROM errand_jobs INDEXED BY errand_jobs_finished \
+         WHERE finished_at >= ?1 AND finished_at IS NOT NULL AND status = 'succeeded' \
+           AND started_at IS NOT NULL{filter}) \
+         SELECT queue, AVG(us), MIN(CASE WHEN rn * 20 >= n * 19 THEN us END), MAX(us) \
+         FROM d GROUP BY queue"
+    );
+    let mut stmt = tx.prepare_cached(&durations)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<f64>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (queue, avg, p95, max) = row?;
+        if let Some(s) = by_queue.get_mut(&queue) {
+            s.duration_avg_ms = avg.map(|us| us / 1000.0);
+            s.duration_p95_ms = p95.map(|us| us as f64 / 1000.0);
+            s.duration_max_ms = max.map(|us| us as f64 / 1000.0);
+        }
+    }
+    Ok(by_queue.into_values().collect())
+}
+
+/// [`errand_store::Store::job_throughput`]: integer division aligns buckets to the epoch.
+pub(crate) fn job_throughput(
+    tx: &Transaction<'_>,
+    p: &JobThroughput,
+) -> Result<Vec<ThroughputBucket>, OpError> {
+    let bucket_us = i64::try_from(p.bucket.as_micros()).unwrap_or(i64::MAX).max(1000);
+    let mut args = vec![
+        Value::Integer(crate::rows::to_micros(p.since)),
+        Value::Integer(bucket_us),
+    ];
+    let filter = queue_kind_filter(&p.queue, &p.kind, &mut args);
+    let sql = format!(
+        "SELECT (finished_at / ?2) * ?2 AS bucket, queue, \
+           SUM(status = 'succeeded'), SUM(status = 'failed'), SUM(status = 'cancelled') \
+         FROM errand_jobs INDEXED BY errand_jobs_finished \
+         WHERE finished_at >= ?1 AND finished_at IS NOT NULL{filter} \
+         GROUP BY bucket, queue ORDER BY bucket, queue"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok(ThroughputBucket {
+            start: micros_to_time(r.get(0)?),
+            queue: r.get(1)?,
+            succeeded: r.get::<_, i64>(2)? as u64,
+            failed: r.get::<_, i64>(3)? as u64,
+            cancelled: r.get::<_, i64>(4)? as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -10,6 +10,7 @@ use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
     JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
     RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
+    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
 };
 
 #[async_trait]
@@ -143,6 +144,20 @@ impl Store for SqliteStore {
 
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>> {
         self.read(reads::queue_stats).await
+    }
+
+    async fn job_finished_stats(
+        &self,
+        params: &JobFinishedStats,
+    ) -> StoreResult<Vec<FinishedStats>> {
+        let params = params.clone();
+        self.read(move |tx, _| reads::job_finished_stats(tx, &params))
+            .await
+    }
+
+    async fn job_throughput(&self, params: &JobThroughput) -> StoreResult<Vec<ThroughputBucket>> {
+        let params = params.clone();
+        self.read(move |tx, _| reads::job_throughput(tx, &params)).await
     }
 
     async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {

@@ -151,6 +151,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// or a queue row (a paused empty queue still shows).
     async fn queue_stats(&self) -> StoreResult<Vec<QueueStats>>;
 
+    /// Per queue, what finished (`finished_at >= since`): counts of succeeded, failed and
+    /// cancelled jobs, and the avg / p95 / max duration of the succeeded runs (see
+    /// [`FinishedStats`]). Only queues with at least one finished job, sorted by name. Reads
+    /// the `finished_at` index, so the cost follows the window, not the table's history.
+    async fn job_finished_stats(&self, params: &JobFinishedStats)
+        -> StoreResult<Vec<FinishedStats>>;
+
+    /// Finished jobs counted per time bucket and queue (a throughput series), oldest bucket
+    /// first, then by queue. Buckets with nothing finished are left out.
+    async fn job_throughput(&self, params: &JobThroughput) -> StoreResult<Vec<ThroughputBucket>>;
+
     // ---- events -------------------------------------------------------------------------
 
     /// Appends an event (operator notes and actions that are not a transition above).

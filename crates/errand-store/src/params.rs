@@ -273,3 +273,144 @@ pub struct JobsReady {
     /// listener reconnected (notifications sent while it was away are lost).
     pub queue: String,
 }
+
+/// Parameters of [`crate::Store::job_finished_stats`]: jobs that finished at or after `since`,
+/// optionally of one queue and/or kind.
+#[derive(Debug, Clone)]
+pub struct JobFinishedStats {
+    pub since: DateTime<Utc>,
+    pub queue: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// What finished in one queue since a time: counts by outcome, and how long the successful
+/// runs took.
+///
+/// A run's duration is `finished_at - started_at` of a succeeded job, i.e. its successful
+/// attempt (earlier failed attempts and backoff waits are not included). The p95 is the
+/// nearest-rank percentile: the smallest duration such that at least 95% of the runs took
+/// no longer; the same definition on every backend.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FinishedStats {
+    pub queue: String,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Mean duration of the succeeded runs, in milliseconds; `None` without any.
+    pub duration_avg_ms: Option<f64>,
+    /// Nearest-rank 95th percentile of the succeeded runs' durations, in milliseconds.
+    pub duration_p95_ms: Option<f64>,
+    /// Longest succeeded run, in milliseconds.
+    pub duration_max_ms: Option<f64>,
+}
+
+/// Parameters of [`crate::Store::job_throughput`].
+#[derive(Debug, Clone)]
+pub struct JobThroughput {
+    /// Jobs that finished at or after this instant.
+    pub since: DateTime<Utc>,
+    /// Width of a bucket; at least one millisecond. Buckets are aligned to multiples of it
+    /// since the Unix epoch, so the same instant falls in the same bucket on every call.
+    pub bucket: Duration,
+    pub queue: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// Jobs of one queue that finished within one bucket of time. Only non-empty buckets are
+/// returned by the store; `errand::Client::throughput` fills the gaps with zeros.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThroughputBucket {
+    /// Start of the bucket (inclusive); it ends one bucket width later (exclusive).
+    pub start: DateTime<Utc>,
+    pub queue: String,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+/// The start of the `width`-wide bucket (aligned to the Unix epoch) that holds `t`.
+pub fn bucket_start(t: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
+    let w = i64::try_from(width.as_micros()).unwrap_or(i64::MAX).max(1000);
+    let us = t.timestamp_micros();
+    DateTime::<Utc>::from_timestamp_micros(us.div_euclid(w) * w).unwrap_or(t)
+}
+
+/// A dense series from the sparse rows of [`crate::Store::job_throughput`]: for every queue
+/// in `rows` (and each of `queues`, so a quiet queue still shows), one bucket per `width`
+/// from the bucket holding `since` to the one holding `until`, zero where nothing finished.
+/// Ordered by bucket, then queue, like the store's rows.
+pub fn fill_throughput(
+    rows: &[ThroughputBucket],
+    queues: &[String],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    width: Duration,
+) -> Vec<ThroughputBucket> {
+    let mut names: Vec<&str> = rows
+        .iter()
+        .map(|r| r.queue.as_str())
+        .chain(queues.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let step = chrono::TimeDelta::from_std(width).unwrap_or(chrono::TimeDelta::MAX);
+    let step = step.max(chrono::TimeDelta::milliseconds(1));
+    let mut out = Vec::new();
+    let mut start = bucket_start(since, width);
+    let last = bucket_start(until.max(since), width);
+    while start <= last {
+        for q in &names {
+            let found = rows.iter().find(|r| r.start == start && r.queue == *q);
+            out.push(found.cloned().unwrap_or_else(|| ThroughputBucket {
+                start,
+                queue: q.to_string(),
+                succeeded: 0,
+                failed: 0,
+                cancelled: 0,
+            }));
+        }
+        match start.checked_add_signed(step) {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn throughput_gaps_are_filled_with_zeros_per_queue() {
+        let t = |m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 23, 13, m, s).unwrap();
+        let minute = Duration::from_secs(60);
+        assert_eq!(bucket_start(t(2, 59), minute), t(2, 0));
+        let row = |m, q: &str, n| ThroughputBucket {
+            start: t(m, 0),
+            queue: q.into(),
+            succeeded: n,
+            failed: 0,
+            cancelled: 0,
+        };
+        let rows = vec![row(1, "email", 3), row(3, "default", 1)];
+        let filled = fill_throughput(&rows, &["idle".into()], t(0, 30), t(3, 10), minute);
+        let got: Vec<(u32, &str, u64)> = filled
+            .iter()
+            .map(|b| (chrono::Timelike::minute(&b.start), b.queue.as_str(), b.succeeded))
+            .collect();
+        let mut expected = Vec::new();
+        for m in 0..=3 {
+            for q in ["default", "email", "idle"] {
+                let n = match (m, q) {
+                    (1, "email") => 3,
+                    (3, "default") => 1,
+                    _ => 0,
+                };
+                expected.push((m, q, n));
+            }
+        }
+        assert_eq!(got, expected);
+    }
+}

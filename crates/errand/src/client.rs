@@ -6,8 +6,9 @@ use errand_core::Task;
 use chrono::{DateTime, Utc};
 use errand_core::{decide_rescue, Backoff, Clock, Event, Job, JobId, JobStatus, Limits, NewJob};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, JobList, JobPage, JobPurge, JobRescue, MigrationStatus,
-    QueueStats, RetryFailed, RetryOutcome, Store,
+    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobFinishedStats, JobList, JobPage,
+    JobPurge, JobRescue, JobThroughput, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
+    Store, ThroughputBucket, WorkerRecord,
 };
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
@@ -292,6 +293,44 @@ impl Client {
         Ok(self.store.queue_stats().await?)
     }
 
+    /// Per queue, what finished since `since` (optionally of one queue / kind): counts of
+    /// succeeded, failed and cancelled jobs, and the avg / p95 / max run time of the
+    /// succeeded ones.
+    pub async fn finished_stats(
+        &self,
+        since: DateTime<Utc>,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<FinishedStats>, Error> {
+        let params = JobFinishedStats {
+            since,
+            queue: queue.map(Into::into),
+            kind: kind.map(Into::into),
+        };
+        Ok(self.store.job_finished_stats(&params).await?)
+    }
+
+    /// Finished jobs per `bucket` of time and per queue, from the bucket holding `since` to
+    /// the one holding `until`, with zeros where nothing finished (a series ready to plot).
+    pub async fn throughput(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        bucket: std::time::Duration,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<ThroughputBucket>, Error> {
+        let params = JobThroughput {
+            since,
+            bucket,
+            queue: queue.map(Into::into),
+            kind: kind.map(Into::into),
+        };
+        let rows = self.store.job_throughput(&params).await?;
+        let queues: Vec<String> = queue.map(|q| vec![q.to_string()]).unwrap_or_default();
+        Ok(errand_store::fill_throughput(&rows, &queues, since, until, bucket))
+    }
+
     // ---- operator actions ---------------------------------------------------------------
 
     /// Cancels jobs: queued ones at once, running ones through their worker.
@@ -408,6 +447,16 @@ impl Client {
     pub async fn resume_queue(&self, queue: &str) -> Result<(), Error> {
         errand_core::validate::validate_queue_name(queue)?;
         Ok(self.store.queue_resume(queue).await?)
+    }
+
+    /// Queues with stored settings (ever paused or resumed), by name.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, Error> {
+        Ok(self.store.queue_list().await?)
+    }
+
+    /// Registered worker processes (oldest first), with their last heartbeat.
+    pub async fn workers(&self) -> Result<Vec<WorkerRecord>, Error> {
+        Ok(self.store.worker_list().await?)
     }
 
     // ---- schema -------------------------------------------------------------------------

@@ -44,8 +44,9 @@ pub use errand_core::{
     NewJob, Task, ValidationError,
 };
 pub use errand_store::{
-    Backend, CancelOutcome, Enqueued, JobList, JobPage, MigrationStatus, QueueInfo, QueueStats,
-    RetryOutcome, StateFilter, Store, StoreError,
+    Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, MigrationStatus, QueueInfo,
+    QueueStats, RetryOutcome, StateFilter, Store, StoreError, ThroughputBucket, WorkerQueue,
+    WorkerRecord,
 };
 
 /// The in-process worker pool: handlers, per-queue concurrency, leases, graceful shutdown.
