@@ -4,6 +4,14 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The exit codes, the same for every command (also in the README).
+pub const EXIT_CODES: &str = "Exit codes:\n  \
+    0  done\n  \
+    1  runtime failure (database unreachable, schema not migrated, ...)\n  \
+    2  bad input: usage, configuration, unknown job id, bad value, no --yes without a terminal; nothing changed\n  \
+    3  some of the named jobs were not in a state the action applies to (left as they were; the rest done)\n  \
+    4  declined at the confirmation prompt; nothing changed";
+
 /// Errand: a durable job queue.
 #[derive(Debug, Parser)]
 #[command(
@@ -16,7 +24,7 @@ use std::path::PathBuf;
         errand serve                                  # run with ./errand.toml, or zero config\n  \
         errand --database postgres://app@db/app migrate\n  \
         errand enqueue send_email --args '{\"to\":\"ada@example.com\"}'",
-    after_help = "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error."
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Database: a file path or sqlite:PATH, or postgres://... [env: ERRAND_DATABASE_URL]
@@ -111,6 +119,249 @@ pub enum Command {
         echo '{\"id\":1}' | errand enqueue regen --args - --json"
     )]
     Enqueue(EnqueueArgs),
+
+    /// Queue health: counts by state, oldest ready job, last hour's throughput and run times
+    #[command(
+        long_about = "Per queue: jobs by state, the oldest job ready to run and how long it \
+        has waited, and over the last hour (--window) how many finished, the throughput per \
+        minute, and the average / p95 / max run time of the succeeded jobs.",
+        after_help = "Examples:\n  errand stats\n  errand stats --window 15m --json | jq '.queues[] | {queue, queued}'"
+    )]
+    Stats(StatsArgs),
+
+    /// List, inspect, retry, cancel, purge and rescue jobs
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  errand jobs list --state failed\n  errand jobs show 42\n  errand jobs retry 42\n  errand jobs purge --older-than 30d"
+    )]
+    Jobs(JobsCommand),
+
+    /// List queues, pause and resume them
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  errand queues list\n  errand queues pause email\n  errand queues resume email"
+    )]
+    Queues(QueuesCommand),
+
+    /// Worker processes and their last heartbeat
+    #[command(subcommand, after_help = "Example:\n  errand workers list")]
+    Workers(WorkersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The recent window for throughput and run times, e.g. 1h, 15m, 1d
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub window: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first, with filters and paging
+    #[command(
+        long_about = "List jobs, newest first. Filters combine. States: the stored queued, \
+        running, succeeded, failed, cancelled, and the derived scheduled (queued, run_at in \
+        the future), retrying (queued after an attempt), stuck (running, lease expired). \
+        When more jobs match than --limit, the last line gives the --cursor of the next page \
+        (in JSON: next_cursor).",
+        after_help = "Examples:\n  \
+        errand jobs list --state failed --since 24h\n  \
+        errand jobs list --queue email --kind send_email --limit 20\n  \
+        errand jobs list --reference file_upload:42\n  \
+        errand jobs list --state failed --limit 100 --cursor 5120 --json"
+    )]
+    List(JobsListArgs),
+
+    /// One job: every field, its timeline and every error in full
+    #[command(after_help = "Examples:\n  errand jobs show 42\n  errand jobs show 42 --json | jq -r '.events[] | select(.kind == \"error\") | .message'")]
+    Show(JobIdArg),
+
+    /// Put failed or cancelled jobs back in their queue with a fresh attempt budget
+    #[command(
+        long_about = "Retry jobs by id, or every failed job (optionally of one queue or \
+        kind) with --failed. A retried job goes back to queued, runs as soon as a worker is \
+        free, and gets its full attempt budget again; its history is kept. --failed asks for \
+        confirmation unless --yes.",
+        after_help = "Examples:\n  errand jobs retry 42 43\n  errand jobs retry --failed --queue email\n  errand jobs retry --failed --yes"
+    )]
+    Retry(RetryArgs),
+
+    /// Cancel jobs: queued ones at once, running ones through their worker
+    #[command(
+        long_about = "Cancel jobs by id, or with --queued every queued job (the runbooks' \
+        'clear pending jobs'; optionally of one queue or kind). A queued job is cancelled at \
+        once; a running one is asked to stop and its worker ends it as cancelled. Cancelled \
+        jobs stay in the history and can be retried. --queued asks for confirmation unless --yes.",
+        after_help = "Examples:\n  errand jobs cancel 42\n  errand jobs cancel 42 43 --reason 'bad input, see ticket 7'\n  errand jobs cancel --queued --queue email --yes"
+    )]
+    Cancel(CancelArgs),
+
+    /// Delete finished jobs older than a given age, with their history
+    #[command(
+        long_about = "Delete succeeded and cancelled jobs (and failed ones with \
+        --include-failed) that finished more than --older-than ago, with their events, in \
+        small batches so workers are never blocked for long. Queued and running jobs are \
+        never deleted. Asks for confirmation unless --yes.",
+        after_help = "Examples:\n  errand jobs purge --older-than 30d\n  errand jobs purge --older-than 90d --include-failed --yes"
+    )]
+    Purge(PurgeArgs),
+
+    /// Running jobs whose lease expired: their worker stopped heartbeating
+    #[command(after_help = "Examples:\n  errand jobs stuck\n  errand jobs stuck --json | jq '.jobs | length'")]
+    Stuck(LimitArg),
+
+    /// Rescue stuck jobs now, as the rescuer does on its own
+    #[command(
+        long_about = "Rescue every stuck job now (the runbooks' 'reset stuck jobs'): \
+        requeued if attempts remain (the lost attempt counts), failed if none remain, \
+        cancelled if someone asked. A job whose worker renewed its lease meanwhile is left \
+        alone. Running workers do this by themselves within about one lease.",
+        after_help = "Examples:\n  errand jobs stuck\n  errand jobs rescue"
+    )]
+    Rescue,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsListArgs {
+    /// queued, running, succeeded, failed, cancelled, or derived: scheduled, retrying, stuck
+    #[arg(long, visible_alias = "status", value_name = "STATE")]
+    pub state: Option<String>,
+
+    /// Only this queue
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+
+    /// Only this task kind
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+
+    /// Only jobs about this entity, as TYPE:ID (e.g. file_upload:42), or every job of a TYPE
+    #[arg(long, value_name = "TYPE[:ID]")]
+    pub reference: Option<String>,
+
+    /// Only jobs created since: a duration ago (24h, 7d) or an RFC 3339 time
+    #[arg(long, value_name = "AGE|TIME")]
+    pub since: Option<String>,
+
+    /// At most this many jobs (1 to 1000)
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+
+    /// The next page: the cursor printed under the previous page
+    #[arg(long, value_name = "CURSOR", allow_hyphen_values = true)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArg {
+    /// A job id
+    #[arg(value_name = "ID", allow_negative_numbers = true)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LimitArg {
+    /// At most this many jobs
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Job ids
+    #[arg(value_name = "ID", required_unless_present = "failed", conflicts_with = "failed", allow_negative_numbers = true)]
+    pub ids: Vec<String>,
+
+    /// Every failed job instead of ids
+    #[arg(long)]
+    pub failed: bool,
+
+    /// With --failed: only this queue
+    #[arg(long, value_name = "QUEUE", requires = "failed")]
+    pub queue: Option<String>,
+
+    /// With --failed: only this task kind
+    #[arg(long, value_name = "KIND", requires = "failed")]
+    pub kind: Option<String>,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Job ids
+    #[arg(value_name = "ID", required_unless_present = "queued", conflicts_with = "queued", allow_negative_numbers = true)]
+    pub ids: Vec<String>,
+
+    /// Every queued job (including scheduled and retrying ones) instead of ids
+    #[arg(long)]
+    pub queued: bool,
+
+    /// With --queued: only this queue
+    #[arg(long, value_name = "QUEUE", requires = "queued")]
+    pub queue: Option<String>,
+
+    /// With --queued: only this task kind
+    #[arg(long, value_name = "KIND", requires = "queued")]
+    pub kind: Option<String>,
+
+    /// Why, kept in each job's history
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Delete jobs that finished longer ago than this, e.g. 30d, 12h
+    #[arg(long, value_name = "AGE", required = true, allow_hyphen_values = true)]
+    pub older_than: String,
+
+    /// Delete failed jobs too (kept by default, for investigation)
+    #[arg(long)]
+    pub include_failed: bool,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Every queue that has jobs or settings, paused or not, with its counts
+    #[command(after_help = "Examples:\n  errand queues list\n  errand queues list --json")]
+    List,
+
+    /// Stop workers from claiming a queue's jobs (running jobs finish; enqueue still works)
+    #[command(after_help = "Examples:\n  errand queues pause email\n  errand queues pause --all   # emergency: stop all processing")]
+    Pause(QueueNameArgs),
+
+    /// Let workers claim a paused queue's jobs again
+    #[command(after_help = "Examples:\n  errand queues resume email\n  errand queues resume --all")]
+    Resume(QueueNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueNameArgs {
+    /// Queue names
+    #[arg(value_name = "QUEUE", required_unless_present = "all", conflicts_with = "all")]
+    pub queues: Vec<String>,
+
+    /// Every queue that has jobs or settings
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Registered worker processes: host, pid, queues, started, last heartbeat
+    #[command(after_help = "Examples:\n  errand workers list\n  errand workers list --json | jq -r '.workers[].host'")]
+    List,
 }
 
 #[derive(Debug, Args)]

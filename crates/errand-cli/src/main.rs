@@ -4,6 +4,9 @@
 //! errand serve                                   # ./errand.toml if present, else ./errand.db and no tasks
 //! errand --database postgres://app@db/app migrate --status
 //! errand enqueue send_email --args '{"to":"ada@example.com"}' --delay 30s
+//! errand stats
+//! errand jobs list --state failed --since 24h
+//! errand jobs retry --failed --queue email --yes
 //! ```
 //!
 //! | module | does |
@@ -13,10 +16,15 @@
 //! | `serve` | `serve` and `worker`: the one list of services, signals, graceful stop |
 //! | `handlers` | command and HTTP handlers for configured tasks, one file each |
 //! | `migrate`, `enqueue` | the one-shot commands |
+//! | `stats`, `jobs`, `queues` | the operator commands (`queues` also has `workers list`) |
+//! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
+//! | `output` | tables, colour, times, `--json`, progress: how every command prints |
+//! | `views` | the JSON shapes of the operator commands (docs/cli-json.md) |
 //! | `logging` | text or JSON log lines on stderr |
 //!
-//! Exit codes: 0 ok, 1 runtime failure (database unreachable, ...), 2 usage or configuration
-//! error (nothing was written).
+//! Exit codes (`cli::EXIT_CODES`): 0 done, 1 runtime failure (database unreachable, ...),
+//! 2 bad input (nothing was written), 3 some named jobs were not in a state the action
+//! applies to, 4 declined at the confirmation prompt.
 
 mod cli;
 mod config;
@@ -24,8 +32,12 @@ mod enqueue;
 mod handlers;
 mod logging;
 mod migrate;
-#[allow(dead_code)] // Progress and rfc3339 serve the operator commands landing next
+mod jobs;
+mod operate;
 mod output;
+mod queues;
+mod stats;
+mod views;
 mod serve;
 
 use clap::Parser;
@@ -72,7 +84,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let config = config::load(cli.config.as_deref(), &env, cli.database.as_deref())?;
-    let out = output::Out::detect(cli.json);
+    let mut out = output::Out::detect(cli.json);
     match cli.command {
         Command::Serve => serve::run(config, serve::Role::Serve).await,
         Command::Worker(args) => {
@@ -84,11 +96,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => migrate::run(&config, &args, &out).await,
         Command::Enqueue(args) => enqueue::run(&config, &args, &out).await,
+        Command::Stats(args) => stats::run(&config, &args, &mut out).await,
+        Command::Jobs(command) => jobs::run(&config, &command, &out).await,
+        Command::Queues(command) => queues::run(&config, &command, &mut out).await,
+        Command::Workers(command) => queues::workers(&config, &command, &out).await,
     }
 }
 
-/// 2 for bad input (flags, configuration, a job the library rejected), 1 for the rest.
+/// The exit code of a failed command (`cli::EXIT_CODES`): 2 for bad input (flags,
+/// configuration, a job the library rejected, an unknown job), 3 when some named jobs were
+/// left as they were, 4 when the operator declined, 1 for the rest.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<operate::PartlyApplied>()) {
+        return 3;
+    }
+    if e.chain().any(|c| c.is::<operate::Declined>()) {
+        return 4;
+    }
     let usage = e.chain().any(|cause| {
         cause.is::<UsageError>()
             || cause.is::<config::ConfigError>()

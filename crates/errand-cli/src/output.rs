@@ -41,12 +41,6 @@ impl Out {
         }
     }
 
-    /// A printer with fixed settings (tests, the demo transcript).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn fixed(json: bool, color: bool, now: DateTime<Utc>) -> Out {
-        Out { json, color, now }
-    }
-
     /// True when the command must print JSON.
     pub fn json(&self) -> bool {
         self.json

@@ -10,6 +10,9 @@ mod sink;
 
 mod cli;
 mod command;
+mod fixture;
+mod golden;
 mod http;
 mod lifecycle;
+mod ops;
 mod postgres_only;

@@ -1,0 +1,138 @@
+//! `errand queues list|pause|resume` and `errand workers list`: the lanes and the processes
+//! that work them.
+
+use crate::cli::{QueueNameArgs, QueuesCommand, WorkersCommand};
+use crate::config::Config;
+use crate::operate::connect;
+use crate::output::{rfc3339, Cell, Out, Style, Table};
+use crate::views;
+use errand::Client;
+use serde_json::json;
+
+pub async fn run(config: &Config, command: &QueuesCommand, out: &mut Out) -> anyhow::Result<()> {
+    match command {
+        QueuesCommand::List => list(config, out).await,
+        QueuesCommand::Pause(args) => set_paused(config, args, true, out).await,
+        QueuesCommand::Resume(args) => set_paused(config, args, false, out).await,
+    }
+}
+
+async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    let stats = client.queue_stats().await?;
+    let settings = client.queues().await?;
+    if let Some(s) = stats.first() {
+        out.set_now(s.as_of);
+    }
+    let now = out.now();
+    let paused_at = |q: &str| settings.iter().find(|s| s.name == q).and_then(|s| s.paused_at);
+    if out.json() {
+        let queues: Vec<_> = stats
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.queue,
+                    "paused": s.paused,
+                    "paused_at": paused_at(&s.queue).map(rfc3339),
+                    "queued": s.queued,
+                    "running": s.running,
+                    "failed": s.failed,
+                })
+            })
+            .collect();
+        return out.print_json(&json!({"queues": queues}));
+    }
+    let mut table = Table::new(["QUEUE", "STATE", "QUEUED", "RUNNING", "FAILED", "PAUSED SINCE"]);
+    for s in &stats {
+        table.row([
+            Cell::text(&s.queue).styled(Style::Bold),
+            if s.paused { Cell::state("paused") } else { Cell::text("active") },
+            Cell::count(s.queued),
+            Cell::count(s.running),
+            Cell::count(s.failed).styled(if s.failed > 0 { Style::Red } else { Style::Dim }),
+            Cell::opt_time(now, paused_at(&s.queue)),
+        ]);
+    }
+    out.table(&table, "no queues yet: nothing was ever enqueued or paused");
+    Ok(())
+}
+
+/// The queues a pause or resume applies to: the named ones (each checked), or with `--all`
+/// every queue that has jobs or settings.
+async fn targets(client: &Client, args: &QueueNameArgs) -> anyhow::Result<Vec<String>> {
+    let known: Vec<String> = client.queue_stats().await?.into_iter().map(|s| s.queue).collect();
+    if args.all {
+        return Ok(known);
+    }
+    for q in &args.queues {
+        errand_core::validate::validate_queue_name(q)
+            .map_err(|e| crate::UsageError(format!("queue `{q}`: {}", e.problem)))?;
+    }
+    for q in args.queues.iter().filter(|q| !known.contains(q)) {
+        // Allowed (a queue can be paused before its first job), but a typo should be seen.
+        eprintln!("note: queue {q} has no jobs yet");
+    }
+    Ok(args.queues.clone())
+}
+
+async fn set_paused(
+    config: &Config,
+    args: &QueueNameArgs,
+    pause: bool,
+    out: &Out,
+) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    let queues = targets(&client, args).await?;
+    for q in &queues {
+        if pause {
+            client.pause_queue(q).await?;
+        } else {
+            client.resume_queue(q).await?;
+        }
+    }
+    if out.json() {
+        let list: Vec<_> = queues.iter().map(|q| json!({"name": q, "paused": pause})).collect();
+        return out.print_json(&json!({"queues": list}));
+    }
+    if queues.is_empty() {
+        out.line("no queues yet: nothing to do");
+    }
+    for q in &queues {
+        out.line(&if pause {
+            format!("queue {q}: paused; workers claim nothing from it until `errand queues resume {q}` (running jobs finish)")
+        } else {
+            format!("queue {q}: resumed")
+        });
+    }
+    Ok(())
+}
+
+pub async fn workers(config: &Config, command: &WorkersCommand, out: &Out) -> anyhow::Result<()> {
+    match command {
+        WorkersCommand::List => {}
+    }
+    let client = connect(config).await?;
+    let workers = client.workers().await?;
+    let now = out.now();
+    if out.json() {
+        let list: Vec<_> = workers.iter().map(|w| views::worker(w, now)).collect();
+        return out.print_json(&json!({"workers": list}));
+    }
+    let mut table = Table::new(["ID", "HOST", "PID", "VERSION", "QUEUES", "STARTED", "LAST SEEN"]);
+    for w in &workers {
+        let queues: Vec<String> = w.queues.iter().map(|q| format!("{}:{}", q.name, q.concurrency)).collect();
+        // A worker heartbeats every few seconds; a minute of silence means trouble.
+        let stale = now - w.last_seen_at > chrono::TimeDelta::minutes(1);
+        table.row([
+            Cell::text(&w.id),
+            Cell::text(&w.host),
+            Cell::num(w.pid),
+            Cell::text(&w.version),
+            Cell::text(queues.join(",")),
+            Cell::time(now, w.started_at),
+            Cell::time(now, w.last_seen_at).styled(if stale { Style::Red } else { Style::Plain }),
+        ]);
+    }
+    out.table(&table, "no workers registered: start `errand serve` or `errand worker`");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Golden tests of the `--json` shapes (docs/cli-json.md): each operator command's output on
+//! the `fixture` database is compared with `tests/golden/NAME.json`. Times and measured
+//! durations are replaced by `"<time>"` and `"<ms>"`; ids are kept (the fixture makes them
+//! the same on both backends). A mismatch fails with the differing lines.
+//!
+//! After a deliberate change of a shape, regenerate with
+//! `ERRAND_UPDATE_GOLDEN=1 cargo test -p errand-cli --test e2e golden` and review the diff.
+
+use crate::common::{e2e, Env};
+use serde_json::Value;
+use std::path::PathBuf;
+
+e2e!(json_shapes_match_the_golden_files);
+
+/// (golden file, command, expected exit code), run in this order: reads first, then actions.
+const COMMANDS: &[(&str, &[&str], i32)] = &[
+    ("stats", &["stats"], 0),
+    ("jobs_list", &["jobs", "list", "--queue", "reports"], 0),
+    ("jobs_show", &["jobs", "show", "2"], 0),
+    ("jobs_stuck", &["jobs", "stuck"], 0),
+    ("queues_list", &["queues", "list"], 0),
+    ("workers_list", &["workers", "list"], 0),
+    ("jobs_retry", &["jobs", "retry", "2", "3"], 3),
+    ("jobs_retry_failed", &["jobs", "retry", "--failed", "--yes"], 0),
+    ("jobs_cancel", &["jobs", "cancel", "6", "4", "1"], 3),
+    ("jobs_cancel_queued", &["jobs", "cancel", "--queued", "--queue", "indexing", "--yes"], 0),
+    ("jobs_rescue", &["jobs", "rescue"], 0),
+    ("queues_pause", &["queues", "pause", "email"], 0),
+    ("jobs_purge", &["jobs", "purge", "--older-than", "0s", "--yes"], 0),
+];
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Replaces what differs between runs: RFC 3339 times, and `*_ms` measurements (ages and
+/// durations; `window_ms` is an input and stays).
+fn normalize(v: &mut Value, key: Option<&str>) {
+    match v {
+        Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+            *v = Value::String("<time>".into());
+        }
+        Value::Number(_)
+            if key.is_some_and(|k| k.ends_with("_ms") && k != "window_ms" && k != "timeout_ms") =>
+        {
+            *v = Value::String("<ms>".into());
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| normalize(i, None)),
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                // `data.run_at` of an error event is a time too.
+                normalize(item, Some(k));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first differing line with a little context on each side, as `-expected` / `+actual`.
+fn diff(expected: &str, actual: &str) -> String {
+    let e: Vec<&str> = expected.lines().collect();
+    let a: Vec<&str> = actual.lines().collect();
+    let first = e.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(e.len().min(a.len()));
+    let from = first.saturating_sub(3);
+    let mut out = String::new();
+    for line in &e[from..first] {
+        out.push_str(&format!("  {line}\n"));
+    }
+    for line in e.iter().skip(first).take(8) {
+        out.push_str(&format!("- {line}\n"));
+    }
+    for line in a.iter().skip(first).take(8) {
+        out.push_str(&format!("+ {line}\n"));
+    }
+    format!("first difference at line {}:\n{out}", first + 1)
+}
+
+async fn json_shapes_match_the_golden_files(env: Env) {
+    crate::fixture::every_state(env.client().await).await;
+    let update = std::env::var_os("ERRAND_UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for (name, args, code) in COMMANDS {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let out = env.run(&all).await;
+        assert_eq!(out.code, Some(*code), "{all:?}: {out:?}");
+        let mut v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{all:?} printed no JSON ({e}): {out:?}"));
+        normalize(&mut v, None);
+        let actual = serde_json::to_string_pretty(&v).unwrap() + "\n";
+        let path = golden_dir().join(format!("{name}.json"));
+        // Both backends must match the same file; only the SQLite run writes it.
+        if update && !env.url.starts_with("postgres") {
+            std::fs::create_dir_all(golden_dir()).unwrap();
+            std::fs::write(&path, &actual).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (ERRAND_UPDATE_GOLDEN=1 writes it)", path.display())
+        });
+        if expected != actual {
+            failures.push(format!(
+                "`errand {}` differs from {}\n{}",
+                all.join(" "),
+                path.display(),
+                diff(&expected, &actual)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_diff_shows_the_first_differing_lines() {
+    let d = diff("a\nb\nc\n", "a\nB\nc\n");
+    assert_eq!(d, "first difference at line 2:\n  a\n- b\n- c\n+ B\n+ c\n");
+    let mut v = serde_json::json!({"at": "2026-11-23T13:02:11.123456Z", "age_ms": 5, "window_ms": 60, "n": 1});
+    normalize(&mut v, None);
+    assert_eq!(v, serde_json::json!({"at": "<time>", "age_ms": "<ms>", "window_ms": 60, "n": 1}));
+}
