@@ -106,9 +106,10 @@ async fn four_workers_drain(env: Env) {
     assert_eq!(by_worker.len(), 4, "{by_worker:?}");
     eprintln!(
         "{DRAIN_JOBS} jobs: enqueued in {enqueued:?}, drained by 4 workers in {drained:?} \
-         ({:.0} jobs/s); per worker {:?}",
+         ({:.0} jobs/s); per worker {:?}; {} HTTP connections",
         DRAIN_JOBS as f64 / drained.as_secs_f64(),
-        by_worker.values().collect::<Vec<_>>()
+        by_worker.values().collect::<Vec<_>>(),
+        sink.connections()
     );
 }
 

@@ -24,6 +24,8 @@ struct Seen {
     per_job: HashMap<JobId, u32>,
     /// Requests without a readable job id.
     anonymous: u64,
+    /// Connections accepted (few: the workers' HTTP client keeps them alive).
+    connections: u64,
 }
 
 impl Sink {
@@ -37,6 +39,7 @@ impl Sink {
             let seen = seen.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
+                    seen.lock().unwrap().connections += 1;
                     let _ = stream.set_nodelay(true);
                     tokio::spawn(connection(stream, seen.clone(), delay));
                 }
@@ -54,6 +57,11 @@ impl Sink {
     pub fn total(&self) -> u64 {
         let seen = self.seen.lock().unwrap();
         seen.per_job.values().map(|&n| u64::from(n)).sum::<u64>() + seen.anonymous
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.seen.lock().unwrap().connections
     }
 
     /// Requests that carried no job id (a handler bug if not zero).
