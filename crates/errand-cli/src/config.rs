@@ -13,6 +13,8 @@
 //! `errand.toml: tasks.send_email: unknown key "comand" (expected one of: queue, command, ...)`.
 
 use errand::{Backoff, Limits, NewJob};
+use errand_server::{ApiToken, Role};
+use std::net::SocketAddr;
 use errand_core::parse_duration;
 use errand_core::validate::validate_queue_name;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,6 +46,54 @@ pub struct Config {
     pub queues: BTreeMap<String, u32>,
     /// Task kind to its settings.
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// `[server]`: the HTTP API of `errand serve`.
+    pub server: Server,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    /// False: `errand serve` answers no HTTP at all.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// `[[server.tokens]]`, or `ERRAND_SERVER_TOKENS="role:token,..."`.
+    pub tokens: Vec<ApiToken>,
+}
+
+/// Where the API listens when nothing says: loopback, so no token is needed.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            enabled: true,
+            listen: DEFAULT_LISTEN.parse().expect("a socket address"),
+            max_body_bytes: 8 * 1024 * 1024,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    /// Refuses an API that anyone on the network could call: a non-loopback address needs
+    /// at least one token.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.enabled && self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError {
+                origin: "configuration".into(),
+                key: "server.listen".into(),
+                problem: format!(
+                    "refusing to serve the HTTP API on {} without a token: anyone who can reach \
+                     it could enqueue and cancel jobs. Add a [[server.tokens]] entry (token, role) \
+                     or set ERRAND_SERVER_TOKENS=\"admin:<secret>\", or listen on 127.0.0.1",
+                    self.listen
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `[workers]`.
@@ -230,7 +280,16 @@ enum Kind {
     StrList,
 }
 
-const ROOT_KEYS: &[&str] = &["database_url", "workers", "limits", "queues", "tasks"];
+const ROOT_KEYS: &[&str] = &["database_url", "workers", "limits", "queues", "tasks", "server"];
+/// `tokens` is an array of tables in the file, or a `role:token,...` string from the
+/// environment (`ERRAND_SERVER_TOKENS`).
+const SERVER_KEYS: &[(&str, Kind)] = &[
+    ("enabled", Kind::Bool),
+    ("listen", Kind::Str),
+    ("max_body_bytes", Kind::Int),
+    ("tokens", Kind::Str),
+];
+const TOKEN_KEYS: &[&str] = &["name", "token", "role"];
 const WORKERS_KEYS: &[(&str, Kind)] = &[
     ("enabled", Kind::Bool),
     ("lease", Kind::Duration),
@@ -299,7 +358,11 @@ fn apply_env(
         overridden: Overridden::new(),
     };
     applier.set_in(root, &[], "database_url", Kind::Str)?;
-    for (section, keys) in [("workers", WORKERS_KEYS), ("limits", LIMITS_KEYS)] {
+    for (section, keys) in [
+        ("workers", WORKERS_KEYS),
+        ("limits", LIMITS_KEYS),
+        ("server", SERVER_KEYS),
+    ] {
         for (key, kind) in keys {
             applier.set_in(root, &[section], key, *kind)?;
         }
@@ -567,6 +630,10 @@ impl Reader<'_> {
             Some(v) => self.limits(v)?,
             None => Limits::default(),
         };
+        let server = match root.remove("server") {
+            Some(v) => self.server(v)?,
+            None => Server::default(),
+        };
         let mut queues = BTreeMap::new();
         if let Some(v) = root.remove("queues") {
             let Value::Table(table) = v else {
@@ -625,7 +692,85 @@ impl Reader<'_> {
             limits,
             queues,
             tasks,
+            server,
         })
+    }
+
+    fn server(&self, v: Value) -> Result<Server, ConfigError> {
+        let mut t = self.table("server", v, &names(SERVER_KEYS))?;
+        let mut s = Server::default();
+        if let Some(v) = t.remove("enabled") {
+            s.enabled = self.bool("server.enabled", v)?;
+        }
+        if let Some(v) = t.remove("listen") {
+            let raw = self.string("server.listen", v)?;
+            s.listen = raw.trim().parse().map_err(|_| {
+                self.error(
+                    "server.listen",
+                    format!("expected an IP address and port such as \"127.0.0.1:7070\", got \"{raw}\""),
+                )
+            })?;
+        }
+        if let Some(v) = t.remove("max_body_bytes") {
+            s.max_body_bytes = self.int("server.max_body_bytes", v, 1024, i64::MAX)? as usize;
+        }
+        if let Some(v) = t.remove("tokens") {
+            s.tokens = self.tokens(v)?;
+        }
+        Ok(s)
+    }
+
+    fn tokens(&self, v: Value) -> Result<Vec<ApiToken>, ConfigError> {
+        let key = "server.tokens";
+        let token = |i: usize, name: Option<String>, token: String, role: &str| {
+            let role: Role = role
+                .trim()
+                .parse()
+                .map_err(|e: errand_server::UnknownRole| self.error(key, format!("token {i}: {e}")))?;
+            let token = token.trim().to_string();
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.error(key, format!("token {i}: the token must be non-empty, without spaces")));
+            }
+            Ok(ApiToken {
+                name: name.unwrap_or_else(|| format!("{role}-{i}")),
+                token,
+                role,
+            })
+        };
+        match v {
+            // From the environment: `role:token,role:token`.
+            Value::String(list) => list
+                .split(',')
+                .filter(|item| !item.trim().is_empty())
+                .enumerate()
+                .map(|(i, item)| match item.split_once(':') {
+                    Some((role, secret)) => token(i, None, secret.to_string(), role),
+                    None => Err(self.error(key, format!("token {i}: expected role:token, e.g. admin:s3cret"))),
+                })
+                .collect(),
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let path = format!("server.tokens[{i}]");
+                    let mut t = self.table(&path, item, TOKEN_KEYS)?;
+                    let name = t.remove("name").map(|v| self.string(&format!("{path}.name"), v)).transpose()?;
+                    let secret = match t.remove("token") {
+                        Some(v) => self.string(&format!("{path}.token"), v)?,
+                        None => return Err(self.error(&path, "missing key \"token\"")),
+                    };
+                    let role = match t.remove("role") {
+                        Some(v) => self.string(&format!("{path}.role"), v)?,
+                        None => return Err(self.error(&path, "missing key \"role\" (read, enqueue, worker or admin)")),
+                    };
+                    token(i, name, secret, &role)
+                })
+                .collect(),
+            other => Err(self.error(
+                key,
+                format!("expected [[server.tokens]] tables with token and role, got {}", type_name(&other)),
+            )),
+        }
     }
 
     fn workers(&self, v: Value) -> Result<Workers, ConfigError> {
@@ -951,7 +1096,7 @@ timeout = "0"
         assert_eq!(
             error("databse_url = \"x\"\n"),
             "errand.toml: unknown key \"databse_url\" (expected one of: database_url, workers, limits, \
-             queues, tasks)"
+             queues, tasks, server)"
         );
         assert!(error("[workers]\nleese = \"1s\"\n")
             .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -1186,6 +1331,70 @@ timeout = "0"
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn server_listen_and_tokens_from_the_file_and_the_environment() {
+        let c = parse_with(None, &[]).unwrap();
+        assert_eq!(c.server, Server::default());
+        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        let text = r#"
+[server]
+listen = "0.0.0.0:8080"
+max_body_bytes = 65536
+[[server.tokens]]
+name = "ci"
+token = "t-admin"
+role = "admin"
+[[server.tokens]]
+token = "t-read"
+role = "read"
+"#;
+        let c = parse_with(Some(text), &[]).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.server.max_body_bytes, 65536);
+        let roles: Vec<(&str, &str, Role)> =
+            c.server.tokens.iter().map(|t| (t.name.as_str(), t.token.as_str(), t.role)).collect();
+        assert_eq!(roles, [("ci", "t-admin", Role::Admin), ("read-1", "t-read", Role::Read)]);
+        assert!(c.server.check_exposure().is_ok());
+        // The environment replaces the file's tokens.
+        let c = parse_with(
+            Some(text),
+            &[("ERRAND_SERVER_TOKENS", "worker:w1, enqueue:e1"), ("ERRAND_SERVER_LISTEN", "127.0.0.1:0")],
+        )
+        .unwrap();
+        assert_eq!(c.server.tokens.len(), 2);
+        assert_eq!(c.server.tokens[0].role, Role::Worker);
+        assert_eq!(c.server.tokens[1].token, "e1");
+        assert_eq!(c.server.listen.port(), 0);
+        for (text, expected) in [
+            ("[server]\nlisten = \"localhost\"", "errand.toml: server.listen: expected an IP address and port"),
+            ("[server]\nlistne = 1", "errand.toml: server: unknown key \"listne\""),
+            ("[[server.tokens]]\ntoken = \"x\"\nrole = \"root\"", "errand.toml: server.tokens: token 0: unknown role `root`"),
+            ("[[server.tokens]]\nrole = \"read\"", "errand.toml: server.tokens[0]: missing key \"token\""),
+            ("[[server.tokens]]\ntoken = \"a b\"\nrole = \"read\"", "errand.toml: server.tokens: token 0: the token must be non-empty"),
+            ("[server]\ntokens = 3", "errand.toml: server.tokens: expected [[server.tokens]] tables"),
+        ] {
+            let e = error(text);
+            assert!(e.starts_with(expected), "for {text:?}\n  got: {e}\n want: {expected}…");
+        }
+        let e = parse_with(None, &[("ERRAND_SERVER_TOKENS", "hunter22")]).unwrap_err().to_string();
+        assert!(e.starts_with("ERRAND_SERVER_TOKENS: server.tokens: token 0: expected role:token"), "{e}");
+        assert!(!e.contains("hunter22"), "the token is not echoed: {e}");
+    }
+
+    #[test]
+    fn a_public_address_without_a_token_is_refused() {
+        let c = parse_with(Some("[server]\nlisten = \"0.0.0.0:7070\"\n"), &[]).unwrap();
+        let e = c.server.check_exposure().unwrap_err().to_string();
+        assert!(
+            e.starts_with("configuration: server.listen: refusing to serve the HTTP API on 0.0.0.0:7070 without a token"),
+            "{e}"
+        );
+        let c = parse_with(Some("[server]\nlisten = \"[::1]:7070\"\n"), &[]).unwrap();
+        assert!(c.server.check_exposure().is_ok(), "IPv6 loopback is loopback");
+        let c = parse_with(Some("[server]\nlisten = \"0.0.0.0:7070\"\nenabled = false\n"), &[]).unwrap();
+        assert!(c.server.check_exposure().is_ok(), "nothing is served");
     }
 
     #[test]

@@ -7,7 +7,10 @@ use crate::UsageError;
 use anyhow::Context;
 use errand::{Client, WorkerHandle};
 use std::collections::BTreeMap;
+use errand_server::{Metrics, ServerConfig};
+use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
 
 /// Which services to run.
 #[derive(Debug, Clone, Default)]
@@ -28,10 +31,27 @@ pub enum Role {
 #[derive(Debug, Default)]
 struct Services {
     worker: Option<WorkerHandle>,
+    http: Option<HttpHandle>,
+}
+
+/// The HTTP API's server task and the switch that stops it.
+#[derive(Debug)]
+struct HttpHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Services {
     async fn shutdown(self) {
+        if let Some(http) = self.http {
+            // Stops accepting, ends long-polls, lets in-flight requests finish.
+            let _ = http.stop.send(true);
+            match http.task.await {
+                Ok(Ok(())) => tracing::info!("HTTP API stopped"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP API stopped with an error"),
+                Err(e) => tracing::warn!(error = %e, "HTTP API task failed"),
+            }
+        }
         if let Some(worker) = self.worker {
             let report = worker.shutdown().await;
             tracing::info!(
@@ -49,6 +69,9 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
     // Before anything else, so that a signal during start-up is a clean stop, not a kill.
     let mut signals = Signals::new()?;
     let queues = queues_for(&config, &role)?;
+    if matches!(role, Role::Serve) {
+        config.server.check_exposure()?;
+    }
 
     let client = Client::builder(config.database_url.clone())
         .max_args_bytes(config.limits.max_args_bytes)
@@ -98,21 +121,99 @@ async fn start_services(
     queues: &BTreeMap<String, u32>,
 ) -> anyhow::Result<Services> {
     let mut services = Services::default();
+    let metrics = Arc::new(Metrics::default());
 
     // 1. Workers: claim and run the jobs of the configured tasks (`errand-worker`).
-    services.worker = start_workers(client, config, queues).await?;
+    services.worker = start_workers(client, config, queues, &metrics).await?;
 
     if matches!(role, Role::Serve) {
-        // 2. HTTP API and dashboard (`errand-server`): a later issue.
+        // 2. HTTP API (`errand-server`).
+        services.http = start_http(client, config, metrics).await?;
         // 3. Scheduler (`errand-scheduler`): a later issue.
     }
     Ok(services)
+}
+
+/// Binds the API's address and serves it until stopped. Refuses a non-loopback address
+/// without tokens.
+async fn start_http(
+    client: &Client,
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<HttpHandle>> {
+    let server = &config.server;
+    if !server.enabled {
+        tracing::info!("HTTP API off (server.enabled = false)");
+        return Ok(None);
+    }
+    server.check_exposure()?;
+    let listener = tokio::net::TcpListener::bind(server.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {} (server.listen)", server.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let api = errand_server::router(
+        client.clone(),
+        ServerConfig {
+            tokens: server.tokens.clone(),
+            max_body_bytes: server.max_body_bytes,
+            metrics,
+            shutdown: stopped.clone(),
+            ..ServerConfig::default()
+        },
+    );
+    let mut until = stopped;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = until.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(
+        address = %addr,
+        auth = if server.tokens.is_empty() { "none (loopback only)" } else { "bearer tokens" },
+        tokens = server.tokens.len(),
+        "HTTP API listening on http://{addr}"
+    );
+    Ok(Some(HttpHandle { stop, task }))
+}
+
+/// Feeds the worker pool's outcomes into the process's metrics.
+fn count_outcomes(mut events: tokio::sync::broadcast::Receiver<errand::worker::WorkerEvent>, metrics: Arc<Metrics>) {
+    use errand::worker::{JobOutcome, WorkerEvent};
+    use std::collections::HashMap;
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        let mut started: HashMap<i64, tokio::time::Instant> = HashMap::new();
+        loop {
+            match events.recv().await {
+                Ok(WorkerEvent::JobStarted { job_id, .. }) => {
+                    started.insert(job_id, tokio::time::Instant::now());
+                }
+                Ok(WorkerEvent::JobFinished { job_id, outcome, .. }) => {
+                    let secs = started.remove(&job_id).map(|t| t.elapsed().as_secs_f64());
+                    match outcome {
+                        JobOutcome::Succeeded => metrics.succeeded(secs),
+                        JobOutcome::Failed => metrics.failed(secs),
+                        JobOutcome::Retrying { .. } => metrics.retried(secs),
+                        JobOutcome::Cancelled => metrics.cancelled(),
+                        _ => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => started.clear(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 async fn start_workers(
     client: &Client,
     config: &Config,
     queues: &BTreeMap<String, u32>,
+    metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Option<WorkerHandle>> {
     if !config.workers.enabled {
         tracing::warn!("not claiming jobs: ERRAND_WORKERS_ENABLED=false (workers.enabled)");
@@ -142,6 +243,7 @@ async fn start_workers(
         builder = builder.queue(queue.clone(), *concurrency);
     }
     builder = handlers::register_all(builder, config)?;
+    count_outcomes(builder.events(), metrics.clone());
     Ok(Some(builder.start().await?))
 }
 

@@ -168,7 +168,9 @@ pub struct Output {
 
 impl Env {
     /// The binary with `--database` set, in the test's directory, with no `ERRAND_*` or
-    /// `RUST_LOG` variable from the environment the tests run in.
+    /// `RUST_LOG` variable from the environment the tests run in. The HTTP API of `serve`
+    /// listens on a free loopback port (its log line "HTTP API listening on" names it), so
+    /// tests running at once do not fight over 7070.
     pub fn errand(&self, args: &[&str]) -> Command {
         let mut cmd = self.errand_bare(&["--database", &self.url]);
         cmd.args(args);
@@ -184,6 +186,7 @@ impl Env {
                 cmd.env_remove(name);
             }
         }
+        cmd.env("ERRAND_SERVER_LISTEN", "127.0.0.1:0");
         cmd.args(args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())

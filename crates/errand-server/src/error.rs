@@ -1,0 +1,97 @@
+//! The one error shape of the API, `{"error": {"code", "message", "field"?}}`, and the one
+//! place where library errors become status codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use errand_store::StoreError;
+use serde_json::json;
+
+/// An error response: a status, a stable snake_case code, a message naming what is wrong
+/// and, for bad input, the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Bad input in a named field: 400.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The request is valid but the job is not in a state that allows it: 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            StoreError::Stale { .. } => ApiError::conflict("stale", e.to_string()),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "request failed: database unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+            }
+            StoreError::Schema(_) | StoreError::Database(_) => {
+                tracing::error!(error = %e, "request failed: database error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database_error", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<errand::Error> for ApiError {
+    fn from(e: errand::Error) -> Self {
+        match e {
+            errand::Error::Invalid(v) => ApiError::invalid(v.field, v.to_string()),
+            errand::Error::InvalidInBatch { index, source } => ApiError::invalid(
+                format!("jobs[{index}].{}", source.field),
+                format!("job {index} of the batch: {source}"),
+            ),
+            errand::Error::Store(s) => s.into(),
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What monitoring reads: `/health` (liveness and database reachability), `/health/scheduler`,
+//! `/metrics` (Prometheus text), and `/v1/me` (who the caller is).
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::metrics::Exposition;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use chrono::Utc;
+use errand_core::JobStatus;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A worker whose registry row was refreshed this recently counts as live.
+const LIVE_WORKER: Duration = Duration::from_secs(60);
+
+pub async fn health(State(s): State<AppState>) -> Response {
+    // The cheapest read every backend has that needs the database.
+    match s.client.migration_status().await {
+        Ok(m) if m.pending.is_empty() => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(m) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "database": format!("schema at version {}, this build needs {}: run `errand migrate`", m.current_version, m.latest_version),
+            })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "database": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// What can be known of the scheduler from here: the jobs waiting to run. Next run and last
+/// execution come from the schedules, which this build does not yet store: they are `null`.
+pub async fn scheduler(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let stats = s.client.queue_stats().await?;
+    let pending: u64 = stats.iter().map(|q| q.queued).sum();
+    Ok(Json(json!({
+        "next_run": null,
+        "last_execution": null,
+        "pending_jobs": pending,
+    })))
+}
+
+pub async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {
+    Json(json!({"role": caller.role, "auth": caller.authenticated}))
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let mut out = Exposition::default();
+    s.config.metrics.render(&mut out);
+    let stats = s.client.queue_stats().await;
+    let workers = s.client.store().worker_list().await;
+    let up = stats.is_ok() && workers.is_ok();
+    out.family("errand_database_up", "gauge", "1 when the last scrape could read the database.");
+    out.sample("errand_database_up", &[], if up { 1.0 } else { 0.0 });
+    if let Ok(stats) = &stats {
+        out.family("errand_jobs", "gauge", "Jobs by queue and state (scheduled: queued with a future run_at, also counted in queued).");
+        for q in stats {
+            for (state, n) in [
+                (JobStatus::Queued.as_str(), q.queued),
+                (JobStatus::Running.as_str(), q.running),
+                (JobStatus::Succeeded.as_str(), q.succeeded),
+                (JobStatus::Failed.as_str(), q.failed),
+                (JobStatus::Cancelled.as_str(), q.cancelled),
+                ("scheduled", q.scheduled),
+            ] {
+                out.sample("errand_jobs", &[("queue", &q.queue), ("state", state)], n as f64);
+            }
+        }
+        out.family("errand_queue_depth", "gauge", "Jobs ready to run now (queued, run_at passed).");
+        for q in stats {
+            out.sample("errand_queue_depth", &[("queue", &q.queue)], q.queued.saturating_sub(q.scheduled) as f64);
+        }
+        out.family("errand_queue_oldest_age_seconds", "gauge", "Age of the oldest ready job (0 when none).");
+        for q in stats {
+            let age = q
+                .oldest_ready_run_at
+                .map(|t| (q.as_of - t).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            out.sample("errand_queue_oldest_age_seconds", &[("queue", &q.queue)], age);
+        }
+        out.family("errand_queue_paused", "gauge", "1 when the queue is paused.");
+        for q in stats {
+            out.sample("errand_queue_paused", &[("queue", &q.queue)], if q.paused { 1.0 } else { 0.0 });
+        }
+    }
+    if let Ok(workers) = &workers {
+        let cutoff = Utc::now() - chrono::Duration::from_std(LIVE_WORKER).unwrap_or_default();
+        let live = workers.iter().filter(|w| w.last_seen_at >= cutoff).count();
+        out.family("errand_workers_live", "gauge", "Registered worker processes seen in the last minute.");
+        out.sample("errand_workers_live", &[], live as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        out.finish(),
+    )
+        .into_response()
+}

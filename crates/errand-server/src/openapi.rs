@@ -1,0 +1,370 @@
+//! The OpenAPI 3 document, built from the route table ([`crate::routes`]): paths, methods,
+//! parameters, bodies, responses and the role each needs come from the same entries that
+//! build the router. The schemas of bodies and responses are written here, beside each other,
+//! as JSON Schema; a test checks that every schema a route names exists.
+
+use crate::routes::{routes, Access, Route};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+/// `GET /v1/openapi.json`.
+pub async fn serve() -> Json<Value> {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    Json(DOC.get_or_init(document).clone())
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in routes() {
+        let entry = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| json!({}));
+        entry[r.verb.as_str()] = operation(&r);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Errand HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Enqueue, inspect and operate Errand jobs; the remote-worker protocol; \
+                health and metrics. Authenticate with `Authorization: Bearer <token>`; roles: \
+                read < enqueue, worker < admin. Errors: `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": reference("Error") } },
+    })
+}
+
+fn operation(r: &Route) -> Value {
+    let mut parameters = Vec::new();
+    for p in r.path_params() {
+        let schema = if p == "id" {
+            json!({"type": "integer", "format": "int64", "minimum": 1})
+        } else {
+            json!({"type": "string", "minLength": 1})
+        };
+        parameters.push(json!({"name": p, "in": "path", "required": true, "schema": schema}));
+    }
+    for q in &r.query {
+        parameters.push(json!({
+            "name": q.name, "in": "query", "required": false,
+            "description": q.description, "schema": {"type": q.kind},
+        }));
+    }
+    let mut responses = Map::new();
+    let (status, schema) = r.success;
+    let success = match schema {
+        Some(name) => json!({
+            "description": "success",
+            "content": { "application/json": { "schema": reference(name) } },
+        }),
+        None => json!({
+            "description": "success",
+            "content": { "text/plain": { "schema": { "type": "string" } } },
+        }),
+    };
+    responses.insert(status.to_string(), success);
+    if r.operation_id == "enqueue" {
+        responses.insert(
+            "200".into(),
+            json!({
+                "description": "a job with the same unique_key is queued or running: nothing inserted",
+                "content": { "application/json": { "schema": reference("Enqueued") } },
+            }),
+        );
+    }
+    for code in r.errors {
+        let what = match code {
+            400 => "bad input: the message names the field and the problem; nothing changed",
+            404 => "no such job",
+            409 => "the job is not in a state that allows this (or the lease is no longer held)",
+            413 => "the body is over the server's limit",
+            415 => "the body is not JSON",
+            503 => "the database is unreachable",
+            _ => "error",
+        };
+        responses.insert(code.to_string(), error_response(what));
+    }
+    if r.access != Access::Public {
+        responses.insert("401".into(), error_response("missing or unknown bearer token"));
+        responses.insert("403".into(), error_response("the token's role may not call this"));
+    }
+    let mut op = json!({
+        "operationId": r.operation_id,
+        "summary": r.summary,
+        "description": format!("Needs {}.", r.access.describe()),
+        "parameters": parameters,
+        "responses": responses,
+        "security": if r.access == Access::Public { json!([]) } else { json!([{"bearer": []}]) },
+    });
+    if let Some(body) = r.body {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": reference(body) } },
+        });
+    }
+    op
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+fn nstring() -> Value {
+    json!({"type": "string", "nullable": true})
+}
+fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+fn ntime() -> Value {
+    json!({"type": "string", "format": "date-time", "nullable": true})
+}
+fn int() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn nint() -> Value {
+    json!({"type": "integer", "format": "int64", "nullable": true})
+}
+fn int32() -> Value {
+    json!({"type": "integer", "format": "int32"})
+}
+fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+fn any() -> Value {
+    json!({})
+}
+
+/// An object with these properties, the listed ones required; `closed` refuses others.
+fn object(props: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
+    let mut p = Map::new();
+    for (k, v) in props {
+        p.insert((*k).to_string(), v.clone());
+    }
+    let mut o = json!({"type": "object", "properties": p, "required": required});
+    if required.is_empty() {
+        o.as_object_mut().unwrap().remove("required");
+    }
+    if closed {
+        o["additionalProperties"] = json!(false);
+    }
+    o
+}
+
+const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// Every schema the routes name.
+pub fn schemas() -> Value {
+    let duration = |what: &str| json!({"type": "string", "description": format!("{what}: a duration such as 500ms, 30s, 5m, 2h, 1h30m")});
+    let job = object(
+        &[
+            ("id", int()),
+            ("queue", string()),
+            ("kind", string()),
+            ("args", json!({"type": "object", "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
+            ("status", json!({"type": "string", "enum": STATES})),
+            ("derived", json!({"type": "string", "enum": ["scheduled", "retrying", "stuck"], "nullable": true})),
+            ("priority", int32()),
+            ("run_at", time()),
+            ("attempt", int32()),
+            ("max_attempts", int32()),
+            ("unique_key", nstring()),
+            ("reference_type", nstring()),
+            ("reference_id", nstring()),
+            ("result", json!({"nullable": true})),
+            ("last_error", nstring()),
+            ("timeout_ms", nint()),
+            ("worker_id", nstring()),
+            ("lease_expires_at", ntime()),
+            ("cancel_requested_at", ntime()),
+            ("created_at", time()),
+            ("started_at", ntime()),
+            ("finished_at", ntime()),
+            ("updated_at", time()),
+        ],
+        &["id", "queue", "kind", "args", "status", "derived", "priority", "run_at", "attempt", "max_attempts", "created_at", "updated_at"],
+        false,
+    );
+    let event = object(
+        &[
+            ("id", int()),
+            ("job_id", int()),
+            ("at", time()),
+            ("kind", json!({"type": "string", "enum": ["error", "rescued", "cancel_requested", "cancelled", "retried", "released"]})),
+            ("attempt", int32()),
+            ("worker_id", nstring()),
+            ("message", nstring()),
+            ("data", json!({"nullable": true})),
+        ],
+        &["id", "job_id", "at", "kind", "attempt"],
+        false,
+    );
+    let enqueue = object(
+        &[
+            ("kind", json!({"type": "string", "minLength": 1, "maxLength": 128})),
+            ("args", json!({"type": "object"})),
+            ("queue", json!({"type": "string", "minLength": 1, "maxLength": 128})),
+            ("priority", json!({"type": "integer", "format": "int32", "description": "higher runs first"})),
+            ("run_at", time()),
+            ("delay", duration("run no earlier than this long from now")),
+            ("unique_key", json!({"type": "string", "minLength": 1, "maxLength": 512})),
+            ("reference", object(&[("type", string()), ("id", json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}))], &["type", "id"], true)),
+            ("max_attempts", json!({"type": "integer", "format": "int32", "minimum": 1})),
+            ("timeout", duration("execution limit of one attempt, 0 for none")),
+        ],
+        &["kind"],
+        true,
+    );
+    let enqueued = object(&[("id", int()), ("inserted", boolean())], &["id", "inserted"], false);
+    let counts = object(
+        &[("queued", int()), ("running", int()), ("succeeded", int()), ("failed", int()), ("cancelled", int()), ("scheduled", int())],
+        &["queued", "running", "succeeded", "failed", "cancelled", "scheduled"],
+        false,
+    );
+    let queue = object(
+        &[
+            ("name", string()),
+            ("paused", boolean()),
+            ("counts", counts),
+            ("oldest_queued_at", ntime()),
+            ("oldest_queued_age_ms", nint()),
+            ("throughput_1h", json!({"type": "object", "nullable": true, "properties": {"succeeded": int(), "failed": int()}})),
+            ("duration_ms", json!({"type": "object", "nullable": true, "properties": {"avg": json!({"type": "number", "nullable": true}), "p95": json!({"type": "number", "nullable": true})}})),
+        ],
+        &["name", "paused"],
+        false,
+    );
+    let worker = object(
+        &[
+            ("id", string()),
+            ("host", string()),
+            ("pid", int()),
+            ("version", string()),
+            ("queues", array(object(&[("name", string()), ("concurrency", int())], &["name", "concurrency"], false))),
+            ("concurrency", int()),
+            ("started_at", time()),
+            ("last_seen_at", time()),
+        ],
+        &["id", "host", "pid", "version", "queues", "started_at", "last_seen_at"],
+        false,
+    );
+    let claimed = object(
+        &[
+            ("id", int()),
+            ("attempt", int32()),
+            ("kind", string()),
+            ("queue", string()),
+            ("args", json!({"type": "object"})),
+            ("lease_expires_at", ntime()),
+            ("timeout_ms", nint()),
+        ],
+        &["id", "attempt", "kind", "queue", "args"],
+        false,
+    );
+    let ids = json!({"type": "array", "items": {"type": "integer", "format": "int64", "minimum": 1}, "maxItems": 10000});
+    let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
+    json!({
+        "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", string())], &["code", "message"], false))], &["error"], false),
+        "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "unavailable"]})), ("database", string())], &["status", "database"], false),
+        "SchedulerHealth": object(
+            &[
+                ("next_run", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}})),
+                ("last_execution", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time(), "status": nstring(), "duration_ms": nint()}})),
+                ("pending_jobs", int()),
+            ],
+            &["next_run", "last_execution", "pending_jobs"],
+            false,
+        ),
+        "OpenApi": {"type": "object"},
+        "Me": object(&[("role", json!({"type": "string", "enum": ["read", "enqueue", "worker", "admin"]})), ("auth", boolean())], &["role", "auth"], false),
+        "EnqueueRequest": enqueue,
+        "Enqueued": enqueued,
+        "EnqueueBatchRequest": object(&[("jobs", json!({"type": "array", "items": reference("EnqueueRequest"), "maxItems": crate::jobs::MAX_BATCH}))], &["jobs"], true),
+        "EnqueueBatchResponse": object(&[("results", array(reference("Enqueued")))], &["results"], false),
+        "Job": job,
+        "Event": event,
+        "JobPage": object(&[("jobs", array(reference("Job"))), ("next_cursor", nint())], &["jobs", "next_cursor"], false),
+        "JobWithEvents": object(&[("job", reference("Job")), ("events", array(reference("Event")))], &["job", "events"], false),
+        "JobEnvelope": object(&[("job", reference("Job"))], &["job"], false),
+        "RetryRequest": object(
+            &[("ids", ids.clone()), ("queue", filter("retry every failed job of this queue")), ("kind", filter("... of this kind")), ("reference", filter("... about this entity: `type` or `type:id`"))],
+            &[],
+            true,
+        ),
+        "Retried": object(&[("retried", int())], &["retried"], false),
+        "CancelRequest": object(
+            &[("ids", ids), ("status", filter("cancel every job in this state (queued, running, scheduled, retrying, stuck)")), ("queue", filter("queue")), ("kind", filter("kind")), ("reference", filter("`type` or `type:id`"))],
+            &[],
+            true,
+        ),
+        "Cancelled": object(&[("cancelled", int())], &["cancelled"], false),
+        "PurgeRequest": object(&[("older_than", duration("finished longer ago than")), ("include_failed", boolean())], &["older_than"], true),
+        "Purged": object(&[("purged", int())], &["purged"], false),
+        "Queue": queue,
+        "QueueList": object(&[("queues", array(reference("Queue")))], &["queues"], false),
+        "QueueEnvelope": object(&[("queue", reference("Queue"))], &["queue"], false),
+        "Worker": worker,
+        "WorkerList": object(&[("workers", array(reference("Worker")))], &["workers"], false),
+        "ClaimRequest": object(
+            &[
+                ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
+                ("queues", json!({"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "minItems": 1, "maxItems": 50})),
+                ("limit", json!({"type": "integer", "minimum": 1, "maximum": 100})),
+                ("lease", duration("lease of each claimed job (1s to 1h, default 30s)")),
+                ("wait", duration("wait this long for a job when none is ready (at most the server's max_wait)")),
+                ("host", string()),
+                ("pid", json!({"type": "integer", "minimum": 0})),
+                ("version", string()),
+            ],
+            &["worker_id", "queues"],
+            true,
+        ),
+        "ClaimedJob": claimed,
+        "ClaimResponse": object(&[("jobs", array(reference("ClaimedJob")))], &["jobs"], false),
+        "HeartbeatRequest": object(
+            &[
+                ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
+                ("jobs", json!({"type": "array", "maxItems": 1000, "items": object(&[("id", int()), ("attempt", int32())], &["id", "attempt"], true)})),
+                ("lease", duration("new lease from now")),
+            ],
+            &["worker_id"],
+            true,
+        ),
+        "HeartbeatResponse": object(
+            &[("jobs", array(object(&[("id", int()), ("state", json!({"type": "string", "enum": ["held", "lost", "cancel_requested"]}))], &["id", "state"], false)))],
+            &["jobs"],
+            false,
+        ),
+        "CompleteRequest": object(&[("worker_id", string()), ("attempt", int32()), ("result", any())], &["worker_id", "attempt"], true),
+        "FailRequest": object(
+            &[
+                ("worker_id", string()),
+                ("attempt", int32()),
+                ("error", string()),
+                ("retry_after", duration("retry after this long, whatever the backoff says")),
+                ("permanent", boolean()),
+            ],
+            &["worker_id", "attempt", "error"],
+            true,
+        ),
+        "Ok": object(&[("ok", boolean())], &["ok"], false),
+    })
+}

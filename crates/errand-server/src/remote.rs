@@ -1,0 +1,379 @@
+//! The remote-worker protocol: a worker in any language claims jobs with a lease (waiting
+//! up to `wait` for one to arrive), heartbeats while it runs them, and completes or fails
+//! each under the fence (job id, attempt, worker id) it was given.
+//!
+//! A long-polling claim does not spin: it subscribes to the store's wake-up hints before its
+//! first try, sleeps until a hint for one of its queues (or the poll interval, since hints do
+//! not cross processes on SQLite), and claims again. Claims, heartbeats and outcomes register
+//! the worker in the worker registry and keep its `last_seen_at` fresh.
+//!
+//! A failure reported for a job someone asked to cancel ends the job `cancelled`, as the
+//! in-process pool does; retry-or-fail is decided by `errand_core::decide_failure`.
+
+use crate::error::ApiError;
+use crate::extract::{duration, Body, IdParam};
+use crate::{views, AppState};
+use axum::extract::State;
+use axum::{Extension, Json};
+use chrono::Utc;
+use errand_core::validate::validate_queue_name;
+use errand_core::{decide_failure, Backoff, Fence, HandlerError, Job, JobId};
+use errand_store::{Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+type JsonResult = Result<Json<Value>, ApiError>;
+
+/// Most jobs one claim may take.
+const MAX_CLAIM: u32 = 100;
+const MIN_LEASE: Duration = Duration::from_secs(1);
+const MAX_LEASE: Duration = Duration::from_secs(3600);
+/// Most queues one claim may name.
+const MAX_QUEUES: usize = 50;
+
+fn check_worker_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "worker_id",
+            "`worker_id` must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn lease(s: &AppState, raw: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(s.config.default_lease);
+    };
+    let d = duration("lease", raw)?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&d) {
+        return Err(ApiError::invalid("lease", format!("`lease` must be between 1s and 1h, got {raw}")));
+    }
+    Ok(d)
+}
+
+/// `POST /v1/worker/claim`. `host`, `pid` and `version` describe the worker in the registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    worker_id: String,
+    queues: Vec<String>,
+    limit: Option<u32>,
+    lease: Option<String>,
+    wait: Option<String>,
+    host: Option<String>,
+    pid: Option<i64>,
+    version: Option<String>,
+}
+
+/// Refreshes the worker's registry row, creating it when missing (first call, or pruned).
+async fn register(s: &AppState, id: &str, describe: impl FnOnce() -> WorkerRegistration) -> Result<(), ApiError> {
+    if !s.client.store().worker_heartbeat(id).await? {
+        s.client.store().worker_register(&describe()).await?;
+    }
+    Ok(())
+}
+
+fn remote_registration(id: &str, queues: &[String], limit: u32) -> WorkerRegistration {
+    WorkerRegistration {
+        id: id.to_string(),
+        host: "remote".into(),
+        pid: 0,
+        version: "remote".into(),
+        queues: queues
+            .iter()
+            .map(|q| WorkerQueue { name: q.clone(), concurrency: limit })
+            .collect(),
+    }
+}
+
+pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> JsonResult {
+    check_worker_id(&req.worker_id)?;
+    if req.queues.is_empty() || req.queues.len() > MAX_QUEUES {
+        return Err(ApiError::invalid("queues", format!("`queues` must name 1 to {MAX_QUEUES} queues")));
+    }
+    for (i, q) in req.queues.iter().enumerate() {
+        validate_queue_name(q).map_err(|e| ApiError::invalid(format!("queues[{i}]"), format!("queue `{q}` {}", e.problem)))?;
+    }
+    let limit = req.limit.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&limit) {
+        return Err(ApiError::invalid("limit", format!("`limit` must be between 1 and {MAX_CLAIM}, got {limit}")));
+    }
+    let lease = lease(&s, req.lease.as_deref())?;
+    let wait = match &req.wait {
+        Some(w) => duration("wait", w)?,
+        None => Duration::ZERO,
+    };
+    if wait > s.config.max_wait {
+        return Err(ApiError::invalid(
+            "wait",
+            format!("`wait` must be at most {}s, got {}", s.config.max_wait.as_secs(), req.wait.as_deref().unwrap_or_default()),
+        ));
+    }
+    if let Some(pid) = req.pid {
+        if pid < 0 {
+            return Err(ApiError::invalid("pid", "`pid` must not be negative"));
+        }
+    }
+    let registration = || WorkerRegistration {
+        host: req.host.clone().unwrap_or_else(|| "remote".into()),
+        pid: req.pid.unwrap_or(0),
+        version: req.version.clone().unwrap_or_else(|| "remote".into()),
+        ..remote_registration(&req.worker_id, &req.queues, limit)
+    };
+    if req.host.is_some() || req.pid.is_some() || req.version.is_some() {
+        // The worker describes itself: keep the registry row up to date.
+        s.client.store().worker_register(&registration()).await?;
+    } else {
+        register(&s, &req.worker_id, registration).await?;
+    }
+
+    // Subscribe before the first try, so a job enqueued between it and the wait is not missed.
+    let mut hints = s.client.store().subscribe();
+    let mut shutdown = s.config.shutdown.clone();
+    let deadline = Instant::now() + wait;
+    loop {
+        let jobs = claim_round(&s, &req, limit, lease).await?;
+        let now = Instant::now();
+        if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
+            let jobs: Vec<Value> = jobs.iter().map(claimed).collect();
+            return Ok(Json(json!({ "jobs": jobs })));
+        }
+        let nap = deadline.min(now + s.config.poll_interval);
+        tokio::select! {
+            () = hint_for(&mut hints, &req.queues) => {}
+            () = tokio::time::sleep_until(nap) => {}
+            () = stopped(&mut shutdown) => {}
+        }
+    }
+}
+
+/// One claim per queue, in the order given, until `limit` jobs are held.
+async fn claim_round(s: &AppState, req: &ClaimRequest, limit: u32, lease: Duration) -> Result<Vec<Job>, ApiError> {
+    let mut out = Vec::new();
+    for queue in &req.queues {
+        let want = limit - out.len() as u32;
+        if want == 0 {
+            break;
+        }
+        let jobs = s
+            .client
+            .store()
+            .job_claim(&JobClaim {
+                queue: queue.clone(),
+                worker_id: req.worker_id.clone(),
+                limit: want,
+                lease,
+            })
+            .await?;
+        out.extend(jobs);
+    }
+    Ok(out)
+}
+
+fn claimed(j: &Job) -> Value {
+    json!({
+        "id": j.id,
+        "attempt": j.attempt,
+        "kind": j.kind,
+        "queue": j.queue,
+        "args": j.args,
+        "lease_expires_at": j.lease_expires_at,
+        "timeout_ms": j.timeout_ms,
+    })
+}
+
+/// Returns when a hint names one of `queues` (or anything may be ready).
+async fn hint_for(hints: &mut broadcast::Receiver<errand_store::JobsReady>, queues: &[String]) {
+    loop {
+        match hints.recv().await {
+            Ok(h) if h.queue == "*" || queues.contains(&h.queue) => return,
+            Ok(_) => continue,
+            // Missed some: any queue may be ready.
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Returns when the server is stopping (never, if nobody can tell it to).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `POST /v1/worker/heartbeat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    worker_id: String,
+    #[serde(default)]
+    jobs: Vec<HeldJob>,
+    lease: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeldJob {
+    id: JobId,
+    attempt: i32,
+}
+
+pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatRequest>) -> JsonResult {
+    check_worker_id(&req.worker_id)?;
+    if req.jobs.len() > 1000 {
+        return Err(ApiError::invalid("jobs", "at most 1000 jobs per heartbeat"));
+    }
+    let lease = lease(&s, req.lease.as_deref())?;
+    register(&s, &req.worker_id, || remote_registration(&req.worker_id, &[], 0)).await?;
+    if req.jobs.is_empty() {
+        return Ok(Json(json!({ "jobs": [] })));
+    }
+    let states = s
+        .client
+        .store()
+        .job_heartbeat_many(&JobHeartbeat {
+            worker_id: req.worker_id.clone(),
+            lease,
+            jobs: req.jobs.iter().map(|j| (j.id, j.attempt)).collect(),
+        })
+        .await?;
+    let jobs: Vec<Value> = states
+        .iter()
+        .map(|st| {
+            let state = match (st.held, st.cancel_requested) {
+                (false, _) => "lost",
+                (true, true) => "cancel_requested",
+                (true, false) => "held",
+            };
+            json!({"id": st.job_id, "state": state})
+        })
+        .collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// The job a worker reports on, or 404.
+async fn reported_job(s: &AppState, id: JobId) -> Result<Job, ApiError> {
+    s.client
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
+}
+
+fn stale(id: JobId, attempt: i32, worker_id: &str) -> ApiError {
+    ApiError::conflict(
+        "stale",
+        format!(
+            "worker `{worker_id}` does not hold job {id} attempt {attempt} (its lease expired, or \
+             the job was rescued, cancelled or finished): nothing was recorded; drop the job"
+        ),
+    )
+}
+
+fn run_seconds(job: &Job) -> Option<f64> {
+    job.started_at
+        .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+}
+
+/// `POST /v1/worker/jobs/{id}/complete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    worker_id: String,
+    attempt: i32,
+    result: Option<Value>,
+}
+
+pub async fn complete(
+    State(s): State<AppState>,
+    IdParam(id): IdParam,
+    Body(req): Body<CompleteRequest>,
+) -> JsonResult {
+    check_worker_id(&req.worker_id)?;
+    let job = reported_job(&s, id).await?;
+    let fence = Fence { job_id: id, attempt: req.attempt, worker_id: req.worker_id.clone() };
+    let acks = s
+        .client
+        .store()
+        .job_complete_many(&[JobComplete { fence, result: req.result }])
+        .await?;
+    match acks.first() {
+        Some(Ack::Done) => {
+            s.config.metrics.succeeded(run_seconds(&job));
+            Ok(Json(json!({ "ok": true })))
+        }
+        _ => Err(stale(id, req.attempt, &req.worker_id)),
+    }
+}
+
+/// `POST /v1/worker/jobs/{id}/fail`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    worker_id: String,
+    attempt: i32,
+    error: String,
+    /// Retry after this long (`30s`), whatever the backoff says; still spends the attempt.
+    retry_after: Option<String>,
+    /// Never retry.
+    #[serde(default)]
+    permanent: bool,
+}
+
+pub async fn fail(
+    State(s): State<AppState>,
+    Extension(caller): Extension<crate::auth::Caller>,
+    IdParam(id): IdParam,
+    Body(req): Body<FailRequest>,
+) -> JsonResult {
+    check_worker_id(&req.worker_id)?;
+    if req.permanent && req.retry_after.is_some() {
+        return Err(ApiError::invalid("retry_after", "give retry_after or permanent, not both"));
+    }
+    let error = match &req.retry_after {
+        Some(raw) => HandlerError::retry_after(req.error.clone(), duration("retry_after", raw)?),
+        None if req.permanent => HandlerError::permanent(req.error.clone()),
+        None => HandlerError::Error { message: req.error.clone() },
+    };
+    let job = reported_job(&s, id).await?;
+    let fence = Fence { job_id: id, attempt: req.attempt, worker_id: req.worker_id.clone() };
+    if job.fence().as_ref() != Some(&fence) || job.status != errand_core::JobStatus::Running {
+        return Err(stale(id, req.attempt, &req.worker_id));
+    }
+    let seconds = run_seconds(&job);
+    let result = if job.cancel_requested_at.is_some() {
+        s.client.store().job_cancel_ack(&fence, Some(&req.error)).await
+    } else {
+        let action = decide_failure(
+            job.attempt,
+            job.max_attempts,
+            &error,
+            s.client.backoff(),
+            Backoff::random_unit(),
+        );
+        s.client
+            .store()
+            .job_fail(&JobFail { fence, error: req.error.clone(), action })
+            .await
+    };
+    let after = match result {
+        Ok(job) => job,
+        Err(StoreError::Stale { .. }) => return Err(stale(id, req.attempt, &req.worker_id)),
+        Err(e) => return Err(e.into()),
+    };
+    match after.status {
+        errand_core::JobStatus::Queued => s.config.metrics.retried(seconds),
+        errand_core::JobStatus::Failed => s.config.metrics.failed(seconds),
+        _ => {}
+    }
+    Ok(Json(json!({ "job": views::job(&after, &caller, Utc::now()) })))
+}

@@ -1,0 +1,288 @@
+//! The route table: every endpoint once, with its method, path, required role, handler and
+//! documentation. [`build`] makes the router from it and `openapi::document` the OpenAPI
+//! document, so a route cannot be served without being documented (and the auth matrix test
+//! walks the same list).
+
+use crate::{auth, health, jobs, openapi, queues, remote, AppState};
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    /// Lower-case, as OpenAPI spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+        }
+    }
+
+    /// The method.
+    pub fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// Who may call a route (see [`crate::Role::may`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// No token needed: health, metrics, the OpenAPI document.
+    Public,
+    /// Any valid token.
+    Read,
+    /// `enqueue` or `admin`.
+    Enqueue,
+    /// `worker` or `admin`.
+    Worker,
+    /// `admin` only.
+    Admin,
+}
+
+impl Access {
+    /// For error messages and the OpenAPI document.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Access::Public => "no token",
+            Access::Read => "any role",
+            Access::Enqueue => "the enqueue or admin role",
+            Access::Worker => "the worker or admin role",
+            Access::Admin => "the admin role",
+        }
+    }
+}
+
+/// A query parameter of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParam {
+    pub name: &'static str,
+    /// JSON schema type: `string` or `integer`.
+    pub kind: &'static str,
+    pub description: &'static str,
+}
+
+/// One endpoint.
+#[derive(Debug)]
+pub struct Route {
+    pub verb: Verb,
+    /// axum's path syntax, which is also OpenAPI's: `/v1/jobs/{id}`.
+    pub path: &'static str,
+    pub access: Access,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub query: Vec<QueryParam>,
+    /// Name of the request body's schema in the document's components, if any.
+    pub body: Option<&'static str>,
+    /// Success status and the name of the response schema (`None`: not JSON).
+    pub success: (u16, Option<&'static str>),
+    /// Failure statuses this route can answer besides 401/403 (and 500/503).
+    pub errors: &'static [u16],
+    handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new<H, T>(
+        verb: Verb,
+        path: &'static str,
+        access: Access,
+        operation_id: &'static str,
+        summary: &'static str,
+        handler: H,
+    ) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        Route {
+            verb,
+            path,
+            access,
+            operation_id,
+            summary,
+            query: Vec::new(),
+            body: None,
+            success: (200, None),
+            errors: &[],
+            handler: on(verb.filter(), handler),
+        }
+    }
+
+    fn body(mut self, schema: &'static str) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    fn ok(mut self, status: u16, schema: &'static str) -> Self {
+        self.success = (status, Some(schema));
+        self
+    }
+
+    fn text(mut self) -> Self {
+        self.success = (200, None);
+        self
+    }
+
+    fn errors(mut self, errors: &'static [u16]) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    fn query(mut self, params: &[(&'static str, &'static str, &'static str)]) -> Self {
+        self.query = params
+            .iter()
+            .map(|&(name, kind, description)| QueryParam {
+                name,
+                kind,
+                description,
+            })
+            .collect();
+        self
+    }
+
+    /// The names of the path's `{parameters}`.
+    pub fn path_params(&self) -> Vec<&'static str> {
+        self.path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect()
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    use Verb::*;
+    const BAD: &[u16] = &[400, 413, 415];
+    const BAD_ID: &[u16] = &[400, 404, 409];
+    vec![
+        // ---- service -------------------------------------------------------------------
+        Route::new(Get, "/health", Public, "health", "Liveness and database reachability (503 when the database is unreachable)", health::health)
+            .ok(200, "Health")
+            .errors(&[503]),
+        Route::new(Get, "/health/scheduler", Public, "health_scheduler", "Next scheduled run, last execution and its duration, pending jobs", health::scheduler)
+            .ok(200, "SchedulerHealth"),
+        Route::new(Get, "/metrics", Public, "metrics", "Prometheus metrics (text format 0.0.4)", health::metrics).text(),
+        Route::new(Get, "/v1/openapi.json", Public, "openapi", "This document", openapi::serve)
+            .ok(200, "OpenApi"),
+        Route::new(Get, "/v1/me", Read, "me", "The caller's role, and whether the API asks for tokens at all", health::me)
+            .ok(200, "Me"),
+        // ---- jobs ----------------------------------------------------------------------
+        Route::new(Post, "/v1/jobs", Enqueue, "enqueue", "Enqueue one job (201 when inserted, 200 when a job with the same unique_key is queued or running)", jobs::enqueue)
+            .body("EnqueueRequest")
+            .ok(201, "Enqueued")
+            .errors(BAD),
+        Route::new(Post, "/v1/jobs/batch", Enqueue, "enqueue_batch", "Enqueue many jobs in one transaction: all or nothing", jobs::enqueue_batch)
+            .body("EnqueueBatchRequest")
+            .ok(200, "EnqueueBatchResponse")
+            .errors(BAD),
+        Route::new(Get, "/v1/jobs", Read, "list_jobs", "Jobs matching filters, newest first, a page at a time", jobs::list)
+            .query(&[
+                ("status", "string", "Comma-separated states, stored (queued, running, succeeded, failed, cancelled) or derived (scheduled, retrying, stuck); a job matching any is listed"),
+                ("derived", "string", "Comma-separated derived states, added to `status`"),
+                ("queue", "string", "Queue name"),
+                ("kind", "string", "Task kind"),
+                ("reference", "string", "`type` or `type:id` of the entity the jobs are about"),
+                ("since", "string", "Created at or after: RFC 3339, or a duration ago (`1h`)"),
+                ("until", "string", "Created before: RFC 3339, or a duration ago"),
+                ("limit", "integer", "Page size, 1 to 500 (default 50)"),
+                ("cursor", "integer", "`next_cursor` of the previous page"),
+            ])
+            .ok(200, "JobPage")
+            .errors(&[400]),
+        Route::new(Get, "/v1/jobs/{id}", Read, "get_job", "One job with its events, oldest first", jobs::get)
+            .ok(200, "JobWithEvents")
+            .errors(&[400, 404]),
+        Route::new(Post, "/v1/jobs/{id}/cancel", Admin, "cancel_job", "Cancel a job: a queued one at once, a running one through its worker (409 if it already finished)", jobs::cancel_one)
+            .ok(200, "JobEnvelope")
+            .errors(BAD_ID),
+        Route::new(Post, "/v1/jobs/{id}/retry", Admin, "retry_job", "Put a failed or cancelled job back in its queue with a fresh attempt budget (409 otherwise)", jobs::retry_one)
+            .ok(200, "JobEnvelope")
+            .errors(BAD_ID),
+        Route::new(Post, "/v1/jobs/retry", Admin, "retry_jobs", "Retry jobs by id, or every failed job matching a filter", jobs::retry_many)
+            .body("RetryRequest")
+            .ok(200, "Retried")
+            .errors(BAD),
+        Route::new(Post, "/v1/jobs/cancel", Admin, "cancel_jobs", "Cancel jobs by id, or every job in a state matching a filter", jobs::cancel_many)
+            .body("CancelRequest")
+            .ok(200, "Cancelled")
+            .errors(BAD),
+        Route::new(Post, "/v1/jobs/purge", Admin, "purge_jobs", "Delete finished jobs (and their events) older than a duration, in small batches", jobs::purge)
+            .body("PurgeRequest")
+            .ok(200, "Purged")
+            .errors(BAD),
+        // ---- queues and workers ----------------------------------------------------------
+        Route::new(Get, "/v1/queues", Read, "list_queues", "Every queue: paused, counts by state, oldest ready job and its age", queues::list)
+            .ok(200, "QueueList"),
+        Route::new(Post, "/v1/queues/{name}/pause", Admin, "pause_queue", "Pause a queue: workers stop claiming from it; running jobs finish", queues::pause)
+            .ok(200, "QueueEnvelope")
+            .errors(&[400]),
+        Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue", queues::resume)
+            .ok(200, "QueueEnvelope")
+            .errors(&[400]),
+        Route::new(Get, "/v1/workers", Read, "list_workers", "Registered worker processes (in-process and remote) with their last heartbeat", queues::workers)
+            .ok(200, "WorkerList"),
+        // ---- the remote-worker protocol --------------------------------------------------
+        Route::new(Post, "/v1/worker/claim", Worker, "worker_claim", "Claim up to `limit` ready jobs with a lease, waiting up to `wait` for one to arrive", remote::claim)
+            .body("ClaimRequest")
+            .ok(200, "ClaimResponse")
+            .errors(BAD),
+        Route::new(Post, "/v1/worker/heartbeat", Worker, "worker_heartbeat", "Extend the leases of held jobs; learn which were lost or asked to stop", remote::heartbeat)
+            .body("HeartbeatRequest")
+            .ok(200, "HeartbeatResponse")
+            .errors(BAD),
+        Route::new(Post, "/v1/worker/jobs/{id}/complete", Worker, "worker_complete", "Record a success (409 when the caller no longer holds the lease)", remote::complete)
+            .body("CompleteRequest")
+            .ok(200, "Ok")
+            .errors(&[400, 404, 409, 413, 415]),
+        Route::new(Post, "/v1/worker/jobs/{id}/fail", Worker, "worker_fail", "Record a failed attempt: retried with backoff, after `retry_after`, or failed for good (409 when the caller no longer holds the lease)", remote::fail)
+            .body("FailRequest")
+            .ok(200, "JobEnvelope")
+            .errors(&[400, 404, 409, 413, 415]),
+    ]
+}
+
+/// The router: each route behind its role check, JSON errors for unknown paths and methods,
+/// and the body limit.
+pub(crate) fn build(state: AppState) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    for r in routes() {
+        let check = middleware::from_fn_with_state((state.clone(), r.access), auth::require);
+        router = router.route(r.path, r.handler.route_layer(check));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> crate::ApiError {
+    crate::ApiError::not_found(format!("no endpoint at {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> crate::ApiError {
+    crate::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,10 @@
+//! The HTTP API served over a real store on both backends (`sqlite::case`, `postgres::case`),
+//! called over loopback HTTP: every endpoint, the auth matrix from the route table, bad input,
+//! the remote-worker protocol and the OpenAPI document.
+
+mod common;
+
+mod auth;
+mod jobs;
+mod remote;
+mod service;
