@@ -159,6 +159,39 @@ impl Store for Counting {
     async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
         self.inner.worker_prune(last_seen_before).await
     }
+    async fn schedule_create(&self, s: &errand_store::ScheduleWrite) -> StoreResult<errand_store::ScheduleRecord> {
+        self.inner.schedule_create(s).await
+    }
+    async fn schedule_update(&self, s: &errand_store::ScheduleWrite) -> StoreResult<errand_store::ScheduleRecord> {
+        self.inner.schedule_update(s).await
+    }
+    async fn schedule_delete(&self, name: &str) -> StoreResult<bool> {
+        self.inner.schedule_delete(name).await
+    }
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<errand_store::ScheduleRecord>> {
+        self.inner.schedule_get(name).await
+    }
+    async fn schedule_list(&self) -> StoreResult<Vec<errand_store::ScheduleRecord>> {
+        self.inner.schedule_list().await
+    }
+    async fn schedule_pause(&self, name: &str) -> StoreResult<errand_store::ScheduleRecord> {
+        self.inner.schedule_pause(name).await
+    }
+    async fn schedule_resume(&self, name: &str) -> StoreResult<errand_store::ScheduleRecord> {
+        self.inner.schedule_resume(name).await
+    }
+    async fn schedule_list_due(&self, limit: u32) -> StoreResult<errand_store::DueSchedules> {
+        self.inner.schedule_list_due(limit).await
+    }
+    async fn schedule_fire(&self, f: &errand_store::ScheduleFire) -> StoreResult<errand_store::FireOutcome> {
+        self.inner.schedule_fire(f).await
+    }
+    async fn schedule_trigger(&self, name: &str, job: &JobInsert) -> StoreResult<Enqueued> {
+        self.inner.schedule_trigger(name, job).await
+    }
+    async fn schedule_fire_list(&self, l: &errand_store::ScheduleFireList) -> StoreResult<Vec<errand_store::FireRecord>> {
+        self.inner.schedule_fire_list(l).await
+    }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {
         self.inner.subscribe()
     }

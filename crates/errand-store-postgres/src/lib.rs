@@ -36,6 +36,7 @@ mod notify;
 mod ops;
 mod reads;
 mod rows;
+mod schedules;
 mod sql;
 mod store;
 mod worker;

@@ -31,8 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "claim_plan",
         sql: include_str!("../migrations/0003_claim_plan.sql"),
     },
-    // 4 is reserved for the scheduler's tables; versions need not be contiguous (each is
-    // applied if not recorded as applied).
+    Migration {
+        version: 4,
+        name: "schedules",
+        sql: include_str!("../migrations/0004_schedules.sql"),
+    },
     Migration {
         version: 5,
         name: "finished_index",
@@ -203,7 +206,7 @@ mod tests {
     #[test]
     fn migrations_are_in_order_and_lock_keys_differ_per_schema() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        assert_eq!(latest(), 3);
+        assert_eq!(latest(), 4);
         assert_ne!(fnv1a(b"errand.migrate.a"), fnv1a(b"errand.migrate.b"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
     }

@@ -12,6 +12,10 @@ use errand_store::{
     RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
     FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
 };
+use errand_store::{
+    DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,
+    ScheduleWrite,
+};
 use sqlx::Connection;
 
 #[async_trait]
@@ -156,6 +160,50 @@ impl Store for PgStore {
 
     async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
         self.worker_prune_impl(last_seen_before).await
+    }
+
+    async fn schedule_create(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord> {
+        self.schedule_create_impl(schedule).await
+    }
+
+    async fn schedule_update(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord> {
+        self.schedule_update_impl(schedule).await
+    }
+
+    async fn schedule_delete(&self, name: &str) -> StoreResult<bool> {
+        self.schedule_delete_impl(name).await
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>> {
+        self.schedule_get_impl(name).await
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        self.schedule_list_impl().await
+    }
+
+    async fn schedule_pause(&self, name: &str) -> StoreResult<ScheduleRecord> {
+        self.schedule_set_paused_impl(name, true).await
+    }
+
+    async fn schedule_resume(&self, name: &str) -> StoreResult<ScheduleRecord> {
+        self.schedule_set_paused_impl(name, false).await
+    }
+
+    async fn schedule_list_due(&self, limit: u32) -> StoreResult<DueSchedules> {
+        self.schedule_list_due_impl(limit).await
+    }
+
+    async fn schedule_fire(&self, fire: &ScheduleFire) -> StoreResult<FireOutcome> {
+        self.schedule_fire_impl(fire).await
+    }
+
+    async fn schedule_trigger(&self, name: &str, job: &JobInsert) -> StoreResult<Enqueued> {
+        self.schedule_trigger_impl(name, job).await
+    }
+
+    async fn schedule_fire_list(&self, list: &ScheduleFireList) -> StoreResult<Vec<FireRecord>> {
+        self.schedule_fire_list_impl(list).await
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {

@@ -43,6 +43,7 @@ mod notify;
 mod ops;
 mod reads;
 mod rows;
+mod schedules;
 mod store;
 mod target;
 mod workers;

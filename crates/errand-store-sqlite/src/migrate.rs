@@ -25,8 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "workers",
         sql: include_str!("../migrations/0002_workers.sql"),
     },
-    // 4 is reserved for the scheduler's tables; versions need not be contiguous (each is
-    // applied if not recorded as applied).
+    Migration {
+        version: 4,
+        name: "schedules",
+        sql: include_str!("../migrations/0004_schedules.sql"),
+    },
     Migration {
         version: 5,
         name: "finished_index",

@@ -65,7 +65,7 @@ pub(crate) fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>>
     })
 }
 
-fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(crate) fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
     match row.get::<_, Option<i64>>(idx)? {
         None => Ok(None),
         Some(_) => time(row, idx).map(Some),
@@ -81,7 +81,7 @@ fn opt_json(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<serde_json::Va
     }
 }
 
-fn json(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
+pub(crate) fn json(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Value> {
     opt_json(row, idx)?
         .ok_or_else(|| conversion_error(idx, Type::Null, "unexpected NULL JSON".into()))
 }

@@ -2,7 +2,7 @@
 //! (owned) arguments to the SQL in `jobs`, `ops`, `reads`, `workers` or `migrate`; the
 //! operations that make jobs ready go through `write_waking` (see `notify`).
 
-use crate::{jobs, migrate, ops, reads, workers, SqliteStore};
+use crate::{jobs, migrate, ops, reads, schedules, workers, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
@@ -11,6 +11,10 @@ use errand_store::{
     JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
     RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
     FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
+};
+use errand_store::{
+    DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,
+    ScheduleWrite,
 };
 
 #[async_trait]
@@ -210,6 +214,67 @@ impl Store for SqliteStore {
     async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
         self.write(move |tx, _| workers::prune(tx, last_seen_before))
             .await
+    }
+
+    async fn schedule_create(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord> {
+        let schedule = schedule.clone();
+        self.write(move |tx, now| schedules::create(tx, now, &schedule))
+            .await
+    }
+
+    async fn schedule_update(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord> {
+        let schedule = schedule.clone();
+        self.write(move |tx, now| schedules::update(tx, now, &schedule))
+            .await
+    }
+
+    async fn schedule_delete(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.write(move |tx, _| schedules::delete(tx, &name)).await
+    }
+
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>> {
+        let name = name.to_owned();
+        self.read(move |tx, _| schedules::get(tx, &name)).await
+    }
+
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        self.read(|tx, _| schedules::list(tx)).await
+    }
+
+    async fn schedule_pause(&self, name: &str) -> StoreResult<ScheduleRecord> {
+        let name = name.to_owned();
+        self.write(move |tx, now| schedules::set_paused(tx, now, &name, true))
+            .await
+    }
+
+    async fn schedule_resume(&self, name: &str) -> StoreResult<ScheduleRecord> {
+        let name = name.to_owned();
+        self.write(move |tx, now| schedules::set_paused(tx, now, &name, false))
+            .await
+    }
+
+    async fn schedule_list_due(&self, limit: u32) -> StoreResult<DueSchedules> {
+        self.read(move |tx, now| schedules::list_due(tx, now, limit))
+            .await
+    }
+
+    async fn schedule_fire(&self, fire: &ScheduleFire) -> StoreResult<FireOutcome> {
+        let fire = fire.clone();
+        self.write_waking(move |tx, now, ready| schedules::fire(tx, now, &fire, ready))
+            .await
+    }
+
+    async fn schedule_trigger(&self, name: &str, job: &JobInsert) -> StoreResult<Enqueued> {
+        let name = name.to_owned();
+        let job = job.clone();
+        self.write_waking(move |tx, now, ready| schedules::trigger(tx, now, &name, &job, ready))
+            .await
+    }
+
+    async fn schedule_fire_list(&self, list: &ScheduleFireList) -> StoreResult<Vec<FireRecord>> {
+        let list = list.clone();
+        self.read(move |tx, _| schedules::fire_list(tx, &list)).await
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {

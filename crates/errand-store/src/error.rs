@@ -10,6 +10,12 @@ pub enum StoreError {
     /// No job with this id.
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// No schedule with this name.
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
+    /// The thing to create already exists (a schedule with this name).
+    #[error("{0}")]
+    Conflict(String),
     /// The caller's fence (job id, attempt, worker) no longer matches: it lost the lease.
     /// Nothing was written.
     #[error("stale acknowledgement for job {job_id} attempt {attempt}: the lease is no longer held by this worker")]

@@ -26,6 +26,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 
+/// How many fire records each schedule keeps (the newest): enough for run history and
+/// duration figures, bounded so a per-second schedule does not grow the table forever.
+pub const FIRE_HISTORY_KEPT: u32 = 1000;
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -200,6 +204,59 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes the rows of workers not seen since the cut-off (they died without a clean
     /// shutdown; their jobs are rescued by lease, not by this). Returns how many.
     async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // ---- schedules ----------------------------------------------------------------------
+
+    /// Stores a new schedule with `last_fire_at = now` (a new schedule does not fire for its
+    /// past) and `due_at = now` (the scheduler looks at it at once). [`StoreError::Conflict`] if the name is taken.
+    async fn schedule_create(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord>;
+
+    /// Replaces a schedule's spec, kind, queue, paused flag and source; `updated_at = now`,
+    /// `due_at = now` (the scheduler recomputes it). Leaves `last_fire_at` alone, unless the
+    /// schedule goes from paused to unpaused (then `last_fire_at = now`, as on resume).
+    /// [`StoreError::ScheduleNotFound`] if missing.
+    async fn schedule_update(&self, schedule: &ScheduleWrite) -> StoreResult<ScheduleRecord>;
+
+    /// Deletes a schedule and its fire records (its jobs stay). False if it did not exist.
+    async fn schedule_delete(&self, name: &str) -> StoreResult<bool>;
+
+    /// One schedule, or `None`.
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>>;
+
+    /// Every schedule, by name.
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>>;
+
+    /// Pauses a schedule: the scheduler stops looking at it. Idempotent.
+    /// [`StoreError::ScheduleNotFound`] if missing.
+    async fn schedule_pause(&self, name: &str) -> StoreResult<ScheduleRecord>;
+
+    /// Resumes a paused schedule with `last_fire_at = due_at = now`, so the paused
+    /// span does not count as missed. A no-op on an unpaused one.
+    /// [`StoreError::ScheduleNotFound`] if missing.
+    async fn schedule_resume(&self, name: &str) -> StoreResult<ScheduleRecord>;
+
+    /// The unpaused schedules to look at now (`due_at` at or before now), at most
+    /// `limit`, with the store's now and the next `due_at` after it. Reads only due rows
+    /// (an index on `due_at`), so its cost does not grow with idle schedules.
+    async fn schedule_list_due(&self, limit: u32) -> StoreResult<DueSchedules>;
+
+    /// Applies a scheduler's decision, in one transaction, only if the schedule is still
+    /// unpaused with the `last_fire_at` and `updated_at` the decision was taken on: moves
+    /// `last_fire_at` and `due_at`, inserts the run jobs (unique keys as in
+    /// [`Store::job_insert_many`]), records one fire row per run and per skip, points
+    /// `last_job_id` at the last run's job, and keeps the latest [`FIRE_HISTORY_KEPT`] fire
+    /// rows of the schedule. Otherwise writes nothing and returns [`FireOutcome::Lost`]: of
+    /// concurrent callers with the same expectation, exactly one applies.
+    async fn schedule_fire(&self, fire: &ScheduleFire) -> StoreResult<FireOutcome>;
+
+    /// "Trigger now": inserts the job, records a `triggered` fire at now and points
+    /// `last_job_id` at it, in one transaction; `last_fire_at` does not move.
+    /// [`StoreError::ScheduleNotFound`] if missing (nothing inserted).
+    async fn schedule_trigger(&self, name: &str, job: &JobInsert) -> StoreResult<Enqueued>;
+
+    /// A schedule's recorded fires, newest first, at most `limit`: runs (enqueued and
+    /// triggered, with their job's status and times) or skipped fires.
+    async fn schedule_fire_list(&self, list: &ScheduleFireList) -> StoreResult<Vec<FireRecord>>;
 
     // ---- wake-ups -----------------------------------------------------------------------
 

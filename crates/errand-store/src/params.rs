@@ -274,6 +274,188 @@ pub struct JobsReady {
     pub queue: String,
 }
 
+// ---- schedules ------------------------------------------------------------------------------
+
+/// Where a schedule came from. `config` schedules are reconciled with `errand.toml` when
+/// `errand serve` starts (added, changed, removed); `api` ones are left alone by that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleSource {
+    Config,
+    Api,
+}
+
+impl ScheduleSource {
+    /// The stored word: `config` or `api`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ScheduleSource::Config => "config",
+            ScheduleSource::Api => "api",
+        }
+    }
+}
+
+impl std::str::FromStr for ScheduleSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "config" => Ok(ScheduleSource::Config),
+            "api" => Ok(ScheduleSource::Api),
+            _ => Err(format!("unknown schedule source `{s}` (expected config or api)")),
+        }
+    }
+}
+
+/// Parameters of [`crate::Store::schedule_create`] and [`crate::Store::schedule_update`]:
+/// the schedule as written (checked by the caller) and the columns the store queries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleWrite {
+    pub name: String,
+    /// The schedule as written (`errand_scheduler::ScheduleSpec` as JSON). The store keeps it
+    /// whole and never reads inside it.
+    pub spec: serde_json::Value,
+    /// The task kind and queue its fires enqueue, for listing.
+    pub kind: String,
+    pub queue: String,
+    pub paused: bool,
+    pub source: ScheduleSource,
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub name: String,
+    pub spec: serde_json::Value,
+    pub kind: String,
+    pub queue: String,
+    pub paused: bool,
+    pub source: ScheduleSource,
+    /// The latest fire handled (enqueued or skipped), or the time the schedule was created or
+    /// resumed: fires at or before it are never considered again. Triggers do not move it.
+    pub last_fire_at: DateTime<Utc>,
+    /// When the scheduler must look at this schedule next: its next fire as the scheduler
+    /// last computed it, or the time it was created, changed or resumed (look at once).
+    pub due_at: DateTime<Utc>,
+    /// The job of the latest run (fire or trigger), and its status now (`None` if it was
+    /// purged): what the overlap policy looks at.
+    pub last_job_id: Option<JobId>,
+    pub last_job_status: Option<JobStatus>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ScheduleRecord {
+    /// The latest run is still queued or running.
+    pub fn last_run_live(&self) -> bool {
+        matches!(
+            self.last_job_status,
+            Some(JobStatus::Queued | JobStatus::Running)
+        )
+    }
+}
+
+/// What [`crate::Store::schedule_list_due`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueSchedules {
+    /// The store's now, which the caller decides with (so hosts agree on what is due).
+    pub now: DateTime<Utc>,
+    /// Unpaused schedules with `due_at` at or before now, earliest first.
+    pub schedules: Vec<ScheduleRecord>,
+    /// The earliest `due_at` after now among unpaused schedules: when to look again.
+    pub next_due_at: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::Store::schedule_fire`]: a decision taken on a schedule row as read,
+/// applied only if the row is unchanged (the compare-and-set).
+#[derive(Debug, Clone)]
+pub struct ScheduleFire {
+    pub name: String,
+    /// `last_fire_at` and `updated_at` as read: the compare of the compare-and-set.
+    pub expected_last_fire_at: DateTime<Utc>,
+    pub expected_updated_at: DateTime<Utc>,
+    /// The new `last_fire_at` (the latest fire this decision covers; equal to the expected
+    /// one when nothing was due).
+    pub last_fire_at: DateTime<Utc>,
+    /// The new `due_at`.
+    pub due_at: DateTime<Utc>,
+    /// One job per fire to enqueue, with its fire time, oldest first.
+    pub runs: Vec<(DateTime<Utc>, errand_core::JobInsert)>,
+    /// Fires not enqueued, with the reason (`missed_beyond_grace`, `coalesced`,
+    /// `overlap_skipped`), oldest first.
+    pub skipped: Vec<(DateTime<Utc>, String)>,
+}
+
+/// Result of [`crate::Store::schedule_fire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// Applied: one [`Enqueued`] per run, in order.
+    Fired { enqueued: Vec<Enqueued> },
+    /// The schedule changed since it was read (another process fired it, or it was paused,
+    /// changed or deleted): nothing was written.
+    Lost,
+}
+
+/// What became of one fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FireKind {
+    /// A fire that enqueued a job.
+    Enqueued,
+    /// A fire that did not (see the reason).
+    Skipped,
+    /// An operator's "trigger now".
+    Triggered,
+}
+
+impl FireKind {
+    /// The stored word.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FireKind::Enqueued => "enqueued",
+            FireKind::Skipped => "skipped",
+            FireKind::Triggered => "triggered",
+        }
+    }
+}
+
+impl std::str::FromStr for FireKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "enqueued" => Ok(FireKind::Enqueued),
+            "skipped" => Ok(FireKind::Skipped),
+            "triggered" => Ok(FireKind::Triggered),
+            _ => Err(format!("unknown fire outcome `{s}`")),
+        }
+    }
+}
+
+/// One recorded fire, with its job's status and times (joined; `None` once purged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FireRecord {
+    pub id: i64,
+    pub schedule: String,
+    /// The fire time (for a trigger: when it was triggered).
+    pub fire_at: DateTime<Utc>,
+    /// When the fire was handled.
+    pub recorded_at: DateTime<Utc>,
+    pub outcome: FireKind,
+    pub reason: Option<String>,
+    pub job_id: Option<JobId>,
+    pub job_status: Option<JobStatus>,
+    pub job_started_at: Option<DateTime<Utc>>,
+    pub job_finished_at: Option<DateTime<Utc>>,
+}
+
+/// Parameters of [`crate::Store::schedule_fire_list`].
+#[derive(Debug, Clone)]
+pub struct ScheduleFireList {
+    pub name: String,
+    /// `false`: runs (enqueued and triggered); `true`: skipped fires.
+    pub skipped: bool,
+    pub limit: u32,
+}
+
 /// Parameters of [`crate::Store::job_finished_stats`]: jobs that finished at or after `since`,
 /// optionally of one queue and/or kind.
 #[derive(Debug, Clone)]
