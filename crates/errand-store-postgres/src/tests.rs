@@ -99,14 +99,15 @@ async fn migrate_twice_is_a_no_op_at_the_latest_version() {
                 (1, "jobs".to_string()),
                 (2, "workers".to_string()),
                 (3, "claim_plan".to_string()),
-                (4, "schedules".to_string())
+                (4, "schedules".to_string()),
+                (5, "finished_index".to_string())
             ]
         );
         let first = store.migrate().await.unwrap();
         let second = store.migrate().await.unwrap();
-        assert_eq!(first.current_version, 4);
-        assert_eq!(first.latest_version, 4);
-        assert_eq!(first.applied.len(), 4);
+        assert_eq!(first.current_version, 5);
+        assert_eq!(first.latest_version, 5);
+        assert_eq!(first.applied.len(), 5);
         assert!(first.pending.is_empty());
         assert_eq!(first, second);
         assert_eq!(store.migration_status().await.unwrap(), second);
@@ -124,9 +125,9 @@ async fn concurrent_migrations_apply_once() {
             })
             .collect();
         for h in handles {
-            assert_eq!(h.await.unwrap().unwrap().current_version, 4);
+            assert_eq!(h.await.unwrap().unwrap().current_version, 5);
         }
-        assert_eq!(store.migration_status().await.unwrap().applied.len(), 4);
+        assert_eq!(store.migration_status().await.unwrap().applied.len(), 5);
     })
     .await;
 }
@@ -146,7 +147,7 @@ async fn unmigrated_and_newer_schemas_are_schema_errors() {
             .unwrap();
         let err = store.migrate().await.unwrap_err();
         assert!(
-            matches!(&err, StoreError::Schema(m) if m.contains("99") && m.contains("version 4")),
+            matches!(&err, StoreError::Schema(m) if m.contains("99") && m.contains("version 5")),
             "{err:?}"
         );
         assert!(matches!(

@@ -64,21 +64,22 @@ async fn migrate_twice_is_a_no_op_and_reports_the_latest_version() {
 
     let before = store.migration_status().await.unwrap();
     assert_eq!(before.current_version, 0);
-    assert_eq!(before.latest_version, 4);
+    assert_eq!(before.latest_version, 5);
     assert_eq!(
         before.pending,
         vec![
             (1, "jobs".to_string()),
             (2, "workers".to_string()),
-            (4, "schedules".to_string())
+            (4, "schedules".to_string()),
+            (5, "finished_index".to_string())
         ]
     );
 
     let first = store.migrate().await.unwrap();
-    assert_eq!(first.current_version, 4);
-    assert_eq!(first.latest_version, 4);
+    assert_eq!(first.current_version, 5);
+    assert_eq!(first.latest_version, 5);
     assert!(first.pending.is_empty());
-    assert_eq!(first.applied.len(), 3);
+    assert_eq!(first.applied.len(), 4);
     assert!(first.applied.iter().all(|m| m.applied_at == start()));
 
     clock.advance(Duration::from_secs(60));
@@ -94,8 +95,8 @@ async fn concurrent_migrations_from_two_stores_apply_once() {
     let a = open(&db, &clock).await;
     let b = open(&db, &clock).await;
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
-    assert_eq!(ra.unwrap().current_version, 4);
-    assert_eq!(rb.unwrap().current_version, 4);
+    assert_eq!(ra.unwrap().current_version, 5);
+    assert_eq!(rb.unwrap().current_version, 5);
 }
 
 #[tokio::test]
@@ -201,7 +202,7 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
         let msg = err.to_string();
         assert!(matches!(err, StoreError::Schema(_)), "{msg}");
         assert!(
-            msg.contains("version 7") && msg.contains("version 4"),
+            msg.contains("version 7") && msg.contains("version 5"),
             "{msg}"
         );
     }
