@@ -1,6 +1,6 @@
 //! A [`Store`] that counts the calls and batch sizes of the worker path (claims, completes,
-//! heartbeats), delegating everything to the store it wraps: it shows how the worker pool
-//! batches its work during a benchmark. The counting is a few relaxed atomic additions.
+//! heartbeats) and times the claims and completes, delegating everything to the store it
+//! wraps: it shows how the worker pool batches its work during a benchmark.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use errand_store::{
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct Counts {
@@ -22,6 +23,9 @@ pub struct Counts {
     pub completes: AtomicU64,
     pub completed: AtomicU64,
     pub heartbeats: AtomicU64,
+    /// Time spent inside `job_claim` / `job_complete_many`, in microseconds.
+    pub claim_us: AtomicU64,
+    pub complete_us: AtomicU64,
 }
 
 impl Counts {
@@ -31,12 +35,14 @@ impl Counts {
             n.load(Relaxed) as f64 / calls.load(Relaxed).max(1) as f64
         };
         format!(
-            "{} claims ({} empty, {:.1} jobs each), {} complete batches ({:.1} jobs each), {} heartbeats",
+            "{} claims ({} empty, {:.1} jobs each, {:.2} ms each), {} complete batches ({:.1} jobs each, {:.2} ms each), {} heartbeats",
             self.claims.load(Relaxed),
             self.empty_claims.load(Relaxed),
             mean(&self.claimed, &self.claims),
+            mean(&self.claim_us, &self.claims) / 1000.0,
             self.completes.load(Relaxed),
             mean(&self.completed, &self.completes),
+            mean(&self.complete_us, &self.completes) / 1000.0,
             self.heartbeats.load(Relaxed),
         )
     }
@@ -63,7 +69,10 @@ impl Store for Counting {
         self.inner.job_insert_many(jobs).await
     }
     async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+        let t = Instant::now();
         let jobs = self.inner.job_claim(claim).await?;
+        let us = t.elapsed().as_micros() as u64;
+        self.counts.claim_us.fetch_add(us, Relaxed);
         self.counts.claims.fetch_add(1, Relaxed);
         self.counts.claimed.fetch_add(jobs.len() as u64, Relaxed);
         if jobs.is_empty() {
@@ -74,7 +83,11 @@ impl Store for Counting {
     async fn job_complete_many(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
         self.counts.completes.fetch_add(1, Relaxed);
         self.counts.completed.fetch_add(items.len() as u64, Relaxed);
-        self.inner.job_complete_many(items).await
+        let t = Instant::now();
+        let acks = self.inner.job_complete_many(items).await;
+        let us = t.elapsed().as_micros() as u64;
+        self.counts.complete_us.fetch_add(us, Relaxed);
+        acks
     }
     async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job> {
         self.inner.job_fail(fail).await

@@ -85,19 +85,12 @@ impl FreshDb {
         }
     }
 
-    /// How a child process reaches this database: `--backend`, `--target` and, on
-    /// PostgreSQL, `--schema`.
+    /// How a child process reaches this database through `errand::Client`: `--target` (the
+    /// SQLite file or the PostgreSQL URL) and, on PostgreSQL, `--schema`.
     pub fn child_args(&self) -> Vec<String> {
         match &self.concrete {
-            Concrete::Sqlite { target, .. } => vec![
-                "--backend".into(),
-                "sqlite".into(),
-                "--target".into(),
-                target.clone(),
-            ],
+            Concrete::Sqlite { target, .. } => vec!["--target".into(), target.clone()],
             Concrete::Postgres { url, schema, .. } => vec![
-                "--backend".into(),
-                "postgres".into(),
                 "--target".into(),
                 url.clone(),
                 "--schema".into(),
@@ -121,29 +114,6 @@ impl FreshDb {
             Concrete::Postgres { store, .. } => {
                 store.drop_schema().await.expect("drop bench schema")
             }
-        }
-    }
-}
-
-/// Opens a store another process created (the worker child): SQLite target, or PostgreSQL
-/// URL and schema, with the store's default settings.
-pub async fn reopen(backend: &str, target: &str, schema: Option<&str>) -> Arc<dyn Store> {
-    match backend {
-        "sqlite" => Arc::new(
-            SqliteStore::open(target, SqliteOptions::default())
-                .await
-                .expect("open sqlite"),
-        ),
-        _ => {
-            let opts = PgOptions {
-                schema: schema.map(str::to_owned),
-                ..Default::default()
-            };
-            Arc::new(
-                PgStore::connect(target, opts)
-                    .await
-                    .expect("connect postgres"),
-            )
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::pool::{Config, Registry, Shared};
 use crate::signal::Signal;
 use crate::{heartbeat, producer, rescuer};
 use errand_core::{Backoff, HandlerError, Task};
-use errand_store::{Store, StoreError, WorkerQueue, WorkerRegistration};
+use errand_store::{Backend, Store, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
@@ -267,6 +267,12 @@ impl WorkerBuilder {
         self.store.worker_register(&registration).await?;
 
         let (complete_tx, complete_rx) = mpsc::unbounded_channel();
+        let writes_in_flight = match self.store.backend() {
+            // One writer per file: overlapping writes would only queue, each its own commit.
+            Backend::Sqlite => 1,
+            // Many connections: overlapping round trips (and commits) is what scales.
+            Backend::Postgres => 4,
+        };
         let shared = Arc::new(Shared {
             store: self.store,
             worker_id: worker_id.as_str().into(),
@@ -278,6 +284,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 max_claim_batch: self.max_claim_batch,
                 record_retry_for: self.lease * 10,
+                writes_in_flight,
             },
             handlers: self.handlers,
             task_options: self.task_options,

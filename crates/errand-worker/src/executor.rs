@@ -23,26 +23,44 @@ use crate::completer::CompleteRequest;
 use crate::event::{JobOutcome, WorkerEvent};
 use crate::handler::{HandlerOutput, JobContext};
 use crate::pool::Shared;
+use crate::producer::Slot;
 use crate::retry::persist;
 use crate::signal::{JobStop, StopReason};
 use errand_core::{decide_failure, Backoff, FailAction, Fence, HandlerError, Job};
 use errand_store::{Ack, JobComplete, JobFail, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinHandle};
 
 /// The execution limit when neither the job nor its task sets one (SPEC section 2).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// Starts a claimed job. `permit` is the job's slot in its queue's concurrency; it is given
-/// back as soon as the handler has ended.
-pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: OwnedSemaphorePermit) {
+/// Registers a claimed job with the worker (see [`crate::pool::Registry::hold`]) before it
+/// starts; false if the worker is closing (the job is left to the rescuer).
+pub(crate) fn hold(shared: &Shared, job: &Job) -> bool {
+    let held = shared
+        .running
+        .hold((job.id, job.attempt), JobStop::default());
+    if !held {
+        tracing::warn!(
+            job_id = job.id,
+            attempt = job.attempt,
+            "worker is closing: claimed job not started; the rescuer requeues it after its lease"
+        );
+    }
+    held
+}
+
+/// Starts a held job. `permit` is the job's slot in its queue's concurrency; it is given back
+/// as soon as the handler has ended.
+pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: Slot) {
     let key = (job.id, job.attempt);
-    let stop = JobStop::default();
-    let supervisor_stop = stop.clone();
-    let started = shared.running.start(key, stop, || {
-        tokio::spawn(supervise(shared.clone(), job, supervisor_stop, permit))
+    let Some(stop) = shared.running.stop_signal(key) else {
+        return;
+    };
+    let started = shared.running.start(key, || {
+        tokio::spawn(supervise(shared.clone(), job, stop, permit))
     });
     if !started {
         tracing::warn!(
@@ -53,16 +71,50 @@ pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: OwnedSemaphorePermit
     }
 }
 
-async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: OwnedSemaphorePermit) {
+/// Gives a held job that never started back to shutdown, which releases it to `queued`
+/// without spending its attempt (unless something stopped it first: a cancel is
+/// acknowledged, a lost lease records nothing).
+pub(crate) async fn hand_back(shared: &Shared, job: Job) {
+    let key = (job.id, job.attempt);
+    if let Some(stop) = shared.running.stop_signal(key) {
+        stop.stop(StopReason::Shutdown);
+        let reason = stop.reason().unwrap_or(StopReason::Shutdown);
+        shared.running.handler_done(key);
+        let ending = Ending::Stopped {
+            reason,
+            aborted: false,
+        };
+        if let Some(outcome) = record(shared, &job, ending).await {
+            shared.emit(WorkerEvent::JobFinished {
+                job_id: job.id,
+                kind: job.kind.clone(),
+                attempt: job.attempt,
+                outcome,
+            });
+        }
+        shared.running.finish(key);
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: Slot) {
     let job = Arc::new(job);
     let key = (job.id, job.attempt);
-    tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
-    shared.emit(WorkerEvent::JobStarted {
-        job_id: job.id,
-        kind: job.kind.clone(),
-        attempt: job.attempt,
-    });
-    let ending = run_handler(&shared, &job, &stop).await;
+    // Stopped while it waited for a slot (cancelled, lease lost): the handler never runs.
+    let ending = match stop.reason() {
+        Some(reason) => Ending::Stopped {
+            reason,
+            aborted: false,
+        },
+        None => {
+            tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
+            shared.emit(WorkerEvent::JobStarted {
+                job_id: job.id,
+                kind: job.kind.clone(),
+                attempt: job.attempt,
+            });
+            run_handler(&shared, &job, &stop).await
+        }
+    };
     shared.running.handler_done(key);
     drop(permit);
     if let Some(outcome) = record(&shared, &job, ending).await {

@@ -1,7 +1,8 @@
 //! A started pool, and its graceful shutdown (SPEC section 4).
 //!
 //! Shutdown, in order:
-//! 1. Stop claiming: every producer leaves its loop (a claim in flight still starts its jobs).
+//! 1. Stop claiming: every producer leaves its loop; the jobs it claimed but had not started
+//!    yet (waiting for a slot, or brought by a claim in flight) are handed back with step 5.
 //! 2. Let running jobs finish for up to `shutdown_grace`; their outcomes are recorded as usual.
 //! 3. Ask the rest to stop ([`crate::StopReason::Shutdown`]); each has `cancel_grace` to
 //!    return, then is aborted.
@@ -27,9 +28,10 @@ pub struct ShutdownReport {
     /// Jobs whose handlers returned within the shutdown grace; their outcomes were recorded
     /// as usual.
     pub finished_during_grace: usize,
-    /// Jobs stopped after the grace and handed back to `queued` without spending the attempt.
+    /// Jobs handed back to `queued` without spending the attempt: stopped after the grace, or
+    /// claimed but not started yet when shutdown began.
     pub released: usize,
-    /// Jobs stopped after the grace but not handed back: another stop came first (timeout,
+    /// Jobs stopped after the grace (or claimed and not started) but not handed back: another stop came first (timeout,
     /// cancel, lost lease) and was recorded instead, the lease had been lost by then, or the
     /// store could not be reached (the rescuer requeues those after their lease).
     pub not_released: usize,
@@ -110,6 +112,12 @@ impl WorkerHandle {
             }
         }
 
+        let unstarted = shared
+            .to_release
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+
         // 2. Let running jobs finish.
         let at_start = shared.running.len();
         let _ = timeout(config.shutdown_grace, shared.running.wait_empty()).await;
@@ -159,7 +167,7 @@ impl WorkerHandle {
         tracing::info!(worker_id = %shared.worker_id, "worker stopped");
         ShutdownReport {
             released,
-            not_released: stopped.saturating_sub(released),
+            not_released: (stopped + unstarted).saturating_sub(released),
             ..report_base
         }
     }

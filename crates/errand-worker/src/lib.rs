@@ -43,7 +43,7 @@
 //!
 //! | role | does |
 //! | --- | --- |
-//! | `producer` | one claim loop per queue, bounded by the queue's concurrency; woken by store hints and a poll interval |
+//! | `producer` | one claim loop per queue, bounded by the queue's concurrency; claims ahead of free slots about one round trip's worth of work when handlers are short; woken by store hints and a poll interval |
 //! | `executor` | runs one job in its own task: timeout, stop signal, panic capture; records the outcome |
 //! | `completer` | writes successes in batches with one `job_complete_many` |
 //! | `heartbeat` | extends the leases of every held job (lease/3), learns of cancels and lost leases; refreshes the worker row |

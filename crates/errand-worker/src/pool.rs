@@ -25,6 +25,9 @@ pub(crate) struct Config {
     /// How long recording one outcome is retried through store errors before giving up
     /// (the job is then left to the rescuer).
     pub record_retry_for: Duration,
+    /// How many claims per queue, and how many success batches, may be in flight at once:
+    /// several on a database that serves many connections, one where writes queue anyway.
+    pub writes_in_flight: usize,
 }
 
 pub(crate) struct Shared {
@@ -87,28 +90,44 @@ impl Registry {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a job and spawns its supervisor under the lock, so that [`Registry::close`]
-    /// sees every supervisor. False (nothing spawned) once closed.
-    pub(crate) fn start(
-        &self,
-        key: RunKey,
-        stop: JobStop,
-        spawn: impl FnOnce() -> JoinHandle<()>,
-    ) -> bool {
+    /// Registers a claimed job that is not started yet (it waits for a free slot in its
+    /// queue): from now on the heartbeat extends its lease and cancel or lease-loss reach its
+    /// stop signal. False once closed.
+    pub(crate) fn hold(&self, key: RunKey, stop: JobStop) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
-        let handle = spawn();
         st.jobs.insert(
             key,
             Entry {
                 stop,
                 handler_done: false,
-                supervisor: Some(handle.abort_handle()),
+                supervisor: None,
             },
         );
         true
+    }
+
+    /// Spawns the supervisor of a held job under the lock, so that [`Registry::close`] sees
+    /// every supervisor. False (nothing spawned) once closed or if the job is not held.
+    pub(crate) fn start(&self, key: RunKey, spawn: impl FnOnce() -> JoinHandle<()>) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        match st.jobs.get_mut(&key) {
+            Some(entry) => {
+                entry.supervisor = Some(spawn().abort_handle());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The stop signal of a held or running job.
+    pub(crate) fn stop_signal(&self, key: RunKey) -> Option<JobStop> {
+        self.lock().jobs.get(&key).map(|e| e.stop.clone())
     }
 
     pub(crate) fn handler_done(&self, key: RunKey) {

@@ -23,6 +23,7 @@ errand_store_tests::both_backends!(
     wake_up_hint_starts_a_job_without_waiting_for_the_poll,
     shutdown_records_a_job_that_finishes_within_the_grace,
     shutdown_releases_a_job_that_exceeds_the_grace,
+    shutdown_mid_drain_leaves_each_job_succeeded_once_or_queued_unspent,
     dropping_the_handle_aborts_running_handlers,
     four_pools_run_2000_jobs_exactly_once,
     rescuer_requeues_the_job_of_a_vanished_worker,
@@ -325,6 +326,67 @@ async fn shutdown_releases_a_job_that_exceeds_the_grace(h: Harness) {
     );
     assert_eq!(event_kinds(&h, id).await, vec![EventKind::Released]);
     assert!(h.store.worker_list().await.unwrap().is_empty());
+}
+
+/// Short jobs make the producer claim ahead of its free slots; shutdown must hand the
+/// claimed-but-unstarted ones back like the stopped ones: queued, attempt not spent.
+async fn shutdown_mid_drain_leaves_each_job_succeeded_once_or_queued_unspent(h: Harness) {
+    const JOBS: usize = 600;
+    const OPEN: usize = 300;
+    let runs: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+    let (r, gate_reached) = (runs.clone(), Arc::new(Notify::new()));
+    let reached = gate_reached.clone();
+    let worker = pool(&h)
+        .queue("default", 2)
+        .shutdown_grace(Duration::from_millis(100))
+        .cancel_grace(Duration::from_secs(5))
+        .register_kind("short", move |ctx: JobContext, _args: Value| {
+            let n = {
+                let mut runs = r.lock().unwrap();
+                *runs.entry(ctx.id()).or_default() += 1;
+                runs.len()
+            };
+            let reached = reached.clone();
+            async move {
+                // The first OPEN jobs are instant; then every handler blocks until stopped.
+                if n > OPEN {
+                    reached.notify_one();
+                    ctx.cancelled().await;
+                }
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..JOBS).map(|i| job("short", json!({ "i": i }))).collect();
+    h.store.job_insert_many(&batch).await.unwrap();
+    tokio::time::timeout(PATIENCE, gate_reached.notified())
+        .await
+        .expect("the drain reached the blocking jobs");
+    let report = worker.shutdown().await;
+
+    let runs = runs.lock().unwrap().clone();
+    let jobs = all_jobs(&h).await;
+    assert_eq!(jobs.len(), JOBS);
+    let mut queued = 0;
+    for j in &jobs {
+        let ran = runs.get(&j.id).copied().unwrap_or(0);
+        assert!(ran <= 1, "job {} ran {ran} times", j.id);
+        match j.status {
+            JobStatus::Succeeded => assert_eq!((j.attempt, ran), (1, 1), "job {}", j.id),
+            JobStatus::Queued => {
+                assert_eq!(j.attempt, 0, "job {}: its attempt is not spent", j.id);
+                queued += 1;
+            }
+            other => panic!("job {} is {other} after shutdown", j.id),
+        }
+    }
+    assert!(
+        report.released >= 1 && report.released <= queued,
+        "the blocked jobs (and any claimed but unstarted) were handed back: {report:?}, {queued} queued"
+    );
+    assert_eq!(report.not_released, 0, "{report:?}");
 }
 
 async fn dropping_the_handle_aborts_running_handlers(h: Harness) {
