@@ -68,7 +68,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            StoreError::NotFound(_) | StoreError::ScheduleNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            StoreError::Conflict(_) => ApiError::conflict("conflict", e.to_string()),
             StoreError::Stale { .. } => ApiError::conflict("stale", e.to_string()),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "request failed: database unavailable");
