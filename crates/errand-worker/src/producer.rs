@@ -8,6 +8,9 @@
 //! claims may be in flight at once (`Config::writes_in_flight`), served side by side; on
 //! SQLite one, as its one writer would only queue them.
 //!
+//! While jobs still wait in the buffer, a claim waits until half of that target is free,
+//! so that each round trip brings many jobs rather than one or two.
+//!
 //! `ahead` is how many jobs to hold beyond the free slots: twice the number of handlers that
 //! ended while the last claim was in flight (the work one round trip to the database is
 //! worth), at most `max_claim_batch` times the claims in flight, halving claim by claim when the
@@ -126,6 +129,18 @@ fn claim_size(concurrency: usize, ahead: usize, held: usize, max_batch: usize) -
     (concurrency + ahead).saturating_sub(held).min(max_batch)
 }
 
+/// The smallest claim worth a round trip now. While jobs still wait in the buffer, slots
+/// will not idle before the next claim returns, so wait until half the held target is
+/// free and claim that much at once, rather than a job or two per round trip; with an
+/// empty buffer, claim whatever there is room for.
+fn min_claim(concurrency: usize, ahead: usize, buffered: usize, max_batch: usize) -> usize {
+    if buffered == 0 {
+        1
+    } else {
+        ((concurrency + ahead) / 2).clamp(1, max_batch)
+    }
+}
+
 pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
     let concurrency = concurrency as usize;
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -161,7 +176,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
                 running + buffer.len() + asked,
                 max_batch,
             );
-            if want == 0 {
+            if want < min_claim(concurrency, ahead, buffer.len(), max_batch) {
                 break;
             }
             // Hints sent until now are covered by this claim.
@@ -324,6 +339,15 @@ mod tests {
         // Slowing down halves it, step by step.
         assert_eq!(next_ahead(100, 0, 100), 50);
         assert_eq!(next_ahead(50, 0, 100), 25);
+    }
+
+    #[test]
+    fn with_jobs_waiting_a_claim_waits_for_half_the_target() {
+        assert_eq!(min_claim(16, 0, 0, 100), 1, "nothing waiting: any room");
+        assert_eq!(min_claim(16, 100, 0, 100), 1);
+        assert_eq!(min_claim(16, 100, 40, 100), 58);
+        assert_eq!(min_claim(16, 400, 40, 100), 100, "at most a batch");
+        assert_eq!(min_claim(1, 0, 3, 100), 1);
     }
 
     #[test]
