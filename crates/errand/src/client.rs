@@ -24,6 +24,8 @@ pub struct Client {
     store: Arc<dyn Store>,
     limits: Limits,
     backoff: Backoff,
+    /// For next-fire times shown to people (the scheduler itself uses the store's clock).
+    clock: Arc<dyn Clock>,
 }
 
 /// Options for [`Client::builder`].
@@ -102,6 +104,7 @@ impl ClientBuilder {
             store,
             limits: self.limits,
             backoff: Backoff::default(),
+            clock: self.clock.unwrap_or_else(|| Arc::new(errand_core::SystemClock)),
         })
     }
 }
@@ -163,7 +166,20 @@ impl Client {
             store,
             limits: Limits::default(),
             backoff: Backoff::default(),
+            clock: Arc::new(errand_core::SystemClock),
         }
+    }
+
+    /// Reads "now" (for next-fire times) from this clock instead of the system's: give it the
+    /// clock of a store built with an injected one.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Client {
+        self.clock = clock;
+        self
+    }
+
+    /// The client's now.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Sets the argument size limit of this client.

@@ -16,6 +16,10 @@ pub enum Error {
         #[source]
         source: ValidationError,
     },
+    /// A schedule was rejected before anything was written; names the field
+    /// (`schedules.nightly.cron`) and the problem.
+    #[error(transparent)]
+    InvalidSchedule(#[from] errand_scheduler::SpecError),
     /// The task's arguments could not be turned into JSON.
     #[error("could not encode the arguments of `{kind}` as JSON: {source}")]
     Encode {

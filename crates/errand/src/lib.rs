@@ -34,10 +34,20 @@
 mod client;
 mod enqueue;
 mod error;
+pub mod scheduler;
+mod schedules;
 
 pub use client::{Client, ClientBuilder};
 pub use enqueue::Enqueue;
 pub use error::Error;
+pub use scheduler::{SchedulerHandle, SchedulerOptions};
+pub use schedules::{run_stats, Reconciled, RunStats, ScheduleDetail, ScheduleInfo, HISTORY_RUNS};
+
+/// Schedules as written and checked (`[schedules.NAME]`), fire times, misfire and overlap
+/// rules: the pure part of the scheduler.
+pub use errand_scheduler as schedule;
+pub use errand_scheduler::{OverlapPolicy, ScheduleSpec, SpecError};
+pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobId, JobStatus, Limits,
