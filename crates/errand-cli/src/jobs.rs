@@ -173,8 +173,13 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
 
     out.line("");
     out.line(&out.paint(Style::Bold, "Timeline"));
-    for (at, what) in timeline(job, events) {
-        out.line(&format!("  {}  {what}", when(now, at)));
+    let lines: Vec<(String, String)> = timeline(job, events)
+        .into_iter()
+        .map(|(at, what)| (when(now, at), what))
+        .collect();
+    let width = lines.iter().map(|(w, _)| w.chars().count()).max().unwrap_or(0);
+    for (at, what) in lines {
+        out.line(&format!("  {at:<width$}  {what}"));
     }
     let errors: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::Error).collect();
     if !errors.is_empty() || job.last_error.is_some() {
@@ -219,7 +224,10 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
                 let next = match e.data.as_ref().and_then(|d| d.get("next")).and_then(|n| n.as_str()) {
                     Some("retry") => {
                         let at = e.data.as_ref().and_then(|d| d.get("run_at")).and_then(|r| r.as_str());
-                        format!(", retry at {}", at.unwrap_or("?"))
+                        let at = at
+                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                            .map(|t| absolute(t.with_timezone(&Utc)));
+                        format!(", retry at {}", at.as_deref().unwrap_or("?"))
                     }
                     Some("failed") => ", failed for good".into(),
                     _ => String::new(),
@@ -228,8 +236,14 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
                 format!("attempt {} failed{who}: {msg}{next}", e.attempt)
             }
             EventKind::Rescued => {
-                let action = e.data.as_ref().and_then(|d| d.get("action")).and_then(|a| a.as_str()).unwrap_or("?");
-                format!("rescued after attempt {} (lease expired{who}): {action}", e.attempt)
+                let action = match e.data.as_ref().and_then(|d| d.get("action")).and_then(|a| a.as_str()) {
+                    Some("requeue") => "requeued",
+                    Some("fail") => "failed, no attempts left",
+                    Some("cancel") => "cancelled, as asked",
+                    _ => "?",
+                };
+                let on = e.worker_id.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
+                format!("lease of attempt {}{on} expired, rescued: {action}", e.attempt)
             }
             EventKind::CancelRequested => format!("cancel requested{}", reason(e)),
             EventKind::Cancelled => format!("cancelled{}", reason(e)),

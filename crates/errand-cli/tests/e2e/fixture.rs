@@ -18,9 +18,14 @@
 //! | 12 | indexing | queued, in a paused queue, reference file_upload:42 |
 //!
 //! and one registered worker process, `demo-host-1`.
+//!
+//! With a [`ManualClock`] (the demo), time passes between the steps as it would in
+//! production (runs take seconds, retries wait, jobs are spread over the last hour) and more
+//! history follows (ids 13 and up), so ages and run-time figures read naturally; the tests
+//! pass none and everything happens within milliseconds.
 
 use errand::{Client, JobId, NewJob};
-use errand_core::FailAction;
+use errand_core::{FailAction, ManualClock};
 use errand_store::{JobClaim, JobComplete, JobFail, WorkerQueue, WorkerRegistration};
 use serde_json::json;
 use std::time::Duration;
@@ -95,32 +100,62 @@ const NOW: FailAction = FailAction::Retry {
     delay: Duration::ZERO,
 };
 
+/// Lets `d` pass on the demo's clock; nothing in the tests.
+fn pass(clock: Option<&ManualClock>, d: Duration) {
+    if let Some(c) = clock {
+        c.advance(d);
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
 /// Fills the database with the jobs in the table above.
-pub async fn every_state(client: &Client) {
+pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
     let w1 = "demo-host-1";
+    if let Some(c) = clock {
+        c.set(chrono::Utc::now() - chrono::TimeDelta::minutes(58));
+    }
     // 1: succeeded.
     insert(client, job("email", "send_email", json!({"to": "ada@example.com"}))).await;
+    pass(clock, secs(0.05));
     let j = claim(client, "email", w1, LEASE).await;
+    pass(clock, secs(0.84));
     complete(client, &j, json!({"sent": true, "message_id": "<1@example.com>"})).await;
+    pass(clock, secs(95.0));
     // 2: failed after two attempts.
     let mut two = job("email", "send_email", json!({"to": "bob@example.com"}));
     two.max_attempts = Some(2);
     two.reference_type = Some("user".into());
     two.reference_id = Some("7".into());
     insert(client, two).await;
+    pass(clock, secs(0.1));
     let j = claim(client, "email", w1, LEASE).await;
-    fail(client, &j, FIRST_ERROR, NOW).await;
+    pass(clock, secs(2.3));
+    let retry_in = if clock.is_some() { secs(5.4) } else { Duration::ZERO };
+    fail(client, &j, FIRST_ERROR, FailAction::Retry { delay: retry_in }).await;
+    pass(clock, secs(5.5));
     let j = claim(client, "email", w1, LEASE).await;
+    pass(clock, secs(30.0));
     fail(client, &j, LAST_ERROR, FailAction::Fail).await;
+    pass(clock, secs(240.0));
     // 3: running.
     insert(client, job("email", "send_email", json!({"to": "cy@example.com"}))).await;
+    pass(clock, secs(0.2));
     claim(client, "email", w1, LEASE).await;
-    // 4: running with a lease that expires at once: stuck.
+    pass(clock, secs(60.0));
+    // 4: running with a lease that has run out: stuck.
     insert(client, job("email", "send_email", json!({"to": "di@example.com"}))).await;
-    claim(client, "email", "demo-host-2", Duration::from_millis(1)).await;
+    pass(clock, secs(0.1));
+    let lease = if clock.is_some() { secs(30.0) } else { Duration::from_millis(1) };
+    claim(client, "email", "demo-host-2", lease).await;
+    pass(clock, secs(120.0));
     // 5: cancelled.
     let id = insert(client, job("email", "send_email", json!({"to": "ada@example.com"}))).await;
+    pass(clock, secs(20.0));
     client.cancel(&[id], Some("duplicate of 1")).await.unwrap();
+    pass(clock, secs(60.0));
     // 6: queued, 7: scheduled.
     insert(
         client,
@@ -128,29 +163,56 @@ pub async fn every_state(client: &Client) {
     )
     .await;
     let mut later = job("email", "send_email", json!({"to": "fay@example.com"}));
-    later.delay_ms = Some(3_600_000);
+    later.delay_ms = Some(if clock.is_some() { 9_000_000 } else { 3_600_000 });
     insert(client, later).await;
+    pass(clock, secs(30.0));
     // 8, 9: succeeded; 10: failed.
-    for day in ["2026-11-21", "2026-11-22"] {
+    for (day, run) in [("2026-11-21", 41.5), ("2026-11-22", 38.2)] {
         insert(client, job("reports", "build_report", json!({"day": day}))).await;
+        pass(clock, secs(0.3));
         let j = claim(client, "reports", w1, LEASE).await;
+        pass(clock, secs(run));
         complete(client, &j, json!({"rows": 1200})).await;
+        pass(clock, secs(10.0));
     }
     let mut once = job("reports", "build_report", json!({"day": "bad"}));
     once.max_attempts = Some(1);
     insert(client, once).await;
+    pass(clock, secs(0.2));
     let j = claim(client, "reports", w1, LEASE).await;
+    pass(clock, secs(0.4));
     fail(client, &j, "ValidationError: `day` must be a date, got \"bad\"", FailAction::Fail).await;
+    pass(clock, secs(60.0));
     // 11: retrying.
     insert(client, job("reports", "build_report", json!({"day": "2026-11-23"}))).await;
+    pass(clock, secs(0.2));
     let j = claim(client, "reports", w1, LEASE).await;
+    pass(clock, secs(12.0));
     fail(client, &j, "DatabaseError: deadlock detected", NOW).await;
+    pass(clock, secs(30.0));
     // 12: queued in a paused queue.
     let mut reindex = job("indexing", "reindex", json!({"file": 42}));
     reindex.reference_type = Some("file_upload".into());
     reindex.reference_id = Some("42".into());
-    insert(client, reindex).await;
     client.pause_queue("indexing").await.unwrap();
+    pass(clock, secs(90.0));
+    insert(client, reindex).await;
+
+    if let Some(c) = clock {
+        history(client, c).await;
+        // Back to the present: the running job's worker is heartbeating.
+        c.set(chrono::Utc::now() - chrono::TimeDelta::seconds(3));
+        let running = client.job(RUNNING).await.unwrap().unwrap();
+        client
+            .store()
+            .job_heartbeat_many(&errand_store::JobHeartbeat {
+                worker_id: w1.into(),
+                lease: LEASE,
+                jobs: vec![(RUNNING, running.attempt)],
+            })
+            .await
+            .unwrap();
+    }
 
     client
         .store()
@@ -174,4 +236,33 @@ pub async fn every_state(client: &Client) {
         .unwrap();
     // Let the 1 ms lease of job 4 run out.
     tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// The demo's last 40 minutes of ordinary traffic: emails of about a second, reports of about
+/// forty, now and then a failure that a retry fixes.
+async fn history(client: &Client, clock: &ManualClock) {
+    for i in 0..48u32 {
+        let (queue, kind, run) = if i % 4 == 3 {
+            ("reports", "build_report", 30.0 + f64::from(i % 7) * 4.5)
+        } else {
+            ("email", "send_email", 0.4 + f64::from(i % 9) * 0.35)
+        };
+        // Ahead of the fixture's ready jobs, which must stay queued.
+        let mut j = job(queue, kind, json!({"n": i}));
+        j.priority = Some(1);
+        insert(client, j).await;
+        clock.advance(secs(0.15));
+        let j = claim(client, queue, "demo-host-1", LEASE).await;
+        clock.advance(secs(run));
+        if i % 11 == 5 {
+            fail(client, &j, "ConnectionError: smtp.example.com:25 refused the connection", NOW).await;
+            clock.advance(secs(5.0));
+            let j = claim(client, queue, "demo-host-1", LEASE).await;
+            clock.advance(secs(run));
+            complete(client, &j, json!({"sent": true})).await;
+        } else {
+            complete(client, &j, json!({"ok": true})).await;
+        }
+        clock.advance(secs(35.0));
+    }
 }

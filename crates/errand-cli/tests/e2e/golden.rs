@@ -76,7 +76,7 @@ fn diff(expected: &str, actual: &str) -> String {
 }
 
 async fn json_shapes_match_the_golden_files(env: Env) {
-    crate::fixture::every_state(env.client().await).await;
+    crate::fixture::every_state(env.client().await, None).await;
     let update = std::env::var_os("ERRAND_UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for (name, args, code) in COMMANDS {

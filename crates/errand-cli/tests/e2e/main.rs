@@ -10,6 +10,7 @@ mod sink;
 
 mod cli;
 mod command;
+mod demo;
 mod fixture;
 mod golden;
 mod http;

@@ -22,7 +22,7 @@ e2e!(
 );
 
 async fn setup(env: &Env) {
-    fixture::every_state(env.client().await).await;
+    fixture::every_state(env.client().await, None).await;
 }
 
 fn ok(out: &Output) {
