@@ -322,7 +322,9 @@ async fn retry_failed(config: &Config, args: &RetryArgs, out: &Out) -> anyhow::R
         Some(n) => plural(n, "failed job", "failed jobs"),
         None => "all failed jobs".into(),
     };
-    confirm(&format!("Retry {what}{scope}"), args.yes)?;
+    if count != Some(0) {
+        confirm(&format!("Retry {what}{scope}"), args.yes)?;
+    }
     let mut progress = Progress::new("retried");
     let n = client
         .retry_failed(args.queue.as_deref(), args.kind.as_deref(), |n| progress.update(n))
@@ -415,7 +417,9 @@ async fn cancel_queued(config: &Config, args: &CancelArgs, out: &Out) -> anyhow:
         Some(n) => plural(n, "queued job", "queued jobs"),
         None => "all queued jobs".into(),
     };
-    confirm(&format!("Cancel {what}{scope} (they will not run)"), args.yes)?;
+    if count != Some(0) {
+        confirm(&format!("Cancel {what}{scope} (they will not run)"), args.yes)?;
+    }
     let mut filter = JobList {
         state: Some(StateFilter::Status(JobStatus::Queued)),
         queue: args.queue.clone(),

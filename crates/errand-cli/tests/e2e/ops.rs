@@ -19,6 +19,7 @@ e2e!(
     workers_list_shows_registered_processes,
     bad_input_exits_2_names_the_problem_and_changes_nothing,
     operator_commands_never_create_or_migrate_a_database,
+    on_a_terminal_colour_the_prompt_and_progress,
 );
 
 async fn setup(env: &Env) {
@@ -475,4 +476,67 @@ fn every_command_has_help_with_an_example() {
     for code in ["0  done", "2  bad input", "3  some of the named jobs", "4  declined"] {
         assert!(text.contains(code), "exit code {code:?} missing from --help:\n{text}");
     }
+}
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), so stdin, stdout and stderr are
+/// a terminal, typing `input`; returns the exit code and everything the terminal showed.
+async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color: bool) -> (Option<i32>, String) {
+    let mut line = format!("{} --database '{}'", env!("CARGO_BIN_EXE_errand"), env.url);
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(&env.dir)
+        .env_remove("ERRAND_DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    let mut child = cmd.spawn().expect("util-linux `script` runs the binary on a terminal");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+    }
+    let out = tokio::time::timeout(crate::common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("the command finished")
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn on_a_terminal_colour_the_prompt_and_progress(env: Env) {
+    setup(&env).await;
+    // Colour on a terminal, none with NO_COLOR.
+    let (code, shown) = on_terminal(&env, &["jobs", "list", "--state", "failed"], "", false).await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("\x1b[31mfailed\x1b[0m"), "{shown:?}");
+    let (_, shown) = on_terminal(&env, &["jobs", "list", "--state", "failed"], "", true).await;
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    assert!(shown.contains("failed"), "{shown:?}");
+
+    // The prompt: anything but yes declines (exit 4) and changes nothing.
+    let (code, shown) = on_terminal(&env, &["jobs", "retry", "--failed"], "n\n", true).await;
+    assert_eq!(code, Some(4), "{shown}");
+    assert!(shown.contains("Retry 2 failed jobs? [y/N]"), "{shown:?}");
+    assert!(shown.contains("not confirmed: nothing was changed"), "{shown:?}");
+    assert_eq!(status(&env, FAILED).await, JobStatus::Failed);
+    let (code, shown) = on_terminal(&env, &["jobs", "purge", "--older-than", "0s"], "\n", true).await;
+    assert_eq!(code, Some(4), "{shown}");
+    assert_eq!(env.all_jobs().await.len(), 12);
+
+    // Yes: done, with the running count on the terminal's stderr.
+    let (code, shown) = on_terminal(&env, &["jobs", "retry", "--failed"], "y\n", true).await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("retried: 2"), "progress: {shown:?}");
+    assert!(shown.contains("retried 2 failed jobs"), "{shown:?}");
+    assert_eq!(status(&env, FAILED).await, JobStatus::Queued);
+    let (code, shown) = on_terminal(&env, &["jobs", "purge", "--older-than", "0s"], "yes\n", true).await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains("deleted: 4"), "progress: {shown:?}");
 }
