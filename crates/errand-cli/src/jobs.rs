@@ -73,7 +73,10 @@ fn job_table(jobs: &[Job], now: DateTime<Utc>) -> Table {
             Cell::text(&j.kind),
             Cell::num(format!("{}/{}", j.attempt, j.max_attempts)),
             Cell::time(now, j.created_at),
-            Cell::opt(j.last_error.as_deref().map(first_line)),
+            // The error of an earlier attempt of a job that then succeeded: history, dimmed.
+            Cell::opt(j.last_error.as_deref().map(first_line)).styled(
+                if j.status == JobStatus::Succeeded { Style::Dim } else { Style::Plain },
+            ),
         ]);
     }
     table
@@ -408,7 +411,9 @@ async fn cancel(config: &Config, args: &CancelArgs, out: &Out) -> anyhow::Result
 }
 
 /// Cancels every queued job (of a queue / kind) that existed when the command started, a
-/// page at a time. Jobs enqueued meanwhile have higher ids and are left alone.
+/// page at a time, newest first: each page starts below the previous one's lowest id, so jobs
+/// enqueued meanwhile (higher ids) are left alone. A job claimed between the listing and the
+/// cancel is asked to stop, like `jobs cancel ID`, but not counted as cancelled.
 async fn cancel_queued(config: &Config, args: &CancelArgs, out: &Out) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let scope = scope(args.queue.as_deref(), args.kind.as_deref());
@@ -431,9 +436,9 @@ async fn cancel_queued(config: &Config, args: &CancelArgs, out: &Out) -> anyhow:
     let mut total = 0u64;
     loop {
         let page = client.list(&filter).await?;
-        let Some(newest) = page.jobs.first().map(|j| j.id) else { break };
-        // Fix the upper bound at the first page: later pages only go down from it.
-        filter.before_id.get_or_insert(newest + 1);
+        if page.jobs.is_empty() {
+            break;
+        }
         let ids: Vec<i64> = page.jobs.iter().map(|j| j.id).collect();
         let outcomes = client.cancel(&ids, args.reason.as_deref()).await?;
         let done = outcomes
