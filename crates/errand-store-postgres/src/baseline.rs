@@ -11,6 +11,8 @@
 //!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
 //! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
 //!   inserted in one statement, then vacuumed and analysed as autovacuum would have done.
+//! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
+//!   dashboard benchmark (`cargo run --release -p errand-bench -- dashboard`).
 //! - [`explain_claim`]: the plan and buffer counts of Errand's claim statement right now.
 //!
 //! Everything runs in the store's schema ([`crate::PgOptions::schema`]); none of it is
@@ -119,6 +121,59 @@ pub async fn seed_finished(store: &PgStore, n: u64) -> StoreResult<()> {
         .execute(store.pool())
         .await
         .map_err(map)?;
+    Ok(())
+}
+
+/// `$1` rows, `$2` spacing of creation times in microseconds. The same mix as the SQLite
+/// store's seed: by `i % 100`, 0-2 failed, 3 cancelled, 4-5 queued and ready, 6 scheduled an
+/// hour ahead, 7 running (every tenth stuck), the rest succeeded; four queues, five kinds,
+/// every tenth job with a reference `order:<i>`, runs of 0-2 s.
+const SEED_MIXED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at,
+        attempt, max_attempts, reference_type, reference_id, last_error, worker_id,
+        lease_expires_at, created_at, started_at, finished_at, updated_at)
+    SELECT (ARRAY['default', 'email', 'reports', 'webhooks'])[((i / 7) % 4 + 1)::int],
+           (ARRAY['send_email', 'render_report', 'deliver_webhook', 'resize_image',
+                  'sync_account'])[((i / 3) % 5 + 1)::int],
+           jsonb_build_object('n', i, 'api_token', 'not-shown'), st, 0,
+           CASE WHEN i % 100 = 6 THEN now() + interval '1 hour' ELSE t END,
+           CASE st WHEN 'failed' THEN 4 WHEN 'queued' THEN 0 WHEN 'cancelled' THEN 0 ELSE 1 END, 4,
+           CASE WHEN i % 10 = 0 THEN 'order' END, CASE WHEN i % 10 = 0 THEN i::text END,
+           CASE WHEN st = 'failed' THEN E'exit status 1\nstderr: connect: connection refused' END,
+           CASE WHEN st IN ('running', 'succeeded', 'failed') THEN 'bench-seed' END,
+           CASE WHEN st = 'running' THEN
+                CASE WHEN i % 1000 = 7 THEN now() - interval '1 minute'
+                     ELSE now() + interval '30 seconds' END END,
+           t - d - interval '1 second',
+           CASE WHEN st = 'running' THEN now() - interval '5 seconds'
+                WHEN st IN ('succeeded', 'failed') THEN t - d END,
+           CASE WHEN st IN ('succeeded', 'failed', 'cancelled') THEN t END,
+           t
+    FROM (SELECT i, now() - (($1 - i) * $2) * interval '1 microsecond' AS t,
+                 (i % 50) * interval '40 milliseconds' AS d,
+                 CASE WHEN i % 100 < 3 THEN 'failed' WHEN i % 100 = 3 THEN 'cancelled'
+                      WHEN i % 100 < 7 THEN 'queued' WHEN i % 100 = 7 THEN 'running'
+                      ELSE 'succeeded' END AS st
+          FROM generate_series(1, $1::bigint) AS i) s";
+
+const SEED_MIXED_EVENTS: &str = "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+    SELECT id, finished_at, 'error', attempt, worker_id, last_error, '{\"next\": \"failed\"}'::jsonb
+    FROM errand_jobs WHERE status = 'failed'";
+
+/// Inserts `n` jobs in every state (see `SEED_MIXED`) spread over the last `span`, and an
+/// `error` event per failed job. Call [`settle`] afterwards.
+pub async fn seed_mixed(store: &PgStore, n: u64, span: std::time::Duration) -> StoreResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let step = (i64::try_from(span.as_micros()).unwrap_or(i64::MAX) / n).max(1);
+    sqlx::query(SEED_MIXED)
+        .bind(n)
+        .bind(step)
+        .execute(store.pool())
+        .await
+        .map_err(map)?;
+    store.pool().execute(SEED_MIXED_EVENTS).await.map_err(map)?;
     Ok(())
 }
 

@@ -13,6 +13,8 @@
 //!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
 //! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
 //!   inserted in one transaction, then the WAL checkpointed.
+//! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
+//!   dashboard benchmark (`cargo run --release -p errand-bench -- dashboard`).
 //!
 //! Each function opens connections of its own on the store's file, with the store's
 //! `synchronous` setting.
@@ -161,6 +163,67 @@ pub async fn seed_finished(store: &SqliteStore, n: u64) -> StoreResult<()> {
             params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()],
         )
         .map_err(map_sql)?;
+        tx.commit().map_err(map_sql)
+    })
+    .await
+}
+
+/// `?1` rows, `?2` now, `?3` spacing of creation times (all microseconds). The mix, by
+/// `i % 100`: 0-2 failed (4 attempts, an error text), 3 cancelled, 4-5 queued and ready, 6
+/// queued for an hour from now (scheduled), 7 running (every tenth of them with an expired
+/// lease: stuck), the rest succeeded; over four queues and five kinds, every tenth job with a
+/// reference `order:<i>`, runs of 0-2 s, finished over the last `?1 * ?3` microseconds.
+const SEED_MIXED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at,
+        attempt, max_attempts, reference_type, reference_id, last_error, worker_id,
+        lease_expires_at, created_at, started_at, finished_at, updated_at)
+    WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < ?1),
+    s AS (SELECT i, ?2 - (?1 - i) * ?3 AS t, (i % 50) * 40000 AS d,
+            CASE WHEN i % 100 < 3 THEN 'failed' WHEN i % 100 = 3 THEN 'cancelled'
+                 WHEN i % 100 < 7 THEN 'queued' WHEN i % 100 = 7 THEN 'running'
+                 ELSE 'succeeded' END AS st
+          FROM g)
+    SELECT CASE (i / 7) % 4 WHEN 0 THEN 'default' WHEN 1 THEN 'email' WHEN 2 THEN 'reports'
+                ELSE 'webhooks' END,
+           CASE (i / 3) % 5 WHEN 0 THEN 'send_email' WHEN 1 THEN 'render_report'
+                WHEN 2 THEN 'deliver_webhook' WHEN 3 THEN 'resize_image' ELSE 'sync_account' END,
+           '{\"n\":' || i || ',\"api_token\":\"not-shown\"}', st, 0,
+           CASE WHEN i % 100 = 6 THEN ?2 + 3600000000 ELSE t END,
+           CASE st WHEN 'failed' THEN 4 WHEN 'queued' THEN 0 WHEN 'cancelled' THEN 0 ELSE 1 END, 4,
+           CASE WHEN i % 10 = 0 THEN 'order' END, CASE WHEN i % 10 = 0 THEN CAST(i AS TEXT) END,
+           CASE WHEN st = 'failed' THEN 'exit status 1' || char(10) || 'stderr: connect: connection refused' END,
+           CASE WHEN st IN ('running', 'succeeded', 'failed') THEN 'bench-seed' END,
+           CASE WHEN st = 'running' THEN
+                CASE WHEN i % 1000 = 7 THEN ?2 - 60000000 ELSE ?2 + 30000000 END END,
+           t - d - 1000000,
+           CASE WHEN st = 'running' THEN ?2 - 5000000
+                WHEN st IN ('succeeded', 'failed') THEN t - d END,
+           CASE WHEN st IN ('succeeded', 'failed', 'cancelled') THEN t END,
+           t
+    FROM s";
+
+/// One `error` event per failed job (the seed's last attempt).
+const SEED_MIXED_EVENTS: &str = "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+    SELECT id, finished_at, 'error', attempt, worker_id, last_error, '{\"next\":\"failed\"}'
+    FROM errand_jobs WHERE status = 'failed'";
+
+/// Inserts `n` jobs in every state (see `SEED_MIXED` for the mix) spread over the last
+/// `span`, and an `error` event per failed job, in one transaction. Call [`settle`] afterwards.
+pub async fn seed_mixed(store: &SqliteStore, n: u64, span: std::time::Duration) -> StoreResult<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let conn = connect(store)?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let step = (i64::try_from(span.as_micros()).unwrap_or(i64::MAX) / n).max(1);
+    run_blocking(move || {
+        let mut conn = conn;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_sql)?;
+        tx.execute(SEED_MIXED, params![n, now_micros(), step])
+            .map_err(map_sql)?;
+        tx.execute(SEED_MIXED_EVENTS, []).map_err(map_sql)?;
+        tx.execute("ANALYZE", []).map_err(map_sql)?;
         tx.commit().map_err(map_sql)
     })
     .await

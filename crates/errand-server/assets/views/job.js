@@ -1,0 +1,113 @@
+// One job: its fields, arguments (secrets redacted), result, the timeline of what happened
+// to it (its own timestamps plus its events) and every error in full; retry and cancel.
+
+import { api } from "../api.js";
+import { h, fill, time, duration, jsonBlock, errorBox, empty, confirmAction, act, stateBadge, absTime } from "../ui.js";
+
+export async function mount(root, ctx) {
+  const id = ctx.params[0];
+  const head = h("div", { class: "page-head" }, h("h1", {}, `Job #${id}`));
+  const body = h("div", { id: "job-body" }, h("p", { class: "muted" }, "Loading…"));
+  root.append(h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "← Jobs")), head, body);
+
+  async function refresh() {
+    let data;
+    try {
+      data = await api(`/v1/jobs/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status === 404) fill(body, empty(`No job #${id}`, "It may have been purged."));
+      else fill(body, errorBox(e, `job #${id}`));
+      fill(head, h("h1", {}, `Job #${id}`));
+      return;
+    }
+    const j = data.job;
+    const events = data.events || [];
+    fill(head, h("h1", {}, `Job #${j.id} `, h("span", { class: "mono kind" }, j.kind), " ", stateBadge(j.status, j.derived)),
+      h("div", { class: "head-actions" }, actions(j, ctx, refresh)));
+    fill(body, 
+      h("div", { class: "cards-row" },
+        h("section", { class: "card" }, h("h2", {}, "Fields"), fields(j)),
+        h("section", { class: "card wide" }, h("h2", {}, "Timeline"), timeline(j, events))),
+      j.last_error ? h("section", { class: "card", id: "last-error" }, h("h2", {}, "Last error"), h("pre", { class: "error-text-block" }, j.last_error)) : null,
+      h("div", { class: "cards-row" },
+        h("section", { class: "card half" }, h("h2", {}, "Arguments"), jsonBlock(j.args),
+          h("p", { class: "muted small" }, "Values under secret-looking keys (token, password, secret, authorization…) are shown as [redacted].")),
+        h("section", { class: "card half" }, h("h2", {}, "Result"), jsonBlock(j.result))));
+  }
+  await refresh();
+  return { refresh };
+}
+
+function actions(j, ctx, refresh) {
+  if (!ctx.session.canAct) return [];
+  const out = [];
+  if (j.status === "failed" || j.status === "cancelled") {
+    out.push(h("button", { class: "primary", id: "job-retry", onclick: async () => {
+      if (!await confirmAction(`Retry job #${j.id}?`, "It goes back to its queue with a fresh attempt budget.", { confirmLabel: "Retry", danger: false })) return;
+      await act(() => api(`/v1/jobs/${j.id}/retry`, { method: "POST" }), `Job #${j.id} queued again`);
+      await refresh();
+    } }, "Retry"));
+  }
+  if (j.status === "queued" || j.status === "running") {
+    out.push(h("button", { class: "danger", id: "job-cancel", disabled: !!j.cancel_requested_at, onclick: async () => {
+      if (!await confirmAction(`Cancel job #${j.id}?`, j.status === "running"
+        ? "Its worker is asked to stop it; it ends cancelled." : "It will not run.", { confirmLabel: "Cancel job" })) return;
+      await act(() => api(`/v1/jobs/${j.id}/cancel`, { method: "POST" }), `Job #${j.id}: cancel sent`);
+      await refresh();
+    } }, j.cancel_requested_at ? "Cancel requested" : "Cancel"));
+  }
+  return out;
+}
+
+function fields(j) {
+  const row = (k, v) => h("tr", {}, h("th", {}, k), h("td", {}, v));
+  const ran = j.started_at && j.finished_at ? new Date(j.finished_at) - new Date(j.started_at) : null;
+  return h("table", { class: "fields" }, h("tbody", {},
+    row("status", stateBadge(j.status, j.derived)),
+    row("queue", h("a", { href: `#/jobs?queue=${encodeURIComponent(j.queue)}` }, j.queue)),
+    row("kind", h("span", { class: "mono" }, j.kind)),
+    row("priority", String(j.priority)),
+    row("attempt", `${j.attempt} of ${j.max_attempts}`),
+    row("run at", time(j.run_at)),
+    row("created", time(j.created_at)),
+    row("started", time(j.started_at)),
+    row("finished", time(j.finished_at)),
+    ran !== null ? row("last attempt took", duration(ran)) : null,
+    row("worker", j.worker_id ? h("span", { class: "mono" }, j.worker_id) : h("span", { class: "muted" }, "—")),
+    j.lease_expires_at ? row("lease expires", time(j.lease_expires_at)) : null,
+    j.cancel_requested_at ? row("cancel requested", time(j.cancel_requested_at)) : null,
+    row("timeout", j.timeout_ms === null || j.timeout_ms === undefined ? "task default" : j.timeout_ms === 0 ? "none" : duration(j.timeout_ms)),
+    row("unique key", j.unique_key ? h("span", { class: "mono" }, j.unique_key) : h("span", { class: "muted" }, "—")),
+    row("reference", j.reference_type ? h("a", { class: "mono", href: `#/jobs?reference=${encodeURIComponent(`${j.reference_type}:${j.reference_id ?? ""}`)}` },
+      `${j.reference_type}:${j.reference_id ?? ""}`) : h("span", { class: "muted" }, "—")),
+    row("updated", time(j.updated_at))));
+}
+
+const EVENT_LABEL = {
+  error: "attempt failed", rescued: "rescued (lease expired)", cancel_requested: "cancel requested",
+  cancelled: "cancelled", retried: "retried by an operator", released: "released on shutdown",
+};
+
+/** The job's own timestamps and its events, in time order; errors in full. */
+function timeline(j, events) {
+  const items = [{ at: j.created_at, cls: "created", title: "created", detail: `in queue ${j.queue}` }];
+  for (const e of events) {
+    let detail = null;
+    const next = e.data?.next;
+    if (e.kind === "error") detail = next === "retry" ? `will retry ${e.data.run_at ? `at ${absTime(e.data.run_at)}` : ""}` : next === "failed" ? "no attempts left: failed" : null;
+    if (e.kind === "rescued" && e.data?.action) detail = `action: ${e.data.action}`;
+    if (e.kind === "retried" && e.data) detail = `was ${e.data.status ?? e.data.previous_status ?? "?"}${e.data.attempt !== undefined ? ` after ${e.data.attempt} attempt(s)` : ""}`;
+    items.push({ at: e.at, cls: `ev-${e.kind}`, title: EVENT_LABEL[e.kind] || e.kind, attempt: e.attempt, worker: e.worker_id, detail, message: e.message, isError: e.kind === "error" });
+  }
+  // Started/finished are the latest attempt's; place them by time among the events.
+  if (j.started_at) items.push({ at: j.started_at, cls: "started", title: `attempt ${j.attempt} started`, worker: j.worker_id });
+  if (j.finished_at) items.push({ at: j.finished_at, cls: `fin-${j.status}`, title: j.status });
+  items.sort((a, b) => a.at.localeCompare(b.at));
+  return h("ol", { class: "timeline" }, items.map((it) => h("li", { class: it.cls },
+    h("div", { class: "tl-head" }, h("strong", {}, it.title),
+      it.attempt ? h("span", { class: "muted" }, ` · attempt ${it.attempt}`) : null,
+      it.worker ? h("span", { class: "muted mono small" }, ` · ${it.worker}`) : null,
+      h("span", { class: "tl-time" }, time(it.at))),
+    it.detail ? h("div", { class: "muted small" }, it.detail) : null,
+    it.message ? h("pre", { class: it.isError ? "error-text-block" : "note" }, it.message) : null)));
+}
