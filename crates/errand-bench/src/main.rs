@@ -8,12 +8,15 @@
 //! - `cargo run --release -p errand-bench -- worker`: the worker pool: W1 drain rate against
 //!   a raw-SQL baseline, W2 enqueue-to-start latency, W3 drain rate with a large history,
 //!   peak RSS of the worker process (`--backend ...`, `--quick`, `--only baseline,w1,w2,w3`).
+//! - `cargo run --release -p errand-bench -- dashboard`: server time of every API request the
+//!   dashboard's pages make, at 1,000,000 jobs (`--jobs N`, `--runs N`, `--backend ...`).
 //!
 //! Each measurement uses a database of its own (a temporary SQLite file, a fresh PostgreSQL
 //! schema) and removes it afterwards. `ERRAND_BENCH_DATABASE_URL` names the PostgreSQL
 //! server (default postgres://postgres@127.0.0.1:5432/test).
 
 mod counting;
+mod dashboard;
 mod db;
 mod store;
 mod worker;
@@ -52,6 +55,10 @@ async fn main() {
             Ok(opts) => store::run(opts).await,
             Err(e) => exit_with(&format!("{e}\n{}", usage())),
         },
+        Some("dashboard") => match dashboard::parse(&mut args) {
+            Ok(opts) => dashboard::run(opts).await,
+            Err(e) => exit_with(&format!("{e}\n{}", dashboard::USAGE)),
+        },
         Some("worker") => match worker::parse(&mut args) {
             Ok(opts) => worker::run(opts).await,
             Err(e) => exit_with(&format!("{e}\n{}", usage())),
@@ -60,7 +67,7 @@ async fn main() {
         Some("worker-child") => worker::child(&mut args).await,
         Some("--help") | Some("-h") | None => exit_with(&usage()),
         Some(other) => exit_with(&format!(
-            "unknown benchmark `{other}` (known: store, worker)\n{}",
+            "unknown benchmark `{other}` (known: store, worker, dashboard)\n{}",
             usage()
         )),
     }

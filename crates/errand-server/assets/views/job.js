@@ -90,19 +90,20 @@ const EVENT_LABEL = {
 
 /** The job's own timestamps and its events, in time order; errors in full. */
 function timeline(j, events) {
-  const items = [{ at: j.created_at, cls: "created", title: "created", detail: `in queue ${j.queue}` }];
+  // rank breaks ties between equal times: created, then started, then events, then finished.
+  const items = [{ at: j.created_at, rank: 0, cls: "created", title: "created", detail: `in queue ${j.queue}` }];
   for (const e of events) {
     let detail = null;
     const next = e.data?.next;
     if (e.kind === "error") detail = next === "retry" ? `will retry ${e.data.run_at ? `at ${absTime(e.data.run_at)}` : ""}` : next === "failed" ? "no attempts left: failed" : null;
     if (e.kind === "rescued" && e.data?.action) detail = `action: ${e.data.action}`;
     if (e.kind === "retried" && e.data) detail = `was ${e.data.status ?? e.data.previous_status ?? "?"}${e.data.attempt !== undefined ? ` after ${e.data.attempt} attempt(s)` : ""}`;
-    items.push({ at: e.at, cls: `ev-${e.kind}`, title: EVENT_LABEL[e.kind] || e.kind, attempt: e.attempt, worker: e.worker_id, detail, message: e.message, isError: e.kind === "error" });
+    items.push({ at: e.at, rank: 2, cls: `ev-${e.kind}`, title: EVENT_LABEL[e.kind] || e.kind, attempt: e.attempt, worker: e.worker_id, detail, message: e.message, isError: e.kind === "error" });
   }
   // Started/finished are the latest attempt's; place them by time among the events.
-  if (j.started_at) items.push({ at: j.started_at, cls: "started", title: `attempt ${j.attempt} started`, worker: j.worker_id });
-  if (j.finished_at) items.push({ at: j.finished_at, cls: `fin-${j.status}`, title: j.status });
-  items.sort((a, b) => a.at.localeCompare(b.at));
+  if (j.started_at) items.push({ at: j.started_at, rank: 1, cls: "started", title: `attempt ${j.attempt} started`, worker: j.worker_id });
+  if (j.finished_at) items.push({ at: j.finished_at, rank: 3, cls: `fin-${j.status}`, title: j.status });
+  items.sort((a, b) => (new Date(a.at) - new Date(b.at)) || (a.rank - b.rank));
   return h("ol", { class: "timeline" }, items.map((it) => h("li", { class: it.cls },
     h("div", { class: "tl-head" }, h("strong", {}, it.title),
       it.attempt ? h("span", { class: "muted" }, ` · attempt ${it.attempt}`) : null,

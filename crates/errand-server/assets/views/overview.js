@@ -30,6 +30,8 @@ export async function mount(root, ctx) {
     if (tp.status === "fulfilled") {
       const b = tp.value.buckets || [];
       fill(chartEl, throughputChart(b), chartLegend(b));
+    } else if (tp.reason?.status === 404) {
+      fill(chartEl, empty("Not available", "This server does not serve GET /v1/stats/throughput."));
     } else fill(chartEl, errorBox(tp.reason, "throughput"));
     if (workers.status === "fulfilled") {
       const ws = workers.value.workers || [];
