@@ -19,12 +19,14 @@
 //! | `health` | `/health`, `/health/scheduler` and `/metrics` |
 //! | `metrics` | the process's counters and run-duration histogram, and the Prometheus text writer |
 //! | `openapi` | the OpenAPI 3 document built from the route table and the schemas |
+//! | `dashboard` | the web dashboard: the files under `assets/`, embedded, served at `/` and `/assets/*` (see docs/dashboard.md) |
 //!
 //! Every handler goes through [`errand::Client`] or the [`errand_store::Store`] trait: there
 //! is no SQL here. Arguments are never logged; values under secret-looking keys are redacted
 //! for every role but `admin`.
 
 mod auth;
+mod dashboard;
 mod error;
 mod extract;
 mod health;

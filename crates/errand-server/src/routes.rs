@@ -269,6 +269,7 @@ pub(crate) fn build(state: AppState) -> Router {
         router = router.route(r.path, r.handler.route_layer(check));
     }
     router
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

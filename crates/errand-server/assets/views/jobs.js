@@ -91,7 +91,7 @@ export async function mount(root, ctx) {
       h("tbody", {}, lastJobs.map((j) => h("tr", { "data-job": j.id, "data-status": j.status },
         can ? h("td", { class: "sel" }, h("input", { type: "checkbox", checked: selected.has(j.id),
           onchange: (ev) => { ev.target.checked ? selected.add(j.id) : selected.delete(j.id); renderBulk(); } })) : null,
-        h("td", { class: "num" }, h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`)),
+        h("td", { class: "id" }, h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`)),
         h("td", {}, stateBadge(j.status, j.derived)),
         h("td", {}, j.queue),
         h("td", { class: "mono" }, j.kind),
