@@ -8,14 +8,14 @@ use errand_store::{AppliedMigration, MigrationStatus, StoreError, StoreResult};
 use sqlx::{Connection, Executor, PgConnection, Row};
 
 /// One embedded migration.
-struct Migration {
-    version: i64,
-    name: &'static str,
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
     sql: &'static str,
 }
 
 /// Every migration this build knows, in version order.
-const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "jobs",
@@ -40,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "finished_index",
         sql: include_str!("../migrations/0005_finished_index.sql"),
+    },
+    // 6 is reserved for the HTTP API.
+    Migration {
+        version: 7,
+        name: "queue_counts",
+        sql: include_str!("../migrations/0007_queue_counts.sql"),
     },
 ];
 
@@ -206,7 +212,7 @@ mod tests {
     #[test]
     fn migrations_are_in_order_and_lock_keys_differ_per_schema() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
-        assert_eq!(latest(), 5);
+        assert_eq!(latest(), MIGRATIONS.last().unwrap().version);
         assert_ne!(fnv1a(b"errand.migrate.a"), fnv1a(b"errand.migrate.b"));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
     }

@@ -11,10 +11,10 @@ use errand_store::{
 };
 use sqlx::{Postgres, QueryBuilder, Row};
 
-/// Per-queue counts by status (queued rows from `errand_jobs_claim`, the others from
-/// `errand_jobs_queue_status`, which leaves queued rows out; index-only scans when the
-/// visibility map allows), the scheduled count and oldest ready job from the queued rows,
-/// and every queue that has a settings row.
+/// Per-queue counts by status from the trigger-kept counters (migration 7: the folded
+/// counts plus the deltas not folded yet, a few rows however many jobs there are), the
+/// scheduled count and oldest ready job from the queued rows (`errand_jobs_claim`), and every
+/// queue that has a settings row.
 const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
     by_status AS (
         SELECT queue,
@@ -23,12 +23,11 @@ const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
                sum(n) FILTER (WHERE status = 'succeeded')::bigint AS succeeded,
                sum(n) FILTER (WHERE status = 'failed')::bigint AS failed,
                sum(n) FILTER (WHERE status = 'cancelled')::bigint AS cancelled
-        FROM (SELECT queue, status, count(*) AS n FROM errand_jobs
-              WHERE status <> 'queued' GROUP BY queue, status
+        FROM (SELECT queue, status, n FROM errand_queue_counts
               UNION ALL
-              SELECT queue, 'queued', count(*) FROM errand_jobs
-              WHERE status = 'queued' GROUP BY queue) c
+              SELECT queue, status, n FROM errand_queue_count_deltas) c
         GROUP BY queue
+        HAVING sum(n) <> 0
     ),
     ready AS (
         SELECT queue,
@@ -55,6 +54,14 @@ const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
     LEFT JOIN ready r ON r.queue = n.name
     LEFT JOIN errand_queues q ON q.name = n.name
     ORDER BY n.name";
+
+/// Folds the counters' deltas into `errand_queue_counts` (migration 7). The DELETE takes each
+/// delta once even when two readers fold at the same time (the second skips rows the first
+/// deleted), so nothing is counted twice; deltas written meanwhile wait for the next fold.
+const FOLD_COUNTS: &str = "WITH moved AS (DELETE FROM errand_queue_count_deltas RETURNING queue, status, n)
+    INSERT INTO errand_queue_counts AS c (queue, status, n)
+    SELECT queue, status, sum(n) FROM moved GROUP BY queue, status
+    ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n";
 
 /// What finished per queue since $1 (optionally of queue $2 / kind $3): counts by outcome and
 /// the succeeded runs' durations in microseconds. The p95 is nearest-rank in exact integer
@@ -174,6 +181,10 @@ impl PgStore {
     }
 
     pub(crate) async fn stats_impl(&self) -> StoreResult<Vec<QueueStats>> {
+        sqlx::query(FOLD_COUNTS)
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
         let rows = sqlx::query(STATS)
             .bind(self.now())
             .fetch_all(&self.pool)

@@ -35,6 +35,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "finished_index",
         sql: include_str!("../migrations/0005_finished_index.sql"),
     },
+    // 6 is reserved for the HTTP API.
+    Migration {
+        version: 7,
+        name: "queue_counts",
+        sql: include_str!("../migrations/0007_queue_counts.sql"),
+    },
 ];
 
 /// The highest version this build knows.

@@ -927,6 +927,107 @@ pub async fn queue_stats_counts_by_status_and_oldest_ready(h: Harness) {
     assert!(!s.paused);
 }
 
+/// The counts by status as listing every job says they are, per queue.
+async fn counted_by_listing(h: &Harness) -> HashMap<(String, JobStatus), u64> {
+    let page = h.store.job_list(&JobList { limit: 1000, ..Default::default() }).await.unwrap();
+    let mut out = HashMap::new();
+    for j in page.jobs {
+        *out.entry((j.queue, j.status)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// What `queue_stats` says, in the same shape (zeros left out).
+async fn counted_by_stats(h: &Harness) -> HashMap<(String, JobStatus), u64> {
+    let mut out = HashMap::new();
+    for s in h.store.queue_stats().await.unwrap() {
+        for (status, n) in [
+            (JobStatus::Queued, s.queued),
+            (JobStatus::Running, s.running),
+            (JobStatus::Succeeded, s.succeeded),
+            (JobStatus::Failed, s.failed),
+            (JobStatus::Cancelled, s.cancelled),
+        ] {
+            if n > 0 {
+                out.insert((s.queue.clone(), status), n);
+            }
+        }
+    }
+    out
+}
+
+/// The counts `queue_stats` reports stay equal to the jobs' states through every kind of
+/// write: batch insert (with a unique-key duplicate), claim, complete, fail with retry, fail
+/// for good, cancel, release, retry, bulk retry, rescue and purge.
+pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
+    let check = |step: &'static str| {
+        let h = &h;
+        async move {
+            assert_eq!(counted_by_stats(h).await, counted_by_listing(h).await, "after {step}");
+        }
+    };
+    let mut batch: Vec<_> = (0..6).map(|_| job_in("a")).collect();
+    batch.extend((0..4).map(|_| job_in("b")));
+    batch[0].unique_key = Some("k".into());
+    batch[1].unique_key = Some("k".into());
+    h.store.job_insert_many(&batch).await.unwrap();
+    check("insert").await;
+    let claimed = h.store.job_claim(&claim("a", "w", 3)).await.unwrap();
+    check("claim").await;
+    h.store
+        .job_complete_many(&[JobComplete { fence: fence(&claimed[0]), result: None }])
+        .await
+        .unwrap();
+    check("complete").await;
+    h.store
+        .job_fail(&JobFail {
+            fence: fence(&claimed[1]),
+            error: "again".into(),
+            action: FailAction::Retry { delay: Duration::from_secs(1) },
+        })
+        .await
+        .unwrap();
+    check("fail with retry").await;
+    h.store.job_release_many(&[fence(&claimed[2])]).await.unwrap();
+    check("release").await;
+    let failed = make_failed(&h, "wake", "b").await;
+    make_failed(&h, "wake", "b").await;
+    check("fail for good").await;
+    let queued_b = h.store.job_list(&JobList { queue: Some("b".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .jobs
+        .into_iter()
+        .find(|j| j.status == JobStatus::Queued)
+        .unwrap();
+    h.store.job_cancel(&[queued_b.id], None).await.unwrap();
+    check("cancel").await;
+    h.store.job_retry(&[failed]).await.unwrap();
+    check("retry").await;
+    h.store
+        .job_retry_failed(&RetryFailed { queue: Some("b".into()), kind: None, limit: 10 })
+        .await
+        .unwrap();
+    check("bulk retry").await;
+    let held = h.store.job_claim(&claim("b", "w2", 1)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    h.clock.advance(Duration::from_secs(120));
+    rescue_all(&h, "lease expired").await;
+    check("rescue").await;
+    let done = h.store.job_claim(&claim("b", "w3", 10)).await.unwrap();
+    let acks: Vec<JobComplete> = done.iter().map(|j| JobComplete { fence: fence(j), result: None }).collect();
+    h.store.job_complete_many(&acks).await.unwrap();
+    h.clock.advance(Duration::from_secs(3600));
+    let purge = JobPurge {
+        statuses: vec![JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled],
+        finished_before: h.now(),
+        limit: 100,
+    };
+    while h.store.job_purge(&purge).await.unwrap() > 0 {}
+    check("purge").await;
+    assert!(counted_by_stats(&h).await.keys().all(|(q, _)| q == "a"), "queue b emptied");
+}
+
 /// Inserts a job of `kind` in `queue`, claims it, lets `run` pass on the clock and completes it.
 async fn make_succeeded(h: &Harness, kind: &str, queue: &str, run: Duration) -> i64 {
     let mut j = new_job(kind);

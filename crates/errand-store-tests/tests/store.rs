@@ -32,6 +32,7 @@ errand_store_tests::store_suite!(
     job_list_filters_and_pages,
     job_list_retrying_state,
     queue_stats_counts_by_status_and_oldest_ready,
+    queue_stats_counts_follow_every_transition,
     job_finished_stats_counts_outcomes_and_durations_since,
     job_throughput_buckets_by_time_and_queue,
     event_insert_and_list_in_order,
