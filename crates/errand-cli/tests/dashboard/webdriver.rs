@@ -230,10 +230,22 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", el.0), Some(json!({}))).await;
     }
 
-    /// Waits for `css` and clicks it.
+    /// Waits for `css` and clicks it. The views re-render as they refresh, so an element found
+    /// a moment ago may have been replaced: find it again and retry until the click lands.
     pub async fn click_on(&self, css: &str) {
-        let el = self.wait(css).await;
-        self.click(&el).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let el = self.wait(css).await;
+            let clicked = self
+                .try_call(reqwest::Method::POST, &format!("/element/{}/click", el.0), json!({}))
+                .await
+                .is_some();
+            if clicked {
+                return;
+            }
+            assert!(Instant::now() < deadline, "could not click `{css}` within {PATIENCE:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Types into an element.

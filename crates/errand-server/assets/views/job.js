@@ -10,6 +10,8 @@ export async function mount(root, ctx) {
   const body = h("div", { id: "job-body" }, h("p", { class: "muted" }, "Loading…"));
   root.append(h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "← Jobs")), head, body);
 
+  let lastSig = "";
+  let unchanged = 0;
   async function refresh() {
     let data;
     try {
@@ -20,6 +22,11 @@ export async function mount(root, ctx) {
       fill(head, h("h1", {}, `Job #${id}`));
       return;
     }
+    // Re-render only when something changed (or every tenth refresh, for the relative
+    // times), so text being selected or a button being clicked is not replaced under the user.
+    const sig = JSON.stringify(data);
+    if (sig === lastSig && ++unchanged % 10 !== 0) return;
+    lastSig = sig;
     const j = data.job;
     const events = data.events || [];
     fill(head, h("h1", {}, `Job #${j.id} `, h("span", { class: "mono kind" }, j.kind), " ", stateBadge(j.status, j.derived)),

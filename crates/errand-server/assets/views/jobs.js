@@ -58,7 +58,9 @@ export async function mount(root, ctx) {
     });
   }
 
-  async function refresh() {
+  let lastSig = "";
+  let unchanged = 0;
+  async function refresh(force = false) {
     let data;
     try {
       data = await api(`/v1/jobs${apiQuery(cursors[page])}`);
@@ -66,6 +68,11 @@ export async function mount(root, ctx) {
       fill(listEl, errorBox(e, "jobs"));
       return;
     }
+    // Re-render only when the page changed (or every tenth refresh, for the relative times),
+    // so a row being selected or a link being clicked is not replaced under the user.
+    const sig = JSON.stringify(data);
+    if (sig === lastSig && !force && ++unchanged % 10 !== 0) return;
+    lastSig = sig;
     lastJobs = data.jobs || [];
     for (const id of [...selected]) if (!lastJobs.some((j) => j.id === id)) selected.delete(id);
     if (data.next_cursor !== null && data.next_cursor !== undefined) cursors[page + 1] = String(data.next_cursor);
@@ -105,9 +112,9 @@ export async function mount(root, ctx) {
   function renderPager() {
     const hasNext = cursors.length > page + 1;
     fill(pager, 
-      h("button", { disabled: page === 0, id: "page-prev", onclick: () => { page--; refresh(); } }, "← Newer"),
+      h("button", { disabled: page === 0, id: "page-prev", onclick: () => { page--; refresh(true); } }, "← Newer"),
       h("span", { class: "muted" }, `page ${page + 1} · ${num(lastJobs.length)} shown · newest first`),
-      h("button", { disabled: !hasNext, id: "page-next", onclick: () => { page++; refresh(); } }, "Older →"));
+      h("button", { disabled: !hasNext, id: "page-next", onclick: () => { page++; refresh(true); } }, "Older →"));
   }
 
   function renderBulk() {
@@ -147,12 +154,12 @@ export async function mount(root, ctx) {
     await act(() => api(`/v1/jobs/${action}`, { method: "POST", body }),
       (r) => action === "retry" ? `Retried ${num(r?.retried ?? 0)} job(s)` : `Cancelled ${num(r?.cancelled ?? 0)} job(s)`);
     selected.clear();
-    await refresh();
+    await refresh(true);
   }
 
   api("/v1/queues").then((r) => fill(queueList, ...(r.queues || []).map((x) => h("option", { value: x.name })))).catch(() => {});
-  await refresh();
-  return { refresh };
+  await refresh(true);
+  return { refresh: () => refresh(false) };
 }
 
 function describe(f) {
