@@ -171,6 +171,16 @@ async fn every_page_loads_and_shows_its_data() {
         b.wait("#queues tr[data-queue='billing']").await;
         let billing = b.text_of("#queues tr[data-queue='billing']").await;
         assert!(billing.contains('3'), "billing shows its 3 failed jobs: {billing}");
+        // The mix bar is drawn (its widths go through the CSSOM: the page's CSP refuses style
+        // attributes, so a bar set that way would be empty).
+        let width = b
+            .execute(
+                "const i = document.querySelector(\"#queues tr[data-queue='billing'] .mix i\"); \
+                 return i ? i.getBoundingClientRect().width : -1;",
+                json!([]),
+            )
+            .await;
+        assert!(width.as_f64().unwrap_or(-1.0) > 10.0, "the mix bar has width: {width}");
         // The chart, or a note where this server has no throughput series yet.
         b.wait("#throughput svg.chart, #throughput .empty").await;
         b.wait_text("#workers-card", "1").await;
@@ -222,6 +232,8 @@ async fn filter_and_retry_a_failed_job(env: Env) {
     b.goto(&format!("{url}/#/jobs")).await;
     b.wait("#job-list tr[data-job]").await;
     b.select("#f-state", "failed").await;
+    // The view is mounted anew for the new filter: wait for its rows, not for the old ones to go.
+    b.wait("#job-list tr[data-status='failed']").await;
     b.wait_gone("#job-list tr[data-status='queued']").await;
     let rows = b.find_all("#job-list tr[data-job]").await;
     assert_eq!(rows.len(), 3, "three failed jobs");

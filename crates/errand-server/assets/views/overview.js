@@ -94,7 +94,7 @@ function mixBar(c) {
   const total = parts.reduce((a, [, n]) => a + Math.max(0, n), 0);
   if (!total) return h("span", { class: "muted" }, "empty");
   return h("div", { class: "mix", title: parts.filter(([, n]) => n > 0).map(([st, n]) => `${st}: ${num(n)}`).join(", ") },
-    parts.filter(([, n]) => n > 0).map(([st, n]) => h("i", { class: `bg-${st}`, style: `width:${Math.max(2, (n / total) * 100)}%` })));
+    parts.filter(([, n]) => n > 0).map(([st, n]) => h("i", { class: `bg-${st}`, style: { width: `${Math.max(2, (n / total) * 100)}%` } })));
 }
 
 async function setPaused(name, pause, ctx) {
