@@ -180,11 +180,17 @@ impl PgStore {
         Ok(JobPage { jobs, next_cursor })
     }
 
-    pub(crate) async fn stats_impl(&self) -> StoreResult<Vec<QueueStats>> {
+    /// Folds the queue counters' deltas into their counts (see `FOLD_COUNTS`).
+    pub(crate) async fn fold_queue_counts(&self) -> StoreResult<()> {
         sqlx::query(FOLD_COUNTS)
             .execute(&self.pool)
             .await
             .map_err(map)?;
+        Ok(())
+    }
+
+    pub(crate) async fn stats_impl(&self) -> StoreResult<Vec<QueueStats>> {
+        self.fold_queue_counts().await?;
         let rows = sqlx::query(STATS)
             .bind(self.now())
             .fetch_all(&self.pool)

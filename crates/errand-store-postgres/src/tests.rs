@@ -963,3 +963,30 @@ fn schema_names_are_validated() {
         assert!(crate::validate_schema(bad).is_err(), "{bad}");
     }
 }
+
+/// The queue counters' deltas (migration 7) are folded by the rescuer's periodic scan too, so
+/// they do not pile up where nobody reads queue statistics; the counts stay right.
+#[tokio::test]
+async fn queue_count_deltas_are_folded_by_the_stuck_scan() {
+    with_store(None, true, |store| async move {
+        let deltas = |store: PgStore| async move {
+            sqlx::query("SELECT count(*) FROM errand_queue_count_deltas")
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        };
+        for _ in 0..3 {
+            store.job_insert_many(&[job("a"), job("b")]).await.unwrap();
+        }
+        store.job_claim(&claim("w", 2)).await.unwrap();
+        assert!(deltas(store.clone()).await >= 4, "each statement left a delta");
+        store.job_list_stuck(10).await.unwrap();
+        assert_eq!(deltas(store.clone()).await, 0, "folded");
+        let stats = store.queue_stats().await.unwrap();
+        let s = stats.iter().find(|s| s.queue == "default").unwrap();
+        assert_eq!((s.queued, s.running), (4, 2));
+    })
+    .await;
+}
+

@@ -358,6 +358,10 @@ impl PgStore {
     }
 
     pub(crate) async fn list_stuck_impl(&self, n: u32) -> StoreResult<Vec<Job>> {
+        // Every worker process's rescuer calls this every few seconds: fold the queue
+        // counters' deltas here too, so they stay a handful of rows even where nobody reads
+        // queue statistics (migration 7). Its own statement, never inside a caller's transaction.
+        self.fold_queue_counts().await?;
         if n == 0 {
             return Ok(Vec::new());
         }
