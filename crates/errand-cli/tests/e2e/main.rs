@@ -8,6 +8,7 @@ mod common;
 mod private_pg;
 mod sink;
 
+mod api;
 mod cli;
 mod command;
 mod demo;
