@@ -246,10 +246,14 @@ pub fn schemas() -> Value {
             ("counts", counts),
             ("oldest_queued_at", ntime()),
             ("oldest_queued_age_ms", nint()),
-            ("throughput_1h", json!({"type": "object", "nullable": true, "properties": {"succeeded": int(), "failed": int()}})),
-            ("duration_ms", json!({"type": "object", "nullable": true, "properties": {"avg": json!({"type": "number", "nullable": true}), "p95": json!({"type": "number", "nullable": true})}})),
+            ("throughput_1h", object(&[("succeeded", int()), ("failed", int()), ("cancelled", int())], &["succeeded", "failed", "cancelled"], false)),
+            ("duration_ms", object(
+                &[("avg", json!({"type": "number", "nullable": true})), ("p95", json!({"type": "number", "nullable": true})), ("max", json!({"type": "number", "nullable": true}))],
+                &["avg", "p95", "max"],
+                false,
+            )),
         ],
-        &["name", "paused"],
+        &["name", "paused", "counts", "oldest_queued_at", "oldest_queued_age_ms", "throughput_1h", "duration_ms"],
         false,
     );
     let worker = object(
@@ -321,6 +325,11 @@ pub fn schemas() -> Value {
         "Queue": queue,
         "QueueList": object(&[("queues", array(reference("Queue")))], &["queues"], false),
         "QueueEnvelope": object(&[("queue", reference("Queue"))], &["queue"], false),
+        "Throughput": object(
+            &[("buckets", array(object(&[("start", time()), ("succeeded", int()), ("failed", int()), ("cancelled", int())], &["start", "succeeded", "failed", "cancelled"], false)))],
+            &["buckets"],
+            false,
+        ),
         "Worker": worker,
         "WorkerList": object(&[("workers", array(reference("Worker")))], &["workers"], false),
         "ClaimRequest": object(

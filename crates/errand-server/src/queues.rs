@@ -1,7 +1,10 @@
 //! Queues (statistics, pause, resume) and the worker registry.
 
 use crate::error::ApiError;
-use crate::extract::NameParam;
+use crate::extract::{duration, NameParam, Query};
+use chrono::Utc;
+use serde::Deserialize;
+use std::time::Duration;
 use crate::{views, AppState};
 use axum::extract::State;
 use axum::Json;
@@ -11,8 +14,68 @@ type JsonResult = Result<Json<Value>, ApiError>;
 
 pub async fn list(State(s): State<AppState>) -> JsonResult {
     let stats = s.client.queue_stats().await?;
-    let queues: Vec<Value> = stats.iter().map(views::queue).collect();
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let finished = s.client.finished_stats(hour_ago, None, None).await?;
+    let queues: Vec<Value> = stats
+        .iter()
+        .map(|q| views::queue(q, finished.iter().find(|f| f.queue == q.queue)))
+        .collect();
     Ok(Json(json!({ "queues": queues })))
+}
+
+/// `GET /v1/stats/throughput`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThroughputQuery {
+    window: Option<String>,
+    bucket: Option<String>,
+    queue: Option<String>,
+    kind: Option<String>,
+}
+
+/// Most buckets one series may hold.
+const MAX_BUCKETS: u128 = 10_000;
+
+pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQuery>) -> JsonResult {
+    let window = duration("window", q.window.as_deref().unwrap_or("1h"))?;
+    let bucket = duration("bucket", q.bucket.as_deref().unwrap_or("1m"))?;
+    if bucket < Duration::from_secs(1) {
+        return Err(ApiError::invalid("bucket", "`bucket` must be at least 1s"));
+    }
+    if window.is_zero() || window.as_millis() / bucket.as_millis() > MAX_BUCKETS {
+        return Err(ApiError::invalid(
+            "window",
+            format!("`window` must be positive and hold at most {MAX_BUCKETS} buckets"),
+        ));
+    }
+    let now = Utc::now();
+    let since = chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .ok_or_else(|| ApiError::invalid("window", "`window` is too long"))?;
+    for (field, v) in [("queue", &q.queue), ("kind", &q.kind)] {
+        if v.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::invalid(field, format!("`{field}` must not be empty when given")));
+        }
+    }
+    let rows = s
+        .client
+        .throughput(since, now, bucket, q.queue.as_deref(), q.kind.as_deref())
+        .await?;
+    // One series over the queues asked for: the rows come per bucket, then per queue.
+    let mut buckets: Vec<Value> = Vec::new();
+    let mut last: Option<chrono::DateTime<Utc>> = None;
+    for r in &rows {
+        if last != Some(r.start) {
+            buckets.push(json!({"start": r.start, "succeeded": 0, "failed": 0, "cancelled": 0}));
+            last = Some(r.start);
+        }
+        let b = buckets.last_mut().expect("pushed above");
+        for (k, n) in [("succeeded", r.succeeded), ("failed", r.failed), ("cancelled", r.cancelled)] {
+            b[k] = json!(b[k].as_u64().unwrap_or(0) + n);
+        }
+    }
+    Ok(Json(json!({ "buckets": buckets })))
 }
 
 async fn set_paused(s: &AppState, name: &str, paused: bool) -> JsonResult {
@@ -29,7 +92,7 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> JsonResult {
     })?;
     let stats = s.client.queue_stats().await?;
     let queue = match stats.iter().find(|q| q.queue == name) {
-        Some(q) => views::queue(q),
+        Some(q) => views::queue(q, None),
         None => json!({"name": name, "paused": paused}),
     };
     Ok(Json(json!({ "queue": queue })))

@@ -230,8 +230,17 @@ pub fn routes() -> Vec<Route> {
             .ok(200, "Purged")
             .errors(BAD),
         // ---- queues and workers ----------------------------------------------------------
-        Route::new(Get, "/v1/queues", Read, "list_queues", "Every queue: paused, counts by state, oldest ready job and its age", queues::list)
+        Route::new(Get, "/v1/queues", Read, "list_queues", "Every queue: paused, counts by state, oldest ready job and its age, what finished in the last hour and how long it ran", queues::list)
             .ok(200, "QueueList"),
+        Route::new(Get, "/v1/stats/throughput", Read, "throughput", "Finished jobs per time bucket (succeeded, failed, cancelled), oldest first, zeros included", queues::throughput)
+            .query(&[
+                ("window", "string", "How far back: a duration (default 1h)"),
+                ("bucket", "string", "Bucket width, at least 1s (default 1m)"),
+                ("queue", "string", "Only this queue"),
+                ("kind", "string", "Only this task kind"),
+            ])
+            .ok(200, "Throughput")
+            .errors(&[400]),
         Route::new(Post, "/v1/queues/{name}/pause", Admin, "pause_queue", "Pause a queue: workers stop claiming from it; running jobs finish", queues::pause)
             .ok(200, "QueueEnvelope")
             .errors(&[400]),

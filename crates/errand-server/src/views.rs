@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use chrono::{DateTime, Utc};
 use errand_core::redact::redact;
 use errand_core::{Event, Job};
-use errand_store::{QueueStats, WorkerRecord};
+use errand_store::{FinishedStats, QueueStats, WorkerRecord};
 use serde_json::{json, Value};
 
 /// One job as JSON, as `caller` may see it, with its derived view at `now`.
@@ -33,9 +33,9 @@ pub fn event(event: &Event, caller: &Caller) -> Value {
     v
 }
 
-/// A queue's counts, as `GET /v1/queues` lists them. `extra` holds what the statistics of
-/// throughput and durations add when the store has them.
-pub fn queue(s: &QueueStats) -> Value {
+/// A queue's counts, as `GET /v1/queues` lists them, with what finished in the last hour
+/// (`finished`: throughput and run durations) when known.
+pub fn queue(s: &QueueStats, finished: Option<&FinishedStats>) -> Value {
     let age_ms = s
         .oldest_ready_run_at
         .map(|t| (s.as_of - t).num_milliseconds().max(0));
@@ -52,8 +52,16 @@ pub fn queue(s: &QueueStats) -> Value {
         },
         "oldest_queued_at": s.oldest_ready_run_at,
         "oldest_queued_age_ms": age_ms,
-        "throughput_1h": null,
-        "duration_ms": null,
+        "throughput_1h": {
+            "succeeded": finished.map_or(0, |f| f.succeeded),
+            "failed": finished.map_or(0, |f| f.failed),
+            "cancelled": finished.map_or(0, |f| f.cancelled),
+        },
+        "duration_ms": {
+            "avg": finished.and_then(|f| f.duration_avg_ms),
+            "p95": finished.and_then(|f| f.duration_p95_ms),
+            "max": finished.and_then(|f| f.duration_max_ms),
+        },
     })
 }
 

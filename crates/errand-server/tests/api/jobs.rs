@@ -213,6 +213,21 @@ async fn queues_pause_resume_and_stats(h: Harness) {
     api.post_empty("/v1/queues/new/pause").await.expect(200);
     api.post_empty("/v1/queues/%20bad/pause").await.expect_error(400);
 
+    // What finished shows in the queue's hour and in the throughput series.
+    let id = claim["jobs"][0]["id"].as_i64().unwrap();
+    api.post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "w1", "attempt": 1})).await.expect(200);
+    let list = api.get("/v1/queues").await.expect(200);
+    let q = list["queues"].as_array().unwrap().iter().find(|q| q["name"] == "email").unwrap().clone();
+    assert_eq!(q["throughput_1h"], json!({"succeeded": 1, "failed": 0, "cancelled": 0}));
+    assert!(q["duration_ms"]["avg"].is_number() && q["duration_ms"]["p95"].is_number(), "{q}");
+    let t = api.get("/v1/stats/throughput?window=2h&bucket=5m&queue=email").await.expect(200);
+    let buckets = t["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 25, "2h of 5m buckets, both ends included: {t}");
+    let total: u64 = buckets.iter().map(|b| b["succeeded"].as_u64().unwrap()).sum();
+    assert_eq!(total, 1);
+    api.get("/v1/stats/throughput?bucket=1ms").await.expect_error(400);
+    api.get("/v1/stats/throughput?window=1000d&bucket=1s").await.expect_error(400);
+
     let workers = api.get("/v1/workers").await.expect(200);
     let w = workers["workers"].as_array().unwrap().iter().find(|w| w["id"] == "w1").expect("the remote worker is registered").clone();
     assert_eq!(w["host"], "box-1");

@@ -61,6 +61,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queues/{name}/pause"),
     ("post", "/v1/queues/{name}/resume"),
     ("get", "/v1/workers"),
+    ("get", "/v1/stats/throughput"),
     ("post", "/v1/worker/claim"),
     ("post", "/v1/worker/heartbeat"),
     ("post", "/v1/worker/jobs/{id}/complete"),
