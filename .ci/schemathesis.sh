@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fuzzes the HTTP API from its own OpenAPI document with Schemathesis (from PyPI) against a real
+# `errand serve` on a temporary SQLite file, and fails on any 5xx answer. Bounded: a fixed
+# number of examples per operation and a time budget, so CI stays fast.
+#
+#   bash .ci/schemathesis.sh [path/to/errand]      # default target/debug/errand (cargo build first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+errand=${1:-target/debug/errand}
+[ -x "$errand" ] || cargo build --locked --bin errand
+venv=target/schemathesis-venv
+version=4.32.5
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+fi
+
+dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+token="schemathesis-$RANDOM$RANDOM"
+ERRAND_SERVER_LISTEN="127.0.0.1:$port" ERRAND_SERVER_TOKENS="admin:$token" \
+    "$errand" --database "$dir/jobs.db" serve >"$dir/serve.log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# Some jobs in several states, so reads and operator actions have something to act on.
+for i in 1 2 3; do
+    curl -sf "http://127.0.0.1:$port/v1/jobs" -H "authorization: Bearer $token" \
+        -H 'content-type: application/json' -d "{\"kind\":\"k$i\",\"args\":{\"i\":$i}}" >/dev/null
+done
+
+status=0
+"$venv/bin/schemathesis" run "http://127.0.0.1:$port/v1/openapi.json" \
+    --header "Authorization: Bearer $token" \
+    --checks not_a_server_error \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
+    --max-time "${SCHEMATHESIS_MAX_TIME:-60}" \
+    --request-timeout 40 \
+    --seed 7 \
+    --no-color \
+    --report-dir "$dir/report" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "--- errand serve log (tail)"
+    tail -n 50 "$dir/serve.log"
+fi
+exit "$status"
