@@ -15,7 +15,7 @@
 //! | `error` | the one JSON error shape, and the mapping of library errors to status codes |
 //! | `extract` | request bodies, queries and ids read with errors that name the bad field |
 //! | `views` | the JSON of jobs, events, queues and workers (with redaction for read-only roles) |
-//! | `jobs`, `queues`, `remote` | the handlers: operators' endpoints and the remote-worker protocol |
+//! | `jobs`, `queues`, `schedules`, `remote` | the handlers: operators' endpoints and the remote-worker protocol |
 //! | `health` | `/health`, `/health/scheduler` and `/metrics` |
 //! | `metrics` | the process's counters and run-duration histogram, and the Prometheus text writer |
 //! | `openapi` | the OpenAPI 3 document built from the route table and the schemas |
@@ -36,6 +36,7 @@ mod openapi;
 mod queues;
 mod remote;
 mod routes;
+mod schedules;
 mod views;
 
 pub use auth::{ApiToken, Role, UnknownRole};

@@ -291,7 +291,7 @@ pub fn schemas() -> Value {
         "SchedulerHealth": object(
             &[
                 ("next_run", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}})),
-                ("last_execution", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time(), "status": nstring(), "duration_ms": nint()}})),
+                ("last_execution", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time(), "job_id": int(), "status": json!({"type": "string", "enum": STATES}), "duration_ms": nint()}})),
                 ("pending_jobs", int()),
             ],
             &["next_run", "last_execution", "pending_jobs"],
@@ -330,6 +330,49 @@ pub fn schemas() -> Value {
             &["buckets"],
             false,
         ),
+        "Schedule": object(
+            &[
+                ("name", string()),
+                ("cron", nstring()),
+                ("every", nstring()),
+                ("timezone", nstring()),
+                ("kind", string()),
+                ("queue", string()),
+                ("args", json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
+                ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true})),
+                ("paused", boolean()),
+                ("source", any()),
+                ("next_fire_at", ntime()),
+                ("last_fire_at", time()),
+                ("last_run", json!({"type": "object", "nullable": true, "properties": {"job_id": int(), "status": json!({"type": "string", "enum": STATES, "nullable": true}), "duration_ms": nint()}})),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ],
+            &["name", "kind", "queue", "paused", "next_fire_at", "last_fire_at", "last_run"],
+            false,
+        ),
+        "ScheduleList": object(&[("schedules", array(reference("Schedule")))], &["schedules"], false),
+        "ScheduleEnvelope": object(&[("schedule", reference("Schedule"))], &["schedule"], false),
+        "ScheduleDetail": object(
+            &[
+                ("schedule", reference("Schedule")),
+                ("next_fires", array(time())),
+                ("history", array(object(
+                    &[("fire_at", time()), ("outcome", json!({"type": "string", "enum": ["enqueued", "triggered"]})), ("job_id", nint()), ("status", json!({"type": "string", "enum": STATES, "nullable": true})), ("duration_ms", nint())],
+                    &["fire_at", "outcome"],
+                    false,
+                ))),
+                ("stats", object(
+                    &[("runs", int()), ("avg_ms", json!({"type": "number", "nullable": true})), ("p95_ms", nint()), ("max_ms", nint())],
+                    &["runs", "avg_ms", "p95_ms", "max_ms"],
+                    false,
+                )),
+                ("skipped", array(object(&[("fire_at", time()), ("reason", nstring())], &["fire_at"], false))),
+            ],
+            &["schedule", "next_fires", "history", "stats", "skipped"],
+            false,
+        ),
+        "Triggered": object(&[("job_id", int())], &["job_id"], false),
         "Worker": worker,
         "WorkerList": object(&[("workers", array(reference("Worker")))], &["workers"], false),
         "ClaimRequest": object(

@@ -3,7 +3,7 @@
 //! document, so a route cannot be served without being documented (and the auth matrix test
 //! walks the same list).
 
-use crate::{auth, health, jobs, openapi, queues, remote, AppState};
+use crate::{auth, health, jobs, openapi, queues, remote, schedules, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
@@ -247,6 +247,22 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue", queues::resume)
             .ok(200, "QueueEnvelope")
             .errors(&[400]),
+        // ---- schedules ---------------------------------------------------------------------
+        Route::new(Get, "/v1/schedules", Read, "list_schedules", "Every schedule with its next fire and its last run", schedules::list)
+            .ok(200, "ScheduleList"),
+        Route::new(Get, "/v1/schedules/{name}", Read, "get_schedule", "One schedule: its next fires, run history with durations (avg, p95, max) and skipped fires", schedules::get)
+            .query(&[("next", "integer", "How many next fire times to list, 0 to 100 (default 5)")])
+            .ok(200, "ScheduleDetail")
+            .errors(&[400, 404]),
+        Route::new(Post, "/v1/schedules/{name}/pause", Admin, "pause_schedule", "Pause a schedule: it does not fire until resumed", schedules::pause)
+            .ok(200, "ScheduleEnvelope")
+            .errors(&[404]),
+        Route::new(Post, "/v1/schedules/{name}/resume", Admin, "resume_schedule", "Resume a paused schedule; the paused span does not count as missed", schedules::resume)
+            .ok(200, "ScheduleEnvelope")
+            .errors(&[404]),
+        Route::new(Post, "/v1/schedules/{name}/trigger", Admin, "trigger_schedule", "Enqueue the schedule's job now (does not move its next fire)", schedules::trigger)
+            .ok(200, "Triggered")
+            .errors(&[404, 409]),
         Route::new(Get, "/v1/workers", Read, "list_workers", "Registered worker processes (in-process and remote) with their last heartbeat", queues::workers)
             .ok(200, "WorkerList"),
         // ---- the remote-worker protocol --------------------------------------------------

@@ -7,4 +7,5 @@ mod common;
 mod auth;
 mod jobs;
 mod remote;
+mod schedules;
 mod service;
