@@ -195,22 +195,10 @@ pub async fn resume(State(s): State<AppState>, Extension(caller): Extension<Call
     envelope(&s, &caller, r).await
 }
 
-/// Enqueues the schedule's job now. It carries the schedule's reference but no unique key: an
-/// operator who triggers twice gets two runs.
+/// Enqueues the schedule's job now (`errand::Client::schedule_trigger`: its own unique key,
+/// the schedule's reference; the next fire does not move).
 pub async fn trigger(State(s): State<AppState>, NameParam(name): NameParam) -> JsonResult {
-    let r = record(&s, &name).await?;
-    let Some(checked) = spec(&r).and_then(|(_, c)| c) else {
-        return Err(ApiError::conflict(
-            "invalid_schedule",
-            format!("schedule `{name}` has a spec this build cannot read; fix it in errand.toml"),
-        ));
-    };
-    let mut job = checked.new_job(Utc::now());
-    job.unique_key = None;
-    let insert = job
-        .validate(s.client.limits())
-        .map_err(|e| ApiError::conflict("invalid_schedule", format!("schedule `{name}`: {e}")))?;
-    let enqueued = s.client.store().schedule_trigger(&name, &insert).await?;
+    let enqueued = s.client.schedule_trigger(&name).await?;
     s.config.metrics.enqueued(u64::from(enqueued.inserted));
     Ok(Json(json!({ "job_id": enqueued.id })))
 }
