@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
-    JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
-    RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
-    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
+    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
+    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
+    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -172,10 +172,16 @@ impl Store for Counting {
     async fn worker_prune(&self, last_seen_before: DateTime<Utc>) -> StoreResult<u64> {
         self.inner.worker_prune(last_seen_before).await
     }
-    async fn schedule_create(&self, s: &errand_store::ScheduleWrite) -> StoreResult<errand_store::ScheduleRecord> {
+    async fn schedule_create(
+        &self,
+        s: &errand_store::ScheduleWrite,
+    ) -> StoreResult<errand_store::ScheduleRecord> {
         self.inner.schedule_create(s).await
     }
-    async fn schedule_update(&self, s: &errand_store::ScheduleWrite) -> StoreResult<errand_store::ScheduleRecord> {
+    async fn schedule_update(
+        &self,
+        s: &errand_store::ScheduleWrite,
+    ) -> StoreResult<errand_store::ScheduleRecord> {
         self.inner.schedule_update(s).await
     }
     async fn schedule_delete(&self, name: &str) -> StoreResult<bool> {
@@ -196,13 +202,19 @@ impl Store for Counting {
     async fn schedule_list_due(&self, limit: u32) -> StoreResult<errand_store::DueSchedules> {
         self.inner.schedule_list_due(limit).await
     }
-    async fn schedule_fire(&self, f: &errand_store::ScheduleFire) -> StoreResult<errand_store::FireOutcome> {
+    async fn schedule_fire(
+        &self,
+        f: &errand_store::ScheduleFire,
+    ) -> StoreResult<errand_store::FireOutcome> {
         self.inner.schedule_fire(f).await
     }
     async fn schedule_trigger(&self, name: &str, job: &JobInsert) -> StoreResult<Enqueued> {
         self.inner.schedule_trigger(name, job).await
     }
-    async fn schedule_fire_list(&self, l: &errand_store::ScheduleFireList) -> StoreResult<Vec<errand_store::FireRecord>> {
+    async fn schedule_fire_list(
+        &self,
+        l: &errand_store::ScheduleFireList,
+    ) -> StoreResult<Vec<errand_store::FireRecord>> {
         self.inner.schedule_fire_list(l).await
     }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {

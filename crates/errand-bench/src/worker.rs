@@ -1,8 +1,12 @@
 //! `worker`: the worker pool (errand-worker) against the store, and against the smallest
 //! hand-written job loop on the same database.
 //!
-//! - **W1 drain.** 20,000 no-op jobs are enqueued in bulk, then a worker pool (one queue,
-//!   concurrency 16, default settings) starts in a child process and drains them. Rate =
+//! Everything goes through the public API: jobs are enqueued with `errand::Client`, and the
+//! pool is `Client::worker()` (errand-worker) with its default settings.
+//!
+//! - **W1 drain.** 20,000 no-op jobs are enqueued in bulk (`enqueue_many`, 1,000 a call),
+//!   then a worker pool (one queue, concurrency 16) starts in a child process (this binary,
+//!   re-executed as `worker-child`) and drains them. Rate =
 //!   jobs / time from pool start until the last job's success is recorded (the pool's
 //!   `JobFinished` events). The child checks every job started and succeeded exactly once;
 //!   the parent checks the queue's counts and that every job is `succeeded` at attempt 1.
@@ -12,12 +16,15 @@
 //!   more statement. W1 / baseline says what the worker pool costs over the least one could
 //!   write.
 //! - **W2 latency.** An idle pool (concurrency 16) in this process; 500 jobs enqueued one at
-//!   a time, 20 ms apart, with `job_insert_many`; latency = handler start − the instant just
-//!   before the enqueue call, per job id; p50/p95/p99.
+//!   a time, 20 ms apart, with `Client::enqueue_kind(..).send()`; latency = handler start −
+//!   the instant just before the enqueue call, per job id; p50/p95/p99 (also counted from
+//!   the moment the enqueue returned, i.e. without the enqueue's own commit).
 //! - **W3 history.** W1 again after 1,000,000 succeeded jobs were put in `errand_jobs`
 //!   (`baseline::seed_finished`) and the tables vacuumed/analysed (`baseline::settle`).
 //!
-//! Every measurement uses a fresh database. `--quick` shrinks the sizes (2,000 jobs, 100
+//! Every measurement uses a fresh database. By default everything runs 3 times, in turn
+//! (baseline, W1, W2, W3, then again), and the table gives medians; each ratio is taken
+//! within one run. `--quick` shrinks the sizes (2,000 jobs, 100
 //! latency samples, 100,000 finished jobs) for a smoke run.
 
 use crate::counting::{Counting, Counts};
@@ -45,8 +52,8 @@ pub struct Opts {
     pub backends: Vec<&'static str>,
     pub quick: bool,
     pub only: Vec<String>,
-    /// Each measurement this many times: the median rate, every latency sample, the
-    /// largest RSS.
+    /// Each measurement this many times (default 3), in turn within a run: the median
+    /// rate and ratio, every latency sample, the largest RSS.
     pub runs: usize,
     /// The baseline's claim batch (100; other values are for diagnosis only).
     pub baseline_batch: u32,
@@ -57,7 +64,7 @@ pub fn parse(args: &mut dyn Iterator<Item = String>) -> Result<Opts, String> {
         backends: vec!["sqlite", "postgres"],
         quick: false,
         only: ["baseline", "w1", "w2", "w3"].map(String::from).to_vec(),
-        runs: 1,
+        runs: 3,
         baseline_batch: BASELINE_BATCH,
     };
     while let Some(flag) = args.next() {
@@ -169,6 +176,9 @@ struct Results {
     /// W2 counted from the moment the enqueue call returned.
     w2_after: Option<Latency>,
     w3: Option<Drain>,
+    /// Median over runs of W1 / baseline, and of W3 / W1, each taken within one run.
+    w1_ratio: Option<f64>,
+    w3_ratio: Option<f64>,
 }
 
 fn note(msg: impl AsRef<str>) {
@@ -187,37 +197,57 @@ pub async fn run(opts: Opts) {
     let load_before = load_average();
     let mut all = Vec::new();
     for &backend in &opts.backends {
-        let mut r = Results::default();
-        let runs = opts.runs;
-        if wants("baseline") {
-            let mut rates = Vec::new();
-            for _ in 0..runs {
-                rates.push(baseline(backend, sizes.drain_jobs, opts.baseline_batch).await);
+        // Each run measures everything in turn, so that a ratio compares figures taken
+        // seconds apart under the same load; the table gives the median over runs.
+        let (mut baselines, mut w1s, mut w3s, mut samples) = (vec![], vec![], vec![], vec![]);
+        let (mut w1_ratio, mut w3_ratio) = (vec![], vec![]);
+        for run in 0..opts.runs {
+            if opts.runs > 1 {
+                note(format!(
+                    "{backend}: run {} of {}, load average {}",
+                    run + 1,
+                    opts.runs,
+                    load_average()
+                ));
             }
-            r.baseline = Some(median(rates));
-        }
-        if wants("w1") {
-            let mut drains = Vec::new();
-            for _ in 0..runs {
-                drains.push(drain(backend, sizes.drain_jobs, 0).await);
-            }
-            r.w1 = Some(median_drain(drains));
-        }
-        if wants("w2") {
-            let mut samples = Vec::new();
-            for _ in 0..runs {
+            let b = if wants("baseline") {
+                Some(baseline(backend, sizes.drain_jobs, opts.baseline_batch).await)
+            } else {
+                None
+            };
+            let w1 = if wants("w1") {
+                Some(drain(backend, sizes.drain_jobs, 0).await)
+            } else {
+                None
+            };
+            if wants("w2") {
                 samples.extend(latency(backend, sizes.latency_jobs).await);
             }
-            r.w2 = Some(Latency::of(samples.iter().map(|s| s.0).collect()));
-            r.w2_after = Some(Latency::of(samples.iter().map(|s| s.1).collect()));
-        }
-        if wants("w3") {
-            let mut drains = Vec::new();
-            for _ in 0..runs {
-                drains.push(drain(backend, sizes.drain_jobs, sizes.history).await);
+            let w3 = if wants("w3") {
+                Some(drain(backend, sizes.drain_jobs, sizes.history).await)
+            } else {
+                None
+            };
+            if let (Some(w1), Some(b)) = (&w1, b) {
+                w1_ratio.push(w1.rate / b);
             }
-            r.w3 = Some(median_drain(drains));
+            if let (Some(w1), Some(w3)) = (&w1, &w3) {
+                w3_ratio.push(w3.rate / w1.rate);
+            }
+            baselines.extend(b);
+            w1s.extend(w1);
+            w3s.extend(w3);
         }
+        let r = Results {
+            baseline: (!baselines.is_empty()).then(|| median(baselines)),
+            w1: (!w1s.is_empty()).then(|| median_drain(w1s)),
+            w2: (!samples.is_empty()).then(|| Latency::of(samples.iter().map(|s| s.0).collect())),
+            w2_after: (!samples.is_empty())
+                .then(|| Latency::of(samples.iter().map(|s| s.1).collect())),
+            w3: (!w3s.is_empty()).then(|| median_drain(w3s)),
+            w1_ratio: (!w1_ratio.is_empty()).then(|| median(w1_ratio)),
+            w3_ratio: (!w3_ratio.is_empty()).then(|| median(w3_ratio)),
+        };
         all.push((backend, r));
     }
     print_table(&opts, &sizes, &all, &load_before);
@@ -272,17 +302,12 @@ fn print_table(opts: &Opts, sizes: &Sizes, all: &[(&str, Results)], load_before:
         "",
         &|_, r| r.baseline.map(|b| thousands(b as u64)),
     );
-    row(
-        "W1 / baseline".into(),
-        "≥ 60 %",
-        &|_, r| match (&r.w1, r.baseline) {
-            (Some(w1), Some(b)) => {
-                let pct = 100.0 * w1.rate / b;
-                Some(format!("{pct:.0} %{}", mark(pct >= 60.0)))
-            }
-            _ => None,
-        },
-    );
+    row("W1 / baseline".into(), "≥ 60 %", &|_, r| {
+        r.w1_ratio.map(|x| {
+            let pct = 100.0 * x;
+            format!("{pct:.0} %{}", mark(pct >= 60.0))
+        })
+    });
     let (p50_pg, p50_lite, p99_pg, p99_lite) = (4.0, 2.0, 12.0, 5.0);
     let target_for = |b: &str, pg: f64, lite: f64| if b == "postgres" { pg } else { lite };
     row(
@@ -338,12 +363,11 @@ fn print_table(opts: &Opts, sizes: &Sizes, all: &[(&str, Results)], load_before:
         "",
         &|_, r| r.w3.as_ref().map(|d| thousands(d.rate as u64)),
     );
-    row("W3 / W1".into(), "≥ 90 %", &|_, r| match (&r.w3, &r.w1) {
-        (Some(w3), Some(w1)) => {
-            let pct = 100.0 * w3.rate / w1.rate;
-            Some(format!("{pct:.0} %{}", mark(pct >= 90.0)))
-        }
-        _ => None,
+    row("W3 / W1".into(), "≥ 90 %", &|_, r| {
+        r.w3_ratio.map(|x| {
+            let pct = 100.0 * x;
+            format!("{pct:.0} %{}", mark(pct >= 90.0))
+        })
     });
     row(
         "peak RSS of the worker process during W1 (MiB)".into(),

@@ -13,7 +13,7 @@
 //!
 //! `ahead` is how many jobs to hold beyond the free slots: twice the number of handlers that
 //! ended while the last claim was in flight (the work one round trip to the database is
-//! worth), at most `max_claim_batch` times the claims in flight, halving claim by claim when the
+//! worth), at most `max_claim_batch` times one more than the claims in flight, halving claim by claim when the
 //! handlers slow down. Jobs that take longer than a round trip give `ahead = 0`: the worker
 //! claims only for free slots and holds nothing another worker could run. Short jobs give
 //! large claims, which is what makes a backlog of them cheap to drain (one claim per many
@@ -149,7 +149,9 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
     let mut retry = RetryDelay::new();
     let max_batch = shared.config.max_claim_batch.max(1) as usize;
     let claims_in_flight = shared.config.writes_in_flight.max(1);
-    let ahead_cap = max_batch * claims_in_flight;
+    // Room for every claim in flight to come back full, and one more batch: with one claim
+    // in flight (SQLite) a claim then waits for, and brings, a whole batch.
+    let ahead_cap = max_batch * (claims_in_flight + 1);
     let stop = shared.stop_claiming.clone();
     let mut buffer: BinaryHeap<Waiting> = BinaryHeap::new();
     let mut ahead = 0usize;
