@@ -12,7 +12,7 @@
 //! Errors name the key path and the problem:
 //! `errand.toml: tasks.send_email: unknown key "comand" (expected one of: queue, command, ...)`.
 
-use errand::{Backoff, Limits, NewJob};
+use errand::{Backoff, Limits, NewJob, ScheduleSpec};
 use errand_server::{ApiToken, Role};
 use std::net::SocketAddr;
 use errand_core::parse_duration;
@@ -48,6 +48,25 @@ pub struct Config {
     pub tasks: BTreeMap<String, TaskConfig>,
     /// `[server]`: the HTTP API of `errand serve`.
     pub server: Server,
+    /// `[scheduler]`: whether `errand serve` runs the scheduler.
+    pub scheduler: Scheduler,
+    /// `[schedules.NAME]`, checked (every field valid); reconciled with the stored schedules
+    /// when `errand serve` starts.
+    pub schedules: BTreeMap<String, ScheduleSpec>,
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduler {
+    /// False: `errand serve` still reconciles `[schedules]` but fires nothing (other
+    /// processes on the same database fire them).
+    pub enabled: bool,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler { enabled: true }
+    }
 }
 
 /// `[server]`.
@@ -280,7 +299,32 @@ enum Kind {
     StrList,
 }
 
-const ROOT_KEYS: &[&str] = &["database_url", "workers", "limits", "queues", "tasks", "server"];
+const ROOT_KEYS: &[&str] = &[
+    "database_url",
+    "workers",
+    "limits",
+    "queues",
+    "tasks",
+    "server",
+    "scheduler",
+    "schedules",
+];
+const SCHEDULER_KEYS: &[(&str, Kind)] = &[("enabled", Kind::Bool)];
+/// The scalar keys of a `[schedules.NAME]` table that the environment can set (`args` is a
+/// table, not overridable).
+const SCHEDULE_KEYS: &[(&str, Kind)] = &[
+    ("cron", Kind::Str),
+    ("every", Kind::Str),
+    ("timezone", Kind::Str),
+    ("kind", Kind::Str),
+    ("queue", Kind::Str),
+    ("priority", Kind::Int),
+    ("max_attempts", Kind::Int),
+    ("overlap", Kind::Str),
+    ("misfire_grace", Kind::Duration),
+    ("coalesce", Kind::Bool),
+    ("paused", Kind::Bool),
+];
 /// `tokens` is an array of tables in the file, or a `role:token,...` string from the
 /// environment (`ERRAND_SERVER_TOKENS`).
 const SERVER_KEYS: &[(&str, Kind)] = &[
@@ -362,9 +406,19 @@ fn apply_env(
         ("workers", WORKERS_KEYS),
         ("limits", LIMITS_KEYS),
         ("server", SERVER_KEYS),
+        ("scheduler", SCHEDULER_KEYS),
     ] {
         for (key, kind) in keys {
             applier.set_in(root, &[section], key, *kind)?;
+        }
+    }
+    let schedules: Vec<String> = match root.get("schedules") {
+        Some(Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    for schedule in &schedules {
+        for (key, kind) in SCHEDULE_KEYS {
+            applier.set_in(root, &["schedules", schedule], key, *kind)?;
         }
     }
     // Tasks first: their (possibly overridden) queues name queues whose keys are walked too.
@@ -634,6 +688,31 @@ impl Reader<'_> {
             Some(v) => self.server(v)?,
             None => Server::default(),
         };
+        let scheduler = match root.remove("scheduler") {
+            Some(v) => {
+                let mut t = self.table("scheduler", v, &names(SCHEDULER_KEYS))?;
+                Scheduler {
+                    enabled: match t.remove("enabled") {
+                        Some(v) => self.bool("scheduler.enabled", v)?,
+                        None => true,
+                    },
+                }
+            }
+            None => Scheduler::default(),
+        };
+        let mut schedules = BTreeMap::new();
+        if let Some(v) = root.remove("schedules") {
+            let Value::Table(table) = v else {
+                return Err(self.error(
+                    "schedules",
+                    format!("expected a table, got {}", type_name(&v)),
+                ));
+            };
+            for (name, v) in table {
+                let spec = self.schedule(&name, v)?;
+                schedules.insert(name, spec);
+            }
+        }
         let mut queues = BTreeMap::new();
         if let Some(v) = root.remove("queues") {
             let Value::Table(table) = v else {
@@ -693,7 +772,24 @@ impl Reader<'_> {
             queues,
             tasks,
             server,
+            scheduler,
+            schedules,
         })
+    }
+
+    /// One `[schedules.NAME]` table: read as a [`ScheduleSpec`] (an unknown or mistyped key
+    /// is named), then checked field by field (`schedules.NAME.cron: ...`).
+    fn schedule(&self, name: &str, v: Value) -> Result<ScheduleSpec, ConfigError> {
+        let path = Self::child("schedules", name);
+        if !v.is_table() {
+            return Err(self.error(&path, format!("expected a table, got {}", type_name(&v))));
+        }
+        let spec: ScheduleSpec = v.try_into().map_err(|e: toml::de::Error| {
+            self.error(&path, e.message().trim_end().to_string())
+        })?;
+        spec.validate(name)
+            .map_err(|e| self.error(&e.path, e.problem))?;
+        Ok(spec)
     }
 
     fn server(&self, v: Value) -> Result<Server, ConfigError> {
@@ -1096,7 +1192,7 @@ timeout = "0"
         assert_eq!(
             error("databse_url = \"x\"\n"),
             "errand.toml: unknown key \"databse_url\" (expected one of: database_url, workers, limits, \
-             queues, tasks, server)"
+             queues, tasks, server, scheduler, schedules)"
         );
         assert!(error("[workers]\nleese = \"1s\"\n")
             .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -1398,10 +1494,70 @@ role = "read"
     }
 
     #[test]
+    fn schedules_are_read_checked_and_overridable() {
+        let text = r#"
+[scheduler]
+enabled = false
+[schedules.nightly]
+cron = "0 2 * * *"
+timezone = "Europe/London"
+kind = "send_report"
+args = { format = "pdf" }
+overlap = "queue"
+misfire_grace = "30m"
+coalesce = false
+[schedules.tick]
+every = "30s"
+kind = "tick"
+"#;
+        let c = parse_with(Some(text), &[]).unwrap();
+        assert!(!c.scheduler.enabled);
+        assert_eq!(c.schedules.len(), 2);
+        let n = &c.schedules["nightly"];
+        assert_eq!(n.cron.as_deref(), Some("0 2 * * *"));
+        assert_eq!(n.args, serde_json::json!({"format": "pdf"}));
+        assert_eq!(n.overlap, errand::OverlapPolicy::Queue);
+        assert!(!n.coalesce);
+        assert!(c.schedules["tick"].coalesce, "coalesce defaults to true");
+        assert!(parse_with(None, &[]).unwrap().scheduler.enabled, "on by default");
+
+        let c = parse_with(
+            Some(text),
+            &[
+                ("ERRAND_SCHEDULES_TICK_EVERY", "5m"),
+                ("ERRAND_SCHEDULES_NIGHTLY_PAUSED", "true"),
+                ("ERRAND_SCHEDULER_ENABLED", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.schedules["tick"].every.as_deref(), Some("5m"));
+        assert!(c.schedules["nightly"].paused);
+        assert!(c.scheduler.enabled);
+
+        // Errors name the key.
+        let e = error("[schedules.x]\ncron = \"0 2 * *\"\nkind = \"k\"\n");
+        assert!(e.starts_with("errand.toml: schedules.x.cron: invalid expression"), "{e}");
+        let e = error("[schedules.x]\ncron = \"0 2 * * *\"\ntimezone = \"Mars/Base\"\nkind = \"k\"\n");
+        assert!(e.starts_with("errand.toml: schedules.x.timezone: unknown time zone"), "{e}");
+        let e = error("[schedules.x]\ncrn = \"0 2 * * *\"\nkind = \"k\"\n");
+        assert!(e.starts_with("errand.toml: schedules.x: unknown field `crn`"), "{e}");
+        let e = error("[schedules.x]\nevery = 5\nkind = \"k\"\n");
+        assert!(e.starts_with("errand.toml: schedules.x: invalid type"), "{e}");
+        let e = parse_with(Some(text), &[("ERRAND_SCHEDULES_TICK_EVERY", "0s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ERRAND_SCHEDULES_TICK_EVERY: schedules.tick.every: must be at least 1s"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_example_configuration_is_valid() {
         let text = include_str!("../../../examples/errand.toml");
         let c = parse("examples/errand.toml", Some(text), &no_env).unwrap();
         assert!(c.tasks.values().any(|t| t.handler.kind() == "command"));
         assert!(c.tasks.values().any(|t| t.handler.kind() == "http"));
+        assert!(c.schedules.contains_key("nightly_reindex"));
     }
 }

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::handlers;
 use crate::UsageError;
 use anyhow::Context;
-use errand::{Client, WorkerHandle};
+use errand::{Client, SchedulerHandle, SchedulerOptions, WorkerHandle};
 use std::collections::BTreeMap;
 use errand_server::{Metrics, ServerConfig};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub enum Role {
 struct Services {
     worker: Option<WorkerHandle>,
     http: Option<HttpHandle>,
+    scheduler: Option<SchedulerHandle>,
 }
 
 /// The HTTP API's server task and the switch that stops it.
@@ -43,6 +44,10 @@ struct HttpHandle {
 
 impl Services {
     async fn shutdown(self) {
+        if let Some(scheduler) = self.scheduler {
+            // Its current pass finishes: a fire is applied whole or not at all.
+            scheduler.shutdown().await;
+        }
         if let Some(http) = self.http {
             // Stops accepting, ends long-polls, lets in-flight requests finish.
             let _ = http.stop.send(true);
@@ -89,6 +94,8 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         queues = %list(queues.iter().map(|(q, n)| format!("{q}={n}"))),
         tasks = %list(config.tasks.iter().map(|(k, t)| format!("{k}({})", t.handler.kind()))),
         claiming = services.worker.is_some(),
+        schedules = %list(config.schedules.keys().cloned()),
+        scheduling = services.scheduler.is_some(),
         "errand ready"
     );
 
@@ -129,9 +136,37 @@ async fn start_services(
     if matches!(role, Role::Serve) {
         // 2. HTTP API (`errand-server`).
         services.http = start_http(client, config, metrics).await?;
-        // 3. Scheduler (`errand-scheduler`): a later issue.
+        // 3. Scheduler (`errand::scheduler`): configured schedules reconciled, then fired.
+        services.scheduler = start_scheduler(client, config).await?;
     }
     Ok(services)
+}
+
+/// Makes the stored configured schedules match `[schedules]` (logging what changed), then
+/// starts the scheduler loop unless `scheduler.enabled = false`. Every `errand serve` process
+/// runs one: they agree through the store, with no leader.
+async fn start_scheduler(
+    client: &Client,
+    config: &Config,
+) -> anyhow::Result<Option<SchedulerHandle>> {
+    let r = client
+        .reconcile_schedules(&config.schedules)
+        .await
+        .context("reconciling [schedules] with the stored schedules")?;
+    for name in &r.added {
+        tracing::info!(schedule = %name, "schedule added from the configuration");
+    }
+    for name in &r.changed {
+        tracing::info!(schedule = %name, "schedule changed from the configuration");
+    }
+    for name in &r.removed {
+        tracing::info!(schedule = %name, "schedule removed: no longer in the configuration");
+    }
+    if !config.scheduler.enabled {
+        tracing::info!("scheduler off (scheduler.enabled = false): schedules fire only in other processes");
+        return Ok(None);
+    }
+    Ok(Some(client.scheduler(SchedulerOptions::default())))
 }
 
 /// Binds the API's address and serves it until stopped. Refuses a non-loopback address

@@ -18,3 +18,4 @@ mod http;
 mod lifecycle;
 mod ops;
 mod postgres_only;
+mod schedules;
