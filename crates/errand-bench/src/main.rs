@@ -18,6 +18,7 @@
 mod counting;
 mod dashboard;
 mod db;
+mod scheduler;
 mod store;
 mod worker;
 
@@ -62,6 +63,10 @@ async fn main() {
         Some("worker") => match worker::parse(&mut args) {
             Ok(opts) => worker::run(opts).await,
             Err(e) => exit_with(&format!("{e}\n{}", usage())),
+        },
+        Some("scheduler") => match scheduler::parse(&mut args) {
+            Ok(opts) => scheduler::run(opts).await,
+            Err(e) => exit_with(&format!("{e}\n{}", scheduler::USAGE)),
         },
         // Hidden: the worker process of W1/W3, started by `worker` itself.
         Some("worker-child") => worker::child(&mut args).await,
