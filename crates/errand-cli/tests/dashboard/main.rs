@@ -35,6 +35,14 @@ struct Seeded {
 /// registered worker.
 async fn seed(client: &Client) -> Seeded {
     let store = client.store();
+    // A nightly schedule in New York time, so the schedules page and the overview's next
+    // fires have something to show.
+    let nightly: errand::ScheduleSpec = serde_json::from_value(json!({
+        "cron": "0 2 * * *", "timezone": "America/New_York", "kind": "render_report",
+        "queue": "reports",
+    }))
+    .unwrap();
+    client.schedule_create("nightly-report", &nightly).await.unwrap();
     let mut queued = Vec::new();
     for i in 0..12 {
         let id = client
@@ -211,8 +219,8 @@ async fn every_page_loads_and_shows_its_data() {
 
         // Schedules: a list, or a clear note when this server has no schedules API.
         b.goto(&format!("{url}/#/schedules")).await;
-        b.wait("#schedule-list .empty, #schedule-list table").await;
-        let s = b.text_of("#schedule-list").await;
+        let s = b.wait_text("#schedule-list", "nightly-report").await;
+        assert!(s.contains("0 2 * * *"), "the schedule shows its expression: {s}");
         assert!(!s.contains("Could not load"), "schedules page shows no error: {s}");
         shoot(&b, "schedules").await;
 
