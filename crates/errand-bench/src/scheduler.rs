@@ -5,7 +5,7 @@
 //!   its `started_at` (the store's clock at claim) minus its fire time (from its unique key).
 //!   Median, p99 and max.
 //! - **S2, scheduler CPU with 10,000 schedules**: 10,000 hourly schedules (`M * * * *`, the
-//!   minute spread over the hour, so about 2.8 fire per second in all), the scheduler loop
+//!   minute spread over the hour: about 167 fires at the start of each minute), the scheduler loop
 //!   running, and this process's CPU time (user + system, from `/proc/self/stat`) per second of
 //!   wall time over `--cpu-seconds` (default 30), after the first pass over the new schedules.
 //!   On SQLite that includes the database work (it runs in this process); on PostgreSQL the
