@@ -135,37 +135,31 @@ impl PgStore {
         &self,
         s: &ScheduleWrite,
     ) -> StoreResult<ScheduleRecord> {
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        let mut tx = conn.begin().await.map_err(map)?;
-        let n = sqlx::query(CREATE)
-            .bind(&s.name)
-            .bind(&s.spec)
-            .bind(&s.kind)
-            .bind(&s.queue)
-            .bind(s.paused)
-            .bind(s.source.as_str())
-            .bind(self.now())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        if n.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "schedule `{}` already exists",
-                s.name
-            )));
-        }
-        let out = must_get_on(&mut tx, &s.name).await?;
-        tx.commit().await.map_err(map)?;
-        Ok(out)
+        self.schedule_write(CREATE, s, || {
+            StoreError::Conflict(format!("schedule `{}` already exists", s.name))
+        })
+        .await
     }
 
     pub(crate) async fn schedule_update_impl(
         &self,
         s: &ScheduleWrite,
     ) -> StoreResult<ScheduleRecord> {
+        self.schedule_write(UPDATE, s, || StoreError::ScheduleNotFound(s.name.clone()))
+            .await
+    }
+
+    /// Runs `CREATE` or `UPDATE` (the same parameters) and reads the row back in the same
+    /// transaction; `none` is the error when the statement wrote no row.
+    async fn schedule_write(
+        &self,
+        sql: &'static str,
+        s: &ScheduleWrite,
+        none: impl FnOnce() -> StoreError,
+    ) -> StoreResult<ScheduleRecord> {
         let mut conn = self.pool.acquire().await.map_err(map)?;
         let mut tx = conn.begin().await.map_err(map)?;
-        let n = sqlx::query(UPDATE)
+        let n = sqlx::query(sql)
             .bind(&s.name)
             .bind(&s.spec)
             .bind(&s.kind)
@@ -177,7 +171,7 @@ impl PgStore {
             .await
             .map_err(map)?;
         if n.rows_affected() == 0 {
-            return Err(StoreError::ScheduleNotFound(s.name.clone()));
+            return Err(none());
         }
         let out = must_get_on(&mut tx, &s.name).await?;
         tx.commit().await.map_err(map)?;

@@ -78,25 +78,12 @@ pub(crate) fn create(
     now: i64,
     s: &ScheduleWrite,
 ) -> Result<ScheduleRecord, OpError> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO errand_schedules (name, spec, kind, queue, paused, source, \
-             last_fire_at, due_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?7) ON CONFLICT (name) DO NOTHING",
-        )?
-        .execute(params![
-            s.name,
-            json_text(&s.spec),
-            s.kind,
-            s.queue,
-            s.paused,
-            s.source.as_str(),
-            now
-        ])?;
-    if inserted == 0 {
-        return Err(StoreError::Conflict(format!("schedule `{}` already exists", s.name)).into());
-    }
-    must_get(tx, &s.name)
+    let sql = "INSERT INTO errand_schedules (name, spec, kind, queue, paused, source, \
+               last_fire_at, due_at, created_at, updated_at) \
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?7) ON CONFLICT (name) DO NOTHING";
+    write(tx, sql, now, s, || {
+        StoreError::Conflict(format!("schedule `{}` already exists", s.name))
+    })
 }
 
 /// [`errand_store::Store::schedule_update`].
@@ -105,23 +92,32 @@ pub(crate) fn update(
     now: i64,
     s: &ScheduleWrite,
 ) -> Result<ScheduleRecord, OpError> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE errand_schedules SET spec = ?2, kind = ?3, queue = ?4, source = ?6, \
-             last_fire_at = CASE WHEN paused = 1 AND ?5 = 0 THEN ?7 ELSE last_fire_at END, \
-             paused = ?5, due_at = ?7, updated_at = ?7 WHERE name = ?1",
-        )?
-        .execute(params![
-            s.name,
-            json_text(&s.spec),
-            s.kind,
-            s.queue,
-            s.paused,
-            s.source.as_str(),
-            now
-        ])?;
+    let sql = "UPDATE errand_schedules SET spec = ?2, kind = ?3, queue = ?4, source = ?6, \
+               last_fire_at = CASE WHEN paused = 1 AND ?5 = 0 THEN ?7 ELSE last_fire_at END, \
+               paused = ?5, due_at = ?7, updated_at = ?7 WHERE name = ?1";
+    write(tx, sql, now, s, || StoreError::ScheduleNotFound(s.name.clone()))
+}
+
+/// Runs the create or update statement (the same parameters) and reads the row back; `none`
+/// is the error when the statement wrote no row.
+fn write(
+    tx: &Transaction<'_>,
+    sql: &str,
+    now: i64,
+    s: &ScheduleWrite,
+    none: impl FnOnce() -> StoreError,
+) -> Result<ScheduleRecord, OpError> {
+    let n = tx.prepare_cached(sql)?.execute(params![
+        s.name,
+        json_text(&s.spec),
+        s.kind,
+        s.queue,
+        s.paused,
+        s.source.as_str(),
+        now
+    ])?;
     if n == 0 {
-        return Err(StoreError::ScheduleNotFound(s.name.clone()).into());
+        return Err(none().into());
     }
     must_get(tx, &s.name)
 }
