@@ -155,7 +155,8 @@ const SEED_MIXED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, pr
                       ELSE 'succeeded' END AS st
           FROM generate_series(1, $1::bigint) AS i) s";
 
-const SEED_MIXED_EVENTS: &str = "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+const SEED_MIXED_EVENTS: &str =
+    "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
     SELECT id, finished_at, 'error', attempt, worker_id, last_error, '{\"next\": \"failed\"}'::jsonb
     FROM errand_jobs WHERE status = 'failed'";
 
@@ -181,8 +182,12 @@ pub async fn seed_mixed(store: &PgStore, n: u64, span: std::time::Duration) -> S
 /// deployment had that much history (the visibility map set, statistics present).
 pub async fn settle(store: &PgStore) -> StoreResult<()> {
     let pool = store.pool();
-    pool.execute("VACUUM (ANALYZE) errand_jobs").await.map_err(map)?;
-    pool.execute("VACUUM (ANALYZE) errand_events").await.map_err(map)?;
+    pool.execute("VACUUM (ANALYZE) errand_jobs")
+        .await
+        .map_err(map)?;
+    pool.execute("VACUUM (ANALYZE) errand_events")
+        .await
+        .map_err(map)?;
     Ok(())
 }
 

@@ -58,7 +58,8 @@ const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
 /// Folds the counters' deltas into `errand_queue_counts` (migration 7). The DELETE takes each
 /// delta once even when two readers fold at the same time (the second skips rows the first
 /// deleted), so nothing is counted twice; deltas written meanwhile wait for the next fold.
-const FOLD_COUNTS: &str = "WITH moved AS (DELETE FROM errand_queue_count_deltas RETURNING queue, status, n)
+const FOLD_COUNTS: &str =
+    "WITH moved AS (DELETE FROM errand_queue_count_deltas RETURNING queue, status, n)
     INSERT INTO errand_queue_counts AS c (queue, status, n)
     SELECT queue, status, sum(n) FROM moved GROUP BY queue, status
     ON CONFLICT (queue, status) DO UPDATE SET n = c.n + EXCLUDED.n";
@@ -107,6 +108,63 @@ fn count(row: &sqlx::postgres::PgRow, name: &str) -> StoreResult<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// Appends `(SELECT * FROM errand_jobs WHERE <cond> <list's filters> ORDER BY id DESC LIMIT
+/// <limit>)`. The state is written as a literal, not bound: the operator indexes are partial
+/// on `status` (migration 8), and a plan can use a partial index only for a status it sees.
+fn push_branch(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    cond: &str,
+    list: &JobList,
+    now: Option<DateTime<Utc>>,
+    limit: i64,
+) {
+    qb.push("(SELECT * FROM errand_jobs WHERE ").push(cond);
+    match list.state {
+        None => {}
+        Some(StateFilter::Status(s)) => {
+            // `as_str` gives one of five fixed lowercase words.
+            qb.push(format_args!(" AND status = '{}'", s.as_str()));
+        }
+        Some(StateFilter::Derived(DerivedState::Scheduled)) => {
+            qb.push(" AND status = 'queued' AND run_at > coalesce(")
+                .push_bind(now)
+                .push("::timestamptz, now())");
+        }
+        Some(StateFilter::Derived(DerivedState::Retrying)) => {
+            qb.push(" AND status = 'queued' AND attempt >= 1");
+        }
+        Some(StateFilter::Derived(DerivedState::Stuck)) => {
+            qb.push(" AND status = 'running' AND lease_expires_at < coalesce(")
+                .push_bind(now)
+                .push("::timestamptz, now())");
+        }
+    }
+    if let Some(queue) = &list.queue {
+        qb.push(" AND queue = ").push_bind(queue.clone());
+    }
+    if let Some(kind) = &list.kind {
+        qb.push(" AND kind = ").push_bind(kind.clone());
+    }
+    if let Some(t) = &list.reference_type {
+        qb.push(" AND reference_type = ").push_bind(t.clone());
+    }
+    if let Some(r) = &list.reference_id {
+        qb.push(" AND reference_id = ").push_bind(r.clone());
+    }
+    if let Some(since) = list.since {
+        qb.push(" AND created_at >= ").push_bind(since);
+    }
+    if let Some(until) = list.until {
+        qb.push(" AND created_at < ").push_bind(until);
+    }
+    if let Some(before) = list.before_id {
+        qb.push(" AND id < ").push_bind(before);
+    }
+    qb.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(limit)
+        .push(")");
+}
+
 impl PgStore {
     pub(crate) async fn get_impl(&self, id: JobId) -> StoreResult<Option<Job>> {
         let row = sqlx::query("SELECT * FROM errand_jobs WHERE id = $1")
@@ -125,49 +183,20 @@ impl PgStore {
             });
         }
         let now: Option<DateTime<Utc>> = self.now();
-        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM errand_jobs WHERE true");
-        match list.state {
-            None => {}
-            Some(StateFilter::Status(s)) => {
-                qb.push(" AND status = ").push_bind(s.as_str());
-            }
-            Some(StateFilter::Derived(DerivedState::Scheduled)) => {
-                qb.push(" AND status = 'queued' AND run_at > coalesce(")
-                    .push_bind(now)
-                    .push("::timestamptz, now())");
-            }
-            Some(StateFilter::Derived(DerivedState::Retrying)) => {
-                qb.push(" AND status = 'queued' AND attempt >= 1");
-            }
-            Some(StateFilter::Derived(DerivedState::Stuck)) => {
-                qb.push(" AND status = 'running' AND lease_expires_at < coalesce(")
-                    .push_bind(now)
-                    .push("::timestamptz, now())");
-            }
+        let limit = i64::from(list.limit) + 1;
+        let mut qb = QueryBuilder::<Postgres>::new("");
+        if list.state.is_none() && list.kind.is_some() {
+            // errand_jobs_kind_id leaves out running rows (migration 8): one branch walks it
+            // for the rest, one finds the running few, each stops at the page size, and
+            // the page is the newest of the two.
+            qb.push("SELECT * FROM (");
+            push_branch(&mut qb, "status <> 'running'", list, now, limit);
+            qb.push(" UNION ALL ");
+            push_branch(&mut qb, "status = 'running'", list, now, limit);
+            qb.push(") j ORDER BY id DESC LIMIT ").push_bind(limit);
+        } else {
+            push_branch(&mut qb, "true", list, now, limit);
         }
-        if let Some(queue) = &list.queue {
-            qb.push(" AND queue = ").push_bind(queue);
-        }
-        if let Some(kind) = &list.kind {
-            qb.push(" AND kind = ").push_bind(kind);
-        }
-        if let Some(t) = &list.reference_type {
-            qb.push(" AND reference_type = ").push_bind(t);
-        }
-        if let Some(r) = &list.reference_id {
-            qb.push(" AND reference_id = ").push_bind(r);
-        }
-        if let Some(since) = list.since {
-            qb.push(" AND created_at >= ").push_bind(since);
-        }
-        if let Some(until) = list.until {
-            qb.push(" AND created_at < ").push_bind(until);
-        }
-        if let Some(before) = list.before_id {
-            qb.push(" AND id < ").push_bind(before);
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(list.limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
         let mut jobs = rows::jobs(&rows)?;
         let more = jobs.len() > list.limit as usize;

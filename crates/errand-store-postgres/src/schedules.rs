@@ -95,17 +95,15 @@ async fn must_get_on(conn: &mut PgConnection, name: &str) -> StoreResult<Schedul
         .ok_or_else(|| StoreError::ScheduleNotFound(name.to_string()))
 }
 
-/// Inserts fire rows: (fire time, outcome, reason, job id).
+/// One fire row to record: fire time, outcome, reason, job id.
+type FireRow<'a> = (chrono::DateTime<chrono::Utc>, FireKind, Option<&'a str>, Option<i64>);
+
+/// Inserts fire rows.
 async fn record_fires(
     conn: &mut PgConnection,
     name: &str,
     now: Option<chrono::DateTime<chrono::Utc>>,
-    fires: &[(
-        chrono::DateTime<chrono::Utc>,
-        FireKind,
-        Option<&str>,
-        Option<i64>,
-    )],
+    fires: &[FireRow<'_>],
 ) -> StoreResult<()> {
     let at: Vec<_> = fires.iter().map(|f| f.0).collect();
     let outcome: Vec<&str> = fires.iter().map(|f| f.1.as_str()).collect();

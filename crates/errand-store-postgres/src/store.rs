@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
-    JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
-    RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
-    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
+    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
+    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
+    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,

@@ -980,7 +980,10 @@ async fn queue_count_deltas_are_folded_by_the_stuck_scan() {
             store.job_insert_many(&[job("a"), job("b")]).await.unwrap();
         }
         store.job_claim(&claim("w", 2)).await.unwrap();
-        assert!(deltas(store.clone()).await >= 4, "each statement left a delta");
+        assert!(
+            deltas(store.clone()).await >= 4,
+            "each statement left a delta"
+        );
         store.job_list_stuck(10).await.unwrap();
         assert_eq!(deltas(store.clone()).await, 0, "folded");
         let stats = store.queue_stats().await.unwrap();
@@ -989,4 +992,3 @@ async fn queue_count_deltas_are_folded_by_the_stuck_scan() {
     })
     .await;
 }
-

@@ -9,9 +9,9 @@ use errand_core::{
     JobStatus, NewEvent, RescueAction, RunAt,
 };
 use errand_store::{
-    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
-    Ack, CancelOutcome, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList, JobPurge,
-    JobRescue, JobsReady, RetryFailed, RetryOutcome, StateFilter, Store, StoreError, WorkerQueue,
+    Ack, CancelOutcome, FinishedStats, JobClaim, JobComplete, JobFail, JobFinishedStats,
+    JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput, JobsReady, RetryFailed,
+    RetryOutcome, StateFilter, Store, StoreError, ThroughputBucket, WorkerQueue,
     WorkerRegistration,
 };
 use serde_json::json;
@@ -31,7 +31,11 @@ fn claim(queue: &str, worker: &str, limit: u32) -> JobClaim {
 }
 
 async fn claim_one(h: &Harness, worker: &str) -> Job {
-    let mut jobs = h.store.job_claim(&claim("default", worker, 1)).await.unwrap();
+    let mut jobs = h
+        .store
+        .job_claim(&claim("default", worker, 1))
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 1, "expected one job to claim");
     jobs.remove(0)
 }
@@ -114,19 +118,30 @@ pub async fn job_insert_many_returns_ids_in_input_order(h: Harness) {
     assert_eq!(out.len(), 50);
     for (i, e) in out.iter().enumerate() {
         assert!(e.inserted);
-        assert_eq!(get(&h, e.id).await.args, json!({"i": i}), "entry {i} maps to its job");
+        assert_eq!(
+            get(&h, e.id).await.args,
+            json!({"i": i}),
+            "entry {i} maps to its job"
+        );
     }
     let mut ids: Vec<_> = out.iter().map(|e| e.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 50);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase in input order");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids increase in input order"
+    );
 }
 
 pub async fn job_insert_many_dedups_unique_keys_within_and_across_batches(h: Harness) {
     let mut a = new_job("u");
     a.unique_key = Some("same".into());
     let b = new_job("plain");
-    let out = h.store.job_insert_many(&[a.clone(), b, a.clone()]).await.unwrap();
+    let out = h
+        .store
+        .job_insert_many(&[a.clone(), b, a.clone()])
+        .await
+        .unwrap();
     assert!(out[0].inserted && out[1].inserted);
     assert!(!out[2].inserted);
     assert_eq!(out[2].id, out[0].id);
@@ -147,7 +162,10 @@ pub async fn job_insert_unique_key_is_free_again_once_finished(h: Harness) {
     assert_eq!((dup.id, dup.inserted), (first.id, false));
     let acks = h
         .store
-        .job_complete_many(&[JobComplete { fence: fence(&j), result: None }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&j),
+            result: None,
+        }])
         .await
         .unwrap();
     assert_eq!(acks, vec![Ack::Done]);
@@ -175,7 +193,10 @@ pub async fn job_insert_concurrent_unique_key_gives_one_job(h: Harness) {
     let inserted = results.iter().filter(|r| r.inserted).count();
     assert_eq!(inserted, 1, "exactly one caller inserted");
     let id = results[0].id;
-    assert!(results.iter().all(|r| r.id == id), "everyone got the same job");
+    assert!(
+        results.iter().all(|r| r.id == id),
+        "everyone got the same job"
+    );
     let page = h.store.job_list(&JobList::default()).await.unwrap();
     assert_eq!(page.jobs.len(), 1);
 }
@@ -187,8 +208,14 @@ pub async fn job_insert_delayed_and_absolute_run_at(h: Harness) {
     let mut at = new_job("a");
     at.run_at = RunAt::At(now + ChronoDuration::hours(2));
     let ids = h.store.job_insert_many(&[delayed, at]).await.unwrap();
-    assert_eq!(get(&h, ids[0].id).await.run_at, now + ChronoDuration::milliseconds(90_500));
-    assert_eq!(get(&h, ids[1].id).await.run_at, now + ChronoDuration::hours(2));
+    assert_eq!(
+        get(&h, ids[0].id).await.run_at,
+        now + ChronoDuration::milliseconds(90_500)
+    );
+    assert_eq!(
+        get(&h, ids[1].id).await.run_at,
+        now + ChronoDuration::hours(2)
+    );
 }
 
 // ---- claim ------------------------------------------------------------------------------
@@ -204,7 +231,11 @@ pub async fn job_claim_sets_running_attempt_and_lease(h: Harness) {
     assert_eq!(j.started_at, Some(now));
     assert_eq!(j.lease_expires_at, Some(now + chrono(LEASE)));
     assert_eq!(get(&h, id).await, j, "the claimed row is what is stored");
-    let none = h.store.job_claim(&claim("default", "worker-b", 10)).await.unwrap();
+    let none = h
+        .store
+        .job_claim(&claim("default", "worker-b", 10))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "a running job is not claimed twice");
 }
 
@@ -233,11 +264,21 @@ pub async fn job_claim_orders_by_priority_then_run_at_then_id(h: Harness) {
         if jobs.is_empty() {
             break;
         }
-        order.extend(jobs.into_iter().map(|j| j.args["tag"].as_str().unwrap().to_string()));
+        order.extend(
+            jobs.into_iter()
+                .map(|j| j.args["tag"].as_str().unwrap().to_string()),
+        );
     }
     assert_eq!(
         order,
-        vec!["p5-old", "p5-new", "p0-oldest", "p0-old", "p0-old-later-id", "neg"]
+        vec![
+            "p5-old",
+            "p5-new",
+            "p0-oldest",
+            "p0-old",
+            "p0-old-later-id",
+            "neg"
+        ]
     );
 }
 
@@ -245,9 +286,19 @@ pub async fn job_claim_skips_delayed_jobs_until_run_at(h: Harness) {
     let mut j = new_job("later");
     j.run_at = RunAt::After(Duration::from_secs(60));
     let id = h.insert(j).await;
-    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("default", "w", 10))
+        .await
+        .unwrap()
+        .is_empty());
     h.clock.advance(Duration::from_millis(59_999));
-    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("default", "w", 10))
+        .await
+        .unwrap()
+        .is_empty());
     h.clock.advance(Duration::from_millis(1));
     let got = h.store.job_claim(&claim("default", "w", 10)).await.unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
@@ -260,14 +311,24 @@ pub async fn job_claim_only_takes_its_queue(h: Harness) {
     h.insert(new_job("other")).await;
     let got = h.store.job_claim(&claim("email", "w", 10)).await.unwrap();
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![email_id]);
-    assert!(h.store.job_claim(&claim("nope", "w", 10)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("nope", "w", 10))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn queue_pause_stops_claims_until_resumed(h: Harness) {
     let id = h.insert(new_job("k")).await;
     h.store.queue_pause("default").await.unwrap();
     h.store.queue_pause("default").await.unwrap(); // idempotent
-    assert!(h.store.job_claim(&claim("default", "w", 10)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("default", "w", 10))
+        .await
+        .unwrap()
+        .is_empty());
     let queues = h.store.queue_list().await.unwrap();
     assert_eq!(queues.len(), 1);
     assert!(queues[0].paused && queues[0].paused_at.is_some());
@@ -280,7 +341,10 @@ pub async fn queue_pause_stops_claims_until_resumed(h: Harness) {
     // Pausing a queue that has no jobs yet is allowed and shows in the stats.
     h.store.queue_pause("empty").await.unwrap();
     let stats = h.store.queue_stats().await.unwrap();
-    let empty = stats.iter().find(|s| s.queue == "empty").expect("paused empty queue listed");
+    let empty = stats
+        .iter()
+        .find(|s| s.queue == "empty")
+        .expect("paused empty queue listed");
     assert!(empty.paused);
     assert_eq!(empty.queued, 0);
 }
@@ -299,13 +363,19 @@ pub async fn job_claim_concurrent_claimers_take_each_job_exactly_once(h: Harness
             let worker = format!("claimer-{w}");
             let mut seen = Vec::new();
             loop {
-                let jobs = store.job_claim(&claim("default", &worker, 25)).await.unwrap();
+                let jobs = store
+                    .job_claim(&claim("default", &worker, 25))
+                    .await
+                    .unwrap();
                 if jobs.is_empty() {
                     break;
                 }
                 let items: Vec<_> = jobs
                     .iter()
-                    .map(|j| JobComplete { fence: fence(j), result: None })
+                    .map(|j| JobComplete {
+                        fence: fence(j),
+                        result: None,
+                    })
                     .collect();
                 let acks = store.job_complete_many(&items).await.unwrap();
                 assert!(acks.iter().all(|a| *a == Ack::Done), "own leases complete");
@@ -353,27 +423,45 @@ pub async fn job_complete_stores_result_and_writes_no_event(h: Harness) {
     assert_eq!(done.finished_at, Some(h.now()));
     assert_eq!(done.lease_expires_at, None);
     assert_eq!(done.attempt, 1);
-    assert!(h.store.event_list(id).await.unwrap().is_empty(), "success path writes no event");
+    assert!(
+        h.store.event_list(id).await.unwrap().is_empty(),
+        "success path writes no event"
+    );
     // A second acknowledgement of the same attempt is stale and changes nothing.
     let again = h
         .store
-        .job_complete_many(&[JobComplete { fence: fence(&j), result: Some(json!({"x": 1})) }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&j),
+            result: Some(json!({"x": 1})),
+        }])
         .await
         .unwrap();
     assert_eq!(again, vec![Ack::Stale]);
-    assert_eq!(get(&h, id).await.result, Some(json!({"processed_users": 12})));
+    assert_eq!(
+        get(&h, id).await.result,
+        Some(json!({"processed_users": 12}))
+    );
 }
 
 pub async fn job_complete_many_mixes_done_and_stale_in_input_order(h: Harness) {
-    h.store.job_insert_many(&[new_job("a"), new_job("b")]).await.unwrap();
+    h.store
+        .job_insert_many(&[new_job("a"), new_job("b")])
+        .await
+        .unwrap();
     let jobs = h.store.job_claim(&claim("default", "w", 2)).await.unwrap();
     let mut bogus = fence(&jobs[0]);
     bogus.worker_id = "someone-else".into();
     let acks = h
         .store
         .job_complete_many(&[
-            JobComplete { fence: bogus, result: None },
-            JobComplete { fence: fence(&jobs[1]), result: None },
+            JobComplete {
+                fence: bogus,
+                result: None,
+            },
+            JobComplete {
+                fence: fence(&jobs[1]),
+                result: None,
+            },
         ])
         .await
         .unwrap();
@@ -387,18 +475,32 @@ pub async fn job_complete_many_mixes_done_and_stale_in_input_order(h: Harness) {
 pub async fn job_fail_with_retry_requeues_after_backoff(h: Harness) {
     let id = h.insert(new_job("flaky")).await;
     let j = claim_one(&h, "w").await;
-    let err = HandlerError::Error { message: "ConnectionError: refused".into() };
+    let err = HandlerError::Error {
+        message: "ConnectionError: refused".into(),
+    };
     // The policy decides (jitter sample 0.5 = no jitter): attempt 1 of 4 retries after 5 s.
     let action = decide_failure(j.attempt, j.max_attempts, &err, &Backoff::default(), 0.5);
-    assert_eq!(action, FailAction::Retry { delay: Duration::from_secs(5) });
+    assert_eq!(
+        action,
+        FailAction::Retry {
+            delay: Duration::from_secs(5)
+        }
+    );
     let after = h
         .store
-        .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+        .job_fail(&JobFail {
+            fence: fence(&j),
+            error: err.message().into(),
+            action,
+        })
         .await
         .unwrap();
     assert_eq!(after.status, JobStatus::Queued);
     assert_eq!(after.run_at, h.now() + ChronoDuration::seconds(5));
-    assert_eq!(after.last_error.as_deref(), Some("ConnectionError: refused"));
+    assert_eq!(
+        after.last_error.as_deref(),
+        Some("ConnectionError: refused")
+    );
     assert_eq!(after.lease_expires_at, None);
     assert_eq!(after.attempt, 1);
     assert_eq!(get(&h, id).await, after);
@@ -407,11 +509,19 @@ pub async fn job_fail_with_retry_requeues_after_backoff(h: Harness) {
     assert_eq!(events[0].kind, EventKind::Error);
     assert_eq!(events[0].attempt, 1);
     assert_eq!(events[0].worker_id.as_deref(), Some("w"));
-    assert_eq!(events[0].message.as_deref(), Some("ConnectionError: refused"));
+    assert_eq!(
+        events[0].message.as_deref(),
+        Some("ConnectionError: refused")
+    );
     assert_eq!(events[0].data.as_ref().unwrap()["next"], "retry");
     // Not claimable during the backoff, claimable right after it.
     h.clock.advance(Duration::from_millis(4_999));
-    assert!(h.store.job_claim(&claim("default", "w", 1)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("default", "w", 1))
+        .await
+        .unwrap()
+        .is_empty());
     h.clock.advance(Duration::from_millis(1));
     let second = claim_one(&h, "w2").await;
     assert_eq!((second.id, second.attempt), (id, 2));
@@ -425,11 +535,17 @@ pub async fn job_fail_after_last_attempt_ends_failed_with_every_error_kept(h: Ha
     for attempt in 1..=3 {
         let j = claim_one(&h, "w").await;
         assert_eq!(j.attempt, attempt);
-        let err = HandlerError::Error { message: format!("boom {attempt}") };
+        let err = HandlerError::Error {
+            message: format!("boom {attempt}"),
+        };
         let action = decide_failure(j.attempt, j.max_attempts, &err, &backoff, 0.5);
         let after = h
             .store
-            .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+            .job_fail(&JobFail {
+                fence: fence(&j),
+                error: err.message().into(),
+                action,
+            })
             .await
             .unwrap();
         if attempt < 3 {
@@ -445,17 +561,28 @@ pub async fn job_fail_after_last_attempt_ends_failed_with_every_error_kept(h: Ha
     let msgs: Vec<_> = events.iter().map(|e| e.message.clone().unwrap()).collect();
     assert_eq!(msgs, vec!["boom 1", "boom 2", "boom 3"]);
     assert_eq!(events[2].data.as_ref().unwrap()["next"], "failed");
-    assert!(h.store.job_claim(&claim("default", "w", 1)).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .job_claim(&claim("default", "w", 1))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn job_fail_permanent_error_fails_at_once(h: Harness) {
     let id = h.insert(new_job("k")).await;
     let j = claim_one(&h, "w").await;
-    let err = HandlerError::Permanent { message: "ValidationError: bad email".into() };
+    let err = HandlerError::Permanent {
+        message: "ValidationError: bad email".into(),
+    };
     let action = decide_failure(j.attempt, j.max_attempts, &err, &Backoff::default(), 0.5);
     let after = h
         .store
-        .job_fail(&JobFail { fence: fence(&j), error: err.message().into(), action })
+        .job_fail(&JobFail {
+            fence: fence(&j),
+            error: err.message().into(),
+            action,
+        })
         .await
         .unwrap();
     assert_eq!(after.status, JobStatus::Failed);
@@ -466,10 +593,16 @@ pub async fn job_fail_permanent_error_fails_at_once(h: Harness) {
 // ---- heartbeat --------------------------------------------------------------------------
 
 pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h: Harness) {
-    h.store.job_insert_many(&[new_job("a"), new_job("b"), new_job("c")]).await.unwrap();
+    h.store
+        .job_insert_many(&[new_job("a"), new_job("b"), new_job("c")])
+        .await
+        .unwrap();
     let jobs = h.store.job_claim(&claim("default", "w", 3)).await.unwrap();
     h.clock.advance(Duration::from_secs(20));
-    h.store.job_cancel(&[jobs[1].id], Some("operator")).await.unwrap();
+    h.store
+        .job_cancel(&[jobs[1].id], Some("operator"))
+        .await
+        .unwrap();
     let beat = JobHeartbeat {
         worker_id: "w".into(),
         lease: LEASE,
@@ -481,7 +614,10 @@ pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h:
         ],
     };
     let states = h.store.job_heartbeat_many(&beat).await.unwrap();
-    let summary: Vec<_> = states.iter().map(|s| (s.job_id, s.held, s.cancel_requested)).collect();
+    let summary: Vec<_> = states
+        .iter()
+        .map(|s| (s.job_id, s.held, s.cancel_requested))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -494,7 +630,10 @@ pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h:
     let extended = get(&h, jobs[0].id).await.lease_expires_at.unwrap();
     assert_eq!(extended, h.now() + chrono(LEASE));
     // The job whose beat did not match kept its old lease.
-    assert_eq!(get(&h, jobs[2].id).await.lease_expires_at, jobs[2].lease_expires_at);
+    assert_eq!(
+        get(&h, jobs[2].id).await.lease_expires_at,
+        jobs[2].lease_expires_at
+    );
     // A heartbeat from another worker never extends someone else's lease.
     let other = JobHeartbeat {
         worker_id: "intruder".into(),
@@ -522,7 +661,10 @@ async fn rescue_all(h: &Harness, message: &str) -> Vec<Ack> {
 pub async fn job_rescue_requeues_expired_leases_and_counts_the_attempt(h: Harness) {
     let id = h.insert(new_job("k")).await;
     let j = claim_one(&h, "dead-worker").await;
-    assert!(h.store.job_list_stuck(10).await.unwrap().is_empty(), "lease still alive");
+    assert!(
+        h.store.job_list_stuck(10).await.unwrap().is_empty(),
+        "lease still alive"
+    );
     h.clock.advance(LEASE + Duration::from_millis(1));
     let stuck = h.store.job_list_stuck(10).await.unwrap();
     assert_eq!(stuck.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
@@ -560,7 +702,10 @@ pub async fn job_rescue_fails_jobs_without_attempts_left_and_cancels_requested_o
     assert_eq!(jobs.len(), 2);
     h.store.job_cancel(&[cancel_id], None).await.unwrap();
     h.clock.advance(LEASE * 2);
-    assert_eq!(rescue_all(&h, "lease expired").await, vec![Ack::Done, Ack::Done]);
+    assert_eq!(
+        rescue_all(&h, "lease expired").await,
+        vec![Ack::Done, Ack::Done]
+    );
     let failed = get(&h, last_id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.last_error.as_deref(), Some("lease expired"));
@@ -575,7 +720,11 @@ pub async fn job_rescue_leaves_a_job_whose_lease_was_renewed(h: Harness) {
     let stuck = h.store.job_list_stuck(10).await.unwrap();
     assert_eq!(stuck.len(), 1);
     // The worker comes back to life and heartbeats before the rescuer acts.
-    let beat = JobHeartbeat { worker_id: "slow-worker".into(), lease: LEASE, jobs: vec![(j.id, 1)] };
+    let beat = JobHeartbeat {
+        worker_id: "slow-worker".into(),
+        lease: LEASE,
+        jobs: vec![(j.id, 1)],
+    };
     assert!(h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
     let acks = h
         .store
@@ -600,20 +749,37 @@ pub async fn job_stale_worker_cannot_record_after_rescue(h: Harness) {
     // Worker A wakes up and tries to record its outcome: every path is refused.
     let acks = h
         .store
-        .job_complete_many(&[JobComplete { fence: fence(&a), result: Some(json!({"from": "a"})) }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&a),
+            result: Some(json!({"from": "a"})),
+        }])
         .await
         .unwrap();
     assert_eq!(acks, vec![Ack::Stale]);
     let err = h
         .store
-        .job_fail(&JobFail { fence: fence(&a), error: "late".into(), action: FailAction::Fail })
+        .job_fail(&JobFail {
+            fence: fence(&a),
+            error: "late".into(),
+            action: FailAction::Fail,
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Stale { job_id, attempt: 1 } if job_id == id), "{err}");
+    assert!(
+        matches!(err, StoreError::Stale { job_id, attempt: 1 } if job_id == id),
+        "{err}"
+    );
     assert!(err.to_string().contains("stale"));
-    let beat = JobHeartbeat { worker_id: "worker-a".into(), lease: LEASE, jobs: vec![(id, 1)] };
+    let beat = JobHeartbeat {
+        worker_id: "worker-a".into(),
+        lease: LEASE,
+        jobs: vec![(id, 1)],
+    };
     assert!(!h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
-    assert_eq!(h.store.job_release_many(&[fence(&a)]).await.unwrap(), vec![Ack::Stale]);
+    assert_eq!(
+        h.store.job_release_many(&[fence(&a)]).await.unwrap(),
+        vec![Ack::Stale]
+    );
     assert!(matches!(
         h.store.job_cancel_ack(&fence(&a), None).await,
         Err(StoreError::Stale { .. })
@@ -624,7 +790,10 @@ pub async fn job_stale_worker_cannot_record_after_rescue(h: Harness) {
     // Worker B, the rightful holder, completes.
     let acks = h
         .store
-        .job_complete_many(&[JobComplete { fence: fence(&b), result: Some(json!({"from": "b"})) }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&b),
+            result: Some(json!({"from": "b"})),
+        }])
         .await
         .unwrap();
     assert_eq!(acks, vec![Ack::Done]);
@@ -637,14 +806,20 @@ pub async fn job_release_hands_back_without_spending_the_attempt(h: Harness) {
     let id = h.insert(new_job("k")).await;
     let j = claim_one(&h, "w").await;
     h.clock.advance(Duration::from_secs(3));
-    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Done]);
+    assert_eq!(
+        h.store.job_release_many(&[fence(&j)]).await.unwrap(),
+        vec![Ack::Done]
+    );
     let back = get(&h, id).await;
     assert_eq!(back.status, JobStatus::Queued);
     assert_eq!(back.attempt, 0);
     assert_eq!(back.run_at, h.now());
     assert_eq!(back.lease_expires_at, None);
     let ev = h.store.event_list(id).await.unwrap();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::Released]);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Released]
+    );
     assert_eq!(claim_one(&h, "w2").await.attempt, 1);
 }
 
@@ -655,7 +830,12 @@ pub async fn job_cancel_queued_running_finished_and_missing(h: Harness) {
     let mut r = new_job("r");
     r.queue = "busy".into();
     let running = h.insert(r).await;
-    let run = h.store.job_claim(&claim("busy", "w", 1)).await.unwrap().remove(0);
+    let run = h
+        .store
+        .job_claim(&claim("busy", "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
     let out = h
         .store
         .job_cancel(&[queued, running, 424_242], Some("not needed"))
@@ -676,21 +856,45 @@ pub async fn job_cancel_queued_running_finished_and_missing(h: Harness) {
     assert_eq!(ev[0].kind, EventKind::Cancelled);
     assert_eq!(ev[0].message.as_deref(), Some("not needed"));
     let rj = get(&h, running).await;
-    assert_eq!(rj.status, JobStatus::Running, "a running job stops through its worker");
+    assert_eq!(
+        rj.status,
+        JobStatus::Running,
+        "a running job stops through its worker"
+    );
     assert_eq!(rj.cancel_requested_at, Some(h.now()));
     // Its worker stops the handler and acknowledges.
-    let done = h.store.job_cancel_ack(&fence(&run), Some("stopped by signal")).await.unwrap();
+    let done = h
+        .store
+        .job_cancel_ack(&fence(&run), Some("stopped by signal"))
+        .await
+        .unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert_eq!(done.finished_at, Some(h.now()));
-    let kinds: Vec<_> = h.store.event_list(running).await.unwrap().iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![EventKind::CancelRequested, EventKind::Cancelled]);
+    let kinds: Vec<_> = h
+        .store
+        .event_list(running)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::CancelRequested, EventKind::Cancelled]
+    );
     // Cancelling finished jobs changes nothing.
     let again = h.store.job_cancel(&[queued, running], None).await.unwrap();
     assert_eq!(
         again,
         vec![
-            CancelOutcome::Unchanged { id: queued, status: JobStatus::Cancelled },
-            CancelOutcome::Unchanged { id: running, status: JobStatus::Cancelled },
+            CancelOutcome::Unchanged {
+                id: queued,
+                status: JobStatus::Cancelled
+            },
+            CancelOutcome::Unchanged {
+                id: running,
+                status: JobStatus::Cancelled
+            },
         ]
     );
 }
@@ -703,10 +907,19 @@ async fn make_failed(h: &Harness, kind: &str, queue: &str) -> i64 {
     j.max_attempts = 1;
     j.priority = 100; // claimed ahead of whatever else the test queued
     let id = h.insert(j).await;
-    let job = h.store.job_claim(&claim(queue, "w", 1)).await.unwrap().remove(0);
+    let job = h
+        .store
+        .job_claim(&claim(queue, "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(job.id, id);
     h.store
-        .job_fail(&JobFail { fence: fence(&job), error: "boom".into(), action: FailAction::Fail })
+        .job_fail(&JobFail {
+            fence: fence(&job),
+            error: "boom".into(),
+            action: FailAction::Fail,
+        })
         .await
         .unwrap();
     id
@@ -718,13 +931,20 @@ pub async fn job_retry_gives_failed_and_cancelled_jobs_a_fresh_budget(h: Harness
     h.store.job_cancel(&[cancelled], None).await.unwrap();
     let queued = h.insert(new_job("q")).await;
     h.clock.advance(Duration::from_secs(10));
-    let out = h.store.job_retry(&[failed, cancelled, queued, 777_777]).await.unwrap();
+    let out = h
+        .store
+        .job_retry(&[failed, cancelled, queued, 777_777])
+        .await
+        .unwrap();
     assert_eq!(
         out,
         vec![
             RetryOutcome::Retried { id: failed },
             RetryOutcome::Retried { id: cancelled },
-            RetryOutcome::Unchanged { id: queued, status: JobStatus::Queued },
+            RetryOutcome::Unchanged {
+                id: queued,
+                status: JobStatus::Queued
+            },
             RetryOutcome::NotFound { id: 777_777 },
         ]
     );
@@ -752,7 +972,11 @@ pub async fn job_retry_failed_in_batches_filtered_by_queue(h: Harness) {
     loop {
         let n = h
             .store
-            .job_retry_failed(&RetryFailed { queue: Some("email".into()), kind: None, limit: 2 })
+            .job_retry_failed(&RetryFailed {
+                queue: Some("email".into()),
+                kind: None,
+                limit: 2,
+            })
             .await
             .unwrap();
         assert!(n <= 2);
@@ -762,10 +986,18 @@ pub async fn job_retry_failed_in_batches_filtered_by_queue(h: Harness) {
         total += n;
     }
     assert_eq!(total, 5);
-    assert_eq!(get(&h, other).await.status, JobStatus::Failed, "other queues untouched");
+    assert_eq!(
+        get(&h, other).await.status,
+        JobStatus::Failed,
+        "other queues untouched"
+    );
     let n = h
         .store
-        .job_retry_failed(&RetryFailed { queue: None, kind: Some("index".into()), limit: 100 })
+        .job_retry_failed(&RetryFailed {
+            queue: None,
+            kind: Some("index".into()),
+            limit: 100,
+        })
         .await
         .unwrap();
     assert_eq!(n, 1);
@@ -779,7 +1011,13 @@ pub async fn job_purge_deletes_old_finished_jobs_in_batches_with_their_events(h:
     for _ in 0..5 {
         h.insert(new_job("ok")).await;
         let j = claim_one(&h, "w").await;
-        h.store.job_complete_many(&[JobComplete { fence: fence(&j), result: None }]).await.unwrap();
+        h.store
+            .job_complete_many(&[JobComplete {
+                fence: fence(&j),
+                result: None,
+            }])
+            .await
+            .unwrap();
         old_done.push(j.id);
     }
     h.clock.advance(Duration::from_secs(31 * 86_400));
@@ -787,15 +1025,26 @@ pub async fn job_purge_deletes_old_finished_jobs_in_batches_with_their_events(h:
     h.insert(new_job("ok")).await;
     let recent = claim_one(&h, "w").await;
     h.store
-        .job_complete_many(&[JobComplete { fence: fence(&recent), result: None }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&recent),
+            result: None,
+        }])
         .await
         .unwrap();
     let queued = h.insert(new_job("waiting")).await;
 
-    let purge = |statuses: Vec<JobStatus>| JobPurge { statuses, finished_before: cutoff, limit: 2 };
+    let purge = |statuses: Vec<JobStatus>| JobPurge {
+        statuses,
+        finished_before: cutoff,
+        limit: 2,
+    };
     let mut deleted = 0;
     loop {
-        let n = h.store.job_purge(&purge(vec![JobStatus::Succeeded, JobStatus::Cancelled])).await.unwrap();
+        let n = h
+            .store
+            .job_purge(&purge(vec![JobStatus::Succeeded, JobStatus::Cancelled]))
+            .await
+            .unwrap();
         assert!(n <= 2, "batches respect the limit");
         if n == 0 {
             break;
@@ -806,14 +1055,38 @@ pub async fn job_purge_deletes_old_finished_jobs_in_batches_with_their_events(h:
     for id in &old_done {
         assert!(h.store.job_get(*id).await.unwrap().is_none());
     }
-    assert!(h.store.job_get(recent.id).await.unwrap().is_some(), "recent job kept");
-    assert!(h.store.job_get(queued).await.unwrap().is_some(), "unfinished job kept");
-    assert!(h.store.job_get(old_failed).await.unwrap().is_some(), "failed kept unless included");
-    assert_eq!(h.store.job_purge(&purge(vec![JobStatus::Failed])).await.unwrap(), 1);
+    assert!(
+        h.store.job_get(recent.id).await.unwrap().is_some(),
+        "recent job kept"
+    );
+    assert!(
+        h.store.job_get(queued).await.unwrap().is_some(),
+        "unfinished job kept"
+    );
+    assert!(
+        h.store.job_get(old_failed).await.unwrap().is_some(),
+        "failed kept unless included"
+    );
+    assert_eq!(
+        h.store
+            .job_purge(&purge(vec![JobStatus::Failed]))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(h.store.job_get(old_failed).await.unwrap().is_none());
-    assert!(h.store.event_list(old_failed).await.unwrap().is_empty(), "events went with the job");
+    assert!(
+        h.store.event_list(old_failed).await.unwrap().is_empty(),
+        "events went with the job"
+    );
     // Asking to purge live states deletes nothing.
-    assert_eq!(h.store.job_purge(&purge(vec![JobStatus::Queued, JobStatus::Running])).await.unwrap(), 0);
+    assert_eq!(
+        h.store
+            .job_purge(&purge(vec![JobStatus::Queued, JobStatus::Running]))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 // ---- reads ------------------------------------------------------------------------------
@@ -839,46 +1112,242 @@ pub async fn job_list_filters_and_pages(h: Harness) {
         async move { store.job_list(&f).await.unwrap() }
     };
     let all = list(JobList::default()).await;
-    assert_eq!(all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(
+        all.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
     assert_eq!(all.next_cursor, None);
 
-    let p1 = list(JobList { limit: 3, ..Default::default() }).await;
+    let p1 = list(JobList {
+        limit: 3,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(p1.jobs.len(), 3);
     let cursor = p1.next_cursor.expect("more pages");
-    let p2 = list(JobList { limit: 3, before_id: Some(cursor), ..Default::default() }).await;
-    let p3 = list(JobList { limit: 3, before_id: p2.next_cursor, ..Default::default() }).await;
+    let p2 = list(JobList {
+        limit: 3,
+        before_id: Some(cursor),
+        ..Default::default()
+    })
+    .await;
+    let p3 = list(JobList {
+        limit: 3,
+        before_id: p2.next_cursor,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(p3.jobs.len(), 1);
     assert_eq!(p3.next_cursor, None, "last page has no cursor");
-    let mut paged: Vec<_> = [p1, p2, p3].iter().flat_map(|p| p.jobs.iter().map(|j| j.id)).collect();
+    let mut paged: Vec<_> = [p1, p2, p3]
+        .iter()
+        .flat_map(|p| p.jobs.iter().map(|j| j.id))
+        .collect();
     paged.reverse();
     assert_eq!(paged, ids);
 
-    let by_queue = list(JobList { queue: Some("b".into()), ..Default::default() }).await;
+    let by_queue = list(JobList {
+        queue: Some("b".into()),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(by_queue.jobs.len(), 3);
-    let by_kind = list(JobList { kind: Some("odd".into()), queue: Some("a".into()), ..Default::default() }).await;
-    assert_eq!(by_kind.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3], ids[1]]);
+    let by_kind = list(JobList {
+        kind: Some("odd".into()),
+        queue: Some("a".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        by_kind.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[1]]
+    );
     let by_ref = list(JobList {
         reference_type: Some("file_upload".into()),
         reference_id: Some("42".into()),
         ..Default::default()
     })
     .await;
-    assert_eq!(by_ref.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3]]);
+    assert_eq!(
+        by_ref.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
     let window = list(JobList {
         since: Some(t0 + ChronoDuration::seconds(120)),
         until: Some(t0 + ChronoDuration::seconds(240)),
         ..Default::default()
     })
     .await;
-    assert_eq!(window.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[3], ids[2]]);
+    assert_eq!(
+        window.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[2]]
+    );
     let scheduled = list(JobList {
         state: Some(StateFilter::Derived(errand_core::DerivedState::Scheduled)),
         ..Default::default()
     })
     .await;
-    assert_eq!(scheduled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[6]]);
-    let queued = list(JobList { state: Some(StateFilter::Status(JobStatus::Queued)), ..Default::default() }).await;
+    assert_eq!(
+        scheduled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[6]]
+    );
+    let queued = list(JobList {
+        state: Some(StateFilter::Status(JobStatus::Queued)),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(queued.jobs.len(), 7);
+}
+
+/// Every status is found by every filter that should find it: the PostgreSQL store keeps
+/// running and succeeded rows out of some indexes and lists them through other paths.
+pub async fn job_list_finds_every_status_by_kind_state_and_queue(h: Harness) {
+    // Per kind, one job in each status, claimed and finished one at a time in id order.
+    let mut by_status: Vec<(JobStatus, i64, &str)> = Vec::new();
+    for kind in ["k", "other"] {
+        for status in [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Running,
+            JobStatus::Cancelled,
+            JobStatus::Queued,
+        ] {
+            let mut job = new_job(kind);
+            job.max_attempts = 1;
+            if status == JobStatus::Queued {
+                // Not ready, so that later claims take the job meant for them.
+                job.run_at = RunAt::After(Duration::from_secs(600));
+            }
+            let id = h.insert(job).await;
+            match status {
+                JobStatus::Queued => {}
+                JobStatus::Cancelled => {
+                    h.store.job_cancel(&[id], None).await.unwrap();
+                }
+                _ => {
+                    let j = claim_one(&h, "w").await;
+                    assert_eq!(j.id, id);
+                    if status == JobStatus::Succeeded {
+                        let acks = h
+                            .store
+                            .job_complete_many(&[JobComplete {
+                                fence: fence(&j),
+                                result: None,
+                            }])
+                            .await
+                            .unwrap();
+                        assert_eq!(acks, vec![Ack::Done]);
+                    } else if status == JobStatus::Failed {
+                        h.store
+                            .job_fail(&JobFail {
+                                fence: fence(&j),
+                                error: "no".into(),
+                                action: FailAction::Fail,
+                            })
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            assert_eq!(get(&h, id).await.status, status);
+            by_status.push((status, id, kind));
+        }
+    }
+    let list = |f: JobList| {
+        let store = h.store.clone();
+        async move { store.job_list(&f).await.unwrap() }
+    };
+    let ids = |page: &JobPage| page.jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    let newest_first = |keep: &dyn Fn(JobStatus, &str) -> bool| {
+        let mut v: Vec<i64> = by_status
+            .iter()
+            .filter(|(s, _, k)| keep(*s, k))
+            .map(|(_, id, _)| *id)
+            .collect();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v
+    };
+
+    let of_k = list(JobList {
+        kind: Some("k".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        ids(&of_k),
+        newest_first(&|_, k| k == "k"),
+        "every status of kind k"
+    );
+    // Paging by kind crosses the running job and the rest in id order.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list(JobList {
+            kind: Some("k".into()),
+            limit: 2,
+            before_id: cursor,
+            ..Default::default()
+        })
+        .await;
+        paged.extend(ids(&page));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, newest_first(&|_, k| k == "k"));
+
+    for status in [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ] {
+        let state = Some(StateFilter::Status(status));
+        let all = list(JobList {
+            state,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            ids(&all),
+            newest_first(&|s, _| s == status),
+            "state {status:?}"
+        );
+        let one_kind = list(JobList {
+            state,
+            kind: Some("other".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            ids(&one_kind),
+            newest_first(&|s, k| s == status && k == "other"),
+            "state {status:?}, kind other"
+        );
+        let in_queue = list(JobList {
+            state,
+            queue: Some("default".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            ids(&in_queue),
+            newest_first(&|s, _| s == status),
+            "state {status:?}, queue default"
+        );
+        let no_queue = list(JobList {
+            state,
+            queue: Some("elsewhere".into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(
+            no_queue.jobs.is_empty(),
+            "state {status:?}, queue elsewhere"
+        );
+    }
 }
 
 pub async fn job_list_retrying_state(h: Harness) {
@@ -890,7 +1359,9 @@ pub async fn job_list_retrying_state(h: Harness) {
         .job_fail(&JobFail {
             fence: fence(&j),
             error: "x".into(),
-            action: FailAction::Retry { delay: Duration::ZERO },
+            action: FailAction::Retry {
+                delay: Duration::ZERO,
+            },
         })
         .await
         .unwrap();
@@ -902,7 +1373,10 @@ pub async fn job_list_retrying_state(h: Harness) {
         })
         .await
         .unwrap();
-    assert_eq!(retrying.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(
+        retrying.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![id]
+    );
 }
 
 pub async fn queue_stats_counts_by_status_and_oldest_ready(h: Harness) {
@@ -916,20 +1390,45 @@ pub async fn queue_stats_counts_by_status_and_oldest_ready(h: Harness) {
     later.run_at = RunAt::After(Duration::from_secs(3600));
     h.insert(later).await; // scheduled
     make_failed(&h, "mail", "email").await;
-    let j = h.store.job_claim(&claim("email", "w", 1)).await.unwrap().remove(0);
+    let j = h
+        .store
+        .job_claim(&claim("email", "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(j.created_at, t0);
     h.clock.advance(Duration::from_secs(5));
     let stats = h.store.queue_stats().await.unwrap();
     let s = stats.iter().find(|s| s.queue == "email").unwrap();
-    assert_eq!((s.queued, s.scheduled, s.running, s.failed, s.succeeded, s.cancelled), (2, 1, 1, 1, 0, 0));
-    assert_eq!(s.oldest_ready_run_at, Some(t0 + ChronoDuration::seconds(10)));
+    assert_eq!(
+        (
+            s.queued,
+            s.scheduled,
+            s.running,
+            s.failed,
+            s.succeeded,
+            s.cancelled
+        ),
+        (2, 1, 1, 1, 0, 0)
+    );
+    assert_eq!(
+        s.oldest_ready_run_at,
+        Some(t0 + ChronoDuration::seconds(10))
+    );
     assert_eq!(s.as_of, h.now());
     assert!(!s.paused);
 }
 
 /// The counts by status as listing every job says they are, per queue.
 async fn counted_by_listing(h: &Harness) -> HashMap<(String, JobStatus), u64> {
-    let page = h.store.job_list(&JobList { limit: 1000, ..Default::default() }).await.unwrap();
+    let page = h
+        .store
+        .job_list(&JobList {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut out = HashMap::new();
     for j in page.jobs {
         *out.entry((j.queue, j.status)).or_insert(0) += 1;
@@ -963,7 +1462,11 @@ pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
     let check = |step: &'static str| {
         let h = &h;
         async move {
-            assert_eq!(counted_by_stats(h).await, counted_by_listing(h).await, "after {step}");
+            assert_eq!(
+                counted_by_stats(h).await,
+                counted_by_listing(h).await,
+                "after {step}"
+            );
         }
     };
     let mut batch: Vec<_> = (0..6).map(|_| job_in("a")).collect();
@@ -975,7 +1478,10 @@ pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
     let claimed = h.store.job_claim(&claim("a", "w", 3)).await.unwrap();
     check("claim").await;
     h.store
-        .job_complete_many(&[JobComplete { fence: fence(&claimed[0]), result: None }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&claimed[0]),
+            result: None,
+        }])
         .await
         .unwrap();
     check("complete").await;
@@ -983,17 +1489,28 @@ pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
         .job_fail(&JobFail {
             fence: fence(&claimed[1]),
             error: "again".into(),
-            action: FailAction::Retry { delay: Duration::from_secs(1) },
+            action: FailAction::Retry {
+                delay: Duration::from_secs(1),
+            },
         })
         .await
         .unwrap();
     check("fail with retry").await;
-    h.store.job_release_many(&[fence(&claimed[2])]).await.unwrap();
+    h.store
+        .job_release_many(&[fence(&claimed[2])])
+        .await
+        .unwrap();
     check("release").await;
     let failed = make_failed(&h, "wake", "b").await;
     make_failed(&h, "wake", "b").await;
     check("fail for good").await;
-    let queued_b = h.store.job_list(&JobList { queue: Some("b".into()), limit: 10, ..Default::default() })
+    let queued_b = h
+        .store
+        .job_list(&JobList {
+            queue: Some("b".into()),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .jobs
@@ -1005,7 +1522,11 @@ pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
     h.store.job_retry(&[failed]).await.unwrap();
     check("retry").await;
     h.store
-        .job_retry_failed(&RetryFailed { queue: Some("b".into()), kind: None, limit: 10 })
+        .job_retry_failed(&RetryFailed {
+            queue: Some("b".into()),
+            kind: None,
+            limit: 10,
+        })
         .await
         .unwrap();
     check("bulk retry").await;
@@ -1015,17 +1536,30 @@ pub async fn queue_stats_counts_follow_every_transition(h: Harness) {
     rescue_all(&h, "lease expired").await;
     check("rescue").await;
     let done = h.store.job_claim(&claim("b", "w3", 10)).await.unwrap();
-    let acks: Vec<JobComplete> = done.iter().map(|j| JobComplete { fence: fence(j), result: None }).collect();
+    let acks: Vec<JobComplete> = done
+        .iter()
+        .map(|j| JobComplete {
+            fence: fence(j),
+            result: None,
+        })
+        .collect();
     h.store.job_complete_many(&acks).await.unwrap();
     h.clock.advance(Duration::from_secs(3600));
     let purge = JobPurge {
-        statuses: vec![JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled],
+        statuses: vec![
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ],
         finished_before: h.now(),
         limit: 100,
     };
     while h.store.job_purge(&purge).await.unwrap() > 0 {}
     check("purge").await;
-    assert!(counted_by_stats(&h).await.keys().all(|(q, _)| q == "a"), "queue b emptied");
+    assert!(
+        counted_by_stats(&h).await.keys().all(|(q, _)| q == "a"),
+        "queue b emptied"
+    );
 }
 
 /// Inserts a job of `kind` in `queue`, claims it, lets `run` pass on the clock and completes it.
@@ -1034,12 +1568,20 @@ async fn make_succeeded(h: &Harness, kind: &str, queue: &str, run: Duration) -> 
     j.queue = queue.into();
     j.priority = 100;
     let id = h.insert(j).await;
-    let job = h.store.job_claim(&claim(queue, "w", 1)).await.unwrap().remove(0);
+    let job = h
+        .store
+        .job_claim(&claim(queue, "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(job.id, id);
     h.clock.advance(run);
     let acks = h
         .store
-        .job_complete_many(&[JobComplete { fence: fence(&job), result: None }])
+        .job_complete_many(&[JobComplete {
+            fence: fence(&job),
+            result: None,
+        }])
         .await
         .unwrap();
     assert_eq!(acks, vec![Ack::Done]);
@@ -1068,7 +1610,11 @@ pub async fn job_finished_stats_counts_outcomes_and_durations_since(h: Harness) 
     live.queue = "email".into();
     h.insert(live).await;
 
-    let all = JobFinishedStats { since, queue: None, kind: None };
+    let all = JobFinishedStats {
+        since,
+        queue: None,
+        kind: None,
+    };
     let stats = h.store.job_finished_stats(&all).await.unwrap();
     assert_eq!(
         stats,
@@ -1097,23 +1643,49 @@ pub async fn job_finished_stats_counts_outcomes_and_durations_since(h: Harness) 
     );
 
     // Filters by queue and by kind.
-    let email = JobFinishedStats { since, queue: Some("email".into()), kind: None };
+    let email = JobFinishedStats {
+        since,
+        queue: Some("email".into()),
+        kind: None,
+    };
     let stats = h.store.job_finished_stats(&email).await.unwrap();
-    assert_eq!(stats.iter().map(|s| s.queue.as_str()).collect::<Vec<_>>(), vec!["email"]);
-    let report = JobFinishedStats { since, queue: None, kind: Some("report".into()) };
+    assert_eq!(
+        stats.iter().map(|s| s.queue.as_str()).collect::<Vec<_>>(),
+        vec!["email"]
+    );
+    let report = JobFinishedStats {
+        since,
+        queue: None,
+        kind: Some("report".into()),
+    };
     let stats = h.store.job_finished_stats(&report).await.unwrap();
     assert_eq!(stats.len(), 1);
-    assert_eq!((stats[0].queue.as_str(), stats[0].succeeded), ("default", 1));
+    assert_eq!(
+        (stats[0].queue.as_str(), stats[0].succeeded),
+        ("default", 1)
+    );
 
     // A window in the future: nothing. Failures only: counted, without durations.
-    let future = JobFinishedStats { since: h.now() + ChronoDuration::seconds(1), queue: None, kind: None };
+    let future = JobFinishedStats {
+        since: h.now() + ChronoDuration::seconds(1),
+        queue: None,
+        kind: None,
+    };
     assert_eq!(h.store.job_finished_stats(&future).await.unwrap(), vec![]);
     let one = make_failed(&h, "lonely", "solo").await;
-    let solo = JobFinishedStats { since: h.now(), queue: Some("solo".into()), kind: None };
+    let solo = JobFinishedStats {
+        since: h.now(),
+        queue: Some("solo".into()),
+        kind: None,
+    };
     let stats = h.store.job_finished_stats(&solo).await.unwrap();
     assert_eq!(
         stats,
-        vec![FinishedStats { queue: "solo".into(), failed: 1, ..Default::default() }],
+        vec![FinishedStats {
+            queue: "solo".into(),
+            failed: 1,
+            ..Default::default()
+        }],
         "job {one}"
     );
 }
@@ -1150,7 +1722,10 @@ pub async fn job_throughput_buckets_by_time_and_queue(h: Harness) {
         (e, "default", "cancelled"),
     ] {
         let start = bucket_of(get(&h, id).await.finished_at.unwrap(), minute);
-        let i = match expected.iter().position(|x| x.start == start && x.queue == queue) {
+        let i = match expected
+            .iter()
+            .position(|x| x.start == start && x.queue == queue)
+        {
             Some(i) => i,
             None => {
                 expected.push(ThroughputBucket {
@@ -1171,15 +1746,26 @@ pub async fn job_throughput_buckets_by_time_and_queue(h: Harness) {
     }
     expected.sort_by(|x, y| (x.start, &x.queue).cmp(&(y.start, &y.queue)));
     assert!(bucket_of(second, minute) > bucket_of(first, minute));
-    let series = JobThroughput { since, bucket: minute, queue: None, kind: None };
+    let series = JobThroughput {
+        since,
+        bucket: minute,
+        queue: None,
+        kind: None,
+    };
     assert_eq!(h.store.job_throughput(&series).await.unwrap(), expected);
     assert_eq!(
-        expected.iter().map(|b| b.succeeded + b.failed + b.cancelled).sum::<u64>(),
+        expected
+            .iter()
+            .map(|b| b.succeeded + b.failed + b.cancelled)
+            .sum::<u64>(),
         5
     );
 
     // Filtered by queue and kind; one bucket as wide as the window.
-    let email = JobThroughput { queue: Some("email".into()), ..series.clone() };
+    let email = JobThroughput {
+        queue: Some("email".into()),
+        ..series.clone()
+    };
     let got = h.store.job_throughput(&email).await.unwrap();
     assert!(got.iter().all(|b| b.queue == "email"));
     assert_eq!(got.iter().map(|b| b.succeeded).sum::<u64>(), 2);
@@ -1192,7 +1778,10 @@ pub async fn job_throughput_buckets_by_time_and_queue(h: Harness) {
     let got = h.store.job_throughput(&hour).await.unwrap();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!((got[0].succeeded, got[0].cancelled), (1, 1));
-    assert_eq!(got[0].start, bucket_of(since, Duration::from_secs(86_400 * 365 * 100)));
+    assert_eq!(
+        got[0].start,
+        bucket_of(since, Duration::from_secs(86_400 * 365 * 100))
+    );
 }
 
 // ---- events -----------------------------------------------------------------------------
@@ -1217,27 +1806,51 @@ pub async fn event_insert_and_list_in_order(h: Harness) {
         h.clock.advance(Duration::from_secs(1));
     }
     let events = h.store.event_list(id).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.message.clone().unwrap()).collect::<Vec<_>>(), vec!["first", "second"]);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.message.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["first", "second"]
+    );
     assert_eq!(events[1].data, Some(json!({"by": "ops"})));
     assert!(events[0].id < events[1].id);
 }
 
 // ---- workers ----------------------------------------------------------------------------
 
-fn registration(id: &str, host: &str, pid: i64, version: &str, queues: &[(&str, u32)]) -> WorkerRegistration {
+fn registration(
+    id: &str,
+    host: &str,
+    pid: i64,
+    version: &str,
+    queues: &[(&str, u32)],
+) -> WorkerRegistration {
     WorkerRegistration {
         id: id.into(),
         host: host.into(),
         pid,
         version: version.into(),
-        queues: queues.iter().map(|&(name, concurrency)| WorkerQueue { name: name.into(), concurrency }).collect(),
+        queues: queues
+            .iter()
+            .map(|&(name, concurrency)| WorkerQueue {
+                name: name.into(),
+                concurrency,
+            })
+            .collect(),
     }
 }
 
 pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
     assert!(h.store.worker_list().await.unwrap().is_empty());
     let t0 = h.now();
-    let a = registration("host-a-11-x1", "host-a", 11, "0.1.0", &[("default", 4), ("email", 2)]);
+    let a = registration(
+        "host-a-11-x1",
+        "host-a",
+        11,
+        "0.1.0",
+        &[("default", 4), ("email", 2)],
+    );
     h.store.worker_register(&a).await.unwrap();
     h.clock.advance(Duration::from_secs(1));
     let t1 = h.now();
@@ -1248,8 +1861,14 @@ pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
     assert_eq!(list.len(), 2);
     let (wa, wb) = (&list[0], &list[1]);
     assert_eq!(wa.id, a.id, "oldest started_at first");
-    assert_eq!((wa.host.as_str(), wa.pid, wa.version.as_str()), ("host-a", 11, "0.1.0"));
-    assert_eq!(wa.queues, a.queues, "queues round-trip with their concurrency");
+    assert_eq!(
+        (wa.host.as_str(), wa.pid, wa.version.as_str()),
+        ("host-a", 11, "0.1.0")
+    );
+    assert_eq!(
+        wa.queues, a.queues,
+        "queues round-trip with their concurrency"
+    );
     assert_eq!((wa.started_at, wa.last_seen_at), (t0, t0));
     assert_eq!(wb.id, b.id);
     assert!(wb.queues.is_empty());
@@ -1264,8 +1883,17 @@ pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
     assert_eq!(list.len(), 2);
     let wa = &list[0];
     assert_eq!(wa.id, a.id, "still first: started_at did not move");
-    assert_eq!((wa.host.as_str(), wa.pid, wa.version.as_str()), ("host-a2", 12, "0.2.0"));
-    assert_eq!(wa.queues, vec![WorkerQueue { name: "bulk".into(), concurrency: 8 }]);
+    assert_eq!(
+        (wa.host.as_str(), wa.pid, wa.version.as_str()),
+        ("host-a2", 12, "0.2.0")
+    );
+    assert_eq!(
+        wa.queues,
+        vec![WorkerQueue {
+            name: "bulk".into(),
+            concurrency: 8
+        }]
+    );
     assert_eq!((wa.started_at, wa.last_seen_at), (t0, t2));
 
     // Heartbeats move last_seen_at; an unknown id says so, so its worker registers again.
@@ -1274,7 +1902,11 @@ pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
     assert!(h.store.worker_heartbeat(&b.id).await.unwrap());
     assert!(!h.store.worker_heartbeat("nobody").await.unwrap());
     let list = h.store.worker_list().await.unwrap();
-    assert_eq!(list.len(), 2, "a heartbeat for an unknown id creates nothing");
+    assert_eq!(
+        list.len(),
+        2,
+        "a heartbeat for an unknown id creates nothing"
+    );
     assert_eq!((list[0].last_seen_at, list[1].last_seen_at), (t2, t3));
     assert_eq!(list[1].started_at, t1);
 
@@ -1282,9 +1914,15 @@ pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
     assert_eq!(h.store.worker_prune(t2).await.unwrap(), 0);
     assert_eq!(h.store.worker_prune(t3).await.unwrap(), 1);
     let list = h.store.worker_list().await.unwrap();
-    assert_eq!(list.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), vec![b.id.as_str()]);
+    assert_eq!(
+        list.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        vec![b.id.as_str()]
+    );
     assert_eq!(h.store.worker_prune(t3).await.unwrap(), 0);
-    assert!(!h.store.worker_heartbeat(&a.id).await.unwrap(), "a pruned worker must register again");
+    assert!(
+        !h.store.worker_heartbeat(&a.id).await.unwrap(),
+        "a pruned worker must register again"
+    );
 
     // Remove is idempotent.
     h.store.worker_remove(&b.id).await.unwrap();
@@ -1299,7 +1937,10 @@ pub async fn worker_register_heartbeat_list_remove_prune(h: Harness) {
 const WARM_UP: &str = "warm-up";
 
 /// The next hint that is not from [`WARM_UP`], waiting at most `wait`.
-async fn next_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, wait: Duration) -> Option<String> {
+async fn next_hint(
+    rx: &mut tokio::sync::broadcast::Receiver<JobsReady>,
+    wait: Duration,
+) -> Option<String> {
     use tokio::sync::broadcast::error::RecvError;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -1308,7 +1949,9 @@ async fn next_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, wait: D
             Ok(Ok(hint)) if hint.queue == WARM_UP => continue,
             Ok(Ok(hint)) => return Some(hint.queue),
             Ok(Err(RecvError::Lagged(_))) => continue,
-            Ok(Err(RecvError::Closed)) => panic!("the wake-up channel closed while the store lives"),
+            Ok(Err(RecvError::Closed)) => {
+                panic!("the wake-up channel closed while the store lives")
+            }
         }
     }
 }
@@ -1316,7 +1959,11 @@ async fn next_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, wait: D
 /// Waits for a hint of `queue`, failing after 5 s or on a hint of another queue.
 async fn expect_hint(rx: &mut tokio::sync::broadcast::Receiver<JobsReady>, queue: &str) {
     let got = next_hint(rx, Duration::from_secs(5)).await;
-    assert_eq!(got.as_deref(), Some(queue), "expected a wake-up hint for queue `{queue}`");
+    assert_eq!(
+        got.as_deref(),
+        Some(queue),
+        "expected a wake-up hint for queue `{queue}`"
+    );
 }
 
 /// A ready job in `queue`.
@@ -1372,7 +2019,9 @@ pub async fn subscribe_hints_on_insert_of_ready_jobs(h: Harness) {
     h.insert(job_in("sentinel")).await;
     let mut seen = std::collections::BTreeSet::new();
     loop {
-        let q = next_hint(&mut rx, Duration::from_secs(5)).await.expect("hints for the batch");
+        let q = next_hint(&mut rx, Duration::from_secs(5))
+            .await
+            .expect("hints for the batch");
         if q == "sentinel" {
             break;
         }
@@ -1383,15 +2032,33 @@ pub async fn subscribe_hints_on_insert_of_ready_jobs(h: Harness) {
     // A duplicate unique key inserts nothing and makes nothing ready.
     let mut keyed = job_in("dup");
     keyed.unique_key = Some("once".into());
-    assert!(h.store.job_insert_many(std::slice::from_ref(&keyed)).await.unwrap()[0].inserted);
+    assert!(
+        h.store
+            .job_insert_many(std::slice::from_ref(&keyed))
+            .await
+            .unwrap()[0]
+            .inserted
+    );
     expect_hint(&mut rx, "dup").await;
     assert!(!h.store.job_insert_many(&[keyed]).await.unwrap()[0].inserted);
     h.insert(job_in("sentinel-2")).await;
     expect_hint(&mut rx, "sentinel-2").await;
 
     // Claiming, completing and failing with a delay make nothing ready.
-    let j = h.store.job_claim(&claim("now", "w", 1)).await.unwrap().remove(0);
-    h.store.job_fail(&JobFail { fence: fence(&j), error: "x".into(), action: FailAction::Retry { delay: LEASE } }).await.unwrap();
+    let j = h
+        .store
+        .job_claim(&claim("now", "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
+    h.store
+        .job_fail(&JobFail {
+            fence: fence(&j),
+            error: "x".into(),
+            action: FailAction::Retry { delay: LEASE },
+        })
+        .await
+        .unwrap();
     h.insert(job_in("sentinel-3")).await;
     expect_hint(&mut rx, "sentinel-3").await;
     // Nothing stray follows.
@@ -1410,25 +2077,49 @@ pub async fn subscribe_hints_on_retry_and_release(h: Harness) {
     // Operator retry of one job, and bulk retry of failed jobs.
     let failed = make_failed(&h, "k", "retry-one").await;
     expect_hint(&mut rx, "retry-one").await; // from its insert
-    assert_eq!(h.store.job_retry(&[failed]).await.unwrap(), vec![RetryOutcome::Retried { id: failed }]);
+    assert_eq!(
+        h.store.job_retry(&[failed]).await.unwrap(),
+        vec![RetryOutcome::Retried { id: failed }]
+    );
     expect_hint(&mut rx, "retry-one").await;
     make_failed(&h, "k", "retry-bulk").await;
     expect_hint(&mut rx, "retry-bulk").await;
-    let filter = RetryFailed { queue: Some("retry-bulk".into()), kind: None, limit: 10 };
+    let filter = RetryFailed {
+        queue: Some("retry-bulk".into()),
+        kind: None,
+        limit: 10,
+    };
     assert_eq!(h.store.job_retry_failed(&filter).await.unwrap(), 1);
     expect_hint(&mut rx, "retry-bulk").await;
     // Nothing to retry: no hint.
     assert_eq!(h.store.job_retry_failed(&filter).await.unwrap(), 0);
-    assert_eq!(h.store.job_retry(&[failed]).await.unwrap(), vec![RetryOutcome::Unchanged { id: failed, status: JobStatus::Queued }]);
+    assert_eq!(
+        h.store.job_retry(&[failed]).await.unwrap(),
+        vec![RetryOutcome::Unchanged {
+            id: failed,
+            status: JobStatus::Queued
+        }]
+    );
 
     // Release on shutdown hands jobs back, ready at once.
     h.insert(job_in("release")).await;
     expect_hint(&mut rx, "release").await;
-    let j = h.store.job_claim(&claim("release", "w", 1)).await.unwrap().remove(0);
-    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Done]);
+    let j = h
+        .store
+        .job_claim(&claim("release", "w", 1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        h.store.job_release_many(&[fence(&j)]).await.unwrap(),
+        vec![Ack::Done]
+    );
     expect_hint(&mut rx, "release").await;
     // A stale release writes nothing and hints nothing.
-    assert_eq!(h.store.job_release_many(&[fence(&j)]).await.unwrap(), vec![Ack::Stale]);
+    assert_eq!(
+        h.store.job_release_many(&[fence(&j)]).await.unwrap(),
+        vec![Ack::Stale]
+    );
     h.insert(job_in("sentinel")).await;
     expect_hint(&mut rx, "sentinel").await;
 }
@@ -1441,8 +2132,14 @@ pub async fn subscribe_hints_on_rescue_requeue_only(h: Harness) {
     expect_hint(&mut rx, "rescue-fail").await;
     h.insert(job_in("rescue-requeue")).await;
     expect_hint(&mut rx, "rescue-requeue").await;
-    h.store.job_claim(&claim("rescue-fail", "w", 1)).await.unwrap();
-    h.store.job_claim(&claim("rescue-requeue", "w", 1)).await.unwrap();
+    h.store
+        .job_claim(&claim("rescue-fail", "w", 1))
+        .await
+        .unwrap();
+    h.store
+        .job_claim(&claim("rescue-requeue", "w", 1))
+        .await
+        .unwrap();
     h.clock.advance(LEASE + Duration::from_secs(1));
     let stuck = h.store.job_list_stuck(10).await.unwrap();
     assert_eq!(stuck.len(), 2);
@@ -1454,7 +2151,10 @@ pub async fn subscribe_hints_on_rescue_requeue_only(h: Harness) {
             message: "lease expired".into(),
         })
         .collect();
-    assert_eq!(h.store.job_rescue_many(&items).await.unwrap(), vec![Ack::Done, Ack::Done]);
+    assert_eq!(
+        h.store.job_rescue_many(&items).await.unwrap(),
+        vec![Ack::Done, Ack::Done]
+    );
     // Only the requeued job's queue is hinted; the failed one's is not.
     expect_hint(&mut rx, "rescue-requeue").await;
     h.insert(job_in("sentinel")).await;

@@ -10,9 +10,9 @@
 pub mod cases;
 pub mod harness;
 
-pub use harness::{new_job, run, Harness, TestBackend};
 pub use errand_core::ManualClock;
 pub use harness::postgres_url;
+pub use harness::{new_job, run, Harness, TestBackend};
 
 /// Expands to one `#[tokio::test]` per case and backend: `sqlite::<case>` and `postgres::<case>`.
 #[macro_export]

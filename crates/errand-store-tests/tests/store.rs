@@ -30,6 +30,7 @@ errand_store_tests::store_suite!(
     job_retry_failed_in_batches_filtered_by_queue,
     job_purge_deletes_old_finished_jobs_in_batches_with_their_events,
     job_list_filters_and_pages,
+    job_list_finds_every_status_by_kind_state_and_queue,
     job_list_retrying_state,
     queue_stats_counts_by_status_and_oldest_ready,
     queue_stats_counts_follow_every_transition,
@@ -47,12 +48,20 @@ errand_store_tests::store_suite!(
 fn every_case_is_listed() {
     let cases = include_str!("../src/cases.rs");
     let this = include_str!("store.rs");
-    let listed = this.split("store_suite!(").nth(1).unwrap().split(");").next().unwrap();
+    let listed = this
+        .split("store_suite!(")
+        .nth(1)
+        .unwrap()
+        .split(");")
+        .next()
+        .unwrap();
     for line in cases.lines() {
         if let Some(rest) = line.strip_prefix("pub async fn ") {
             let name = rest.split('(').next().unwrap();
             assert!(
-                listed.split(|c: char| c == ',' || c.is_whitespace()).any(|n| n == name),
+                listed
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .any(|n| n == name),
                 "case `{name}` is not listed in tests/store.rs"
             );
         }
