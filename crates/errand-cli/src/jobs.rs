@@ -34,7 +34,7 @@ fn list_filter(args: &JobsListArgs, now: DateTime<Utc>) -> Result<JobList, Usage
     let (reference_type, reference_id) = match &args.reference {
         None => (None, None),
         Some(r) => match r.split_once(':') {
-            Some((t, _)) if t.is_empty() => {
+            Some(("", _)) => {
                 return Err(UsageError(format!(
                     "--reference: expected TYPE:ID or TYPE such as file_upload:42, got `{r}`"
                 )))
@@ -267,7 +267,7 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
             items.push((f, 3, what.into()));
         }
     }
-    items.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    items.sort_by_key(|a| (a.0, a.1));
     items.into_iter().map(|(at, _, what)| (at, what)).collect()
 }
 
