@@ -8,8 +8,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES: &str = "Exit codes:\n  \
     0  done\n  \
     1  runtime failure (database unreachable, schema not migrated, ...)\n  \
-    2  bad input: usage, configuration, unknown job id, bad value, no --yes without a terminal; nothing changed\n  \
-    3  some of the named jobs were not in a state the action applies to (left as they were; the rest done)\n  \
+    2  bad input: usage, configuration, unknown job id or schedule, bad value, no --yes without a terminal; nothing changed\n  \
+    3  some of the named jobs (or a schedule) were not in a state the action applies to (left as they were; the rest done)\n  \
     4  declined at the confirmation prompt; nothing changed";
 
 /// Errand: a durable job queue.
@@ -146,6 +146,13 @@ pub enum Command {
     /// Worker processes and their last heartbeat
     #[command(subcommand, after_help = "Example:\n  errand workers list")]
     Workers(WorkersCommand),
+
+    /// Schedules: list, show, preview, pause, resume, trigger now
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  errand schedules list\n  errand schedules show nightly_report\n  errand schedules next nightly_report -n 20\n  errand schedules trigger nightly_report"
+    )]
+    Schedules(SchedulesCommand),
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +369,87 @@ pub enum WorkersCommand {
     /// Registered worker processes: host, pid, queues, started, last heartbeat
     #[command(after_help = "Examples:\n  errand workers list\n  errand workers list --json | jq -r '.workers[].host'")]
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Every schedule: what it fires, whether it is paused, its next fire and its last run
+    #[command(
+        long_about = "Every schedule by name: the schedule as written (cron and time zone, or \
+        every), the task kind and queue it enqueues, its state (active, paused, or the problem \
+        when the stored schedule cannot be read and does not fire), the next fire, and the \
+        last run (when it was enqueued, and its job's state now).",
+        after_help = "Examples:\n  errand schedules list\n  errand schedules list --json | jq -r '.schedules[] | select(.paused) | .name'"
+    )]
+    List,
+
+    /// One schedule: every field, the next fires, the last run, run times, history, skipped fires
+    #[command(
+        long_about = "One schedule in full: its fields, the next 5 fires (in UTC and in its time \
+        zone), the last run and how long it took, average / p95 / max run time over the recent \
+        runs (up to 100), the recent runs (job, fire time, state, duration) and the fires that \
+        were skipped, with the reason (missed by more than misfire_grace, coalesced into a later \
+        fire, or the previous run still queued or running).",
+        after_help = "Examples:\n  errand schedules show nightly_report\n  errand schedules show nightly_report --json | jq '.stats'"
+    )]
+    Show(ScheduleNameArg),
+
+    /// The next fire times of a schedule, in UTC and in its time zone
+    #[command(after_help = "Examples:\n  errand schedules next nightly_report\n  errand schedules next nightly_report -n 50 --json | jq -r '.next_fires[].at'")]
+    Next(ScheduleNextArgs),
+
+    /// Stop schedules from firing until resumed (`trigger` still runs them)
+    #[command(
+        long_about = "Pause schedules by name: the scheduler does not fire them until they are \
+        resumed; jobs already enqueued are not touched. A schedule that is already paused is \
+        reported and left as it is. A pause is kept across restarts of `errand serve`, also for \
+        schedules from errand.toml.",
+        after_help = "Examples:\n  errand schedules pause nightly_report\n  errand schedules pause nightly_report sync_crm"
+    )]
+    Pause(ScheduleNamesArg),
+
+    /// Let paused schedules fire again, from now on
+    #[command(
+        long_about = "Resume paused schedules by name. The fires they missed while paused are \
+        not run: each goes on with its next fire after now. A schedule that is not paused is \
+        reported and left as it is.",
+        after_help = "Examples:\n  errand schedules resume nightly_report\n  errand schedules next nightly_report -n 1"
+    )]
+    Resume(ScheduleNamesArg),
+
+    /// Enqueue a schedule's job now, whatever its next fire (the "force the next run now")
+    #[command(
+        long_about = "Enqueue the schedule's job now, as a fire would, and print its id. Its \
+        regular fires are not moved, and it runs even when the schedule is paused or its \
+        previous run is still going (the overlap policy applies to fires only).",
+        after_help = "Examples:\n  errand schedules trigger nightly_report\n  id=$(errand schedules trigger nightly_report --json | jq .job_id) && errand jobs show \"$id\""
+    )]
+    Trigger(ScheduleNameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleNameArg {
+    /// A schedule name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleNamesArg {
+    /// Schedule names
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleNextArgs {
+    /// A schedule name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// How many fire times (1 to 1000)
+    #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub count: u32,
 }
 
 #[derive(Debug, Args)]

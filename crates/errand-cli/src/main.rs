@@ -16,15 +16,15 @@
 //! | `serve` | `serve` and `worker`: the one list of services, signals, graceful stop |
 //! | `handlers` | command and HTTP handlers for configured tasks, one file each |
 //! | `migrate`, `enqueue` | the one-shot commands |
-//! | `stats`, `jobs`, `queues` | the operator commands (`queues` also has `workers list`) |
+//! | `stats`, `jobs`, `queues`, `schedules` | the operator commands (`queues` also has `workers list`) |
 //! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
 //! | `output` | tables, colour, times, `--json`, progress: how every command prints |
 //! | `views` | the JSON shapes of the operator commands (docs/cli-json.md) |
 //! | `logging` | text or JSON log lines on stderr |
 //!
 //! Exit codes (`cli::EXIT_CODES`): 0 done, 1 runtime failure (database unreachable, ...),
-//! 2 bad input (nothing was written), 3 some named jobs were not in a state the action
-//! applies to, 4 declined at the confirmation prompt.
+//! 2 bad input (nothing was written), 3 some named jobs (or a schedule) were not in a state
+//! the action applies to, 4 declined at the confirmation prompt.
 
 mod cli;
 mod config;
@@ -36,6 +36,7 @@ mod jobs;
 mod operate;
 mod output;
 mod queues;
+mod schedules;
 mod stats;
 mod views;
 mod serve;
@@ -100,11 +101,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(command) => jobs::run(&config, &command, &out).await,
         Command::Queues(command) => queues::run(&config, &command, &mut out).await,
         Command::Workers(command) => queues::workers(&config, &command, &out).await,
+        Command::Schedules(command) => schedules::run(&config, &command, &out).await,
     }
 }
 
 /// The exit code of a failed command (`cli::EXIT_CODES`): 2 for bad input (flags,
-/// configuration, a job the library rejected, an unknown job), 3 when some named jobs were
+/// configuration, a job the library rejected, an unknown job or schedule), 3 when some named jobs were
 /// left as they were, 4 when the operator declined, 1 for the rest.
 fn exit_code(e: &anyhow::Error) -> u8 {
     if e.chain().any(|c| c.is::<operate::PartlyApplied>()) {
@@ -118,7 +120,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             || cause.is::<config::ConfigError>()
             || matches!(
                 cause.downcast_ref::<errand::Error>(),
-                Some(errand::Error::Invalid(_) | errand::Error::InvalidInBatch { .. })
+                Some(
+                    errand::Error::Invalid(_)
+                        | errand::Error::InvalidInBatch { .. }
+                        | errand::Error::Store(errand::StoreError::ScheduleNotFound(_))
+                )
             )
     });
     if usage {

@@ -11,8 +11,8 @@ use errand::{Client, JobId};
 use errand_core::parse_duration;
 use std::io::{BufRead, IsTerminal, Write};
 
-/// Some named jobs were not in a state the action applies to: exit code 3. The report on
-/// stdout says which; this only sets the code.
+/// Some named jobs (or a schedule) were not in a state the action applies to: exit code 3.
+/// The report on stdout, or this error's message, says which.
 #[derive(Debug)]
 pub struct PartlyApplied(pub String);
 

@@ -4,8 +4,12 @@
 //! reach a terminal or a script's output.
 
 use crate::output::rfc3339;
-use chrono::{DateTime, Utc};
-use errand::{CancelOutcome, Event, FinishedStats, Job, QueueStats, RetryOutcome, WorkerRecord};
+use chrono::{DateTime, SecondsFormat, Utc};
+use errand::schedule::{Schedule, Trigger};
+use errand::{
+    CancelOutcome, Event, FinishedStats, FireRecord, Job, QueueStats, RetryOutcome, RunStats,
+    ScheduleInfo, ScheduleSpec, WorkerRecord,
+};
 use errand_core::redact::redact;
 use serde_json::{json, Value};
 
@@ -136,5 +140,125 @@ pub fn worker(w: &WorkerRecord, now: DateTime<Utc>) -> Value {
         "started_at": rfc3339(w.started_at),
         "last_seen_at": rfc3339(w.last_seen_at),
         "last_seen_age_ms": (now - w.last_seen_at).num_milliseconds().max(0),
+    })
+}
+
+/// A stored schedule read back: as written, and checked. Either is `None` when the stored
+/// spec cannot be read by this build (then [`ScheduleInfo::problem`] says why).
+pub struct Written {
+    pub spec: Option<ScheduleSpec>,
+    pub checked: Option<Schedule>,
+}
+
+pub fn written(info: &ScheduleInfo) -> Written {
+    let spec: Option<ScheduleSpec> = serde_json::from_value(info.spec.clone()).ok();
+    let checked = spec.as_ref().and_then(|s| s.validate(&info.name).ok());
+    Written { spec, checked }
+}
+
+/// The zone a `cron` schedule is read in (as written, else UTC); `None` for `every`, which
+/// counts in UTC from the epoch.
+pub fn timezone(spec: &ScheduleSpec) -> Option<String> {
+    spec.cron
+        .as_ref()
+        .map(|_| spec.timezone.clone().unwrap_or_else(|| "UTC".into()))
+}
+
+/// A fire time on the wall clock of the schedule's zone (`cron` only): RFC 3339 with the
+/// offset for scripts, and `2026-11-24 02:00:00 GMT` for people (the abbreviation shows on
+/// which side of a DST change it falls).
+pub fn local(checked: Option<&Schedule>, at: DateTime<Utc>) -> Option<(String, String)> {
+    match &checked?.trigger {
+        Trigger::Cron { timezone, .. } => {
+            let l = at.with_timezone(timezone);
+            Some((
+                l.to_rfc3339_opts(SecondsFormat::Micros, false),
+                l.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+            ))
+        }
+        Trigger::Every(_) => None,
+    }
+}
+
+fn run_ms(started: Option<DateTime<Utc>>, finished: Option<DateTime<Utc>>) -> Option<i64> {
+    Some((finished? - started?).num_milliseconds().max(0))
+}
+
+/// A schedule (in `schedules list` and `show`): the spec as written (arguments redacted),
+/// its state, next fire, and last run; `last` is the job of its last run, if it still exists.
+pub fn schedule(info: &ScheduleInfo, last: Option<&Job>) -> Value {
+    let w = written(info);
+    let spec = w.spec.as_ref();
+    let last_run = info.last_job_id.map(|id| {
+        json!({
+            "job_id": id,
+            "status": last.map(|j| j.status).or(info.last_job_status).map(|s| s.as_str()),
+            "created_at": time(last.map(|j| j.created_at)),
+            "started_at": time(last.and_then(|j| j.started_at)),
+            "finished_at": time(last.and_then(|j| j.finished_at)),
+            "duration_ms": last.and_then(|j| run_ms(j.started_at, j.finished_at)),
+        })
+    });
+    json!({
+        "name": info.name,
+        "cron": spec.and_then(|s| s.cron.clone()),
+        "every": spec.and_then(|s| s.every.clone()),
+        "timezone": spec.and_then(timezone),
+        "kind": info.kind,
+        "queue": info.queue,
+        "args": spec.map(|s| redact(&s.args)),
+        "priority": spec.and_then(|s| s.priority),
+        "max_attempts": spec.and_then(|s| s.max_attempts),
+        "overlap": spec.map(|s| s.overlap.as_str()),
+        "misfire_grace_ms": w.checked.as_ref().map(|c| c.misfire_grace.as_millis() as u64),
+        "coalesce": spec.map(|s| s.coalesce),
+        "paused": info.paused,
+        "problem": info.problem,
+        "source": info.source.as_str(),
+        "next_fire_at": time(info.next_fire_at),
+        "last_fire_at": rfc3339(info.last_fire_at),
+        "last_run": last_run,
+        "created_at": rfc3339(info.created_at),
+        "updated_at": rfc3339(info.updated_at),
+    })
+}
+
+/// A fire time to come: UTC, and on the schedule's wall clock (`null` for `every`).
+pub fn next_fire(checked: Option<&Schedule>, at: DateTime<Utc>) -> Value {
+    json!({"at": rfc3339(at), "local": local(checked, at).map(|(rfc, _)| rfc)})
+}
+
+/// A run of a schedule (a fire that enqueued a job, or a trigger) and its job now.
+pub fn schedule_run(f: &FireRecord) -> Value {
+    json!({
+        "job_id": f.job_id,
+        "fire_at": rfc3339(f.fire_at),
+        "outcome": f.outcome.as_str(),
+        "status": f.job_status.map(|s| s.as_str()),
+        "started_at": time(f.job_started_at),
+        "finished_at": time(f.job_finished_at),
+        "duration_ms": run_ms(f.job_started_at, f.job_finished_at),
+    })
+}
+
+/// A fire that enqueued nothing, and why.
+pub fn skipped_fire(f: &FireRecord) -> Value {
+    json!({
+        "fire_at": rfc3339(f.fire_at),
+        "recorded_at": rfc3339(f.recorded_at),
+        "reason": f.reason,
+    })
+}
+
+/// Run-time figures over a schedule's recent runs.
+pub fn run_stats(s: &RunStats) -> Value {
+    json!({
+        "runs": s.runs,
+        "finished": s.finished,
+        "succeeded": s.succeeded,
+        "failed": s.failed,
+        "avg_ms": s.avg_ms,
+        "p95_ms": s.p95_ms,
+        "max_ms": s.max_ms,
     })
 }
