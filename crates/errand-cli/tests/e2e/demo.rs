@@ -1,5 +1,5 @@
-//! A demo database with jobs in every state (the `fixture`), and a transcript of the operator
-//! commands run against it. Ignored by default; run it to explore the commands by hand:
+//! A demo database with jobs in every state and a few schedules with a history (the
+//! `fixture`), and a transcript of the operator commands run against it. Ignored by default; run it to explore the commands by hand:
 //!
 //! ```sh
 //! ERRAND_DEMO_DB=/tmp/demo.db cargo test -p errand-cli --test e2e demo -- --ignored
@@ -18,6 +18,11 @@ const SESSION: &[&[&str]] = &[
     &["stats"],
     &["queues", "list"],
     &["workers", "list"],
+    &["schedules", "list"],
+    &["schedules", "show", "nightly_report"],
+    &["schedules", "show", "sync_crm"],
+    &["schedules", "next", "nightly_report", "-n", "5"],
+    &["schedules", "next", "sync_crm", "-n", "3"],
     &["jobs", "list", "--limit", "15"],
     &["jobs", "list", "--state", "failed"],
     &["jobs", "list", "--state", "retrying"],
@@ -36,6 +41,11 @@ const SESSION: &[&[&str]] = &[
     &["jobs", "retry", "--failed", "--yes"],
     &["jobs", "cancel", "7", "--reason", "not needed after all"],
     &["jobs", "cancel", "--queued", "--queue", "indexing", "--yes"],
+    &["schedules", "pause", "nightly_report", "weekly_cleanup"],
+    &["schedules", "resume", "weekly_cleanup"],
+    &["schedules", "trigger", "nightly_report"],
+    &["schedules", "trigger", "nightly_report", "--json"],
+    &["schedules", "list"],
     &["queues", "pause", "--all"],
     &["queues", "resume", "--all"],
     &["jobs", "purge", "--older-than", "30d", "--yes"],
@@ -44,6 +54,10 @@ const SESSION: &[&[&str]] = &[
     &["jobs", "show", "999"],
     &["jobs", "list", "--state", "doing"],
     &["jobs", "purge", "--older-than", "30days", "--yes"],
+    &["schedules", "show", "nightly_reprot"],
+    &["schedules", "next", "nightly_report", "-n", "0"],
+    &["schedules", "pause", "sync_crm", "nightly"],
+    &["schedules", "trigger", "legacy_export"],
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,6 +75,7 @@ async fn demo_session() {
         .await
         .unwrap();
     crate::fixture::every_state(&client, Some(&clock)).await;
+    crate::fixture::schedules(&client, &clock).await;
     eprintln!("demo database: {url}");
 
     let Ok(transcript) = std::env::var("ERRAND_DEMO_TRANSCRIPT") else {

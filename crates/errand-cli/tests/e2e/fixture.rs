@@ -23,6 +23,9 @@
 //! production (runs take seconds, retries wait, jobs are spread over the last hour) and more
 //! history follows (ids 13 and up), so ages and run-time figures read naturally; the tests
 //! pass none and everything happens within milliseconds.
+//!
+//! [`schedules`] adds schedules with a history, made by the real scheduler pass on a
+//! [`ManualClock`] over the last days (see its table).
 
 use errand::{Client, JobId, NewJob};
 use errand_core::{FailAction, ManualClock};
@@ -265,4 +268,178 @@ async fn history(client: &Client, clock: &ManualClock) {
         }
         clock.advance(secs(35.0));
     }
+}
+
+/// The schedules of [`schedules`].
+pub const NIGHTLY: &str = "nightly_report";
+pub const WEEKLY: &str = "weekly_cleanup";
+pub const SYNC: &str = "sync_crm";
+pub const LEGACY: &str = "legacy_export";
+
+fn spec(value: serde_json::Value) -> errand::ScheduleSpec {
+    serde_json::from_value(value).expect("a schedule spec")
+}
+
+/// One pass of the real scheduler at `at`; returns (jobs enqueued, fires skipped).
+async fn pass_at(
+    client: &Client,
+    clock: &ManualClock,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (usize, usize) {
+    clock.set(at);
+    let r = errand::scheduler::run_pass(client.store().as_ref(), &Default::default())
+        .await
+        .unwrap();
+    (r.enqueued, r.skipped)
+}
+
+/// Adds four schedules with a history, in the same order on both backends, to a database
+/// whose jobs (if any) leave the `reports` and `crm` queues without ready jobs. `client` must
+/// read its time from `clock`, which moves from days ago to the present:
+///
+/// | schedule | source | what | history |
+/// | --- | --- | --- | --- |
+/// | `nightly_report` | config | cron `0 2 * * *` in Europe/London, queue reports, args with a password | fires 1-4 before now−3h: run 41.5 s, run failed after 38.2 s, missed by 3 h (skipped `missed_beyond_grace`), run 44 s; then a trigger, run 40.7 s |
+/// | `weekly_cleanup` | config | cron `30 3 * * 0`, paused | none |
+/// | `sync_crm` | api | every 15m, queue crm, overlap skip | from an hour after the nightly's fire 4: fire 1 runs 15 min, so fire 2 is skipped (`overlap_skipped`); fire 3 runs 2.1 s; fires 4 and 5 missed within the grace: 4 `coalesced`, 5 runs 1.8 s |
+/// | `legacy_export` | api | a stored spec this build cannot read (unknown time zone) | none |
+///
+/// Without other jobs, the runs are jobs 1, 2, 3 (nightly fires), 4 (the trigger), 5, 6, 7
+/// (sync_crm).
+pub async fn schedules(client: &Client, clock: &ManualClock) {
+    use chrono::TimeDelta;
+    let now = chrono::Utc::now();
+    let w1 = "demo-host-1";
+    let nightly = spec(json!({
+        "cron": "0 2 * * *", "timezone": "Europe/London", "kind": "build_report",
+        "queue": "reports", "args": {"format": "pdf", "smtp_password": "hunter2"},
+    }));
+    let weekly = spec(json!({"cron": "30 3 * * 0", "kind": "purge_tmp", "paused": true}));
+    let sync = spec(json!({
+        "every": "15m", "kind": "sync_crm", "queue": "crm", "max_attempts": 3,
+    }));
+    let fires = nightly.validate(NIGHTLY).unwrap();
+    let n4 = fires
+        .trigger
+        .last_at_or_before(now - TimeDelta::hours(3))
+        .unwrap();
+    let before = |t: chrono::DateTime<chrono::Utc>| {
+        fires
+            .trigger
+            .last_at_or_before(t - TimeDelta::seconds(1))
+            .unwrap()
+    };
+    let n3 = before(n4);
+    let n2 = before(n3);
+    let n1 = before(n2);
+
+    clock.set(n1 - TimeDelta::minutes(10));
+    let configured = [(NIGHTLY.to_string(), nightly), (WEEKLY.to_string(), weekly)].into();
+    client.reconcile_schedules(&configured).await.unwrap();
+    assert_eq!(
+        pass_at(client, clock, n1 + TimeDelta::seconds(2)).await,
+        (1, 0)
+    );
+    clock.advance(secs(0.3));
+    let j = claim(client, "reports", w1, LEASE).await;
+    clock.advance(secs(41.5));
+    complete(client, &j, json!({"rows": 1180})).await;
+    assert_eq!(
+        pass_at(client, clock, n2 + TimeDelta::seconds(1)).await,
+        (1, 0)
+    );
+    clock.advance(secs(0.2));
+    let j = claim(client, "reports", w1, LEASE).await;
+    clock.advance(secs(38.2));
+    fail(
+        client,
+        &j,
+        "DatabaseError: canceling statement due to statement timeout",
+        FailAction::Fail,
+    )
+    .await;
+    // No scheduler ran at n3: three hours late is beyond the hour of grace.
+    assert_eq!(
+        pass_at(client, clock, n3 + TimeDelta::hours(3)).await,
+        (0, 1)
+    );
+    assert_eq!(
+        pass_at(client, clock, n4 + TimeDelta::seconds(1)).await,
+        (1, 0)
+    );
+    clock.advance(secs(0.2));
+    let j = claim(client, "reports", w1, LEASE).await;
+    clock.advance(secs(44.0));
+    complete(client, &j, json!({"rows": 1215})).await;
+    clock.set(n4 + TimeDelta::minutes(35));
+    client.schedule_trigger(NIGHTLY).await.unwrap();
+    clock.advance(secs(0.4));
+    let j = claim(client, "reports", w1, LEASE).await;
+    clock.advance(secs(40.7));
+    complete(client, &j, json!({"rows": 1215})).await;
+
+    let every = sync.validate(SYNC).unwrap();
+    // Within the day after n4, so no pass below reaches the nightly's next fire.
+    let s1 = every.trigger.next_after(n4 + TimeDelta::hours(1)).unwrap();
+    let step = |k: i32| s1 + TimeDelta::minutes(15 * i64::from(k));
+    clock.set(s1 - TimeDelta::minutes(1));
+    client.schedule_create(SYNC, &sync).await.unwrap();
+    assert_eq!(
+        pass_at(client, clock, step(0) + TimeDelta::seconds(1)).await,
+        (1, 0)
+    );
+    clock.advance(secs(0.2));
+    let long = claim(client, "crm", w1, Duration::from_secs(3600)).await;
+    // Still running at the next fire: skipped.
+    assert_eq!(
+        pass_at(client, clock, step(1) + TimeDelta::seconds(1)).await,
+        (0, 1)
+    );
+    clock.set(step(1) + TimeDelta::seconds(40));
+    complete(client, &long, json!({"contacts": 5120})).await;
+    assert_eq!(
+        pass_at(client, clock, step(2) + TimeDelta::seconds(1)).await,
+        (1, 0)
+    );
+    clock.advance(secs(0.2));
+    let j = claim(client, "crm", w1, LEASE).await;
+    clock.advance(secs(2.1));
+    complete(client, &j, json!({"contacts": 12})).await;
+    // Down for two fires, within the grace: they run once.
+    assert_eq!(
+        pass_at(client, clock, step(4) + TimeDelta::seconds(10)).await,
+        (1, 1)
+    );
+    clock.advance(secs(0.2));
+    let j = claim(client, "crm", w1, LEASE).await;
+    clock.advance(secs(1.8));
+    complete(client, &j, json!({"contacts": 31})).await;
+
+    // Stored by an errand whose time zone database knew a zone this one does not.
+    clock.set(now - TimeDelta::seconds(2));
+    client
+        .store()
+        .schedule_create(&errand_store::ScheduleWrite {
+            name: LEGACY.into(),
+            spec: json!({"cron": "0 4 * * *", "timezone": "Europe/Atlantis", "kind": "export_legacy"}),
+            kind: "export_legacy".into(),
+            queue: "default".into(),
+            paused: false,
+            source: errand::ScheduleSource::Api,
+        })
+        .await
+        .unwrap();
+}
+
+/// [`schedules`] on the database at `url`, through a client of its own on a manual clock
+/// (the tests' client reads the real one).
+pub async fn with_schedules(url: &str) {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let client = Client::builder(url.to_string())
+        .clock(std::sync::Arc::new(clock.clone()))
+        .postgres_max_connections(2)
+        .connect()
+        .await
+        .expect("connect the fixture's client");
+    schedules(&client, &clock).await;
 }

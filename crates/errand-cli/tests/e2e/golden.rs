@@ -10,7 +10,10 @@ use crate::common::{e2e, Env};
 use serde_json::Value;
 use std::path::PathBuf;
 
-e2e!(json_shapes_match_the_golden_files);
+e2e!(
+    json_shapes_match_the_golden_files,
+    schedule_json_shapes_match_the_golden_files
+);
 
 /// (golden file, command, expected exit code), run in this order: reads first, then actions.
 const COMMANDS: &[(&str, &[&str], i32)] = &[
@@ -29,19 +32,32 @@ const COMMANDS: &[(&str, &[&str], i32)] = &[
     ("jobs_purge", &["jobs", "purge", "--older-than", "0s", "--yes"], 0),
 ];
 
+/// The same for the schedule commands, on the `fixture::schedules` database.
+const SCHEDULE_COMMANDS: &[(&str, &[&str], i32)] = &[
+    ("schedules_list", &["schedules", "list"], 0),
+    ("schedules_show", &["schedules", "show", "nightly_report"], 0),
+    ("schedules_show_every", &["schedules", "show", "sync_crm"], 0),
+    ("schedules_next", &["schedules", "next", "nightly_report", "-n", "3"], 0),
+    ("schedules_pause", &["schedules", "pause", "nightly_report", "weekly_cleanup"], 0),
+    ("schedules_resume", &["schedules", "resume", "weekly_cleanup", "sync_crm"], 0),
+    ("schedules_trigger", &["schedules", "trigger", "nightly_report"], 0),
+];
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
 /// Replaces what differs between runs: RFC 3339 times, and `*_ms` measurements (ages and
-/// durations; `window_ms` is an input and stays).
+/// durations; settings such as `window_ms` stay).
 fn normalize(v: &mut Value, key: Option<&str>) {
     match v {
         Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
             *v = Value::String("<time>".into());
         }
         Value::Number(_)
-            if key.is_some_and(|k| k.ends_with("_ms") && k != "window_ms" && k != "timeout_ms") =>
+            if key.is_some_and(|k| {
+                k.ends_with("_ms") && !["window_ms", "timeout_ms", "misfire_grace_ms"].contains(&k)
+            }) =>
         {
             *v = Value::String("<ms>".into());
         }
@@ -77,9 +93,20 @@ fn diff(expected: &str, actual: &str) -> String {
 
 async fn json_shapes_match_the_golden_files(env: Env) {
     crate::fixture::every_state(env.client().await, None).await;
+    check(&env, COMMANDS).await;
+}
+
+async fn schedule_json_shapes_match_the_golden_files(env: Env) {
+    crate::fixture::with_schedules(&env.url).await;
+    check(&env, SCHEDULE_COMMANDS).await;
+}
+
+/// Runs `commands` in order with `--json` and compares each output with its golden file (or,
+/// with `ERRAND_UPDATE_GOLDEN`, writes it).
+async fn check(env: &Env, commands: &[(&str, &[&str], i32)]) {
     let update = std::env::var_os("ERRAND_UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
-    for (name, args, code) in COMMANDS {
+    for (name, args, code) in commands {
         let mut all: Vec<&str> = args.to_vec();
         all.push("--json");
         let out = env.run(&all).await;

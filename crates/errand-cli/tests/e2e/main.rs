@@ -18,4 +18,5 @@ mod http;
 mod lifecycle;
 mod ops;
 mod postgres_only;
+mod schedule_ops;
 mod schedules;

@@ -459,6 +459,13 @@ fn every_command_has_help_with_an_example() {
         &["queues", "resume"],
         &["workers"],
         &["workers", "list"],
+        &["schedules"],
+        &["schedules", "list"],
+        &["schedules", "show"],
+        &["schedules", "next"],
+        &["schedules", "pause"],
+        &["schedules", "resume"],
+        &["schedules", "trigger"],
     ];
     for path in commands {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_errand"))
