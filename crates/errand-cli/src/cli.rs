@@ -402,8 +402,8 @@ pub enum SchedulesCommand {
     #[command(
         long_about = "Pause schedules by name: the scheduler does not fire them until they are \
         resumed; jobs already enqueued are not touched. A schedule that is already paused is \
-        reported and left as it is. A pause is kept across restarts of `errand serve`, also for \
-        schedules from errand.toml.",
+        reported and left as it is. A pause is kept across restarts of `errand serve`; for a \
+        schedule from errand.toml, until its table in the file is changed.",
         after_help = "Examples:\n  errand schedules pause nightly_report\n  errand schedules pause nightly_report sync_crm"
     )]
     Pause(ScheduleNamesArg),
