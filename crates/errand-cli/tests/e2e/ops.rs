@@ -487,7 +487,7 @@ fn every_command_has_help_with_an_example() {
 
 /// Runs the binary on a pseudo-terminal (util-linux `script`), so stdin, stdout and stderr are
 /// a terminal, typing `input`; returns the exit code and everything the terminal showed.
-async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color: bool) -> (Option<i32>, String) {
+pub(crate) async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color: bool) -> (Option<i32>, String) {
     let mut line = format!("{} --database '{}'", env!("CARGO_BIN_EXE_errand"), env.url);
     for a in args {
         line.push_str(&format!(" '{a}'"));

@@ -187,6 +187,20 @@ async fn schedules_list_shows_spec_state_next_and_last_run(env: Env) {
         !text.stdout.contains('\x1b'),
         "no colour when stdout is not a terminal"
     );
+
+    // On a terminal: the state words and the last job's state in their colours.
+    let (code, shown) = crate::ops::on_terminal(&env, &["schedules", "list"], "", false).await;
+    assert_eq!(code, Some(0), "{shown}");
+    for coloured in [
+        "\x1b[35mpaused\x1b[0m",
+        "\x1b[31munreadable\x1b[0m",
+        "\x1b[32m4 succeeded\x1b[0m",
+    ] {
+        assert!(
+            shown.contains(coloured),
+            "{coloured:?} missing from {shown:?}"
+        );
+    }
 }
 
 async fn schedules_show_prints_fields_next_fires_stats_runs_and_skipped_fires(env: Env) {
