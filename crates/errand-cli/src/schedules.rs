@@ -487,7 +487,7 @@ async fn set_paused(
             (true, false) => format!("schedule {name}: already paused, unchanged"),
             (false, true) => match s.next_fire_at {
                 Some(at) => format!(
-                    "schedule {name}: resumed; next fire {} (fires missed while paused do not run)",
+                    "schedule {name}: resumed; next fire {}; fires missed while paused do not run",
                     when(now, at)
                 ),
                 None => format!("schedule {name}: resumed; {}", no_fires(s)),

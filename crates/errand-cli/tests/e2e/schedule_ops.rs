@@ -477,7 +477,7 @@ async fn schedules_pause_and_resume_report_each_name(env: Env) {
     );
     assert!(
         out.stdout
-            .contains("(fires missed while paused do not run)"),
+            .contains("; fires missed while paused do not run\n"),
         "{out:?}"
     );
 }
