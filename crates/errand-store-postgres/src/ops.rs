@@ -30,7 +30,7 @@ const CANCEL: &str = "WITH q AS (
         UPDATE errand_jobs
         SET cancel_requested_at = coalesce($4::timestamptz, now()),
             updated_at = coalesce($4::timestamptz, now())
-        WHERE id = ANY($2::bigint[]) AND status = 'running'
+        WHERE id = ANY($2::bigint[]) AND status = (SELECT 'running')
         RETURNING id, attempt, worker_id
     ), ev AS (
         INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)

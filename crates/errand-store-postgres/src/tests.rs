@@ -194,6 +194,65 @@ async fn claim_query_uses_the_claim_index() {
     .await;
 }
 
+/// The acknowledgements reach their jobs through the primary key even in a generic plan
+/// made with statistics taken while nothing ran (see the `worker` module's doc): here such
+/// a plan walked `errand_jobs_lease` and joined every running row with every item.
+#[tokio::test]
+async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics() {
+    with_store(None, true, |store| async move {
+        for _ in 0..3 {
+            let batch: Vec<JobInsert> = (0..100).map(|_| job("k")).collect();
+            store.job_insert_many(&batch).await.unwrap();
+        }
+        store.pool().execute("ANALYZE errand_jobs").await.unwrap();
+        assert_eq!(store.job_claim(&claim("w", 300)).await.unwrap().len(), 300);
+        let mut conn = store.pool().acquire().await.unwrap();
+        conn.execute("SET plan_cache_mode = force_generic_plan").await.unwrap();
+        let now = None::<DateTime<Utc>>;
+        let (ids, attempts, workers) = (vec![1_i64, 2], vec![1_i32, 1], vec!["w", "w"]);
+        let explain = |sql: &str| format!("EXPLAIN {sql}");
+        let plans = [
+            sqlx::query(&explain(crate::worker::COMPLETE))
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(&workers)
+                .bind(vec![None::<serde_json::Value>, None])
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap(),
+            sqlx::query(&explain(crate::worker::HEARTBEAT))
+                .bind(&ids)
+                .bind(&attempts)
+                .bind("w")
+                .bind(30_000_000_i64)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap(),
+            sqlx::query(&explain(&crate::worker::FAIL))
+                .bind(1_i64)
+                .bind(1_i32)
+                .bind("w")
+                .bind(true)
+                .bind(0_i64)
+                .bind(now)
+                .bind("boom")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap(),
+        ];
+        conn.execute("RESET plan_cache_mode").await.unwrap();
+        for rows in plans {
+            let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("errand_jobs_pkey"), "{plan}");
+            assert!(!plan.contains("errand_jobs_lease"), "{plan}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn enqueue_in_follows_the_callers_transaction() {
     with_store(None, true, |store| async move {

@@ -3,6 +3,14 @@
 //! `status = 'running'`; batches are one statement over `unnest` arrays, and the event rows
 //! are written by a data-modifying CTE of the same statement. Release and rescue-requeue
 //! also send wake-up hints from that statement (see `notify`).
+//!
+//! The fences say `status = (SELECT 'running')`, not `status = 'running'`: a constant would
+//! let the planner walk `errand_jobs_lease` (partial on that status) for the job rows. Once
+//! statistics were taken with no job running it estimates one row there, and with a thousand
+//! running jobs a batch of 200 then joined every running row with every item (~100 ms per
+//! completion, over a second under load, measured with 1,000,000 finished jobs). The
+//! sub-select hides the constant from index matching, leaving the primary key, one lookup
+//! per item, as the only way in.
 
 use crate::error::map;
 use crate::rows;
@@ -41,7 +49,7 @@ pub(crate) const CLAIM: &str = "WITH picked AS (
     WHERE j.id = picked.id
     RETURNING j.*";
 
-const COMPLETE: &str = "UPDATE errand_jobs j
+pub(crate) const COMPLETE: &str = "UPDATE errand_jobs j
     SET status = 'succeeded',
         result = u.result,
         finished_at = coalesce($5::timestamptz, now()),
@@ -50,11 +58,11 @@ const COMPLETE: &str = "UPDATE errand_jobs j
     FROM unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[])
          AS u(id, attempt, worker_id, result)
     WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
-      AND j.status = 'running'
+      AND j.status = (SELECT 'running')
     RETURNING u.id, u.attempt, u.worker_id";
 
 /// `$4`: retry? `$5`: delay in microseconds, `$6`: now, `$7`: error text.
-static FAIL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static FAIL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH upd AS (
             UPDATE errand_jobs
@@ -67,7 +75,7 @@ static FAIL: LazyLock<String> = LazyLock::new(|| {
                 last_error = $7,
                 lease_expires_at = NULL,
                 updated_at = coalesce($6::timestamptz, now())
-            WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = 'running'
+            WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = (SELECT 'running')
             RETURNING *
         ), ev AS (
             INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
@@ -82,11 +90,11 @@ static FAIL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-const HEARTBEAT: &str = "UPDATE errand_jobs j
+pub(crate) const HEARTBEAT: &str = "UPDATE errand_jobs j
     SET lease_expires_at = coalesce($5::timestamptz, now()) + $4 * interval '1 microsecond',
         updated_at = coalesce($5::timestamptz, now())
     FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $3 AND j.status = 'running'
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $3 AND j.status = (SELECT 'running')
     RETURNING u.id, u.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested";
 
 const CANCEL_ACK: &str = "WITH upd AS (
@@ -95,7 +103,7 @@ const CANCEL_ACK: &str = "WITH upd AS (
             finished_at = coalesce($5::timestamptz, now()),
             lease_expires_at = NULL,
             updated_at = coalesce($5::timestamptz, now())
-        WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = 'running'
+        WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = (SELECT 'running')
         RETURNING *
     ), ev AS (
         INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
@@ -114,7 +122,7 @@ const RELEASE: &str = concat!(
             updated_at = coalesce($4::timestamptz, now())
         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, worker_id)
         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
-          AND j.status = 'running'
+          AND j.status = (SELECT 'running')
         RETURNING u.id, u.attempt, u.worker_id, j.queue
     ), ev AS (
         INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
@@ -148,7 +156,7 @@ const RESCUE: &str = concat!(
         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[])
              AS u(id, attempt, worker_id, action, message)
         WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
-          AND j.status = 'running'
+          AND j.status = (SELECT 'running')
           AND j.lease_expires_at < coalesce($6::timestamptz, now())
         RETURNING u.id, u.attempt, u.worker_id, u.action, u.message, j.queue
     ), ev AS (
