@@ -79,6 +79,26 @@ const INSERT: &str = concat!(
     ORDER BY i.ord"
 );
 
+/// One job without a unique key, the common single enqueue: nothing to resolve, so a plain
+/// insert whose plan is cached, not the batch statement (planned afresh on each call, its
+/// custom plan being cheaper than a generic one: 2.1-2.4 ms a call against 0.6-0.8 ms).
+const INSERT_ONE: &str = concat!(
+    "WITH ins AS (
+        INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt,
+                                 max_attempts, reference_type, reference_id, timeout_ms,
+                                 created_at, updated_at)
+        VALUES ($1, $2, $3, 'queued', $4,
+                coalesce($5::timestamptz, coalesce($11::timestamptz, now())
+                         + coalesce($6::bigint, 0) * interval '1 microsecond'),
+                0, $7, $8, $9, $10,
+                coalesce($11::timestamptz, now()), coalesce($11::timestamptz, now()))
+        RETURNING id, queue, run_at
+    ), ",
+    crate::notify::notify_cte!("ins WHERE run_at <= coalesce($11::timestamptz, now())"),
+    "
+    SELECT id FROM ins CROSS JOIN notified"
+);
+
 const LOOKUP: &str = "SELECT unique_key, id FROM errand_jobs \
      WHERE unique_key = ANY($1::text[]) AND status IN ('queued', 'running')";
 
@@ -119,6 +139,11 @@ pub(crate) async fn insert_batch(
     jobs: &[JobInsert],
     now: Option<DateTime<Utc>>,
 ) -> StoreResult<Vec<Enqueued>> {
+    if let [job] = jobs {
+        if job.unique_key.is_none() {
+            return Ok(vec![insert_one(conn, job, now).await?]);
+        }
+    }
     let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     // Indexes (into `jobs`) still to insert.
     let mut todo: Vec<usize> = (0..jobs.len()).collect();
@@ -177,6 +202,43 @@ pub(crate) async fn insert_batch(
         .collect()
 }
 
+/// `when`'s two forms as the statements take them: an instant, or a delay from now.
+fn run_at_parts(when: RunAt) -> (Option<DateTime<Utc>>, Option<i64>) {
+    match when {
+        RunAt::Now => (None, None),
+        RunAt::At(t) => (Some(t), None),
+        RunAt::After(d) => (None, Some(micros(d))),
+    }
+}
+
+/// Inserts one job that has no unique key ([`INSERT_ONE`]).
+async fn insert_one(
+    conn: &mut PgConnection,
+    job: &JobInsert,
+    now: Option<DateTime<Utc>>,
+) -> StoreResult<Enqueued> {
+    let (run_at, delay_us) = run_at_parts(job.run_at);
+    let row = sqlx::query(INSERT_ONE)
+        .bind(&job.queue)
+        .bind(&job.kind)
+        .bind(&job.args)
+        .bind(job.priority)
+        .bind(run_at)
+        .bind(delay_us)
+        .bind(job.max_attempts)
+        .bind(job.reference_type.as_deref())
+        .bind(job.reference_id.as_deref())
+        .bind(job.timeout_ms)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+    Ok(Enqueued {
+        id: row.try_get("id").map_err(map)?,
+        inserted: true,
+    })
+}
+
 /// Runs the insert statement for `jobs[todo]`, fills `out`, and returns the indexes whose
 /// live job was not visible to the statement.
 async fn insert_round(
@@ -204,20 +266,9 @@ async fn insert_round(
         kind.push(j.kind.as_str());
         args.push(&j.args);
         priority.push(j.priority);
-        match j.run_at {
-            RunAt::Now => {
-                run_at.push(None);
-                delay_us.push(None);
-            }
-            RunAt::At(t) => {
-                run_at.push(Some(t));
-                delay_us.push(None);
-            }
-            RunAt::After(d) => {
-                run_at.push(None);
-                delay_us.push(Some(micros(d)));
-            }
-        }
+        let (at, delay) = run_at_parts(j.run_at);
+        run_at.push(at);
+        delay_us.push(delay);
         max_attempts.push(j.max_attempts);
         unique_key.push(j.unique_key.as_deref());
         reference_type.push(j.reference_type.as_deref());

@@ -36,6 +36,7 @@
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
 
 pub mod baseline;
+mod checkpoint;
 mod error;
 mod jobs;
 mod migrate;
@@ -136,6 +137,8 @@ struct Inner {
     readers: usize,
     /// Wake-up hints, sent after commit (see `notify`).
     wake: tokio::sync::broadcast::Sender<errand_store::JobsReady>,
+    /// Copies the WAL back in the background (see `checkpoint`); stops when dropped.
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -162,10 +165,18 @@ impl SqliteStore {
         let parsed = target::parse(target)?;
         let synchronous = parsed.synchronous.unwrap_or(options.synchronous);
         let path = parsed.path;
-        let (writer, path) = run_blocking(move || {
+        let (writer, checkpointer, path) = run_blocking(move || {
             let writer =
                 open_connection(&path, synchronous, false).map_err(|e| open_error(&path, e))?;
-            Ok((writer, path))
+            writer
+                .pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)
+                .map_err(|e| open_error(&path, e))?;
+            let conn =
+                open_connection(&path, synchronous, false).map_err(|e| open_error(&path, e))?;
+            let checkpointer = checkpoint::start(conn).map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the WAL checkpoint thread: {e}"))
+            })?;
+            Ok((writer, checkpointer, path))
         })
         .await?;
         let readers = options.readers.max(1);
@@ -179,6 +190,7 @@ impl SqliteStore {
                 synchronous,
                 path,
                 wake: notify::channel(),
+                _checkpointer: checkpointer,
             }),
         };
         tracing::debug!(
