@@ -41,6 +41,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "queue_counts",
         sql: include_str!("../migrations/0007_queue_counts.sql"),
     },
+    Migration {
+        version: 8,
+        name: "lean_indexes",
+        sql: include_str!("../migrations/0008_lean_indexes.sql"),
+    },
 ];
 
 /// The highest version this build knows.

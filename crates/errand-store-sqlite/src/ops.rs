@@ -169,7 +169,8 @@ pub(crate) fn retry(
 
 /// [`errand_store::Store::job_retry_failed`]. Oldest first. Jobs whose unique key is held by
 /// a live job are left failed and not selected, so callers looping until 0 terminate. Adds
-/// the queues of retried jobs to `ready`.
+/// the queues of retried jobs to `ready`. The `status NOT IN` term repeats the WHERE of the
+/// partial index `errand_jobs_status_id` (migration 8): SQLite uses it only then.
 pub(crate) fn retry_failed(
     tx: &Transaction<'_>,
     now: i64,
@@ -182,7 +183,8 @@ pub(crate) fn retry_failed(
     let ids = {
         let mut stmt = tx.prepare_cached(
             "SELECT j.id, j.attempt FROM errand_jobs j \
-             WHERE j.status = 'failed' AND (?1 IS NULL OR j.queue = ?1) AND (?2 IS NULL OR j.kind = ?2) \
+             WHERE j.status = 'failed' AND j.status NOT IN ('running', 'succeeded') \
+             AND (?1 IS NULL OR j.queue = ?1) AND (?2 IS NULL OR j.kind = ?2) \
              AND (j.unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM errand_jobs l \
                   WHERE l.unique_key = j.unique_key AND l.unique_key IS NOT NULL \
                   AND l.status IN ('queued', 'running'))) \

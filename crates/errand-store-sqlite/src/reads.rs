@@ -45,6 +45,20 @@ pub(crate) fn job_list_stuck(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// `status = '<s>'` and the WHERE term of the partial index that holds such rows, by
+/// queue when `by_queue` (see migration 8); `as_str` gives one of five fixed words.
+fn status_terms(s: JobStatus, by_queue: bool) -> String {
+    let status = s.as_str();
+    match s {
+        JobStatus::Running => "status = 'running'".to_string(),
+        JobStatus::Succeeded => "status = 'succeeded'".to_string(),
+        JobStatus::Failed | JobStatus::Cancelled if by_queue => format!(
+            "status = '{status}' AND status NOT IN ('queued', 'running', 'succeeded')"
+        ),
+        _ => format!("status = '{status}' AND status NOT IN ('running', 'succeeded')"),
+    }
+}
+
 /// [`errand_store::Store::job_list`]: every given filter applies; newest first; fetches one
 /// row more than the page to know whether another page exists.
 pub(crate) fn job_list(tx: &Transaction<'_>, now: i64, list: &JobList) -> Result<JobPage, OpError> {
@@ -54,32 +68,51 @@ pub(crate) fn job_list(tx: &Transaction<'_>, now: i64, list: &JobList) -> Result
             next_cursor: None,
         });
     }
+    let (sql, args) = list_sql(now, list);
+    let limit = list.limit as usize;
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), job_from_row)?;
+    let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next_cursor })
+}
+
+/// The statement of [`job_list`] and its parameters.
+pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
+    // The state is written as a literal, with the WHERE term of the partial index that holds
+    // it (migration 8): SQLite uses a partial index only for a query that repeats that term.
+    match list.state {
+        None => {}
+        Some(StateFilter::Status(s)) => conds.push(status_terms(s, list.queue.is_some())),
+        Some(StateFilter::Derived(DerivedState::Scheduled | DerivedState::Retrying)) => {
+            conds.push(status_terms(JobStatus::Queued, false));
+        }
+        Some(StateFilter::Derived(DerivedState::Stuck)) => {
+            conds.push(status_terms(JobStatus::Running, false));
+        }
+    }
     let mut bind = |cond: &str, v: Value, args: &mut Vec<Value>| {
         args.push(v);
         conds.push(cond.replace('?', &format!("?{}", args.len())));
     };
     match list.state {
-        None => {}
-        Some(StateFilter::Status(s)) => {
-            bind("status = ?", Value::Text(s.as_str().into()), &mut args)
+        Some(StateFilter::Derived(DerivedState::Scheduled)) => {
+            bind("run_at > ?", Value::Integer(now), &mut args)
         }
-        Some(StateFilter::Derived(DerivedState::Scheduled)) => bind(
-            "status = 'queued' AND run_at > ?",
-            Value::Integer(now),
-            &mut args,
-        ),
-        Some(StateFilter::Derived(DerivedState::Retrying)) => bind(
-            "status = 'queued' AND attempt >= ?",
-            Value::Integer(1),
-            &mut args,
-        ),
-        Some(StateFilter::Derived(DerivedState::Stuck)) => bind(
-            "status = 'running' AND lease_expires_at < ?",
-            Value::Integer(now),
-            &mut args,
-        ),
+        Some(StateFilter::Derived(DerivedState::Retrying)) => {
+            bind("attempt >= ?", Value::Integer(1), &mut args)
+        }
+        Some(StateFilter::Derived(DerivedState::Stuck)) => {
+            bind("lease_expires_at < ?", Value::Integer(now), &mut args)
+        }
+        _ => {}
     }
     if let Some(q) = &list.queue {
         bind("queue = ?", Value::Text(q.clone()), &mut args);
@@ -117,21 +150,19 @@ pub(crate) fn job_list(tx: &Transaction<'_>, now: i64, list: &JobList) -> Result
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
+    // Running rows are few and all in the lease index; without the hint SQLite prefers to
+    // walk the whole table in id order rather than sort them.
+    let table = match list.state {
+        Some(StateFilter::Status(JobStatus::Running))
+        | Some(StateFilter::Derived(DerivedState::Stuck)) => "errand_jobs INDEXED BY errand_jobs_lease",
+        _ => "errand_jobs",
+    };
     let sql = format!(
-        "SELECT {} FROM errand_jobs{filter} ORDER BY id DESC LIMIT ?{}",
+        "SELECT {} FROM {table}{filter} ORDER BY id DESC LIMIT ?{}",
         job_columns!(),
         args.len()
     );
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), job_from_row)?;
-    let mut jobs = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_cursor = if jobs.len() > limit {
-        jobs.truncate(limit);
-        jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
-    Ok(JobPage { jobs, next_cursor })
+    (sql, args)
 }
 
 /// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the partial

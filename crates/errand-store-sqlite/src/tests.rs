@@ -253,6 +253,51 @@ async fn rescue_scan_and_stats_use_partial_indexes() {
     assert!(!stats.contains("TEMP B-TREE"), "{stats}");
 }
 
+/// The list query walks an index in id order for every state (migration 8 made two of them
+/// partial, which SQLite uses only when the query repeats their WHERE term).
+#[tokio::test]
+async fn job_list_walks_an_index_for_every_state() {
+    use errand_core::JobStatus;
+    use errand_store::{JobList, StateFilter};
+    let db = TempDb::new("plan3");
+    let store = open(&db, &ManualClock::new(start())).await;
+    store.migrate().await.unwrap();
+    let status = |s| Some(StateFilter::Status(s));
+    let cases = [
+        (JobList { state: status(JobStatus::Queued), ..Default::default() }, "errand_jobs_status_id"),
+        (JobList { state: status(JobStatus::Failed), ..Default::default() }, "errand_jobs_status_id"),
+        (JobList { state: status(JobStatus::Cancelled), ..Default::default() }, "errand_jobs_status_id"),
+        (
+            JobList { state: status(JobStatus::Failed), queue: Some("q".into()), ..Default::default() },
+            "errand_jobs_queue_status",
+        ),
+        (
+            JobList {
+                state: Some(StateFilter::Derived(errand_core::DerivedState::Retrying)),
+                ..Default::default()
+            },
+            "errand_jobs_status_id",
+        ),
+        (JobList { kind: Some("k".into()), ..Default::default() }, "errand_jobs_kind_id"),
+        (
+            JobList { state: status(JobStatus::Running), ..Default::default() },
+            "errand_jobs_lease",
+        ),
+    ];
+    for (list, index) in cases {
+        let (sql, args) = crate::reads::list_sql(0, &list);
+        let plan = store
+            .with_writer(move |conn, _| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+            })
+            .await
+            .unwrap();
+        assert!(plan.contains(index), "{list:?}: {plan}");
+    }
+}
+
 #[tokio::test]
 async fn options_and_target_suffix() {
     let db = TempDb::new("opts");
