@@ -365,7 +365,8 @@ async fn show(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Resu
     let s = &d.stats;
     let figures = match (s.avg_ms, s.p95_ms, s.max_ms) {
         (Some(avg), Some(p95), Some(max)) => format!(
-            "; run time avg {}, p95 {}, max {}",
+            "; run time of the {} succeeded: avg {}, p95 {}, max {}",
+            s.timed,
             format_duration_ms(avg as f64),
             format_duration_ms(p95 as f64),
             format_duration_ms(max as f64)

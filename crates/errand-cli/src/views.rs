@@ -257,6 +257,7 @@ pub fn run_stats(s: &RunStats) -> Value {
         "finished": s.finished,
         "succeeded": s.succeeded,
         "failed": s.failed,
+        "timed": s.timed,
         "avg_ms": s.avg_ms,
         "p95_ms": s.p95_ms,
         "max_ms": s.max_ms,

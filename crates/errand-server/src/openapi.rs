@@ -363,7 +363,7 @@ pub fn schemas() -> Value {
                     false,
                 ))),
                 ("stats", object(
-                    &[("runs", int()), ("avg_ms", json!({"type": "number", "nullable": true})), ("p95_ms", nint()), ("max_ms", nint())],
+                    &[("runs", int()), ("avg_ms", nint()), ("p95_ms", nint()), ("max_ms", nint())],
                     &["runs", "avg_ms", "p95_ms", "max_ms"],
                     false,
                 )),

@@ -11,7 +11,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use errand_core::{Job, JobStatus};
+use errand_core::Job;
 use errand_scheduler::{Schedule, ScheduleSpec};
 use errand_store::{FireKind, FireRecord, ScheduleFireList, ScheduleRecord};
 use serde::Deserialize;
@@ -113,15 +113,6 @@ pub struct ShowQuery {
     next: Option<String>,
 }
 
-/// The nearest-rank percentile `p` (0..=100) of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
-
 fn fire_json(f: &FireRecord) -> Value {
     json!({
         "fire_at": f.fire_at,
@@ -159,22 +150,17 @@ pub async fn get(
     let skipped = store
         .schedule_fire_list(&ScheduleFireList { name: name.clone(), skipped: true, limit: HISTORY })
         .await?;
-    let mut durations: Vec<i64> = runs
-        .iter()
-        .filter(|f| f.job_status == Some(JobStatus::Succeeded))
-        .filter_map(|f| duration_ms(f.job_started_at, f.job_finished_at))
-        .collect();
-    durations.sort_unstable();
-    let avg = (!durations.is_empty()).then(|| durations.iter().sum::<i64>() as f64 / durations.len() as f64);
+    // The figures the CLI and the library give: over the succeeded runs.
+    let stats = errand::run_stats(&runs);
     Ok(Json(json!({
         "schedule": schedule_json(&r, last.as_ref(), &caller, now),
         "next_fires": next_fires,
         "history": runs.iter().filter(|f| f.outcome != FireKind::Skipped).map(fire_json).collect::<Vec<_>>(),
         "stats": {
-            "runs": durations.len(),
-            "avg_ms": avg,
-            "p95_ms": percentile(&durations, 95),
-            "max_ms": durations.last(),
+            "runs": stats.timed,
+            "avg_ms": stats.avg_ms,
+            "p95_ms": stats.p95_ms,
+            "max_ms": stats.max_ms,
         },
         "skipped": skipped.iter().map(|f| json!({"fire_at": f.fire_at, "reason": f.reason})).collect::<Vec<_>>(),
     })))
@@ -201,18 +187,4 @@ pub async fn trigger(State(s): State<AppState>, NameParam(name): NameParam) -> J
     let enqueued = s.client.schedule_trigger(&name).await?;
     s.config.metrics.enqueued(u64::from(enqueued.inserted));
     Ok(Json(json!({ "job_id": enqueued.id })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentile() {
-        assert_eq!(percentile(&[], 95), None);
-        assert_eq!(percentile(&[7], 95), Some(7));
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 95), Some(95));
-        assert_eq!(percentile(&v[..20], 95), Some(19));
-    }
 }

@@ -40,15 +40,19 @@ pub struct ScheduleInfo {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Duration figures over a schedule's recent finished runs.
+/// Duration figures over a schedule's recent runs: the succeeded ones, as `errand stats`
+/// does for a queue, since a failed run's time (a crash at once, a timeout) says little about
+/// how long the job takes.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct RunStats {
     /// Recent runs looked at (at most [`HISTORY_RUNS`]), finished or not.
     pub runs: usize,
-    /// Of those, finished ones with a start and an end: what the figures are over.
+    /// Of those, finished ones (succeeded, failed or cancelled).
     pub finished: usize,
     pub succeeded: usize,
     pub failed: usize,
+    /// Succeeded runs with a start and an end: what `avg_ms`, `p95_ms` and `max_ms` are over.
+    pub timed: usize,
     pub avg_ms: Option<u64>,
     pub p95_ms: Option<u64>,
     pub max_ms: Option<u64>,
@@ -89,7 +93,7 @@ fn duration_ms(f: &FireRecord) -> Option<u64> {
 pub fn run_stats(runs: &[FireRecord]) -> RunStats {
     let mut ms: Vec<u64> = runs
         .iter()
-        .filter(|f| matches!(f.job_status, Some(s) if s.is_finished()))
+        .filter(|f| f.job_status == Some(JobStatus::Succeeded))
         .filter_map(duration_ms)
         .collect();
     ms.sort_unstable();
@@ -97,9 +101,13 @@ pub fn run_stats(runs: &[FireRecord]) -> RunStats {
     let n = ms.len();
     RunStats {
         runs: runs.len(),
-        finished: n,
+        finished: runs
+            .iter()
+            .filter(|f| matches!(f.job_status, Some(s) if s.is_finished()))
+            .count(),
         succeeded: count(JobStatus::Succeeded),
         failed: count(JobStatus::Failed),
+        timed: n,
         avg_ms: (n > 0).then(|| ms.iter().sum::<u64>() / n as u64),
         p95_ms: (n > 0).then(|| ms[(n * 95).div_ceil(100).max(1) - 1]),
         max_ms: ms.last().copied(),
@@ -328,5 +336,47 @@ impl Client {
     ) -> crate::scheduler::SchedulerHandle {
         options.limits = self.limits().clone();
         crate::scheduler::start(self.store().clone(), options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand_store::FireKind;
+
+    fn run(status: Option<JobStatus>, secs: Option<i64>) -> FireRecord {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        FireRecord {
+            id: 1,
+            schedule: "s".into(),
+            fire_at: t,
+            recorded_at: t,
+            outcome: FireKind::Enqueued,
+            reason: None,
+            job_id: Some(1),
+            job_status: status,
+            job_started_at: secs.map(|_| t),
+            job_finished_at: secs.map(|s| t + chrono::Duration::seconds(s)),
+        }
+    }
+
+    #[test]
+    fn run_times_are_over_succeeded_runs_only() {
+        let runs = [
+            run(Some(JobStatus::Succeeded), Some(40)),
+            run(Some(JobStatus::Failed), Some(1)),
+            run(Some(JobStatus::Succeeded), Some(44)),
+            run(Some(JobStatus::Cancelled), Some(900)),
+            run(Some(JobStatus::Running), None),
+            run(None, None),
+        ];
+        let s = run_stats(&runs);
+        assert_eq!((s.runs, s.finished, s.succeeded, s.failed, s.timed), (6, 4, 2, 1, 2));
+        assert_eq!((s.avg_ms, s.p95_ms, s.max_ms), (Some(42_000), Some(44_000), Some(44_000)));
+        assert_eq!(run_stats(&[]).avg_ms, None);
+        // Nearest rank: the 95th of 100 is the 95th smallest, of 20 the 19th.
+        let hundred: Vec<_> = (1..=100).map(|s| run(Some(JobStatus::Succeeded), Some(s))).collect();
+        assert_eq!(run_stats(&hundred).p95_ms, Some(95_000));
+        assert_eq!(run_stats(&hundred[..20]).p95_ms, Some(19_000));
     }
 }
