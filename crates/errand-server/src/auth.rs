@@ -40,13 +40,13 @@ impl Role {
 
     /// True when this role may call an endpoint that requires `access`.
     pub const fn may(self, access: Access) -> bool {
-        match (self, access) {
-            (_, Access::Public | Access::Read) => true,
-            (Role::Admin, _) => true,
-            (Role::Enqueue, Access::Enqueue) => true,
-            (Role::Worker, Access::Worker) => true,
-            _ => false,
-        }
+        matches!(
+            (self, access),
+            (_, Access::Public | Access::Read)
+                | (Role::Admin, _)
+                | (Role::Enqueue, Access::Enqueue)
+                | (Role::Worker, Access::Worker)
+        )
     }
 
     /// True when responses may show argument values under secret-looking keys: only to

@@ -160,7 +160,7 @@ mod tests {
             .unwrap()
     }
 
-    fn header_of<'a>(res: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header_of(res: &Response, name: header::HeaderName) -> &str {
         res.headers().get(name).unwrap().to_str().unwrap()
     }
 

@@ -324,7 +324,7 @@ async fn list_union(s: &AppState, states: &[StateFilter], base: JobList) -> Resu
         more |= page.next_cursor.is_some();
         jobs.extend(page.jobs);
     }
-    jobs.sort_by(|a, b| b.id.cmp(&a.id));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
     jobs.dedup_by_key(|j| j.id);
     more |= jobs.len() > limit;
     jobs.truncate(limit);

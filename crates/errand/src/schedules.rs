@@ -334,7 +334,7 @@ impl Client {
         &self,
         mut options: crate::scheduler::SchedulerOptions,
     ) -> crate::scheduler::SchedulerHandle {
-        options.limits = self.limits().clone();
+        options.limits = *self.limits();
         crate::scheduler::start(self.store().clone(), options)
     }
 }

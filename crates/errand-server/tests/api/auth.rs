@@ -109,7 +109,9 @@ async fn bad_input_is_a_4xx_that_names_the_problem_and_changes_nothing(h: Harnes
     let json_ct = "application/json";
     let big_args = format!(r#"{{"kind":"a","args":{{"blob":"{}"}}}}"#, "x".repeat(20 * 1024));
     let huge = format!(r#"{{"kind":"a","args":{{"blob":"{}"}}}}"#, "x".repeat(200 * 1024));
-    let cases: Vec<(Method, String, Option<(&str, String)>, u16, &str, Option<&str>)> = vec![
+    // (method, path, content type and body, status, error code, the field it names)
+    type Case<'a> = (Method, String, Option<(&'a str, String)>, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (Method::POST, "/v1/jobs".into(), Some((json_ct, "{\"kind\":".into())), 400, "malformed_json", None),
         (Method::POST, "/v1/jobs".into(), Some((json_ct, "".into())), 400, "malformed_json", None),
         (Method::POST, "/v1/jobs".into(), Some((json_ct, "[1,2]".into())), 400, "invalid_body", None),
