@@ -175,6 +175,8 @@ struct Results {
     w2: Option<Latency>,
     /// W2 counted from the moment the enqueue call returned.
     w2_after: Option<Latency>,
+    /// One-row durable commits on a bare table, taken before each W2: the disk's share.
+    commit: Option<Latency>,
     w3: Option<Drain>,
     /// W1 / baseline, and W3 / W1, each taken within one run.
     w1_ratio: Option<Ratio>,
@@ -237,6 +239,7 @@ pub async fn run(opts: Opts) {
         // Each run measures everything in turn, so that a ratio compares figures taken
         // seconds apart under the same load; the table gives the median over runs.
         let (mut baselines, mut w1s, mut w3s, mut samples) = (vec![], vec![], vec![], vec![]);
+        let mut commits = Vec::new();
         let (mut w1_ratio, mut w3_ratio) = (vec![], vec![]);
         for run in 0..opts.runs {
             if opts.runs > 1 {
@@ -258,6 +261,7 @@ pub async fn run(opts: Opts) {
                 None
             };
             if wants("w2") {
+                commits.extend(commit_probe(backend, sizes.latency_jobs / 2).await);
                 samples.extend(latency(backend, sizes.latency_jobs).await);
             }
             let w3 = if wants("w3") {
@@ -281,6 +285,7 @@ pub async fn run(opts: Opts) {
             w2: (!samples.is_empty()).then(|| Latency::of(samples.iter().map(|s| s.0).collect())),
             w2_after: (!samples.is_empty())
                 .then(|| Latency::of(samples.iter().map(|s| s.1).collect())),
+            commit: (!commits.is_empty()).then(|| Latency::of(commits)),
             w3: (!w3s.is_empty()).then(|| median_drain(w3s)),
             w1_ratio: Ratio::of(w1_ratio),
             w3_ratio: Ratio::of(w3_ratio),
@@ -382,6 +387,11 @@ fn print_table(opts: &Opts, sizes: &Sizes, all: &[(&str, Results)], load_before:
     row("W2 max (ms)".into(), "", &|_, r| {
         r.w2.as_ref().map(|l| format!("{:.2}", l.max))
     });
+    row(
+        "the disk's share: one-row durable commit on a bare table, p50 / p99 (ms)".into(),
+        "",
+        &|_, r| r.commit.as_ref().map(|l| format!("{:.2} / {:.2}", l.p50, l.p99)),
+    );
     row(
         "W2 counted from the enqueue's return: p50 / p95 / p99 (ms)".into(),
         "",
@@ -725,6 +735,31 @@ async fn enqueue_bulk(client: &Client, n: usize) -> Vec<JobId> {
 }
 
 // ---- W2: latency ----------------------------------------------------------------------------
+
+/// `n` one-row durable commits on a bare table of a fresh database, [`LATENCY_GAP`] apart,
+/// in ms: the floor under W2, which holds two commits (the enqueue and the claim).
+async fn commit_probe(backend: &str, n: usize) -> Vec<f64> {
+    let db = FreshDb::open(backend, "full", 2).await;
+    let times = match &db.concrete {
+        Concrete::Sqlite { store, .. } => {
+            errand_store_sqlite::baseline::commit_latency(store, n, LATENCY_GAP).await
+        }
+        Concrete::Postgres { store, .. } => {
+            errand_store_postgres::baseline::commit_latency(store, n, LATENCY_GAP).await
+        }
+    }
+    .expect("commit probe");
+    db.close().await;
+    let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    note(format!(
+        "{backend}: one-row durable commit on a bare table: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms[ms.len() / 2],
+        ms[(ms.len() * 99).div_ceil(100) - 1],
+        ms[ms.len() - 1]
+    ));
+    ms
+}
 
 /// Per job, in ms: enqueue-to-start (from just before the enqueue call), and the part of it
 /// after the enqueue call returned (the job committed: wake-up, claim, start).

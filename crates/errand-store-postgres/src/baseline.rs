@@ -13,6 +13,7 @@
 //!   inserted in one statement, then vacuumed and analysed as autovacuum would have done.
 //! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
 //!   dashboard benchmark (`cargo run --release -p errand-bench -- dashboard`).
+//! - [`commit_latency`]: the disk's share of a commit, for reading the latency figures.
 //! - [`explain_claim`]: the plan and buffer counts of Errand's claim statement right now.
 //!
 //! Everything runs in the store's schema ([`crate::PgOptions::schema`]); none of it is
@@ -107,6 +108,32 @@ pub async fn drain(store: &PgStore, concurrency: usize, batch: u32) -> StoreResu
         })??;
     }
     Ok(total)
+}
+
+/// Times `n` durable commits of one row each into a bare one-column table, `gap` apart, on one
+/// connection: what the server and its disk alone add to any commit (an enqueue, a claim)
+/// while the benchmark runs. Returns each commit's time, round trip included.
+pub async fn commit_latency(
+    store: &PgStore,
+    n: usize,
+    gap: std::time::Duration,
+) -> StoreResult<Vec<std::time::Duration>> {
+    let mut conn = store.pool().acquire().await.map_err(map)?;
+    conn.execute("CREATE TABLE errand_bench_probe (id bigserial PRIMARY KEY, v text)")
+        .await
+        .map_err(map)?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        tokio::time::sleep(gap).await;
+        let t = std::time::Instant::now();
+        sqlx::query("INSERT INTO errand_bench_probe (v) VALUES ('x')")
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+        times.push(t.elapsed());
+    }
+    conn.execute("DROP TABLE errand_bench_probe").await.map_err(map)?;
+    Ok(times)
 }
 
 /// Inserts `n` succeeded jobs (queue `default`, kind `bench_noop`, finished over the last

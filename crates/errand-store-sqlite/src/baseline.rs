@@ -15,6 +15,7 @@
 //!   inserted in one transaction, then the WAL checkpointed.
 //! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
 //!   dashboard benchmark (`cargo run --release -p errand-bench -- dashboard`).
+//! - [`commit_latency`]: the disk's share of a commit, for reading the latency figures.
 //!
 //! Each function opens connections of its own on the store's file, with the store's
 //! `synchronous` setting.
@@ -143,6 +144,32 @@ fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
             .map_err(map_sql)?;
         done += ids.len() as u64;
     }
+}
+
+/// Times `n` durable commits of one row each into a bare one-column table, `gap` apart, on a
+/// connection of its own with the store's `synchronous` setting: what the disk alone adds to
+/// any commit (an enqueue, a claim) while the benchmark runs. Returns each commit's time.
+pub async fn commit_latency(
+    store: &SqliteStore,
+    n: usize,
+    gap: std::time::Duration,
+) -> StoreResult<Vec<std::time::Duration>> {
+    let conn = connect(store)?;
+    run_blocking(move || {
+        conn.execute("CREATE TABLE errand_bench_probe (id INTEGER PRIMARY KEY, v TEXT)", [])
+            .map_err(map_sql)?;
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            std::thread::sleep(gap);
+            let t = std::time::Instant::now();
+            conn.execute("INSERT INTO errand_bench_probe (v) VALUES ('x')", [])
+                .map_err(map_sql)?;
+            times.push(t.elapsed());
+        }
+        conn.execute("DROP TABLE errand_bench_probe", []).map_err(map_sql)?;
+        Ok(times)
+    })
+    .await
 }
 
 /// Inserts `n` succeeded jobs (queue `default`, kind `bench_noop`, finished over the last
