@@ -109,14 +109,14 @@ fn count(row: &sqlx::postgres::PgRow, name: &str) -> StoreResult<u64> {
 }
 
 /// Appends `(SELECT * FROM errand_jobs WHERE <cond> <list's filters> ORDER BY id DESC LIMIT
-/// <limit>)`. The state is written as a literal, not bound: the operator indexes are partial
+/// <limit>)`, without the order and limit when `limit` is `None`. The state is written as a literal, not bound: the operator indexes are partial
 /// on `status` (migration 8), and a plan can use a partial index only for a status it sees.
 fn push_branch(
     qb: &mut QueryBuilder<'_, Postgres>,
     cond: &str,
     list: &JobList,
     now: Option<DateTime<Utc>>,
-    limit: i64,
+    limit: Option<i64>,
 ) {
     qb.push("(SELECT * FROM errand_jobs WHERE ").push(cond);
     match list.state {
@@ -187,15 +187,17 @@ impl PgStore {
         let mut qb = QueryBuilder::<Postgres>::new("");
         if list.state.is_none() && list.kind.is_some() {
             // errand_jobs_kind_id leaves out running rows (migration 8): one branch walks it
-            // for the rest, one finds the running few, each stops at the page size, and
-            // the page is the newest of the two.
+            // (or the primary key) for the rest and stops at the page size, the other takes
+            // the running few whole, and the page is the newest of the two. Unordered, the
+            // running branch reads errand_jobs_lease; ordered and limited, the planner walked
+            // the whole primary key for a kind with no running job (330 ms at 1,000,000 jobs).
             qb.push("SELECT * FROM (");
-            push_branch(&mut qb, "status <> 'running'", list, now, limit);
+            push_branch(&mut qb, "status <> 'running'", list, now, Some(limit));
             qb.push(" UNION ALL ");
-            push_branch(&mut qb, "status = 'running'", list, now, limit);
+            push_branch(&mut qb, "status = 'running'", list, now, None);
             qb.push(") j ORDER BY id DESC LIMIT ").push_bind(limit);
         } else {
-            push_branch(&mut qb, "true", list, now, limit);
+            push_branch(&mut qb, "true", list, now, Some(limit));
         }
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
         let mut jobs = rows::jobs(&rows)?;
