@@ -132,7 +132,9 @@ pub async fn commit_latency(
             .map_err(map)?;
         times.push(t.elapsed());
     }
-    conn.execute("DROP TABLE errand_bench_probe").await.map_err(map)?;
+    conn.execute("DROP TABLE errand_bench_probe")
+        .await
+        .map_err(map)?;
     Ok(times)
 }
 

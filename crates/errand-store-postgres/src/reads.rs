@@ -108,17 +108,16 @@ fn count(row: &sqlx::postgres::PgRow, name: &str) -> StoreResult<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Appends `(SELECT * FROM errand_jobs WHERE <cond> <list's filters> ORDER BY id DESC LIMIT
-/// <limit>)`, without the order and limit when `limit` is `None`. The state is written as a literal, not bound: the operator indexes are partial
-/// on `status` (migration 8), and a plan can use a partial index only for a status it sees.
-fn push_branch(
+/// Appends `SELECT * FROM errand_jobs WHERE <list's filters> ORDER BY id DESC LIMIT <limit>`.
+/// The state is written as a literal, not bound: the status indexes are partial (migration
+/// 8), and a plan can use a partial index only for a status it sees.
+fn push_list_query(
     qb: &mut QueryBuilder<'_, Postgres>,
-    cond: &str,
     list: &JobList,
     now: Option<DateTime<Utc>>,
-    limit: Option<i64>,
+    limit: i64,
 ) {
-    qb.push("(SELECT * FROM errand_jobs WHERE ").push(cond);
+    qb.push("SELECT * FROM errand_jobs WHERE true");
     match list.state {
         None => {}
         Some(StateFilter::Status(s)) => {
@@ -160,9 +159,7 @@ fn push_branch(
     if let Some(before) = list.before_id {
         qb.push(" AND id < ").push_bind(before);
     }
-    qb.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(limit)
-        .push(")");
+    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
 }
 
 impl PgStore {
@@ -185,20 +182,7 @@ impl PgStore {
         let now: Option<DateTime<Utc>> = self.now();
         let limit = i64::from(list.limit) + 1;
         let mut qb = QueryBuilder::<Postgres>::new("");
-        if list.state.is_none() && list.kind.is_some() {
-            // errand_jobs_kind_id leaves out running rows (migration 8): one branch walks it
-            // (or the primary key) for the rest and stops at the page size, the other takes
-            // the running few whole, and the page is the newest of the two. Unordered, the
-            // running branch reads errand_jobs_lease; ordered and limited, the planner walked
-            // the whole primary key for a kind with no running job (330 ms at 1,000,000 jobs).
-            qb.push("SELECT * FROM (");
-            push_branch(&mut qb, "status <> 'running'", list, now, Some(limit));
-            qb.push(" UNION ALL ");
-            push_branch(&mut qb, "status = 'running'", list, now, None);
-            qb.push(") j ORDER BY id DESC LIMIT ").push_bind(limit);
-        } else {
-            push_branch(&mut qb, "true", list, now, Some(limit));
-        }
+        push_list_query(&mut qb, list, now, limit);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
         let mut jobs = rows::jobs(&rows)?;
         let more = jobs.len() > list.limit as usize;

@@ -96,7 +96,12 @@ async fn must_get_on(conn: &mut PgConnection, name: &str) -> StoreResult<Schedul
 }
 
 /// One fire row to record: fire time, outcome, reason, job id.
-type FireRow<'a> = (chrono::DateTime<chrono::Utc>, FireKind, Option<&'a str>, Option<i64>);
+type FireRow<'a> = (
+    chrono::DateTime<chrono::Utc>,
+    FireKind,
+    Option<&'a str>,
+    Option<i64>,
+);
 
 /// Inserts fire rows.
 async fn record_fires(

@@ -207,7 +207,9 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
         store.pool().execute("ANALYZE errand_jobs").await.unwrap();
         assert_eq!(store.job_claim(&claim("w", 300)).await.unwrap().len(), 300);
         let mut conn = store.pool().acquire().await.unwrap();
-        conn.execute("SET plan_cache_mode = force_generic_plan").await.unwrap();
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .unwrap();
         let now = None::<DateTime<Utc>>;
         let (ids, attempts, workers) = (vec![1_i64, 2], vec![1_i32, 1], vec!["w", "w"]);
         let explain = |sql: &str| format!("EXPLAIN {sql}");
