@@ -17,8 +17,11 @@ use rusqlite::Connection;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-/// How often the checkpointer copies the log back.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
+/// How often the checkpointer copies the log back. Each checkpoint syncs the database file,
+/// and a commit whose own sync lands on one waits for it: every 200 ms, the W2 p99 was 6.4 ms;
+/// every second, 3.9 ms (3 runs each on a quiet machine). A second of commits is a few hundred
+/// pages at W2's rate, well under the writer's backstop.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(1000);
 
 /// The writer's `wal_autocheckpoint`: it checkpoints in its own commit only if the log has
 /// grown this far (40 MiB of 4 KiB pages), which the checkpointer prevents.
