@@ -264,16 +264,7 @@ async fn enqueue_rejects_bad_input_with_exit_2_and_writes_nothing(env: Env) {
             "the following required arguments were not provided",
         ),
     ];
-    for (args, expected) in cases {
-        let out = env.run(args).await;
-        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
-        assert!(
-            out.stderr.contains(expected),
-            "{args:?}: stderr {:?} lacks {expected:?}",
-            out.stderr
-        );
-        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
-    }
+    env.expect_bad_input(cases).await;
     assert!(env.all_jobs().await.is_empty(), "bad input wrote a job");
 }
 

@@ -166,6 +166,17 @@ pub struct Output {
     pub stderr: String,
 }
 
+/// Asserts the run exited 0.
+pub fn ok(out: &Output) {
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+/// Asserts the run exited 0 and returns its stdout as JSON.
+pub fn json(out: &Output) -> serde_json::Value {
+    ok(out);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+}
+
 impl Env {
     /// The binary with `--database` set, in the test's directory, with no `ERRAND_*` or
     /// `RUST_LOG` variable from the environment the tests run in. The HTTP API of `serve`
@@ -194,6 +205,21 @@ impl Env {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         cmd
+    }
+
+    /// Runs each command line, which must be refused as bad input: exit 2, nothing on
+    /// stdout, and stderr containing its expected words.
+    pub async fn expect_bad_input(&self, cases: &[(&[&str], &str)]) {
+        for (args, expected) in cases {
+            let out = self.run(args).await;
+            assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
+            assert!(
+                out.stderr.contains(expected),
+                "{args:?}: stderr {:?} lacks {expected:?}",
+                out.stderr
+            );
+            assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+        }
     }
 
     /// Runs the binary to its end.

@@ -2,7 +2,7 @@
 //! binary against a database holding jobs in every state (`fixture`), checked with the
 //! library client; bad input exits 2 and changes nothing.
 
-use crate::common::{e2e, Env, Output};
+use crate::common::{e2e, json, ok, Env};
 use crate::fixture::{self, *};
 use errand::{JobStatus, JobId};
 use serde_json::Value;
@@ -24,15 +24,6 @@ e2e!(
 
 async fn setup(env: &Env) {
     fixture::every_state(env.client().await, None).await;
-}
-
-fn ok(out: &Output) {
-    assert_eq!(out.code, Some(0), "{out:?}");
-}
-
-fn json(out: &Output) -> Value {
-    ok(out);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
 }
 
 fn ids(v: &Value) -> Vec<i64> {
@@ -397,16 +388,7 @@ async fn bad_input_exits_2_names_the_problem_and_changes_nothing(env: Env) {
         (&["jobs", "retry", "--queue", "email"], "--failed"),
         (&["jobs", "retry", "2", "--failed"], "cannot be used with"),
     ];
-    for (args, expected) in cases {
-        let out = env.run(args).await;
-        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
-        assert!(
-            out.stderr.contains(expected),
-            "{args:?}: stderr {:?} lacks {expected:?}",
-            out.stderr
-        );
-        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
-    }
+    env.expect_bad_input(cases).await;
     assert_eq!(env.all_jobs().await, before, "bad input changed a job");
     let stats = env.client().await.queue_stats().await.unwrap();
     assert!(stats.iter().all(|s| s.paused == (s.queue == "indexing")));

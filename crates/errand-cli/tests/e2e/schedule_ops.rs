@@ -2,7 +2,7 @@
 //! real binary against a database holding schedules with a history (`fixture::schedules`),
 //! checked with the library client; bad input exits 2 and changes nothing.
 
-use crate::common::{e2e, Env, Output};
+use crate::common::{e2e, json, ok, Env};
 use crate::fixture::{self, LEGACY, NIGHTLY, SYNC, WEEKLY};
 use chrono::{DateTime, TimeDelta, Utc};
 use errand::JobStatus;
@@ -19,15 +19,6 @@ e2e!(
 
 async fn setup(env: &Env) {
     fixture::with_schedules(&env.url).await;
-}
-
-fn ok(out: &Output) {
-    assert_eq!(out.code, Some(0), "{out:?}");
-}
-
-fn json(out: &Output) -> Value {
-    ok(out);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -586,16 +577,7 @@ async fn bad_schedule_input_exits_2_names_it_and_changes_nothing(env: Env) {
             "unrecognized subcommand 'delete'",
         ),
     ];
-    for (args, expected) in cases {
-        let out = env.run(args).await;
-        assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
-        assert!(
-            out.stderr.contains(expected),
-            "{args:?}: stderr {:?} lacks {expected:?}",
-            out.stderr
-        );
-        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
-    }
+    env.expect_bad_input(cases).await;
     // A schedule that cannot be read is in no state to run: exit 3, nothing enqueued.
     let out = env.run(&["schedules", "trigger", LEGACY]).await;
     assert_eq!(out.code, Some(3), "{out:?}");
