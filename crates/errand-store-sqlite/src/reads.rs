@@ -86,81 +86,72 @@ pub(crate) fn job_list(tx: &Transaction<'_>, now: i64, list: &JobList) -> Result
 pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
+    // Binds a value and gives its placeholder.
+    let mut arg = |v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    // Running rows are few and all in the lease index; without the hint SQLite prefers to
+    // walk the whole table in id order rather than sort them.
+    let by_lease = "errand_jobs INDEXED BY errand_jobs_lease";
+    let mut table = "errand_jobs";
     // The state is written as a literal, with the WHERE term of the partial index that holds
     // it (migration 8): SQLite uses a partial index only for a query that repeats that term.
     match list.state {
         None => {}
-        Some(StateFilter::Status(s)) => conds.push(status_terms(s, list.queue.is_some())),
-        Some(StateFilter::Derived(DerivedState::Scheduled | DerivedState::Retrying)) => {
+        Some(StateFilter::Status(s)) => {
+            conds.push(status_terms(s, list.queue.is_some()));
+            if s == JobStatus::Running {
+                table = by_lease;
+            }
+        }
+        Some(StateFilter::Derived(DerivedState::Scheduled)) => {
             conds.push(status_terms(JobStatus::Queued, false));
+            conds.push(format!("run_at > {}", arg(Value::Integer(now))));
+        }
+        Some(StateFilter::Derived(DerivedState::Retrying)) => {
+            conds.push(status_terms(JobStatus::Queued, false));
+            conds.push(format!("attempt >= {}", arg(Value::Integer(1))));
         }
         Some(StateFilter::Derived(DerivedState::Stuck)) => {
             conds.push(status_terms(JobStatus::Running, false));
+            conds.push(format!("lease_expires_at < {}", arg(Value::Integer(now))));
+            table = by_lease;
         }
     }
-    let mut bind = |cond: &str, v: Value, args: &mut Vec<Value>| {
-        args.push(v);
-        conds.push(cond.replace('?', &format!("?{}", args.len())));
-    };
-    match list.state {
-        Some(StateFilter::Derived(DerivedState::Scheduled)) => {
-            bind("run_at > ?", Value::Integer(now), &mut args)
-        }
-        Some(StateFilter::Derived(DerivedState::Retrying)) => {
-            bind("attempt >= ?", Value::Integer(1), &mut args)
-        }
-        Some(StateFilter::Derived(DerivedState::Stuck)) => {
-            bind("lease_expires_at < ?", Value::Integer(now), &mut args)
-        }
-        _ => {}
-    }
+    let text = |v: &String| Value::Text(v.clone());
     if let Some(q) = &list.queue {
-        bind("queue = ?", Value::Text(q.clone()), &mut args);
+        conds.push(format!("queue = {}", arg(text(q))));
     }
     if let Some(k) = &list.kind {
-        bind("kind = ?", Value::Text(k.clone()), &mut args);
+        conds.push(format!("kind = {}", arg(text(k))));
     }
     if let Some(t) = &list.reference_type {
-        bind("reference_type = ?", Value::Text(t.clone()), &mut args);
+        conds.push(format!("reference_type = {}", arg(text(t))));
     }
     if let Some(r) = &list.reference_id {
-        bind("reference_id = ?", Value::Text(r.clone()), &mut args);
+        conds.push(format!("reference_id = {}", arg(text(r))));
     }
     if let Some(t) = list.since {
-        bind(
-            "created_at >= ?",
-            Value::Integer(crate::rows::to_micros(t)),
-            &mut args,
-        );
+        let since = arg(Value::Integer(crate::rows::to_micros(t)));
+        conds.push(format!("created_at >= {since}"));
     }
     if let Some(t) = list.until {
-        bind(
-            "created_at < ?",
-            Value::Integer(crate::rows::to_micros(t)),
-            &mut args,
-        );
+        let until = arg(Value::Integer(crate::rows::to_micros(t)));
+        conds.push(format!("created_at < {until}"));
     }
     if let Some(id) = list.before_id {
-        bind("id < ?", Value::Integer(id), &mut args);
+        conds.push(format!("id < {}", arg(Value::Integer(id))));
     }
-    let limit = list.limit as usize;
-    args.push(Value::Integer(limit as i64 + 1));
+    let limit = arg(Value::Integer(i64::from(list.limit) + 1));
     let filter = if conds.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
-    // Running rows are few and all in the lease index; without the hint SQLite prefers to
-    // walk the whole table in id order rather than sort them.
-    let table = match list.state {
-        Some(StateFilter::Status(JobStatus::Running))
-        | Some(StateFilter::Derived(DerivedState::Stuck)) => "errand_jobs INDEXED BY errand_jobs_lease",
-        _ => "errand_jobs",
-    };
     let sql = format!(
-        "SELECT {} FROM {table}{filter} ORDER BY id DESC LIMIT ?{}",
-        job_columns!(),
-        args.len()
+        "SELECT {} FROM {table}{filter} ORDER BY id DESC LIMIT {limit}",
+        job_columns!()
     );
     (sql, args)
 }
