@@ -108,60 +108,6 @@ fn count(row: &sqlx::postgres::PgRow, name: &str) -> StoreResult<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Appends `SELECT * FROM errand_jobs WHERE <list's filters> ORDER BY id DESC LIMIT <limit>`.
-/// The state is written as a literal, not bound: the status indexes are partial (migration
-/// 8), and a plan can use a partial index only for a status it sees.
-fn push_list_query(
-    qb: &mut QueryBuilder<'_, Postgres>,
-    list: &JobList,
-    now: Option<DateTime<Utc>>,
-    limit: i64,
-) {
-    qb.push("SELECT * FROM errand_jobs WHERE true");
-    match list.state {
-        None => {}
-        Some(StateFilter::Status(s)) => {
-            // `as_str` gives one of five fixed lowercase words.
-            qb.push(format_args!(" AND status = '{}'", s.as_str()));
-        }
-        Some(StateFilter::Derived(DerivedState::Scheduled)) => {
-            qb.push(" AND status = 'queued' AND run_at > coalesce(")
-                .push_bind(now)
-                .push("::timestamptz, now())");
-        }
-        Some(StateFilter::Derived(DerivedState::Retrying)) => {
-            qb.push(" AND status = 'queued' AND attempt >= 1");
-        }
-        Some(StateFilter::Derived(DerivedState::Stuck)) => {
-            qb.push(" AND status = 'running' AND lease_expires_at < coalesce(")
-                .push_bind(now)
-                .push("::timestamptz, now())");
-        }
-    }
-    if let Some(queue) = &list.queue {
-        qb.push(" AND queue = ").push_bind(queue.clone());
-    }
-    if let Some(kind) = &list.kind {
-        qb.push(" AND kind = ").push_bind(kind.clone());
-    }
-    if let Some(t) = &list.reference_type {
-        qb.push(" AND reference_type = ").push_bind(t.clone());
-    }
-    if let Some(r) = &list.reference_id {
-        qb.push(" AND reference_id = ").push_bind(r.clone());
-    }
-    if let Some(since) = list.since {
-        qb.push(" AND created_at >= ").push_bind(since);
-    }
-    if let Some(until) = list.until {
-        qb.push(" AND created_at < ").push_bind(until);
-    }
-    if let Some(before) = list.before_id {
-        qb.push(" AND id < ").push_bind(before);
-    }
-    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-}
-
 impl PgStore {
     pub(crate) async fn get_impl(&self, id: JobId) -> StoreResult<Option<Job>> {
         let row = sqlx::query("SELECT * FROM errand_jobs WHERE id = $1")
@@ -180,9 +126,52 @@ impl PgStore {
             });
         }
         let now: Option<DateTime<Utc>> = self.now();
-        let limit = i64::from(list.limit) + 1;
-        let mut qb = QueryBuilder::<Postgres>::new("");
-        push_list_query(&mut qb, list, now, limit);
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT * FROM errand_jobs WHERE true");
+        match list.state {
+            None => {}
+            Some(StateFilter::Status(s)) => {
+                // A literal, not bound: the status indexes are partial (migration 8), and a
+                // plan can use a partial index only for a status it sees. `as_str` gives one of
+                // five fixed lowercase words.
+                qb.push(format_args!(" AND status = '{}'", s.as_str()));
+            }
+            Some(StateFilter::Derived(DerivedState::Scheduled)) => {
+                qb.push(" AND status = 'queued' AND run_at > coalesce(")
+                    .push_bind(now)
+                    .push("::timestamptz, now())");
+            }
+            Some(StateFilter::Derived(DerivedState::Retrying)) => {
+                qb.push(" AND status = 'queued' AND attempt >= 1");
+            }
+            Some(StateFilter::Derived(DerivedState::Stuck)) => {
+                qb.push(" AND status = 'running' AND lease_expires_at < coalesce(")
+                    .push_bind(now)
+                    .push("::timestamptz, now())");
+            }
+        }
+        if let Some(queue) = &list.queue {
+            qb.push(" AND queue = ").push_bind(queue);
+        }
+        if let Some(kind) = &list.kind {
+            qb.push(" AND kind = ").push_bind(kind);
+        }
+        if let Some(t) = &list.reference_type {
+            qb.push(" AND reference_type = ").push_bind(t);
+        }
+        if let Some(r) = &list.reference_id {
+            qb.push(" AND reference_id = ").push_bind(r);
+        }
+        if let Some(since) = list.since {
+            qb.push(" AND created_at >= ").push_bind(since);
+        }
+        if let Some(until) = list.until {
+            qb.push(" AND created_at < ").push_bind(until);
+        }
+        if let Some(before) = list.before_id {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(list.limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await.map_err(map)?;
         let mut jobs = rows::jobs(&rows)?;
         let more = jobs.len() > list.limit as usize;
