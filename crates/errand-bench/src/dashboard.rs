@@ -63,27 +63,62 @@ fn pages(n: u64) -> Vec<(&'static str, Vec<String>)> {
     let failed_id = mid - mid % 100 + 100;
     let r = |s: &str| s.to_string();
     vec![
-        ("overview", vec![
-            r("/v1/me"),
-            r("/v1/queues"),
-            r("/v1/stats/throughput?window=1h&bucket=1m"),
-            r("/v1/workers"),
-            r("/v1/schedules"),
-        ]),
+        (
+            "overview",
+            vec![
+                r("/v1/me"),
+                r("/v1/queues"),
+                r("/v1/stats/throughput?window=1h&bucket=1m"),
+                r("/v1/workers"),
+                r("/v1/schedules"),
+            ],
+        ),
         ("jobs", vec![r("/v1/jobs?limit=50"), r("/v1/queues")]),
-        ("jobs, next page", vec![format!("/v1/jobs?limit=50&cursor={}", n - 50)]),
-        ("jobs, deep page", vec![format!("/v1/jobs?limit=50&cursor={mid}")]),
+        (
+            "jobs, next page",
+            vec![format!("/v1/jobs?limit=50&cursor={}", n - 50)],
+        ),
+        (
+            "jobs, deep page",
+            vec![format!("/v1/jobs?limit=50&cursor={mid}")],
+        ),
         ("jobs: failed", vec![r("/v1/jobs?status=failed&limit=50")]),
         ("jobs: running", vec![r("/v1/jobs?status=running&limit=50")]),
-        ("jobs: cancelled", vec![r("/v1/jobs?status=cancelled&limit=50")]),
+        (
+            "jobs: cancelled",
+            vec![r("/v1/jobs?status=cancelled&limit=50")],
+        ),
         ("jobs: stuck", vec![r("/v1/jobs?derived=stuck&limit=50")]),
-        ("jobs: scheduled", vec![r("/v1/jobs?derived=scheduled&limit=50")]),
-        ("jobs: retrying", vec![r("/v1/jobs?derived=retrying&limit=50")]),
+        (
+            "jobs: scheduled",
+            vec![r("/v1/jobs?derived=scheduled&limit=50")],
+        ),
+        (
+            "jobs: retrying",
+            vec![r("/v1/jobs?derived=retrying&limit=50")],
+        ),
         ("jobs: queue", vec![r("/v1/jobs?queue=email&limit=50")]),
-        ("jobs: kind", vec![r("/v1/jobs?kind=render_report&limit=50")]),
-        ("jobs: reference", vec![format!("/v1/jobs?reference=order:{}&limit=50", mid - mid % 10)]),
-        ("jobs: failed+queue+kind", vec![r("/v1/jobs?status=failed&queue=email&kind=send_email&limit=50")]),
-        ("jobs: queued+queue", vec![r("/v1/jobs?status=queued&queue=reports&limit=50")]),
+        (
+            "jobs: kind",
+            vec![r("/v1/jobs?kind=render_report&limit=50")],
+        ),
+        (
+            "jobs: reference",
+            vec![format!(
+                "/v1/jobs?reference=order:{}&limit=50",
+                mid - mid % 10
+            )],
+        ),
+        (
+            "jobs: failed+queue+kind",
+            vec![r(
+                "/v1/jobs?status=failed&queue=email&kind=send_email&limit=50",
+            )],
+        ),
+        (
+            "jobs: queued+queue",
+            vec![r("/v1/jobs?status=queued&queue=reports&limit=50")],
+        ),
         ("job", vec![format!("/v1/jobs/{failed_id}")]),
         ("schedules", vec![r("/v1/schedules")]),
         ("workers", vec![r("/v1/workers")]),
@@ -109,16 +144,28 @@ pub async fn run(opts: Opts) {
         let seeded = Instant::now();
         match &db.concrete {
             Concrete::Sqlite { store, .. } => {
-                errand_store_sqlite::baseline::seed_mixed(store, opts.jobs, Duration::from_secs(7 * 86_400))
+                errand_store_sqlite::baseline::seed_mixed(
+                    store,
+                    opts.jobs,
+                    Duration::from_secs(7 * 86_400),
+                )
+                .await
+                .expect("seed");
+                errand_store_sqlite::baseline::settle(store)
                     .await
-                    .expect("seed");
-                errand_store_sqlite::baseline::settle(store).await.expect("settle");
+                    .expect("settle");
             }
             Concrete::Postgres { store, .. } => {
-                errand_store_postgres::baseline::seed_mixed(store, opts.jobs, Duration::from_secs(7 * 86_400))
+                errand_store_postgres::baseline::seed_mixed(
+                    store,
+                    opts.jobs,
+                    Duration::from_secs(7 * 86_400),
+                )
+                .await
+                .expect("seed");
+                errand_store_postgres::baseline::settle(store)
                     .await
-                    .expect("seed");
-                errand_store_postgres::baseline::settle(store).await.expect("settle");
+                    .expect("settle");
             }
         }
         for (i, host) in ["web-1", "web-2", "batch-1"].iter().enumerate() {
@@ -128,12 +175,19 @@ pub async fn run(opts: Opts) {
                     host: (*host).into(),
                     pid: 1000 + i as i64,
                     version: env!("CARGO_PKG_VERSION").into(),
-                    queues: vec![WorkerQueue { name: "default".into(), concurrency: 16 }],
+                    queues: vec![WorkerQueue {
+                        name: "default".into(),
+                        concurrency: 16,
+                    }],
                 })
                 .await
                 .expect("register worker");
         }
-        eprintln!("{backend}: seeded {} jobs in {:.1?}", opts.jobs, seeded.elapsed());
+        eprintln!(
+            "{backend}: seeded {} jobs in {:.1?}",
+            opts.jobs,
+            seeded.elapsed()
+        );
         let client = errand::Client::from_store(db.store.clone());
         let app = errand_server::router(client, errand_server::ServerConfig::default());
 
@@ -152,7 +206,9 @@ pub async fn run(opts: Opts) {
                     let started = Instant::now();
                     let res = app.clone().oneshot(req).await.unwrap();
                     status = res.status();
-                    let body = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+                    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+                        .await
+                        .unwrap();
                     let took = started.elapsed();
                     std::hint::black_box(body);
                     if run > 0 {
@@ -175,7 +231,15 @@ pub async fn run(opts: Opts) {
         println!("\n| page ({backend}) | sum of p95 ms | under 300 ms |");
         println!("| --- | ---: | --- |");
         for (page, t) in page_rows {
-            println!("| {page} | {} | {} |", ms(t), if t < Duration::from_millis(300) { "yes" } else { "**no**" });
+            println!(
+                "| {page} | {} | {} |",
+                ms(t),
+                if t < Duration::from_millis(300) {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            );
         }
         println!();
         db.close().await;

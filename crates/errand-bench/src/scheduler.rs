@@ -13,7 +13,7 @@
 
 use crate::db::FreshDb;
 use chrono::{DateTime, Utc};
-use errand::{Client, JobList, JobStatus, SchedulerOptions, ScheduleSpec};
+use errand::{Client, JobList, JobStatus, ScheduleSpec, SchedulerOptions};
 use errand_store::{ScheduleSource, ScheduleWrite};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,10 @@ pub fn parse(args: &mut impl Iterator<Item = String>) -> Result<Options, String>
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("`{flag}` needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("`{flag}` wants a number, got `{v}`"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("`{flag}` wants a number, got `{v}`"))
+        };
         match flag.as_str() {
             "--backend" => o.backends = crate::parse_backend(&value()?)?,
             "--seconds" => o.seconds = number(value()?)?,
@@ -156,7 +159,12 @@ fn cpu_time() -> Duration {
     let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
     // `after` starts at field 3 (state): utime is field 14, stime 15.
-    let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(14) + ticks(15)) * 10)
 }
 

@@ -79,8 +79,11 @@ pub async fn setup(store: &SqliteStore, n: u64) -> StoreResult<()> {
             .map_err(map_sql)?;
         tx.execute(BARE_TABLE, []).map_err(map_sql)?;
         tx.execute(BARE_INDEX, []).map_err(map_sql)?;
-        tx.execute(BARE_FILL, params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()])
-            .map_err(map_sql)?;
+        tx.execute(
+            BARE_FILL,
+            params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()],
+        )
+        .map_err(map_sql)?;
         tx.commit().map_err(map_sql)
     })
     .await
@@ -128,7 +131,8 @@ fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
                         r.get(0)
                     })
                     .map_err(map_sql)?;
-                rows.collect::<rusqlite::Result<Vec<i64>>>().map_err(map_sql)?
+                rows.collect::<rusqlite::Result<Vec<i64>>>()
+                    .map_err(map_sql)?
             };
             tx.commit().map_err(map_sql)?;
             ids
@@ -156,8 +160,11 @@ pub async fn commit_latency(
 ) -> StoreResult<Vec<std::time::Duration>> {
     let conn = connect(store)?;
     run_blocking(move || {
-        conn.execute("CREATE TABLE errand_bench_probe (id INTEGER PRIMARY KEY, v TEXT)", [])
-            .map_err(map_sql)?;
+        conn.execute(
+            "CREATE TABLE errand_bench_probe (id INTEGER PRIMARY KEY, v TEXT)",
+            [],
+        )
+        .map_err(map_sql)?;
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             std::thread::sleep(gap);
@@ -166,7 +173,8 @@ pub async fn commit_latency(
                 .map_err(map_sql)?;
             times.push(t.elapsed());
         }
-        conn.execute("DROP TABLE errand_bench_probe", []).map_err(map_sql)?;
+        conn.execute("DROP TABLE errand_bench_probe", [])
+            .map_err(map_sql)?;
         Ok(times)
     })
     .await
@@ -229,7 +237,8 @@ const SEED_MIXED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, pr
     FROM s";
 
 /// One `error` event per failed job (the seed's last attempt).
-const SEED_MIXED_EVENTS: &str = "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
+const SEED_MIXED_EVENTS: &str =
+    "INSERT INTO errand_events (job_id, at, kind, attempt, worker_id, message, data)
     SELECT id, finished_at, 'error', attempt, worker_id, last_error, '{\"next\":\"failed\"}'
     FROM errand_jobs WHERE status = 'failed'";
 

@@ -66,13 +66,17 @@ mod tests {
         let path = dir.join("t.db");
         let writer = Connection::open(&path).unwrap();
         writer.pragma_update(None, "journal_mode", "WAL").unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES).unwrap();
+        writer
+            .pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+            .unwrap();
         writer.execute("CREATE TABLE t (x BLOB)", []).unwrap();
         let _ckpt = start(Connection::open(&path).unwrap()).unwrap();
         // ~1.6 MB of commits, past SQLite's default threshold but far below the backstop:
         // only the checkpointer can have copied them into the database file.
         for _ in 0..200 {
-            writer.execute("INSERT INTO t VALUES (zeroblob(8000))", []).unwrap();
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(8000))", [])
+                .unwrap();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -52,9 +52,9 @@ fn status_terms(s: JobStatus, by_queue: bool) -> String {
     match s {
         JobStatus::Running => "status = 'running'".to_string(),
         JobStatus::Succeeded => "status = 'succeeded'".to_string(),
-        JobStatus::Failed | JobStatus::Cancelled if by_queue => format!(
-            "status = '{status}' AND status NOT IN ('queued', 'running', 'succeeded')"
-        ),
+        JobStatus::Failed | JobStatus::Cancelled if by_queue => {
+            format!("status = '{status}' AND status NOT IN ('queued', 'running', 'succeeded')")
+        }
         _ => format!("status = '{status}' AND status NOT IN ('running', 'succeeded')"),
     }
 }
@@ -180,8 +180,8 @@ pub(crate) fn queue_stats(tx: &Transaction<'_>, now: i64) -> Result<Vec<QueueSta
     let as_of = micros_to_time(now);
     let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
     // Kept by triggers (migration 7): a few rows, however many jobs there are.
-    let mut counts = tx
-        .prepare_cached("SELECT queue, status, n FROM errand_queue_counts WHERE n <> 0")?;
+    let mut counts =
+        tx.prepare_cached("SELECT queue, status, n FROM errand_queue_counts WHERE n <> 0")?;
     let rows = counts.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -255,7 +255,11 @@ pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError
 }
 
 /// `AND queue = ?n AND kind = ?m` for the optional filters, binding into `args`.
-fn queue_kind_filter(queue: &Option<String>, kind: &Option<String>, args: &mut Vec<Value>) -> String {
+fn queue_kind_filter(
+    queue: &Option<String>,
+    kind: &Option<String>,
+    args: &mut Vec<Value>,
+) -> String {
     let mut sql = String::new();
     for (column, value) in [("queue", queue), ("kind", kind)] {
         if let Some(v) = value {
@@ -281,14 +285,20 @@ pub(crate) fn job_finished_stats(
     );
     let mut stmt = tx.prepare_cached(&counts)?;
     let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (queue, status, n) = row?;
-        let s = by_queue.entry(queue.clone()).or_insert_with(|| FinishedStats {
-            queue,
-            ..Default::default()
-        });
+        let s = by_queue
+            .entry(queue.clone())
+            .or_insert_with(|| FinishedStats {
+                queue,
+                ..Default::default()
+            });
         match status.parse::<JobStatus>() {
             Ok(JobStatus::Succeeded) => s.succeeded = n as u64,
             Ok(JobStatus::Failed) => s.failed = n as u64,
@@ -331,7 +341,9 @@ pub(crate) fn job_throughput(
     tx: &Transaction<'_>,
     p: &JobThroughput,
 ) -> Result<Vec<ThroughputBucket>, OpError> {
-    let bucket_us = i64::try_from(p.bucket.as_micros()).unwrap_or(i64::MAX).max(1000);
+    let bucket_us = i64::try_from(p.bucket.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1000);
     let mut args = vec![
         Value::Integer(crate::rows::to_micros(p.since)),
         Value::Integer(bucket_us),

@@ -95,7 +95,9 @@ pub(crate) fn update(
     let sql = "UPDATE errand_schedules SET spec = ?2, kind = ?3, queue = ?4, source = ?6, \
                last_fire_at = CASE WHEN paused = 1 AND ?5 = 0 THEN ?7 ELSE last_fire_at END, \
                paused = ?5, due_at = ?7, updated_at = ?7 WHERE name = ?1";
-    write(tx, sql, now, s, || StoreError::ScheduleNotFound(s.name.clone()))
+    write(tx, sql, now, s, || {
+        StoreError::ScheduleNotFound(s.name.clone())
+    })
 }
 
 /// Runs the create or update statement (the same parameters) and reads the row back; `none`

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobList,
-    JobPage, JobPurge, JobRescue, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats,
-    RetryFailed, RetryOutcome, Store, StoreResult, WorkerRecord, WorkerRegistration,
-    FinishedStats, JobFinishedStats, JobThroughput, ThroughputBucket,
+    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
+    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
+    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,
@@ -161,7 +161,8 @@ impl Store for SqliteStore {
 
     async fn job_throughput(&self, params: &JobThroughput) -> StoreResult<Vec<ThroughputBucket>> {
         let params = params.clone();
-        self.read(move |tx, _| reads::job_throughput(tx, &params)).await
+        self.read(move |tx, _| reads::job_throughput(tx, &params))
+            .await
     }
 
     async fn event_insert(&self, event: &NewEvent) -> StoreResult<Event> {
@@ -274,7 +275,8 @@ impl Store for SqliteStore {
 
     async fn schedule_fire_list(&self, list: &ScheduleFireList) -> StoreResult<Vec<FireRecord>> {
         let list = list.clone();
-        self.read(move |tx, _| schedules::fire_list(tx, &list)).await
+        self.read(move |tx, _| schedules::fire_list(tx, &list))
+            .await
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<JobsReady> {

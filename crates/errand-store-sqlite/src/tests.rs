@@ -72,7 +72,10 @@ async fn migrate_twice_is_a_no_op_and_reports_the_latest_version() {
     let latest = crate::migrate::latest_version();
     assert_eq!(before.current_version, 0);
     assert_eq!(before.latest_version, latest);
-    assert_eq!(&before.pending[..2], &[(1, "jobs".to_string()), (2, "workers".to_string())]);
+    assert_eq!(
+        &before.pending[..2],
+        &[(1, "jobs".to_string()), (2, "workers".to_string())]
+    );
     assert_eq!(before.pending, known);
 
     let first = store.migrate().await.unwrap();
@@ -237,6 +240,21 @@ async fn claim_uses_the_claim_index() {
     assert!(!claim.contains("TEMP B-TREE"), "{claim}");
 }
 
+/// The batch completion walks its JSON items and finds each job by primary key; a plan that
+/// scanned the jobs table instead would cost a full pass per batch.
+#[tokio::test]
+async fn completion_finds_each_job_by_primary_key() {
+    let db = TempDb::new("plan-complete");
+    let store = open(&db, &ManualClock::new(start())).await;
+    store.migrate().await.unwrap();
+    let complete = plan(&store, crate::jobs::COMPLETE_SQL).await;
+    assert!(complete.contains("SCAN json_each"), "{complete}");
+    assert!(
+        complete.contains("SEARCH errand_jobs USING INTEGER PRIMARY KEY"),
+        "{complete}"
+    );
+}
+
 #[tokio::test]
 async fn rescue_scan_and_stats_use_partial_indexes() {
     let db = TempDb::new("plan2");
@@ -264,11 +282,33 @@ async fn job_list_walks_an_index_for_every_state() {
     store.migrate().await.unwrap();
     let status = |s| Some(StateFilter::Status(s));
     let cases = [
-        (JobList { state: status(JobStatus::Queued), ..Default::default() }, "errand_jobs_status_id"),
-        (JobList { state: status(JobStatus::Failed), ..Default::default() }, "errand_jobs_status_id"),
-        (JobList { state: status(JobStatus::Cancelled), ..Default::default() }, "errand_jobs_status_id"),
         (
-            JobList { state: status(JobStatus::Failed), queue: Some("q".into()), ..Default::default() },
+            JobList {
+                state: status(JobStatus::Queued),
+                ..Default::default()
+            },
+            "errand_jobs_status_id",
+        ),
+        (
+            JobList {
+                state: status(JobStatus::Failed),
+                ..Default::default()
+            },
+            "errand_jobs_status_id",
+        ),
+        (
+            JobList {
+                state: status(JobStatus::Cancelled),
+                ..Default::default()
+            },
+            "errand_jobs_status_id",
+        ),
+        (
+            JobList {
+                state: status(JobStatus::Failed),
+                queue: Some("q".into()),
+                ..Default::default()
+            },
             "errand_jobs_queue_status",
         ),
         (
@@ -278,9 +318,18 @@ async fn job_list_walks_an_index_for_every_state() {
             },
             "errand_jobs_status_id",
         ),
-        (JobList { kind: Some("k".into()), ..Default::default() }, "errand_jobs_kind_id"),
         (
-            JobList { state: status(JobStatus::Running), ..Default::default() },
+            JobList {
+                kind: Some("k".into()),
+                ..Default::default()
+            },
+            "errand_jobs_kind_id",
+        ),
+        (
+            JobList {
+                state: status(JobStatus::Running),
+                ..Default::default()
+            },
             "errand_jobs_lease",
         ),
     ];
@@ -289,7 +338,8 @@ async fn job_list_walks_an_index_for_every_state() {
         let plan = store
             .with_writer(move |conn, _| {
                 let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+                let rows =
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
             })
             .await

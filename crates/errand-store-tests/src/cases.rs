@@ -462,10 +462,15 @@ pub async fn job_complete_many_mixes_done_and_stale_in_input_order(h: Harness) {
                 fence: fence(&jobs[1]),
                 result: None,
             },
+            // The same fence again: it held when the batch was written, so it is done too.
+            JobComplete {
+                fence: fence(&jobs[1]),
+                result: None,
+            },
         ])
         .await
         .unwrap();
-    assert_eq!(acks, vec![Ack::Stale, Ack::Done]);
+    assert_eq!(acks, vec![Ack::Stale, Ack::Done, Ack::Done]);
     assert_eq!(get(&h, jobs[0].id).await.status, JobStatus::Running);
     assert_eq!(get(&h, jobs[1].id).await.status, JobStatus::Succeeded);
 }
