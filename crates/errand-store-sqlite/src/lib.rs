@@ -6,25 +6,28 @@
 //!
 //! # Design
 //!
-//! * **One writer.** SQLite allows one writer at a time per file, so the store keeps exactly
-//!   one [`rusqlite::Connection`] for writing, behind an async (fair, first come first
-//!   served) mutex, and every operation that writes runs on it inside one `BEGIN IMMEDIATE`
-//!   transaction. IMMEDIATE takes the database's write lock at the start, so a transaction
-//!   never has to upgrade a read lock to a write lock later (the upgrade is what fails with
-//!   `SQLITE_BUSY` at once when another *process* writes; with IMMEDIATE the other process
-//!   simply waits up to `busy_timeout`, 5 s). Holding the write lock for the whole operation
-//!   is also what makes read-then-write steps (unique keys, cancel, retry) race-free.
+//! * **One writer, group commit.** SQLite allows one writer at a time per file, so the store
+//!   keeps exactly one [`rusqlite::Connection`] for writing, on a thread of its own (`writer`).
+//!   Every operation that writes is sent to that thread and runs inside a `BEGIN IMMEDIATE`
+//!   transaction; operations queued at the same moment share one transaction and one commit
+//!   (each in its own savepoint, so one that fails undoes only itself), which spends one
+//!   disk flush on the group instead of one each. IMMEDIATE takes the database's write lock
+//!   at the start, so a transaction never has to upgrade a read lock to a write lock later
+//!   (the upgrade is what fails with `SQLITE_BUSY` at once when another *process* writes;
+//!   with IMMEDIATE the other process simply waits up to `busy_timeout`, 5 s). Holding the
+//!   write lock for the whole operation is also what makes read-then-write steps (unique
+//!   keys, cancel, retry) race-free.
 //! * **Readers.** Reads (`job_get`, `job_list`, `queue_stats`, ...) use a small pool of
 //!   separate connections. The file is in WAL mode, so readers see the last committed state
 //!   and never block the writer or each other. Each read runs in one read transaction so the
 //!   queries of one operation see one snapshot.
-//! * **Blocking work off the runtime.** Every operation runs in
-//!   [`tokio::task::spawn_blocking`], which owns the connection (and its lock) and the
-//!   transaction from `BEGIN` to `COMMIT`. Dropping the async future (a timeout, a cancelled
-//!   request) therefore cannot leave a transaction open or half applied: either the blocking
-//!   task never started, or it finishes on its own.
+//! * **Blocking work off the runtime.** Writes run on the writer thread and reads in
+//!   [`tokio::task::spawn_blocking`]; either owns its connection and transaction from
+//!   `BEGIN` to `COMMIT`. Dropping the async future (a timeout, a cancelled request)
+//!   therefore cannot leave a transaction open or half applied: an operation once sent runs
+//!   to its end, and its caller simply does not hear the outcome.
 //! * **Time.** Every operation reads "now" once from the clock ([`SqliteOptions::clock`],
-//!   else the system clock) after it holds its lock, and stores times as INTEGER microseconds
+//!   else the system clock) when it starts, holding its lock, and stores times as INTEGER microseconds
 //!   since the Unix epoch (UTC), so times compare exactly in indexes.
 //!
 //! * **Wake-ups.** Writes that make jobs ready now send a hint per queue after they commit,
@@ -48,11 +51,12 @@ mod schedules;
 mod store;
 mod target;
 mod workers;
+mod writer;
 
 use errand_core::{Clock, SystemClock};
 use errand_store::{StoreError, StoreResult};
 use error::{map_sql, OpError};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -129,9 +133,8 @@ struct Inner {
     path: PathBuf,
     synchronous: Synchronous,
     clock: Arc<dyn Clock>,
-    /// The writer. An async mutex so that operations waiting for their turn park on the
-    /// runtime, not on blocking threads, and are served in arrival order.
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// The writer connection, on its own thread, committing in groups (see `writer`).
+    writer: writer::Writer,
     idle_readers: Mutex<Vec<Connection>>,
     reader_slots: Arc<Semaphore>,
     readers: usize,
@@ -165,6 +168,8 @@ impl SqliteStore {
         let parsed = target::parse(target)?;
         let synchronous = parsed.synchronous.unwrap_or(options.synchronous);
         let path = parsed.path;
+        let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let writer_clock = clock.clone();
         let (writer, checkpointer, path) = run_blocking(move || {
             let writer =
                 open_connection(&path, synchronous, false).map_err(|e| open_error(&path, e))?;
@@ -176,14 +181,17 @@ impl SqliteStore {
             let checkpointer = checkpoint::start(conn).map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the WAL checkpoint thread: {e}"))
             })?;
+            let writer = writer::Writer::start(writer, writer_clock).map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the writer thread: {e}"))
+            })?;
             Ok((writer, checkpointer, path))
         })
         .await?;
         let readers = options.readers.max(1);
         let store = SqliteStore {
             inner: Arc::new(Inner {
-                clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                writer: Arc::new(tokio::sync::Mutex::new(writer)),
+                clock,
+                writer,
                 idle_readers: Mutex::new(Vec::with_capacity(readers)),
                 reader_slots: Arc::new(Semaphore::new(readers)),
                 readers,
@@ -212,45 +220,28 @@ impl SqliteStore {
         self.inner.synchronous
     }
 
-    /// Runs `f` on the writer connection on a blocking thread. The writer lock is taken
-    /// (asynchronously) before the blocking task starts and moves into it, so once `f` starts
-    /// it runs to the end even if the caller's future is dropped. `f` is given the store's
-    /// "now" in microseconds, read once the lock is held.
+    /// Runs `f` on the writer connection alone, outside any transaction, on the writer
+    /// thread. `f` is given the store's "now" in microseconds. Once sent, `f` runs to the end
+    /// even if the caller's future is dropped.
     pub(crate) async fn with_writer<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, i64) -> Result<T, OpError> + Send + 'static,
     {
-        let mut conn = self.inner.writer.clone().lock_owned().await;
-        let inner = self.inner.clone();
-        run_blocking(move || {
-            let now = inner.now_micros();
-            f(&mut conn, now).map_err(StoreError::from)
-        })
-        .await
+        self.inner.writer.with_connection(f).await
     }
 
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer and commits it if `f`
-    /// succeeds (rolls back otherwise). "Now" is read after the write lock is taken, so the
-    /// order of commits and the order of their times agree.
+    /// Runs `f` inside a `BEGIN IMMEDIATE` transaction on the writer thread, possibly
+    /// together with other operations queued at the same moment (group commit, see
+    /// `writer`), and resolves once that transaction has committed; if `f` fails, its
+    /// writes are undone and the others' are not. "Now" is read when `f` starts, under the
+    /// write lock, so the order of writes and the order of their times agree.
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, i64) -> Result<T, OpError> + Send + 'static,
     {
-        let mut conn = self.inner.writer.clone().lock_owned().await;
-        let inner = self.inner.clone();
-        run_blocking(move || {
-            let run = || -> Result<T, OpError> {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let now = inner.now_micros();
-                let out = f(&tx, now)?;
-                tx.commit()?;
-                Ok(out)
-            };
-            run().map_err(StoreError::from)
-        })
-        .await
+        self.inner.writer.write(f).await
     }
 
     /// Runs `f` inside one read transaction on a pooled reader connection.
@@ -335,6 +326,7 @@ fn open_connection(path: &Path, sync: Synchronous, reader: bool) -> rusqlite::Re
     }
     conn.pragma_update(None, "synchronous", sync.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     if reader {
         conn.pragma_update(None, "query_only", "ON")?;
     }

@@ -5,7 +5,7 @@ use errand_core::JobId;
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No job with this id.
     #[error("job {0} not found")]

@@ -268,8 +268,10 @@ impl WorkerBuilder {
 
         let (complete_tx, complete_rx) = mpsc::unbounded_channel();
         let writes_in_flight = match self.store.backend() {
-            // One writer per file: overlapping writes would only queue, each its own commit.
-            Backend::Sqlite => 1,
+            // One writer per file, which commits the writes queued together as one group:
+            // a second write in flight queues behind the one running and shares the next
+            // group's commit with whatever else arrived meanwhile.
+            Backend::Sqlite => 2,
             // Many connections: overlapping round trips (and commits) is what scales.
             Backend::Postgres => 4,
         };
