@@ -15,6 +15,9 @@
 //!   concurrent loops, each claiming 100 rows per statement and marking them done with one
 //!   more statement. W1 / baseline says what the worker pool costs over the least one could
 //!   write.
+//! - **Floor** (SQLite). The same loops on a table that also keeps a lease time and a finish
+//!   time, each indexed: what any job table with crash recovery and retention writes per job.
+//!   W1 / floor says how much of the gap to the baseline is Errand's own.
 //! - **W2 latency.** An idle pool (concurrency 16) in this process; 500 jobs enqueued one at
 //!   a time, 20 ms apart, with `Client::enqueue_kind(..).send()`; latency = handler start −
 //!   the instant just before the enqueue call, per job id; p50/p95/p99 (also counted from
@@ -40,7 +43,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub const USAGE: &str =
     "errand-bench worker [--backend sqlite|postgres|both] [--quick] [--runs N] \
-     [--only baseline,w1,w2,w3] [--baseline-batch N] [--sqlite-synchronous full|normal]";
+     [--only baseline,floor,w1,w2,w3] [--baseline-batch N] [--sqlite-synchronous full|normal]";
 
 const CONCURRENCY: u32 = 16;
 const BASELINE_BATCH: u32 = 100;
@@ -72,7 +75,7 @@ pub fn parse(args: &mut dyn Iterator<Item = String>) -> Result<Opts, String> {
     let mut opts = Opts {
         backends: vec!["sqlite", "postgres"],
         quick: false,
-        only: ["baseline", "w1", "w2", "w3"].map(String::from).to_vec(),
+        only: ["baseline", "floor", "w1", "w2", "w3"].map(String::from).to_vec(),
         runs: 3,
         baseline_batch: BASELINE_BATCH,
     };
@@ -114,9 +117,9 @@ pub fn parse(args: &mut dyn Iterator<Item = String>) -> Result<Opts, String> {
                 if let Some(bad) = opts
                     .only
                     .iter()
-                    .find(|s| !["baseline", "w1", "w2", "w3"].contains(&s.as_str()))
+                    .find(|s| !["baseline", "floor", "w1", "w2", "w3"].contains(&s.as_str()))
                 {
-                    return Err(format!("`--only` takes baseline, w1, w2, w3; got `{bad}`"));
+                    return Err(format!("`--only` takes baseline, floor, w1, w2, w3; got `{bad}`"));
                 }
             }
             f => return Err(format!("unknown option `{f}`")),
@@ -193,6 +196,8 @@ fn median_drain(v: Vec<Drain>) -> Drain {
 #[derive(Default)]
 struct Results {
     baseline: Option<f64>,
+    /// SQLite only: the baseline loop on a table with a lease and a finish time indexed.
+    floor: Option<f64>,
     w1: Option<Drain>,
     w2: Option<Latency>,
     /// W2 counted from the moment the enqueue call returned.
@@ -200,8 +205,9 @@ struct Results {
     /// One-row durable commits on a bare table, taken before each W2: the disk's share.
     commit: Option<Latency>,
     w3: Option<Drain>,
-    /// W1 / baseline, and W3 / W1, each taken within one run.
+    /// W1 / baseline, W1 / floor, and W3 / W1, each taken within one run.
     w1_ratio: Option<Ratio>,
+    w1_floor_ratio: Option<Ratio>,
     w3_ratio: Option<Ratio>,
 }
 
@@ -263,6 +269,7 @@ pub async fn run(opts: Opts) {
         let (mut baselines, mut w1s, mut w3s, mut samples) = (vec![], vec![], vec![], vec![]);
         let mut commits = Vec::new();
         let (mut w1_ratio, mut w3_ratio) = (vec![], vec![]);
+        let (mut floors, mut w1_floor_ratio) = (vec![], vec![]);
         for run in 0..opts.runs {
             if opts.runs > 1 {
                 note(format!(
@@ -273,7 +280,12 @@ pub async fn run(opts: Opts) {
                 ));
             }
             let b = if wants("baseline") {
-                Some(baseline(backend, sizes.drain_jobs, opts.baseline_batch).await)
+                Some(baseline(backend, sizes.drain_jobs, opts.baseline_batch, false).await)
+            } else {
+                None
+            };
+            let f = if wants("floor") && backend == "sqlite" {
+                Some(baseline(backend, sizes.drain_jobs, opts.baseline_batch, true).await)
             } else {
                 None
             };
@@ -294,6 +306,10 @@ pub async fn run(opts: Opts) {
             if let (Some(w1), Some(b)) = (&w1, b) {
                 w1_ratio.push(w1.rate / b);
             }
+            if let (Some(w1), Some(f)) = (&w1, f) {
+                w1_floor_ratio.push(w1.rate / f);
+            }
+            floors.extend(f);
             if let (Some(w1), Some(w3)) = (&w1, &w3) {
                 w3_ratio.push(w3.rate / w1.rate);
             }
@@ -303,6 +319,8 @@ pub async fn run(opts: Opts) {
         }
         let r = Results {
             baseline: (!baselines.is_empty()).then(|| median(baselines)),
+            floor: (!floors.is_empty()).then(|| median(floors)),
+            w1_floor_ratio: Ratio::of(w1_floor_ratio),
             w1: (!w1s.is_empty()).then(|| median_drain(w1s)),
             w2: (!samples.is_empty()).then(|| Latency::of(samples.iter().map(|s| s.0).collect())),
             w2_after: (!samples.is_empty())
@@ -375,6 +393,16 @@ fn print_table(opts: &Opts, sizes: &Sizes, all: &[(&str, Results)], load_before:
         "W1 / baseline, median (lowest–highest run)".into(),
         "≥ 60 %",
         &|_, r| r.w1_ratio.as_ref().map(|x| x.cell(60.0)),
+    );
+    row(
+        "floor: the same loops, table with a lease and a finish time indexed (jobs/s)".into(),
+        "",
+        &|_, r| r.floor.map(|f| thousands(f as u64)),
+    );
+    row(
+        "W1 / floor, median (lowest–highest run)".into(),
+        "",
+        &|_, r| r.w1_floor_ratio.as_ref().map(|x| x.cell(0.0)),
     );
     let (p50_pg, p50_lite, p99_pg, p99_lite) = (4.0, 2.0, 12.0, 5.0);
     let target_for = |b: &str, pg: f64, lite: f64| if b == "postgres" { pg } else { lite };
@@ -469,16 +497,22 @@ fn thousands(n: u64) -> String {
 
 // ---- baseline -----------------------------------------------------------------------------
 
-async fn baseline(backend: &str, n: usize, batch: u32) -> f64 {
+/// The bare-table loop (`floor`: SQLite's table with a lease and a finish time indexed).
+async fn baseline(backend: &str, n: usize, batch: u32, floor: bool) -> f64 {
+    let shape = if floor {
+        errand_store_sqlite::baseline::Shape::Floor
+    } else {
+        errand_store_sqlite::baseline::Shape::Bare
+    };
     let db = FreshDb::open(backend, sqlite_sync(), CONCURRENCY + 1).await;
     let t;
     let drained = match &db.concrete {
         Concrete::Sqlite { store, .. } => {
-            errand_store_sqlite::baseline::setup(store, n as u64)
+            errand_store_sqlite::baseline::setup(store, n as u64, shape)
                 .await
                 .expect("baseline setup");
             t = Instant::now();
-            errand_store_sqlite::baseline::drain(store, CONCURRENCY as usize, batch).await
+            errand_store_sqlite::baseline::drain(store, CONCURRENCY as usize, batch, shape).await
         }
         Concrete::Postgres { store, .. } => {
             errand_store_postgres::baseline::setup(store, n as u64)
@@ -497,7 +531,8 @@ async fn baseline(backend: &str, n: usize, batch: u32) -> f64 {
     );
     let rate = n as f64 / secs;
     note(format!(
-        "{backend} baseline (claim batch {batch}): {n} rows in {secs:.2} s = {rate:.0} rows/s"
+        "{backend} {} (claim batch {batch}): {n} rows in {secs:.2} s = {rate:.0} rows/s",
+        if floor { "floor" } else { "baseline" }
     ));
     rate
 }

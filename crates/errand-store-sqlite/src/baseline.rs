@@ -11,6 +11,11 @@
 //!   done with one more statement. SQLite has one writer per file, so the loops share one
 //!   connection (as the store's operations share its writer) and take turns on it. No
 //!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
+//! - [`Shape::Floor`]: the same loop on a table that also keeps what any durable job table
+//!   needs for crash recovery and retention: a lease time (set at the claim, cleared at the
+//!   end) with a partial index over running rows, and a finish time with a partial index. No
+//!   job table with a rescuer and a purge can do less per job, so the ratio of W1 to this
+//!   loop says how much of the gap to the bare loop is Errand's own.
 //! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
 //!   inserted in one transaction, then the WAL checkpointed.
 //! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
@@ -26,12 +31,62 @@ use errand_store::{StoreError, StoreResult};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::sync::{Arc, Mutex};
 
+/// Which table the baseline loop drains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// id, status, run_at, payload; one partial index for the claim.
+    Bare,
+    /// [`Shape::Bare`] plus a lease time and a finish time, each with a partial index, set
+    /// by the claim and the completion as a job table's are.
+    Floor,
+}
+
+impl Shape {
+    fn statements(self) -> (&'static [&'static str], &'static str, &'static str) {
+        match self {
+            Shape::Bare => (&[BARE_TABLE, BARE_INDEX], BARE_CLAIM, BARE_DONE),
+            Shape::Floor => (
+                &[FLOOR_TABLE, BARE_INDEX, FLOOR_LEASE_INDEX, FLOOR_FINISHED_INDEX],
+                FLOOR_CLAIM,
+                FLOOR_DONE,
+            ),
+        }
+    }
+}
+
 const BARE_TABLE: &str = "CREATE TABLE errand_bench_bare (
         id      INTEGER PRIMARY KEY,
         status  TEXT NOT NULL,
         run_at  INTEGER NOT NULL,
         payload TEXT
     )";
+
+const FLOOR_TABLE: &str = "CREATE TABLE errand_bench_bare (
+        id       INTEGER PRIMARY KEY,
+        status   TEXT NOT NULL,
+        run_at   INTEGER NOT NULL,
+        payload  TEXT,
+        lease    INTEGER,
+        finished INTEGER
+    )";
+
+const FLOOR_LEASE_INDEX: &str =
+    "CREATE INDEX errand_bench_bare_lease ON errand_bench_bare (lease) WHERE status = 'running'";
+
+const FLOOR_FINISHED_INDEX: &str = "CREATE INDEX errand_bench_bare_finished \
+    ON errand_bench_bare (finished) WHERE finished IS NOT NULL";
+
+/// `?1` now, `?2` batch.
+const FLOOR_CLAIM: &str = "UPDATE errand_bench_bare SET status = 'running', lease = ?1 + 30000000
+    WHERE id IN (SELECT id FROM errand_bench_bare
+                 WHERE status = 'queued' AND run_at <= ?1
+                 ORDER BY run_at, id
+                 LIMIT ?2)
+    RETURNING id, payload";
+
+/// `?1` a JSON array of ids, `?2` now.
+const FLOOR_DONE: &str = "UPDATE errand_bench_bare SET status = 'done', lease = NULL, finished = ?2
+    WHERE id IN (SELECT value FROM json_each(?1))";
 
 const BARE_INDEX: &str =
     "CREATE INDEX errand_bench_bare_claim ON errand_bench_bare (run_at, id) WHERE status = 'queued'";
@@ -69,16 +124,17 @@ fn connect(store: &SqliteStore) -> StoreResult<Connection> {
     open_connection(store.path(), store.synchronous(), false).map_err(map_sql)
 }
 
-/// Creates `errand_bench_bare` in the store's file and fills it with `n` ready rows.
-pub async fn setup(store: &SqliteStore, n: u64) -> StoreResult<()> {
+/// Creates `errand_bench_bare` of `shape` in the store's file and fills it with `n` ready rows.
+pub async fn setup(store: &SqliteStore, n: u64, shape: Shape) -> StoreResult<()> {
     let conn = connect(store)?;
     run_blocking(move || {
         let mut conn = conn;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_sql)?;
-        tx.execute(BARE_TABLE, []).map_err(map_sql)?;
-        tx.execute(BARE_INDEX, []).map_err(map_sql)?;
+        for sql in shape.statements().0 {
+            tx.execute(sql, []).map_err(map_sql)?;
+        }
         tx.execute(
             BARE_FILL,
             params![i64::try_from(n).unwrap_or(i64::MAX), now_micros()],
@@ -92,14 +148,19 @@ pub async fn setup(store: &SqliteStore, n: u64) -> StoreResult<()> {
 /// Drains `errand_bench_bare` with `concurrency` loops (threads) sharing one connection:
 /// each claims up to `batch` rows in an IMMEDIATE transaction and marks them done with one
 /// more statement, until a claim finds nothing. Returns how many rows were drained.
-pub async fn drain(store: &SqliteStore, concurrency: usize, batch: u32) -> StoreResult<u64> {
+pub async fn drain(
+    store: &SqliteStore,
+    concurrency: usize,
+    batch: u32,
+    shape: Shape,
+) -> StoreResult<u64> {
     let conn = Arc::new(Mutex::new(connect(store)?));
     run_blocking(move || {
         std::thread::scope(|scope| {
             let loops: Vec<_> = (0..concurrency.max(1))
                 .map(|_| {
                     let conn = conn.clone();
-                    scope.spawn(move || drain_loop(&conn, batch))
+                    scope.spawn(move || drain_loop(&conn, batch, shape))
                 })
                 .collect();
             let mut total = 0;
@@ -114,8 +175,9 @@ pub async fn drain(store: &SqliteStore, concurrency: usize, batch: u32) -> Store
     .await
 }
 
-fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
+fn drain_loop(conn: &Mutex<Connection>, batch: u32, shape: Shape) -> StoreResult<u64> {
     let lock = || conn.lock().unwrap_or_else(|p| p.into_inner());
+    let (_, claim, done_sql) = shape.statements();
     let mut done = 0_u64;
     loop {
         let ids: Vec<i64> = {
@@ -124,7 +186,7 @@ fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_sql)?;
             let ids = {
-                let mut stmt = tx.prepare_cached(BARE_CLAIM).map_err(map_sql)?;
+                let mut stmt = tx.prepare_cached(claim).map_err(map_sql)?;
                 let rows = stmt
                     .query_map(params![now_micros(), batch], |r| {
                         let _payload: Option<String> = r.get(1)?;
@@ -143,8 +205,11 @@ fn drain_loop(conn: &Mutex<Connection>, batch: u32) -> StoreResult<u64> {
         let list = serde_json::to_string(&ids)
             .map_err(|e| StoreError::Database(format!("encoding ids: {e}")))?;
         lock()
-            .prepare_cached(BARE_DONE)
-            .and_then(|mut s| s.execute([list]))
+            .prepare_cached(done_sql)
+            .and_then(|mut s| match shape {
+                Shape::Bare => s.execute(params![list]),
+                Shape::Floor => s.execute(params![list, now_micros()]),
+            })
             .map_err(map_sql)?;
         done += ids.len() as u64;
     }
