@@ -5,8 +5,9 @@
 //! no artificial delay: under light load a success is written at once, under heavy load the
 //! successes that piled up during one write go in the next, so batches grow with the load.
 //! On PostgreSQL up to four batches are written at once (`Config::writes_in_flight`), so
-//! that their round trips and commits overlap; on SQLite, whose one writer would only queue
-//! them, one at a time, so successes pile up into the next batch instead.
+//! that their round trips and commits overlap; on SQLite two, so that the next batch waits
+//! at the store's one writer and shares a commit with whatever else is queued there (a
+//! claim, usually: the store commits queued writes together).
 
 use crate::pool::Shared;
 use crate::retry::persist;

@@ -6,7 +6,8 @@
 //! claims in flight) fall below `concurrency + ahead`, up to `max_claim_batch` per claim, so
 //! that jobs keep starting while the next claim is on its way. On PostgreSQL up to four
 //! claims may be in flight at once (`Config::writes_in_flight`), served side by side; on
-//! SQLite one, as its one writer would only queue them.
+//! SQLite two, the second queued at the store's one writer, where it shares a commit with
+//! whatever else waits there.
 //!
 //! While jobs still wait in the buffer, a claim waits until half of that target is free,
 //! so that each round trip brings many jobs rather than one or two.
@@ -149,8 +150,8 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
     let mut retry = RetryDelay::new();
     let max_batch = shared.config.max_claim_batch.max(1) as usize;
     let claims_in_flight = shared.config.writes_in_flight.max(1);
-    // Room for every claim in flight to come back full, and one more batch: with one claim
-    // in flight (SQLite) a claim then waits for, and brings, a whole batch.
+    // Room for every claim in flight to come back full, and one more batch, so that a claim
+    // waits for, and brings, a whole batch.
     let ahead_cap = max_batch * (claims_in_flight + 1);
     let stop = shared.stop_claiming.clone();
     let mut buffer: BinaryHeap<Waiting> = BinaryHeap::new();
