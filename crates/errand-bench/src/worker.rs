@@ -75,7 +75,9 @@ pub fn parse(args: &mut dyn Iterator<Item = String>) -> Result<Opts, String> {
     let mut opts = Opts {
         backends: vec!["sqlite", "postgres"],
         quick: false,
-        only: ["baseline", "floor", "w1", "w2", "w3"].map(String::from).to_vec(),
+        only: ["baseline", "floor", "w1", "w2", "w3"]
+            .map(String::from)
+            .to_vec(),
         runs: 3,
         baseline_batch: BASELINE_BATCH,
     };
@@ -119,7 +121,9 @@ pub fn parse(args: &mut dyn Iterator<Item = String>) -> Result<Opts, String> {
                     .iter()
                     .find(|s| !["baseline", "floor", "w1", "w2", "w3"].contains(&s.as_str()))
                 {
-                    return Err(format!("`--only` takes baseline, floor, w1, w2, w3; got `{bad}`"));
+                    return Err(format!(
+                        "`--only` takes baseline, floor, w1, w2, w3; got `{bad}`"
+                    ));
                 }
             }
             f => return Err(format!("unknown option `{f}`")),

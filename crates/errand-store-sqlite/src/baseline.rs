@@ -46,7 +46,12 @@ impl Shape {
         match self {
             Shape::Bare => (&[BARE_TABLE, BARE_INDEX], BARE_CLAIM, BARE_DONE),
             Shape::Floor => (
-                &[FLOOR_TABLE, BARE_INDEX, FLOOR_LEASE_INDEX, FLOOR_FINISHED_INDEX],
+                &[
+                    FLOOR_TABLE,
+                    BARE_INDEX,
+                    FLOOR_LEASE_INDEX,
+                    FLOOR_FINISHED_INDEX,
+                ],
                 FLOOR_CLAIM,
                 FLOOR_DONE,
             ),

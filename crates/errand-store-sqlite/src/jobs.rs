@@ -11,7 +11,7 @@ use errand_store::{
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// `UPDATE errand_jobs SET <set> WHERE <fence> RETURNING <all columns>`: the fence is
 /// `?1` id, `?2` attempt, `?3` worker id, and the job must still be running. Further
@@ -161,6 +161,7 @@ pub(crate) fn claim(tx: &Transaction<'_>, now: i64, claim: &JobClaim) -> Result<
         job_from_row,
     )?;
     let mut jobs = rows.collect::<rusqlite::Result<Vec<Job>>>()?;
+    move_counts(tx, &claim.queue, "queued", "running", jobs.len())?;
     // RETURNING gives rows in no particular order.
     jobs.sort_by(|a, b| {
         b.priority
@@ -196,7 +197,33 @@ pub(crate) const COMPLETE_SQL: &str = "UPDATE OR ROLLBACK errand_jobs \
            FROM json_each(?1)) AS item \
      WHERE errand_jobs.id = item.id AND errand_jobs.attempt = item.attempt \
        AND errand_jobs.worker_id = item.worker_id AND errand_jobs.status = 'running' \
-     RETURNING errand_jobs.id, errand_jobs.attempt, errand_jobs.worker_id";
+     RETURNING errand_jobs.id, errand_jobs.attempt, errand_jobs.worker_id, errand_jobs.queue";
+
+/// Moves `n` jobs of `queue` from status `from` to `to` in `errand_queue_counts`: the claim
+/// and the completion count their batch here, once, because the row trigger of migration 7
+/// leaves those two transitions out (migration 9).
+fn move_counts(
+    tx: &Transaction<'_>,
+    queue: &str,
+    from: &str,
+    to: &str,
+    n: usize,
+) -> rusqlite::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "UPDATE errand_queue_counts SET n = n - ?3 WHERE queue = ?1 AND status = ?2",
+    )?
+    .execute(params![queue, from, n])?;
+    tx.prepare_cached(
+        "INSERT INTO errand_queue_counts (queue, status, n) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (queue, status) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![queue, to, n])?;
+    Ok(())
+}
 
 /// [`errand_store::Store::job_complete_many`]. No event: the job's own timestamps are the
 /// history of a success.
@@ -218,12 +245,20 @@ pub(crate) fn complete_many(
         })
         .collect();
     let mut stmt = tx.prepare_cached(COMPLETE_SQL)?;
-    let updated: HashSet<(i64, i32, String)> = stmt
-        .query_map(
-            params![json_text(&serde_json::Value::Array(batch)), now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut updated = HashSet::with_capacity(items.len());
+    let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();
+    let rows = stmt.query_map(
+        params![json_text(&serde_json::Value::Array(batch)), now],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, String>(3)?)),
+    )?;
+    for row in rows {
+        let (fence, queue): ((i64, i32, String), String) = row?;
+        updated.insert(fence);
+        *per_queue.entry(queue).or_default() += 1;
+    }
+    for (queue, n) in &per_queue {
+        move_counts(tx, queue, "running", "succeeded", *n)?;
+    }
     Ok(items
         .iter()
         .map(|item| {

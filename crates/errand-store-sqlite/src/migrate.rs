@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "lean_indexes",
         sql: include_str!("../migrations/0008_lean_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "hot_counts",
+        sql: include_str!("../migrations/0009_hot_counts.sql"),
+    },
 ];
 
 /// The highest version this build knows.

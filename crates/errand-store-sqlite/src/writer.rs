@@ -26,8 +26,8 @@ use errand_core::Clock;
 use errand_store::{StoreError, StoreResult};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -156,7 +156,11 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         let (groups, ops) = self.counts();
-        tracing::debug!(groups, ops, "sqlite writer stopping: {ops} operations in {groups} commits");
+        tracing::debug!(
+            groups,
+            ops,
+            "sqlite writer stopping: {ops} operations in {groups} commits"
+        );
         drop(self.ops.take());
         if let Some(thread) = self.thread.take() {
             // The thread holds no store handle, so the last one cannot be dropped on it; the
@@ -300,7 +304,9 @@ mod tests {
 
     /// Holds the writer thread in a bare operation until the returned sender fires, so that
     /// whatever is sent meanwhile queues up behind it and runs as one group.
-    async fn hold(writer: &Arc<Writer>) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    async fn hold(
+        writer: &Arc<Writer>,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (started, is_started) = oneshot::channel();
         let w = writer.clone();
@@ -321,7 +327,8 @@ mod tests {
     async fn a_group_commits_once_and_a_failed_operation_undoes_only_itself() {
         let path = temp_path("group");
         let conn = crate::open_connection(&path, crate::Synchronous::Full, false).unwrap();
-        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", []).unwrap();
+        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", [])
+            .unwrap();
         let writer = Arc::new(Writer::start(conn, Arc::new(SystemClock)).unwrap());
         let (release, held) = hold(&writer).await;
         let (groups_before, _) = writer.counts();
@@ -371,7 +378,11 @@ mod tests {
         let panic = d.await.unwrap_err();
         assert!(panic.is_panic(), "op 4's panic reaches its caller");
         let (groups, _) = writer.counts();
-        assert_eq!(groups - groups_before, 1, "the four operations shared one transaction");
+        assert_eq!(
+            groups - groups_before,
+            1,
+            "the four operations shared one transaction"
+        );
 
         let rows: Vec<i64> = writer
             .with_connection(|conn, _| {
@@ -381,7 +392,11 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(rows, vec![1, 3], "only the operations that succeeded are committed");
+        assert_eq!(
+            rows,
+            vec![1, 3],
+            "only the operations that succeeded are committed"
+        );
         drop(writer);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
@@ -390,7 +405,8 @@ mod tests {
     async fn an_operation_alone_fails_without_a_trace() {
         let path = temp_path("alone");
         let conn = crate::open_connection(&path, crate::Synchronous::Full, false).unwrap();
-        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", []).unwrap();
+        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", [])
+            .unwrap();
         let writer = Writer::start(conn, Arc::new(SystemClock)).unwrap();
         let err = writer
             .write(|tx, _| -> Result<(), OpError> {
@@ -403,7 +419,9 @@ mod tests {
         assert!(err.to_string().contains("UNIQUE"), "{err}");
         writer.write(|tx, _| insert(tx, 2)).await.unwrap();
         let n: i64 = writer
-            .with_connection(|conn, _| Ok(conn.query_row("SELECT sum(n) FROM t", [], |r| r.get(0))?))
+            .with_connection(
+                |conn, _| Ok(conn.query_row("SELECT sum(n) FROM t", [], |r| r.get(0))?),
+            )
             .await
             .unwrap();
         assert_eq!(n, 2);
