@@ -297,6 +297,15 @@ mod tests {
         dir.join("w.db")
     }
 
+    /// A writer on a fresh file holding `t (n INTEGER PRIMARY KEY)`, and the file's path.
+    fn writer_on_table_t(name: &str) -> (std::path::PathBuf, Writer) {
+        let path = temp_path(name);
+        let conn = crate::open_connection(&path, crate::Synchronous::Full, false).unwrap();
+        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", [])
+            .unwrap();
+        (path, Writer::start(conn, Arc::new(SystemClock)).unwrap())
+    }
+
     fn insert(tx: &Transaction<'_>, n: i64) -> Result<(), OpError> {
         tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
         Ok(())
@@ -325,11 +334,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_commits_once_and_a_failed_operation_undoes_only_itself() {
-        let path = temp_path("group");
-        let conn = crate::open_connection(&path, crate::Synchronous::Full, false).unwrap();
-        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", [])
-            .unwrap();
-        let writer = Arc::new(Writer::start(conn, Arc::new(SystemClock)).unwrap());
+        let (path, writer) = writer_on_table_t("group");
+        let writer = Arc::new(writer);
         let (release, held) = hold(&writer).await;
         let (groups_before, _) = writer.counts();
 
@@ -403,11 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_operation_alone_fails_without_a_trace() {
-        let path = temp_path("alone");
-        let conn = crate::open_connection(&path, crate::Synchronous::Full, false).unwrap();
-        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)", [])
-            .unwrap();
-        let writer = Writer::start(conn, Arc::new(SystemClock)).unwrap();
+        let (path, writer) = writer_on_table_t("alone");
         let err = writer
             .write(|tx, _| -> Result<(), OpError> {
                 insert(tx, 1)?;
