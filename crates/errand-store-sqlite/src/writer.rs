@@ -10,6 +10,10 @@
 //! concurrent enqueues, a worker pool's claim and completion in flight together) operations
 //! share flushes; alone, an operation is a group of one and pays what it paid before.
 //!
+//! A group stops taking operations once it has worked for [`GROUP_BUDGET`] (5 ms), and the
+//! rest wait for the next one, so a fast operation's answer never waits for more than that
+//! much of other operations' work plus the one it ran beside.
+//!
 //! Each operation of a group of several runs inside its own `SAVEPOINT`: one that fails is
 //! rolled back to its savepoint and reports its error, and the others commit. An operation
 //! sees the writes of the operations before it in the group, exactly as if it had run in
@@ -25,16 +29,24 @@ use crate::error::OpError;
 use errand_core::Clock;
 use errand_store::{StoreError, StoreResult};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Most operations committed together. Bounds how long one transaction holds the write lock
 /// (other processes on the file wait for it) and how much a failed commit takes down with it.
 pub(crate) const MAX_GROUP: usize = 64;
+
+/// A group stops taking operations once it has worked this long, and commits: every answer
+/// waits for its group's commit, so this bounds how long a fast operation waits for the ones
+/// grouped after it. A commit's flush costs well under a millisecond on the disks measured, so
+/// past a few milliseconds of work, sharing it saves little.
+pub(crate) const GROUP_BUDGET: Duration = Duration::from_millis(5);
 
 /// What an operation reports once its group is over, given the commit's error if any.
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -191,10 +203,10 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
             }
             Op::InTx(f) => f,
         };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        let mut pending = VecDeque::from([first]);
+        while pending.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(Op::InTx(f)) => group.push(f),
+                Ok(Op::InTx(f)) => pending.push_back(f),
                 Ok(bare) => {
                     next = Some(bare);
                     break;
@@ -202,12 +214,15 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
                 Err(_) => break,
             }
         }
-        counts.groups.fetch_add(1, Ordering::Relaxed);
-        counts.ops.fetch_add(group.len() as u64, Ordering::Relaxed);
-        let finishes = run_group(&mut conn, group, &now);
-        let commit_error = finishes.1;
-        for finish in finishes.0 {
-            finish(commit_error.as_ref());
+        while !pending.is_empty() {
+            let (finishes, commit_error) = run_group(&mut conn, &mut pending, &now);
+            counts.groups.fetch_add(1, Ordering::Relaxed);
+            counts
+                .ops
+                .fetch_add(finishes.len() as u64, Ordering::Relaxed);
+            for finish in finishes {
+                finish(commit_error.as_ref());
+            }
         }
     }
 }
@@ -216,35 +231,44 @@ fn sql_error(e: rusqlite::Error) -> StoreError {
     StoreError::from(OpError::from(e))
 }
 
-/// Runs `group` in one IMMEDIATE transaction (each operation in a savepoint of its own when
-/// there are several) and commits it. Returns every operation's report and the error that
-/// undid the whole group, if any.
+/// Runs operations from the front of `pending` in one IMMEDIATE transaction (each in a
+/// savepoint of its own when there are several) and commits it. Stops taking more once the
+/// group has worked for [`GROUP_BUDGET`], or after an error that undid the whole
+/// transaction; what is left runs in the next group. Returns the report of every operation
+/// taken, and the error that undid the group, if any.
 fn run_group(
     conn: &mut Connection,
-    group: Vec<InTx>,
+    pending: &mut VecDeque<InTx>,
     now: &dyn Fn() -> i64,
 ) -> (Vec<Finish>, Option<StoreError>) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let finishes = group.into_iter().map(|op| op(None).1).collect();
+            // The write lock could not be had (another process held it past busy_timeout):
+            // nothing can run, so every operation waiting reports it.
+            let finishes = pending.drain(..).map(|op| op(None).1).collect();
             return (finishes, Some(sql_error(e)));
         }
     };
-    let alone = group.len() == 1;
-    let mut finishes = Vec::with_capacity(group.len());
+    let started = Instant::now();
+    let alone = pending.len() == 1;
+    let mut finishes = Vec::with_capacity(pending.len());
     let mut any_ok = false;
     let mut broken: Option<StoreError> = None;
-    for op in group {
-        if broken.is_some() {
-            finishes.push(op(None).1);
-            continue;
-        }
+    while broken.is_none() && (finishes.is_empty() || started.elapsed() < GROUP_BUDGET) {
+        let Some(op) = pending.pop_front() else { break };
         if !alone {
             if let Err(e) = tx.execute_batch("SAVEPOINT errand_op") {
-                broken = Some(sql_error(e));
-                finishes.push(op(None).1);
-                continue;
+                let e = sql_error(e);
+                if finishes.is_empty() {
+                    // Nothing ran yet: this operation reports the error rather than wait
+                    // for a next group that could fail the same way.
+                    finishes.push(op(None).1);
+                } else {
+                    pending.push_front(op);
+                }
+                broken = Some(e);
+                break;
             }
         }
         let (ok, finish) = op(Some((&tx, now())));
@@ -402,6 +426,44 @@ mod tests {
             rows,
             vec![1, 3],
             "only the operations that succeeded are committed"
+        );
+        drop(writer);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_group_commits_once_it_has_worked_past_its_budget() {
+        let (path, writer) = writer_on_table_t("budget");
+        let writer = Arc::new(writer);
+        let (release, held) = hold(&writer).await;
+        let (groups_before, ops_before) = writer.counts();
+        let ops: Vec<_> = (1..=3)
+            .map(|n| {
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    w.write(move |tx, _| {
+                        insert(tx, n)?;
+                        std::thread::sleep(GROUP_BUDGET);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // Let all three queue up behind the held writer (together they would be one group
+        // but for the budget).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        for op in ops {
+            op.await.unwrap().unwrap();
+        }
+        let (groups, n) = writer.counts();
+        assert_eq!(n - ops_before, 3);
+        assert_eq!(
+            groups - groups_before,
+            3,
+            "each operation used up a group's budget, so each committed on its own"
         );
         drop(writer);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
