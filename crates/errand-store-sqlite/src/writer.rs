@@ -22,10 +22,10 @@
 //! every operation of the group reports that error and none of them is applied.
 //!
 //! A panic inside an operation is caught, its savepoint rolled back, and the panic resumed
-//! in the caller's task, as `spawn_blocking` did before. The thread stops, and closes the
+//! in the caller's task, so a bug in one operation fails its caller, not the writer. The thread stops, and closes the
 //! connection, when the store's last clone is dropped.
 
-use crate::error::OpError;
+use crate::error::{map_sql, OpError};
 use errand_core::Clock;
 use errand_store::{StoreError, StoreResult};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -227,10 +227,6 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
     }
 }
 
-fn sql_error(e: rusqlite::Error) -> StoreError {
-    StoreError::from(OpError::from(e))
-}
-
 /// Runs operations from the front of `pending` in one IMMEDIATE transaction (each in a
 /// savepoint of its own when there are several) and commits it. Stops taking more once the
 /// group has worked for [`GROUP_BUDGET`], or after an error that undid the whole
@@ -247,7 +243,7 @@ fn run_group(
             // The write lock could not be had (another process held it past busy_timeout):
             // nothing can run, so every operation waiting reports it.
             let finishes = pending.drain(..).map(|op| op(None).1).collect();
-            return (finishes, Some(sql_error(e)));
+            return (finishes, Some(map_sql(e)));
         }
     };
     let started = Instant::now();
@@ -259,7 +255,7 @@ fn run_group(
         let Some(op) = pending.pop_front() else { break };
         if !alone {
             if let Err(e) = tx.execute_batch("SAVEPOINT errand_op") {
-                let e = sql_error(e);
+                let e = map_sql(e);
                 if finishes.is_empty() {
                     // Nothing ran yet: this operation reports the error rather than wait
                     // for a next group that could fail the same way.
@@ -281,7 +277,7 @@ fn run_group(
                 "ROLLBACK TO errand_op; RELEASE errand_op"
             };
             if let Err(e) = tx.execute_batch(end) {
-                broken = Some(sql_error(e));
+                broken = Some(map_sql(e));
             }
         }
         any_ok |= ok;
@@ -298,7 +294,7 @@ fn run_group(
             // A failed COMMIT can leave the transaction open; end it so the next group
             // starts clean.
             let _ = conn.execute_batch("ROLLBACK");
-            (finishes, Some(sql_error(e)))
+            (finishes, Some(map_sql(e)))
         }
     }
 }
