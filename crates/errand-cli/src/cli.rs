@@ -180,7 +180,9 @@ pub enum JobsCommand {
     List(JobsListArgs),
 
     /// One job: every field, its timeline and every error in full
-    #[command(after_help = "Examples:\n  errand jobs show 42\n  errand jobs show 42 --json | jq -r '.events[] | select(.kind == \"error\") | .message'")]
+    #[command(
+        after_help = "Examples:\n  errand jobs show 42\n  errand jobs show 42 --json | jq -r '.events[] | select(.kind == \"error\") | .message'"
+    )]
     Show(JobIdArg),
 
     /// Put failed or cancelled jobs back in their queue with a fresh attempt budget
@@ -214,7 +216,9 @@ pub enum JobsCommand {
     Purge(PurgeArgs),
 
     /// Running jobs whose lease expired: their worker stopped heartbeating
-    #[command(after_help = "Examples:\n  errand jobs stuck\n  errand jobs stuck --json | jq '.jobs | length'")]
+    #[command(
+        after_help = "Examples:\n  errand jobs stuck\n  errand jobs stuck --json | jq '.jobs | length'"
+    )]
     Stuck(LimitArg),
 
     /// Rescue stuck jobs now, as the rescuer does on its own
@@ -276,7 +280,12 @@ pub struct LimitArg {
 #[derive(Debug, Args)]
 pub struct RetryArgs {
     /// Job ids
-    #[arg(value_name = "ID", required_unless_present = "failed", conflicts_with = "failed", allow_negative_numbers = true)]
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "failed",
+        conflicts_with = "failed",
+        allow_negative_numbers = true
+    )]
     pub ids: Vec<String>,
 
     /// Every failed job instead of ids
@@ -299,7 +308,12 @@ pub struct RetryArgs {
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// Job ids
-    #[arg(value_name = "ID", required_unless_present = "queued", conflicts_with = "queued", allow_negative_numbers = true)]
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "queued",
+        conflicts_with = "queued",
+        allow_negative_numbers = true
+    )]
     pub ids: Vec<String>,
 
     /// Every queued job (including scheduled and retrying ones) instead of ids
@@ -345,18 +359,26 @@ pub enum QueuesCommand {
     List,
 
     /// Stop workers from claiming a queue's jobs (running jobs finish; enqueue still works)
-    #[command(after_help = "Examples:\n  errand queues pause email\n  errand queues pause --all   # emergency: stop all processing")]
+    #[command(
+        after_help = "Examples:\n  errand queues pause email\n  errand queues pause --all   # emergency: stop all processing"
+    )]
     Pause(QueueNameArgs),
 
     /// Let workers claim a paused queue's jobs again
-    #[command(after_help = "Examples:\n  errand queues resume email\n  errand queues resume --all")]
+    #[command(
+        after_help = "Examples:\n  errand queues resume email\n  errand queues resume --all"
+    )]
     Resume(QueueNameArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct QueueNameArgs {
     /// Queue names
-    #[arg(value_name = "QUEUE", required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        value_name = "QUEUE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     pub queues: Vec<String>,
 
     /// Every queue that has jobs or settings
@@ -367,7 +389,9 @@ pub struct QueueNameArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
     /// Registered worker processes: host, pid, queues, started, last heartbeat
-    #[command(after_help = "Examples:\n  errand workers list\n  errand workers list --json | jq -r '.workers[].host'")]
+    #[command(
+        after_help = "Examples:\n  errand workers list\n  errand workers list --json | jq -r '.workers[].host'"
+    )]
     List,
 }
 
@@ -395,7 +419,9 @@ pub enum SchedulesCommand {
     Show(ScheduleNameArg),
 
     /// The next fire times of a schedule, in UTC and in its time zone
-    #[command(after_help = "Examples:\n  errand schedules next nightly_report\n  errand schedules next nightly_report -n 50 --json | jq -r '.next_fires[].at'")]
+    #[command(
+        after_help = "Examples:\n  errand schedules next nightly_report\n  errand schedules next nightly_report -n 50 --json | jq -r '.next_fires[].at'"
+    )]
     Next(ScheduleNextArgs),
 
     /// Stop schedules from firing until resumed (`trigger` still runs them)
@@ -516,5 +542,4 @@ pub struct EnqueueArgs {
     /// Execution limit of one attempt, e.g. 5m; 0 for none (default: the task's, else 30m)
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
-
 }

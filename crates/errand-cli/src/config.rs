@@ -13,12 +13,12 @@
 //! `errand.toml: tasks.send_email: unknown key "comand" (expected one of: queue, command, ...)`.
 
 use errand::{Backoff, Limits, NewJob, ScheduleSpec};
-use errand_server::{ApiToken, Role};
-use std::net::SocketAddr;
 use errand_core::parse_duration;
 use errand_core::validate::validate_queue_name;
+use errand_server::{ApiToken, Role};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::{Table, Value};
@@ -50,9 +50,36 @@ pub struct Config {
     pub server: Server,
     /// `[scheduler]`: whether `errand serve` runs the scheduler.
     pub scheduler: Scheduler,
+    /// `[retention]`: how long finished jobs are kept.
+    pub retention: Retention,
     /// `[schedules.NAME]`, checked (every field valid); reconciled with the stored schedules
     /// when `errand serve` starts.
     pub schedules: BTreeMap<String, ScheduleSpec>,
+}
+
+pub use errand::worker::maintenance::Retention;
+
+impl Config {
+    /// The tasks as the library's task settings: what every new job of a configured kind
+    /// takes, on every path (enqueue, HTTP, schedules, triggers), and the backoff its failed
+    /// attempts wait.
+    pub fn task_catalog(&self) -> errand::TaskCatalog {
+        let mut catalog = errand::TaskCatalog::new();
+        for (kind, t) in &self.tasks {
+            catalog.insert(
+                kind.clone(),
+                errand::TaskSettings {
+                    queue: Some(t.queue.clone()),
+                    max_attempts: Some(t.max_attempts),
+                    priority: None,
+                    timeout: Some(t.timeout),
+                    backoff: Some(t.backoff),
+                    remote: t.handler == Handler::Remote,
+                },
+            );
+        }
+        catalog
+    }
 }
 
 /// `[scheduler]`.
@@ -161,6 +188,9 @@ pub enum Handler {
         url: String,
         headers: BTreeMap<String, String>,
     },
+    /// Workers elsewhere claim the jobs over the HTTP API (`remote = true`); this process
+    /// only knows the kind and its settings.
+    Remote,
 }
 
 impl Handler {
@@ -169,6 +199,7 @@ impl Handler {
         match self {
             Handler::Command { .. } => "command",
             Handler::Http { .. } => "http",
+            Handler::Remote => "remote",
         }
     }
 }
@@ -178,6 +209,7 @@ impl fmt::Debug for Handler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Handler::Command { argv } => f.debug_struct("Command").field("argv", argv).finish(),
+            Handler::Remote => f.write_str("Remote"),
             Handler::Http { url, headers } => f
                 .debug_struct("Http")
                 .field("url", url)
@@ -308,6 +340,14 @@ const ROOT_KEYS: &[&str] = &[
     "server",
     "scheduler",
     "schedules",
+    "retention",
+];
+/// `[retention]`: a duration per final state, or `enabled = false` to keep everything.
+const RETENTION_KEYS: &[(&str, Kind)] = &[
+    ("enabled", Kind::Bool),
+    ("succeeded", Kind::Duration),
+    ("cancelled", Kind::Duration),
+    ("failed", Kind::Duration),
 ];
 const SCHEDULER_KEYS: &[(&str, Kind)] = &[("enabled", Kind::Bool)];
 /// The scalar keys of a `[schedules.NAME]` table that the environment can set (`args` is a
@@ -347,6 +387,7 @@ const QUEUE_KEYS: &[(&str, Kind)] = &[("concurrency", Kind::Int)];
 const TASK_KEYS: &[(&str, Kind)] = &[
     ("queue", Kind::Str),
     ("command", Kind::StrList),
+    ("remote", Kind::Bool),
     ("timeout", Kind::Duration),
     ("max_attempts", Kind::Int),
 ];
@@ -354,6 +395,7 @@ const TASK_ALL_KEYS: &[&str] = &[
     "queue",
     "command",
     "http",
+    "remote",
     "timeout",
     "max_attempts",
     "backoff",
@@ -407,6 +449,7 @@ fn apply_env(
         ("limits", LIMITS_KEYS),
         ("server", SERVER_KEYS),
         ("scheduler", SCHEDULER_KEYS),
+        ("retention", RETENTION_KEYS),
     ] {
         for (key, kind) in keys {
             applier.set_in(root, &[section], key, *kind)?;
@@ -713,6 +756,10 @@ impl Reader<'_> {
                 schedules.insert(name, spec);
             }
         }
+        let retention = match root.remove("retention") {
+            Some(v) => self.retention(v)?,
+            None => Retention::default(),
+        };
         let mut queues = BTreeMap::new();
         if let Some(v) = root.remove("queues") {
             let Value::Table(table) = v else {
@@ -749,7 +796,28 @@ impl Reader<'_> {
             }
         }
         for (name, task) in &tasks {
-            if queues.contains_key(&task.queue) {
+            if task.handler != Handler::Remote {
+                continue;
+            }
+            let local: Vec<&str> = tasks
+                .iter()
+                .filter(|(_, t)| t.handler != Handler::Remote && t.queue == task.queue)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !local.is_empty() {
+                return Err(self.error(
+                    &format!("{}.queue", Self::child("tasks", name)),
+                    format!(
+                        "queue \"{}\" is also served by this process's workers (tasks {}), which \
+                         would claim this remote task's jobs: give remote tasks a queue of their own",
+                        task.queue,
+                        local.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (name, task) in &tasks {
+            if queues.contains_key(&task.queue) || task.handler == Handler::Remote {
                 continue;
             }
             if queues_declared {
@@ -774,6 +842,7 @@ impl Reader<'_> {
             server,
             scheduler,
             schedules,
+            retention,
         })
     }
 
@@ -784,9 +853,9 @@ impl Reader<'_> {
         if !v.is_table() {
             return Err(self.error(&path, format!("expected a table, got {}", type_name(&v))));
         }
-        let spec: ScheduleSpec = v.try_into().map_err(|e: toml::de::Error| {
-            self.error(&path, e.message().trim_end().to_string())
-        })?;
+        let spec: ScheduleSpec = v
+            .try_into()
+            .map_err(|e: toml::de::Error| self.error(&path, e.message().trim_end().to_string()))?;
         spec.validate(name)
             .map_err(|e| self.error(&e.path, e.problem))?;
         Ok(spec)
@@ -803,7 +872,9 @@ impl Reader<'_> {
             s.listen = raw.trim().parse().map_err(|_| {
                 self.error(
                     "server.listen",
-                    format!("expected an IP address and port such as \"127.0.0.1:7070\", got \"{raw}\""),
+                    format!(
+                        "expected an IP address and port such as \"127.0.0.1:7070\", got \"{raw}\""
+                    ),
                 )
             })?;
         }
@@ -822,10 +893,15 @@ impl Reader<'_> {
             let role: Role = role
                 .trim()
                 .parse()
-                .map_err(|e: errand_server::UnknownRole| self.error(key, format!("token {i}: {e}")))?;
+                .map_err(|e: errand_server::UnknownRole| {
+                    self.error(key, format!("token {i}: {e}"))
+                })?;
             let token = token.trim().to_string();
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.error(key, format!("token {i}: the token must be non-empty, without spaces")));
+                return Err(self.error(
+                    key,
+                    format!("token {i}: the token must be non-empty, without spaces"),
+                ));
             }
             Ok(ApiToken {
                 name: name.unwrap_or_else(|| format!("{role}-{i}")),
@@ -841,7 +917,10 @@ impl Reader<'_> {
                 .enumerate()
                 .map(|(i, item)| match item.split_once(':') {
                     Some((role, secret)) => token(i, None, secret.to_string(), role),
-                    None => Err(self.error(key, format!("token {i}: expected role:token, e.g. admin:s3cret"))),
+                    None => Err(self.error(
+                        key,
+                        format!("token {i}: expected role:token, e.g. admin:s3cret"),
+                    )),
                 })
                 .collect(),
             Value::Array(items) => items
@@ -850,21 +929,32 @@ impl Reader<'_> {
                 .map(|(i, item)| {
                     let path = format!("server.tokens[{i}]");
                     let mut t = self.table(&path, item, TOKEN_KEYS)?;
-                    let name = t.remove("name").map(|v| self.string(&format!("{path}.name"), v)).transpose()?;
+                    let name = t
+                        .remove("name")
+                        .map(|v| self.string(&format!("{path}.name"), v))
+                        .transpose()?;
                     let secret = match t.remove("token") {
                         Some(v) => self.string(&format!("{path}.token"), v)?,
                         None => return Err(self.error(&path, "missing key \"token\"")),
                     };
                     let role = match t.remove("role") {
                         Some(v) => self.string(&format!("{path}.role"), v)?,
-                        None => return Err(self.error(&path, "missing key \"role\" (read, enqueue, worker or admin)")),
+                        None => {
+                            return Err(self.error(
+                                &path,
+                                "missing key \"role\" (read, enqueue, worker or admin)",
+                            ))
+                        }
                     };
                     token(i, name, secret, &role)
                 })
                 .collect(),
             other => Err(self.error(
                 key,
-                format!("expected [[server.tokens]] tables with token and role, got {}", type_name(&other)),
+                format!(
+                    "expected [[server.tokens]] tables with token and role, got {}",
+                    type_name(&other)
+                ),
             )),
         }
     }
@@ -896,6 +986,34 @@ impl Reader<'_> {
         Ok(w)
     }
 
+    fn retention(&self, v: Value) -> Result<Retention, ConfigError> {
+        let mut t = self.table("retention", v, &names(RETENTION_KEYS))?;
+        let mut r = Retention::default();
+        for (key, slot) in [
+            ("succeeded", &mut r.succeeded),
+            ("cancelled", &mut r.cancelled),
+            ("failed", &mut r.failed),
+        ] {
+            if let Some(v) = t.remove(key) {
+                let path = format!("retention.{key}");
+                let d = self.duration(&path, v)?;
+                if d.is_zero() {
+                    return Err(self.error(
+                        &path,
+                        "must not be zero (set `enabled = false` to keep every job)",
+                    ));
+                }
+                *slot = Some(d);
+            }
+        }
+        if let Some(v) = t.remove("enabled") {
+            if !self.bool("retention.enabled", v)? {
+                r = Retention::OFF;
+            }
+        }
+        Ok(r)
+    }
+
     fn limits(&self, v: Value) -> Result<Limits, ConfigError> {
         let mut t = self.table("limits", v, &names(LIMITS_KEYS))?;
         let mut limits = Limits::default();
@@ -922,10 +1040,26 @@ impl Reader<'_> {
             }
             None => "default".to_string(),
         };
-        let handler = match (t.remove("command"), t.remove("http")) {
-            (Some(cmd), None) => self.command(&key("command"), cmd)?,
-            (None, Some(http)) => self.http(&key("http"), http)?,
-            _ => return Err(self.error(&path, "set exactly one of \"command\" or \"http\"")),
+        let remote = match t.remove("remote") {
+            Some(v) => self.bool(&key("remote"), v)?,
+            None => false,
+        };
+        let handler = match (t.remove("command"), t.remove("http"), remote) {
+            (Some(cmd), None, false) => self.command(&key("command"), cmd)?,
+            (None, Some(http), false) => self.http(&key("http"), http)?,
+            (None, None, true) => Handler::Remote,
+            (_, _, true) => {
+                return Err(self.error(
+                    &key("remote"),
+                    "a remote task runs elsewhere: give it no \"command\" or \"http\"",
+                ))
+            }
+            _ => {
+                return Err(self.error(
+                    &path,
+                    "set exactly one of \"command\" or \"http\" (or `remote = true` for a kind that remote workers serve)",
+                ))
+            }
         };
         let timeout = match t.remove("timeout") {
             Some(v) => self.duration(&key("timeout"), v)?,
@@ -1449,14 +1583,27 @@ role = "read"
         let c = parse_with(Some(text), &[]).unwrap();
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.server.max_body_bytes, 65536);
-        let roles: Vec<(&str, &str, Role)> =
-            c.server.tokens.iter().map(|t| (t.name.as_str(), t.token.as_str(), t.role)).collect();
-        assert_eq!(roles, [("ci", "t-admin", Role::Admin), ("read-1", "t-read", Role::Read)]);
+        let roles: Vec<(&str, &str, Role)> = c
+            .server
+            .tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.token.as_str(), t.role))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                ("ci", "t-admin", Role::Admin),
+                ("read-1", "t-read", Role::Read)
+            ]
+        );
         assert!(c.server.check_exposure().is_ok());
         // The environment replaces the file's tokens.
         let c = parse_with(
             Some(text),
-            &[("ERRAND_SERVER_TOKENS", "worker:w1, enqueue:e1"), ("ERRAND_SERVER_LISTEN", "127.0.0.1:0")],
+            &[
+                ("ERRAND_SERVER_TOKENS", "worker:w1, enqueue:e1"),
+                ("ERRAND_SERVER_LISTEN", "127.0.0.1:0"),
+            ],
         )
         .unwrap();
         assert_eq!(c.server.tokens.len(), 2);
@@ -1464,18 +1611,44 @@ role = "read"
         assert_eq!(c.server.tokens[1].token, "e1");
         assert_eq!(c.server.listen.port(), 0);
         for (text, expected) in [
-            ("[server]\nlisten = \"localhost\"", "errand.toml: server.listen: expected an IP address and port"),
-            ("[server]\nlistne = 1", "errand.toml: server: unknown key \"listne\""),
-            ("[[server.tokens]]\ntoken = \"x\"\nrole = \"root\"", "errand.toml: server.tokens: token 0: unknown role `root`"),
-            ("[[server.tokens]]\nrole = \"read\"", "errand.toml: server.tokens[0]: missing key \"token\""),
-            ("[[server.tokens]]\ntoken = \"a b\"\nrole = \"read\"", "errand.toml: server.tokens: token 0: the token must be non-empty"),
-            ("[server]\ntokens = 3", "errand.toml: server.tokens: expected [[server.tokens]] tables"),
+            (
+                "[server]\nlisten = \"localhost\"",
+                "errand.toml: server.listen: expected an IP address and port",
+            ),
+            (
+                "[server]\nlistne = 1",
+                "errand.toml: server: unknown key \"listne\"",
+            ),
+            (
+                "[[server.tokens]]\ntoken = \"x\"\nrole = \"root\"",
+                "errand.toml: server.tokens: token 0: unknown role `root`",
+            ),
+            (
+                "[[server.tokens]]\nrole = \"read\"",
+                "errand.toml: server.tokens[0]: missing key \"token\"",
+            ),
+            (
+                "[[server.tokens]]\ntoken = \"a b\"\nrole = \"read\"",
+                "errand.toml: server.tokens: token 0: the token must be non-empty",
+            ),
+            (
+                "[server]\ntokens = 3",
+                "errand.toml: server.tokens: expected [[server.tokens]] tables",
+            ),
         ] {
             let e = error(text);
-            assert!(e.starts_with(expected), "for {text:?}\n  got: {e}\n want: {expected}…");
+            assert!(
+                e.starts_with(expected),
+                "for {text:?}\n  got: {e}\n want: {expected}…"
+            );
         }
-        let e = parse_with(None, &[("ERRAND_SERVER_TOKENS", "hunter22")]).unwrap_err().to_string();
-        assert!(e.starts_with("ERRAND_SERVER_TOKENS: server.tokens: token 0: expected role:token"), "{e}");
+        let e = parse_with(None, &[("ERRAND_SERVER_TOKENS", "hunter22")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ERRAND_SERVER_TOKENS: server.tokens: token 0: expected role:token"),
+            "{e}"
+        );
         assert!(!e.contains("hunter22"), "the token is not echoed: {e}");
     }
 
@@ -1488,8 +1661,15 @@ role = "read"
             "{e}"
         );
         let c = parse_with(Some("[server]\nlisten = \"[::1]:7070\"\n"), &[]).unwrap();
-        assert!(c.server.check_exposure().is_ok(), "IPv6 loopback is loopback");
-        let c = parse_with(Some("[server]\nlisten = \"0.0.0.0:7070\"\nenabled = false\n"), &[]).unwrap();
+        assert!(
+            c.server.check_exposure().is_ok(),
+            "IPv6 loopback is loopback"
+        );
+        let c = parse_with(
+            Some("[server]\nlisten = \"0.0.0.0:7070\"\nenabled = false\n"),
+            &[],
+        )
+        .unwrap();
         assert!(c.server.check_exposure().is_ok(), "nothing is served");
     }
 
@@ -1519,7 +1699,10 @@ kind = "tick"
         assert_eq!(n.overlap, errand::OverlapPolicy::Queue);
         assert!(!n.coalesce);
         assert!(c.schedules["tick"].coalesce, "coalesce defaults to true");
-        assert!(parse_with(None, &[]).unwrap().scheduler.enabled, "on by default");
+        assert!(
+            parse_with(None, &[]).unwrap().scheduler.enabled,
+            "on by default"
+        );
 
         let c = parse_with(
             Some(text),
@@ -1536,13 +1719,26 @@ kind = "tick"
 
         // Errors name the key.
         let e = error("[schedules.x]\ncron = \"0 2 * *\"\nkind = \"k\"\n");
-        assert!(e.starts_with("errand.toml: schedules.x.cron: invalid expression"), "{e}");
-        let e = error("[schedules.x]\ncron = \"0 2 * * *\"\ntimezone = \"Mars/Base\"\nkind = \"k\"\n");
-        assert!(e.starts_with("errand.toml: schedules.x.timezone: unknown time zone"), "{e}");
+        assert!(
+            e.starts_with("errand.toml: schedules.x.cron: invalid expression"),
+            "{e}"
+        );
+        let e =
+            error("[schedules.x]\ncron = \"0 2 * * *\"\ntimezone = \"Mars/Base\"\nkind = \"k\"\n");
+        assert!(
+            e.starts_with("errand.toml: schedules.x.timezone: unknown time zone"),
+            "{e}"
+        );
         let e = error("[schedules.x]\ncrn = \"0 2 * * *\"\nkind = \"k\"\n");
-        assert!(e.starts_with("errand.toml: schedules.x: unknown field `crn`"), "{e}");
+        assert!(
+            e.starts_with("errand.toml: schedules.x: unknown field `crn`"),
+            "{e}"
+        );
         let e = error("[schedules.x]\nevery = 5\nkind = \"k\"\n");
-        assert!(e.starts_with("errand.toml: schedules.x: invalid type"), "{e}");
+        assert!(
+            e.starts_with("errand.toml: schedules.x: invalid type"),
+            "{e}"
+        );
         let e = parse_with(Some(text), &[("ERRAND_SCHEDULES_TICK_EVERY", "0s")])
             .unwrap_err()
             .to_string();

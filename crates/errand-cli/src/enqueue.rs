@@ -13,21 +13,28 @@ use errand_core::parse_duration;
 use std::io::Read;
 
 pub async fn run(config: &Config, args: &EnqueueArgs, out: &Out) -> anyhow::Result<()> {
-    let job = new_job(config, args)?;
-    job.validate(&config.limits).map_err(flag_error)?;
+    let job = new_job(args)?;
+    // The check every path makes ([`errand::Client::prepare`]), before anything is opened.
+    let tasks = config.task_catalog();
+    tasks
+        .prepare(&job, None, &config.limits)
+        .map_err(flag_error)?;
 
     let client = Client::builder(config.database_url.clone())
         .max_args_bytes(config.limits.max_args_bytes)
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?
+        .with_tasks(tasks);
     let enqueued = client
         .enqueue_many(std::slice::from_ref(&job))
         .await?
         .remove(0);
     if out.json() {
         // One line, not pretty: `--json` of enqueue is read by scripts line by line.
-        out.line(&serde_json::json!({ "id": enqueued.id, "inserted": enqueued.inserted }).to_string());
+        out.line(
+            &serde_json::json!({ "id": enqueued.id, "inserted": enqueued.inserted }).to_string(),
+        );
     } else if enqueued.inserted {
         out.line(&format!("enqueued job {}", enqueued.id));
     } else {
@@ -40,8 +47,9 @@ pub async fn run(config: &Config, args: &EnqueueArgs, out: &Out) -> anyhow::Resu
     Ok(())
 }
 
-/// The job the flags describe, with the task's configured defaults.
-fn new_job(config: &Config, args: &EnqueueArgs) -> Result<NewJob, UsageError> {
+/// The job the flags describe; the task's configured settings fill the rest when it is
+/// prepared.
+fn new_job(args: &EnqueueArgs) -> Result<NewJob, UsageError> {
     let text = if args.args == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -54,9 +62,8 @@ fn new_job(config: &Config, args: &EnqueueArgs) -> Result<NewJob, UsageError> {
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("--args is not valid JSON: {e}")))?;
     let mut job = NewJob::new(args.kind.clone(), json);
-    let task = config.tasks.get(&args.kind);
-    job.queue = args.queue.clone().or_else(|| task.map(|t| t.queue.clone()));
-    job.max_attempts = args.max_attempts.or_else(|| task.map(|t| t.max_attempts));
+    job.queue = args.queue.clone();
+    job.max_attempts = args.max_attempts;
     job.priority = args.priority;
     job.unique_key = args.unique_key.clone();
     if let Some(delay) = &args.delay {

@@ -10,7 +10,9 @@ use crate::output::{absolute, age, rfc3339, when, Cell, Out, Progress, Style, Ta
 use crate::views::{self, state_word};
 use crate::UsageError;
 use chrono::{DateTime, Utc};
-use errand::{CancelOutcome, Client, Event, EventKind, Job, JobList, JobStatus, RetryOutcome, StateFilter};
+use errand::{
+    CancelOutcome, Client, Event, EventKind, Job, JobList, JobStatus, RetryOutcome, StateFilter,
+};
 use serde_json::json;
 
 pub async fn run(config: &Config, command: &JobsCommand, out: &Out) -> anyhow::Result<()> {
@@ -28,7 +30,10 @@ pub async fn run(config: &Config, command: &JobsCommand, out: &Out) -> anyhow::R
 /// The filter the flags describe; checked before the database is opened.
 fn list_filter(args: &JobsListArgs, now: DateTime<Utc>) -> Result<JobList, UsageError> {
     let state = match &args.state {
-        Some(s) => Some(s.parse::<StateFilter>().map_err(|e| UsageError(format!("--state: {e}")))?),
+        Some(s) => Some(
+            s.parse::<StateFilter>()
+                .map_err(|e| UsageError(format!("--state: {e}")))?,
+        ),
         None => None,
     };
     let (reference_type, reference_id) = match &args.reference {
@@ -45,7 +50,9 @@ fn list_filter(args: &JobsListArgs, now: DateTime<Utc>) -> Result<JobList, Usage
     };
     let before_id = match &args.cursor {
         Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-            UsageError(format!("--cursor: `{c}` is not a cursor printed by a previous page"))
+            UsageError(format!(
+                "--cursor: `{c}` is not a cursor printed by a previous page"
+            ))
         })?),
         None => None,
     };
@@ -55,7 +62,11 @@ fn list_filter(args: &JobsListArgs, now: DateTime<Utc>) -> Result<JobList, Usage
         kind: args.kind.clone(),
         reference_type,
         reference_id,
-        since: args.since.as_deref().map(|s| parse_since(s, now)).transpose()?,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, now))
+            .transpose()?,
         until: None,
         before_id,
         limit: args.limit,
@@ -64,7 +75,15 @@ fn list_filter(args: &JobsListArgs, now: DateTime<Utc>) -> Result<JobList, Usage
 
 /// A job's row in a list: what a person scans for.
 fn job_table(jobs: &[Job], now: DateTime<Utc>) -> Table {
-    let mut table = Table::new(["ID", "STATE", "QUEUE", "KIND", "ATTEMPT", "CREATED", "LAST ERROR"]);
+    let mut table = Table::new([
+        "ID",
+        "STATE",
+        "QUEUE",
+        "KIND",
+        "ATTEMPT",
+        "CREATED",
+        "LAST ERROR",
+    ]);
     for j in jobs {
         table.row([
             Cell::num(j.id),
@@ -75,7 +94,11 @@ fn job_table(jobs: &[Job], now: DateTime<Utc>) -> Table {
             Cell::time(now, j.created_at),
             // The error of an earlier attempt of a job that then succeeded: history, dimmed.
             Cell::opt(j.last_error.as_deref().map(first_line)).styled(
-                if j.status == JobStatus::Succeeded { Style::Dim } else { Style::Plain },
+                if j.status == JobStatus::Succeeded {
+                    Style::Dim
+                } else {
+                    Style::Plain
+                },
             ),
         ]);
     }
@@ -105,7 +128,10 @@ async fn list(config: &Config, args: &JobsListArgs, out: &Out) -> anyhow::Result
     if let Some(cursor) = page.next_cursor {
         out.line(&out.paint(
             Style::Dim,
-            &format!("more: add --cursor {cursor} for the next {} jobs", args.limit),
+            &format!(
+                "more: add --cursor {cursor} for the next {} jobs",
+                args.limit
+            ),
         ));
     }
     Ok(())
@@ -135,10 +161,16 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
     };
     let mut fields = vec![
         ("job", Cell::text(job.id.to_string()).styled(Style::Bold)),
-        ("state", Cell::text(state).styled(Style::of_state(state_word(job, now)))),
+        (
+            "state",
+            Cell::text(state).styled(Style::of_state(state_word(job, now))),
+        ),
         ("queue", Cell::text(&job.queue)),
         ("kind", Cell::text(&job.kind)),
-        ("attempt", Cell::text(format!("{} of {}", job.attempt, job.max_attempts))),
+        (
+            "attempt",
+            Cell::text(format!("{} of {}", job.attempt, job.max_attempts)),
+        ),
         ("priority", Cell::text(job.priority.to_string())),
         ("run at", Cell::time(now, job.run_at)),
         ("created", Cell::time(now, job.created_at)),
@@ -146,7 +178,12 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
         ("finished", Cell::opt_time(now, job.finished_at)),
     ];
     if let (Some(s), Some(f)) = (job.started_at, job.finished_at) {
-        fields.push(("ran for", Cell::text(crate::output::format_duration_ms((f - s).num_milliseconds() as f64))));
+        fields.push((
+            "ran for",
+            Cell::text(crate::output::format_duration_ms(
+                (f - s).num_milliseconds() as f64,
+            )),
+        ));
     }
     if let Some(w) = &job.worker_id {
         fields.push(("worker", Cell::text(w)));
@@ -165,10 +202,17 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
         fields.push(("reference", Cell::text(format!("{t}:{i}"))));
     }
     if let Some(t) = job.timeout_ms {
-        let text = if t == 0 { "none".to_string() } else { crate::output::format_duration_ms(t as f64) };
+        let text = if t == 0 {
+            "none".to_string()
+        } else {
+            crate::output::format_duration_ms(t as f64)
+        };
         fields.push(("timeout", Cell::text(text)));
     }
-    fields.push(("args", Cell::text(errand_core::redact::redact(&job.args).to_string())));
+    fields.push((
+        "args",
+        Cell::text(errand_core::redact::redact(&job.args).to_string()),
+    ));
     if let Some(r) = &job.result {
         fields.push(("result", Cell::text(r.to_string())));
     }
@@ -180,11 +224,18 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
         .into_iter()
         .map(|(at, what)| (when(now, at), what))
         .collect();
-    let width = lines.iter().map(|(w, _)| w.chars().count()).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(w, _)| w.chars().count())
+        .max()
+        .unwrap_or(0);
     for (at, what) in lines {
         out.line(&format!("  {at:<width$}  {what}"));
     }
-    let errors: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::Error).collect();
+    let errors: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Error)
+        .collect();
     if !errors.is_empty() || job.last_error.is_some() {
         out.line("");
         out.line(&out.paint(Style::Bold, "Errors"));
@@ -200,7 +251,10 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
     }
     // A last error without an error event: a rescue that failed the job, for example.
     if let Some(last) = &job.last_error {
-        if !errors.iter().any(|e| e.message.as_deref() == Some(last.as_str())) {
+        if !errors
+            .iter()
+            .any(|e| e.message.as_deref() == Some(last.as_str()))
+        {
             out.line(&out.paint(Style::Red, "  last error:"));
             for line in last.lines() {
                 out.line(&format!("    {line}"));
@@ -217,16 +271,33 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
         items.push((job.run_at, 1, "due (run_at)".into()));
     }
     if let Some(s) = job.started_at {
-        let worker = job.worker_id.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
+        let worker = job
+            .worker_id
+            .as_deref()
+            .map(|w| format!(" on {w}"))
+            .unwrap_or_default();
         items.push((s, 1, format!("attempt {} started{worker}", job.attempt)));
     }
     for e in events {
-        let who = e.worker_id.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
+        let who = e
+            .worker_id
+            .as_deref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
         let detail = match e.kind {
             EventKind::Error => {
-                let next = match e.data.as_ref().and_then(|d| d.get("next")).and_then(|n| n.as_str()) {
+                let next = match e
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("next"))
+                    .and_then(|n| n.as_str())
+                {
                     Some("retry") => {
-                        let at = e.data.as_ref().and_then(|d| d.get("run_at")).and_then(|r| r.as_str());
+                        let at = e
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.get("run_at"))
+                            .and_then(|r| r.as_str());
                         let at = at
                             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                             .map(|t| absolute(t.with_timezone(&Utc)));
@@ -238,15 +309,31 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
                 let msg = e.message.as_deref().map(first_line).unwrap_or_default();
                 format!("attempt {} failed{who}: {msg}{next}", e.attempt)
             }
+            EventKind::Note => {
+                let msg = e.message.as_deref().map(first_line).unwrap_or_default();
+                format!("note on attempt {}: {msg}", e.attempt)
+            }
             EventKind::Rescued => {
-                let action = match e.data.as_ref().and_then(|d| d.get("action")).and_then(|a| a.as_str()) {
+                let action = match e
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("action"))
+                    .and_then(|a| a.as_str())
+                {
                     Some("requeue") => "requeued",
                     Some("fail") => "failed, no attempts left",
                     Some("cancel") => "cancelled, as asked",
                     _ => "?",
                 };
-                let on = e.worker_id.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
-                format!("lease of attempt {}{on} expired, rescued: {action}", e.attempt)
+                let on = e
+                    .worker_id
+                    .as_deref()
+                    .map(|w| format!(" on {w}"))
+                    .unwrap_or_default();
+                format!(
+                    "lease of attempt {}{on} expired, rescued: {action}",
+                    e.attempt
+                )
             }
             EventKind::CancelRequested => format!("cancel requested{}", reason(e)),
             EventKind::Cancelled => format!("cancelled{}", reason(e)),
@@ -272,7 +359,10 @@ fn timeline(job: &Job, events: &[Event]) -> Vec<(DateTime<Utc>, String)> {
 }
 
 fn reason(e: &Event) -> String {
-    e.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    e.message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
 }
 
 async fn retry(config: &Config, args: &RetryArgs, out: &Out) -> anyhow::Result<()> {
@@ -320,7 +410,10 @@ fn partly(unchanged: Vec<String>, verb: &str) -> anyhow::Result<()> {
 async fn retry_failed(config: &Config, args: &RetryArgs, out: &Out) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let scope = scope(args.queue.as_deref(), args.kind.as_deref());
-    let count = count_in(&client, args.queue.as_deref(), args.kind.is_none(), |s| s.failed).await?;
+    let count = count_in(&client, args.queue.as_deref(), args.kind.is_none(), |s| {
+        s.failed
+    })
+    .await?;
     let what = match count {
         Some(n) => plural(n, "failed job", "failed jobs"),
         None => "all failed jobs".into(),
@@ -330,13 +423,18 @@ async fn retry_failed(config: &Config, args: &RetryArgs, out: &Out) -> anyhow::R
     }
     let mut progress = Progress::new("retried");
     let n = client
-        .retry_failed(args.queue.as_deref(), args.kind.as_deref(), |n| progress.update(n))
+        .retry_failed(args.queue.as_deref(), args.kind.as_deref(), |n| {
+            progress.update(n)
+        })
         .await?;
     progress.finish();
     if out.json() {
         out.print_json(&json!({"retried": n}))
     } else {
-        out.line(&format!("retried {}{scope}", plural(n, "failed job", "failed jobs")));
+        out.line(&format!(
+            "retried {}{scope}",
+            plural(n, "failed job", "failed jobs")
+        ));
         Ok(())
     }
 }
@@ -417,13 +515,19 @@ async fn cancel(config: &Config, args: &CancelArgs, out: &Out) -> anyhow::Result
 async fn cancel_queued(config: &Config, args: &CancelArgs, out: &Out) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let scope = scope(args.queue.as_deref(), args.kind.as_deref());
-    let count = count_in(&client, args.queue.as_deref(), args.kind.is_none(), |s| s.queued).await?;
+    let count = count_in(&client, args.queue.as_deref(), args.kind.is_none(), |s| {
+        s.queued
+    })
+    .await?;
     let what = match count {
         Some(n) => plural(n, "queued job", "queued jobs"),
         None => "all queued jobs".into(),
     };
     if count != Some(0) {
-        confirm(&format!("Cancel {what}{scope} (they will not run)"), args.yes)?;
+        confirm(
+            &format!("Cancel {what}{scope} (they will not run)"),
+            args.yes,
+        )?;
     }
     let mut filter = JobList {
         state: Some(StateFilter::Status(JobStatus::Queued)),
@@ -457,7 +561,10 @@ async fn cancel_queued(config: &Config, args: &CancelArgs, out: &Out) -> anyhow:
     if out.json() {
         out.print_json(&json!({"cancelled": total}))
     } else {
-        out.line(&format!("cancelled {}{scope}", plural(total, "queued job", "queued jobs")));
+        out.line(&format!(
+            "cancelled {}{scope}",
+            plural(total, "queued job", "queued jobs")
+        ));
         Ok(())
     }
 }
@@ -509,7 +616,15 @@ async fn stuck(config: &Config, args: &LimitArg, out: &Out) -> anyhow::Result<()
         let jobs: Vec<_> = jobs.iter().map(|j| views::job(j, now)).collect();
         return out.print_json(&json!({"jobs": jobs}));
     }
-    let mut table = Table::new(["ID", "QUEUE", "KIND", "ATTEMPT", "WORKER", "STARTED", "LEASE EXPIRED"]);
+    let mut table = Table::new([
+        "ID",
+        "QUEUE",
+        "KIND",
+        "ATTEMPT",
+        "WORKER",
+        "STARTED",
+        "LEASE EXPIRED",
+    ]);
     for j in &jobs {
         table.row([
             Cell::num(j.id),
@@ -521,7 +636,10 @@ async fn stuck(config: &Config, args: &LimitArg, out: &Out) -> anyhow::Result<()
             Cell::opt_time(now, j.lease_expires_at).styled(Style::Red),
         ]);
     }
-    out.table(&table, "no stuck jobs: every running job's worker is heartbeating");
+    out.table(
+        &table,
+        "no stuck jobs: every running job's worker is heartbeating",
+    );
     if !jobs.is_empty() {
         out.line(&out.paint(
             Style::Dim,

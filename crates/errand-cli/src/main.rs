@@ -30,16 +30,16 @@ mod cli;
 mod config;
 mod enqueue;
 mod handlers;
+mod jobs;
 mod logging;
 mod migrate;
-mod jobs;
 mod operate;
 mod output;
 mod queues;
 mod schedules;
+mod serve;
 mod stats;
 mod views;
-mod serve;
 
 use clap::Parser;
 use cli::{Cli, Command};

@@ -2,9 +2,9 @@
 
 use crate::cli::MigrateArgs;
 use crate::config::Config;
+use crate::output::{Cell, Out, Style, Table};
 use crate::serve::redact_url;
 use anyhow::Context;
-use crate::output::{Cell, Out, Style, Table};
 use errand::{Client, MigrationStatus};
 
 pub async fn run(config: &Config, args: &MigrateArgs, out: &Out) -> anyhow::Result<()> {

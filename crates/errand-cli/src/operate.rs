@@ -52,9 +52,11 @@ pub async fn connect(config: &Config) -> anyhow::Result<Client> {
     let client = Client::builder(url.clone())
         .migrate(false)
         .postgres_max_connections(2)
+        .max_args_bytes(config.limits.max_args_bytes)
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", redact_url(url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(url)))?
+        .with_tasks(config.task_catalog());
     let status = client.migration_status().await?;
     if status.current_version == 0 {
         anyhow::bail!(
@@ -187,20 +189,32 @@ mod tests {
 
     #[test]
     fn ids_ages_and_times_name_what_is_wrong() {
-        assert_eq!(parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(), vec![42, 7]);
+        assert_eq!(
+            parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(),
+            vec![42, 7]
+        );
         for bad in ["x", "-1", "0", "4.2", ""] {
             let e = parse_ids(&[bad.into()]).unwrap_err().0;
             assert!(e.contains(&format!("`{bad}` is not a job id")), "{e}");
         }
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 13, 0, 0).unwrap();
-        assert_eq!(parse_since("2h", now).unwrap(), now - chrono::TimeDelta::hours(2));
+        assert_eq!(
+            parse_since("2h", now).unwrap(),
+            now - chrono::TimeDelta::hours(2)
+        );
         assert_eq!(
             parse_since("2026-11-23T09:00:00+01:00", now).unwrap(),
             Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
         );
-        assert!(parse_since("yesterday", now).unwrap_err().0.contains("`yesterday` is neither"));
+        assert!(parse_since("yesterday", now)
+            .unwrap_err()
+            .0
+            .contains("`yesterday` is neither"));
         let e = parse_age("--older-than", "30x").unwrap_err().0;
-        assert!(e.starts_with("--older-than: invalid duration `30x`: unknown unit `x`"), "{e}");
+        assert!(
+            e.starts_with("--older-than: invalid duration `30x`: unknown unit `x`"),
+            "{e}"
+        );
     }
 
     #[test]

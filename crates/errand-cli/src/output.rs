@@ -438,8 +438,16 @@ mod tests {
     #[test]
     fn tables_align_and_colour_only_when_asked() {
         let mut table = Table::new(["QUEUE", "QUEUED", "STATE"]);
-        table.row([Cell::text("default"), Cell::count(12), Cell::state("failed")]);
-        table.row([Cell::text("email"), Cell::count(0), Cell::opt(None::<String>)]);
+        table.row([
+            Cell::text("default"),
+            Cell::count(12),
+            Cell::state("failed"),
+        ]);
+        table.row([
+            Cell::text("email"),
+            Cell::count(0),
+            Cell::opt(None::<String>),
+        ]);
         assert_eq!(
             table.render(false),
             "QUEUE    QUEUED  STATE\n\

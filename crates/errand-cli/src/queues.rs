@@ -25,7 +25,12 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
         out.set_now(s.as_of);
     }
     let now = out.now();
-    let paused_at = |q: &str| settings.iter().find(|s| s.name == q).and_then(|s| s.paused_at);
+    let paused_at = |q: &str| {
+        settings
+            .iter()
+            .find(|s| s.name == q)
+            .and_then(|s| s.paused_at)
+    };
     if out.json() {
         let queues: Vec<_> = stats
             .iter()
@@ -42,11 +47,22 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
             .collect();
         return out.print_json(&json!({"queues": queues}));
     }
-    let mut table = Table::new(["QUEUE", "STATE", "QUEUED", "RUNNING", "FAILED", "PAUSED SINCE"]);
+    let mut table = Table::new([
+        "QUEUE",
+        "STATE",
+        "QUEUED",
+        "RUNNING",
+        "FAILED",
+        "PAUSED SINCE",
+    ]);
     for s in &stats {
         table.row([
             Cell::text(&s.queue).styled(Style::Bold),
-            if s.paused { Cell::state("paused") } else { Cell::text("active") },
+            if s.paused {
+                Cell::state("paused")
+            } else {
+                Cell::text("active")
+            },
             Cell::count(s.queued),
             Cell::count(s.running),
             Cell::count(s.failed).styled(if s.failed > 0 { Style::Red } else { Style::Dim }),
@@ -60,7 +76,12 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
 /// The queues a pause or resume applies to: the named ones (each checked), or with `--all`
 /// every queue that has jobs or settings.
 async fn targets(client: &Client, args: &QueueNameArgs) -> anyhow::Result<Vec<String>> {
-    let known: Vec<String> = client.queue_stats().await?.into_iter().map(|s| s.queue).collect();
+    let known: Vec<String> = client
+        .queue_stats()
+        .await?
+        .into_iter()
+        .map(|s| s.queue)
+        .collect();
     if args.all {
         return Ok(known);
     }
@@ -91,7 +112,10 @@ async fn set_paused(
         }
     }
     if out.json() {
-        let list: Vec<_> = queues.iter().map(|q| json!({"name": q, "paused": pause})).collect();
+        let list: Vec<_> = queues
+            .iter()
+            .map(|q| json!({"name": q, "paused": pause}))
+            .collect();
         return out.print_json(&json!({"queues": list}));
     }
     if queues.is_empty() {
@@ -118,9 +142,21 @@ pub async fn workers(config: &Config, command: &WorkersCommand, out: &Out) -> an
         let list: Vec<_> = workers.iter().map(|w| views::worker(w, now)).collect();
         return out.print_json(&json!({"workers": list}));
     }
-    let mut table = Table::new(["ID", "HOST", "PID", "VERSION", "QUEUES", "STARTED", "LAST SEEN"]);
+    let mut table = Table::new([
+        "ID",
+        "HOST",
+        "PID",
+        "VERSION",
+        "QUEUES",
+        "STARTED",
+        "LAST SEEN",
+    ]);
     for w in &workers {
-        let queues: Vec<String> = w.queues.iter().map(|q| format!("{}:{}", q.name, q.concurrency)).collect();
+        let queues: Vec<String> = w
+            .queues
+            .iter()
+            .map(|q| format!("{}:{}", q.name, q.concurrency))
+            .collect();
         // A worker heartbeats every few seconds; a minute of silence means trouble.
         let stale = now - w.last_seen_at > chrono::TimeDelta::minutes(1);
         table.row([
@@ -133,6 +169,9 @@ pub async fn workers(config: &Config, command: &WorkersCommand, out: &Out) -> an
             Cell::time(now, w.last_seen_at).styled(if stale { Style::Red } else { Style::Plain }),
         ]);
     }
-    out.table(&table, "no workers registered: start `errand serve` or `errand worker`");
+    out.table(
+        &table,
+        "no workers registered: start `errand serve` or `errand worker`",
+    );
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! `errand serve` and `errand worker`: start the services, run until SIGTERM or SIGINT, stop
 //! them in reverse order. [`start_services`] is the one list of what a server runs.
 
-use crate::config::Config;
+use crate::config::{Config, Handler};
 use crate::handlers;
 use crate::UsageError;
 use anyhow::Context;
+use errand::worker::maintenance::{MaintenanceHandle, MaintenanceOptions};
 use errand::{Client, SchedulerHandle, SchedulerOptions, WorkerHandle};
-use std::collections::BTreeMap;
 use errand_server::{Metrics, ServerConfig};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -30,6 +31,7 @@ pub enum Role {
 /// The running services, stopped in reverse order of their start.
 #[derive(Debug, Default)]
 struct Services {
+    maintenance: Option<MaintenanceHandle>,
     worker: Option<WorkerHandle>,
     http: Option<HttpHandle>,
     scheduler: Option<SchedulerHandle>,
@@ -66,6 +68,9 @@ impl Services {
                 "worker pool stopped"
             );
         }
+        if let Some(maintenance) = self.maintenance {
+            maintenance.shutdown().await;
+        }
     }
 }
 
@@ -82,7 +87,8 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .max_args_bytes(config.limits.max_args_bytes)
         .connect()
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?;
+        .with_context(|| format!("connecting to {}", redact_url(&config.database_url)))?
+        .with_tasks(config.task_catalog());
     let schema = client.migration_status().await?;
 
     let services = start_services(&client, &config, &role, &queues).await?;
@@ -130,6 +136,18 @@ async fn start_services(
     let mut services = Services::default();
     let metrics = Arc::new(Metrics::default());
 
+    // 0. Maintenance (`errand::worker::maintenance`): rescue of expired leases (local and
+    //    remote workers' alike), pruning of dead workers' rows, retention. Every process that
+    //    holds the database for work runs it, whether or not it runs handlers.
+    services.maintenance = Some(errand::worker::maintenance::start(
+        client.store().clone(),
+        MaintenanceOptions {
+            lease: config.workers.lease,
+            retention: config.retention,
+            ..MaintenanceOptions::default()
+        },
+    ));
+
     // 1. Workers: claim and run the jobs of the configured tasks (`errand-worker`).
     services.worker = start_workers(client, config, queues, &metrics).await?;
 
@@ -163,7 +181,9 @@ async fn start_scheduler(
         tracing::info!(schedule = %name, "schedule removed: no longer in the configuration");
     }
     if !config.scheduler.enabled {
-        tracing::info!("scheduler off (scheduler.enabled = false): schedules fire only in other processes");
+        tracing::info!(
+            "scheduler off (scheduler.enabled = false): schedules fire only in other processes"
+        );
         return Ok(None);
     }
     Ok(Some(client.scheduler(SchedulerOptions::default())))
@@ -215,7 +235,10 @@ async fn start_http(
 }
 
 /// Feeds the worker pool's outcomes into the process's metrics.
-fn count_outcomes(mut events: tokio::sync::broadcast::Receiver<errand::worker::WorkerEvent>, metrics: Arc<Metrics>) {
+fn count_outcomes(
+    mut events: tokio::sync::broadcast::Receiver<errand::worker::WorkerEvent>,
+    metrics: Arc<Metrics>,
+) {
     use errand::worker::{JobOutcome, WorkerEvent};
     use std::collections::HashMap;
     use tokio::sync::broadcast::error::RecvError;
@@ -226,7 +249,9 @@ fn count_outcomes(mut events: tokio::sync::broadcast::Receiver<errand::worker::W
                 Ok(WorkerEvent::JobStarted { job_id, .. }) => {
                     started.insert(job_id, tokio::time::Instant::now());
                 }
-                Ok(WorkerEvent::JobFinished { job_id, outcome, .. }) => {
+                Ok(WorkerEvent::JobFinished {
+                    job_id, outcome, ..
+                }) => {
                     let secs = started.remove(&job_id).map(|t| t.elapsed().as_secs_f64());
                     match outcome {
                         JobOutcome::Succeeded => metrics.succeeded(secs),
@@ -254,15 +279,17 @@ async fn start_workers(
         tracing::warn!("not claiming jobs: ERRAND_WORKERS_ENABLED=false (workers.enabled)");
         return Ok(None);
     }
-    if config.tasks.is_empty() {
+    if !config.tasks.values().any(|t| t.handler != Handler::Remote) {
         tracing::info!(
-            "not claiming jobs: no tasks configured (add [tasks.<kind>] to errand.toml)"
+            "not claiming jobs: no local tasks configured (add [tasks.<kind>] with a command or \
+             http handler to errand.toml; remote tasks are claimed over the HTTP API)"
         );
         return Ok(None);
     }
     let w = &config.workers;
     let mut builder = client
         .worker()
+        .own_rescuer(false)
         .lease(w.lease)
         .poll_interval(w.poll_interval)
         .shutdown_grace(w.shutdown_grace)

@@ -54,6 +54,9 @@ mod tests {
         let c = ManualClock::new(DateTime::from_timestamp(1_000, 0).unwrap());
         let c2 = c.clone();
         c.advance(Duration::from_millis(1500));
-        assert_eq!(c2.now(), DateTime::from_timestamp_millis(1_001_500).unwrap());
+        assert_eq!(
+            c2.now(),
+            DateTime::from_timestamp_millis(1_001_500).unwrap()
+        );
     }
 }

@@ -31,9 +31,14 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(err("expected a number"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| err("the number is too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| err("the number is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let one = match unit {
@@ -49,7 +54,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         let part = one
             .checked_mul(u32::try_from(n).map_err(|_| err("the number is too large"))?)
             .ok_or_else(|| err("it is too long"))?;
-        total = total.checked_add(part).ok_or_else(|| err("it is too long"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| err("it is too long"))?;
     }
     Ok(total)
 }
@@ -64,8 +71,14 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration(" 30d ").unwrap(), Duration::from_secs(30 * 86_400));
-        assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(
+            parse_duration(" 30d ").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
     }
 

@@ -25,16 +25,20 @@ pub enum EventKind {
     Retried,
     /// A worker shutting down handed the job back without spending the attempt.
     Released,
+    /// Errand changed what it recorded of an attempt's output to store it (characters a store
+    /// cannot hold, a result nested too deep, a result the store refused); `message` says how.
+    Note,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Error,
         EventKind::Rescued,
         EventKind::CancelRequested,
         EventKind::Cancelled,
         EventKind::Retried,
         EventKind::Released,
+        EventKind::Note,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Retried => "retried",
             EventKind::Released => "released",
+            EventKind::Note => "note",
         }
     }
 }

@@ -66,7 +66,9 @@ impl fmt::Display for JobStatus {
 
 /// A status word that is not one of the five.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job status `{0}` (expected one of: queued, running, succeeded, failed, cancelled)")]
+#[error(
+    "unknown job status `{0}` (expected one of: queued, running, succeeded, failed, cancelled)"
+)]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for JobStatus {

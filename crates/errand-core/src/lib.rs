@@ -11,7 +11,10 @@ pub mod duration;
 pub mod event;
 pub mod job;
 pub mod outcome;
+pub mod recorded;
 pub mod redact;
+pub mod settings;
+pub mod storable;
 pub mod task;
 pub mod validate;
 
@@ -20,6 +23,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::{parse_duration, DurationError};
 pub use event::{Event, EventKind, NewEvent};
 pub use job::{DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus};
-pub use outcome::{decide_failure, decide_rescue, FailAction, HandlerError, RescueAction};
+pub use outcome::{
+    decide_after_error, decide_failure, decide_rescue, rescue_message, AfterError, FailAction,
+    HandlerError, RescueAction,
+};
+pub use settings::{TaskCatalog, TaskSettings};
 pub use task::Task;
-pub use validate::{JobInsert, Limits, NewJob, RunAt, ValidationError};
+pub use validate::{JobInsert, Limits, NewJob, Rejection, RunAt, ValidationError};

@@ -104,6 +104,34 @@ pub fn decide_failure(
     }
 }
 
+/// What to record after an attempt that ended in an error (the handler's, a timeout's, or a
+/// remote worker's report): the one rule for the in-process executor and the remote-worker
+/// protocol alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterError {
+    /// Someone asked the job to stop while it ran: it ends `cancelled`, not retried.
+    Cancel,
+    /// Retry or fail, as [`decide_failure`] says.
+    Apply(FailAction),
+}
+
+/// The rule behind [`AfterError`]: a cancel request wins over a retry; otherwise
+/// [`decide_failure`].
+pub fn decide_after_error(
+    attempt: i32,
+    max_attempts: i32,
+    cancel_requested: bool,
+    error: &HandlerError,
+    backoff: &Backoff,
+    unit: f64,
+) -> AfterError {
+    if cancel_requested {
+        AfterError::Cancel
+    } else {
+        AfterError::Apply(decide_failure(attempt, max_attempts, error, backoff, unit))
+    }
+}
+
 /// What the rescuer does with a running job whose lease expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -126,6 +154,19 @@ pub fn decide_rescue(attempt: i32, max_attempts: i32, cancel_requested: bool) ->
     } else {
         RescueAction::Requeue
     }
+}
+
+/// The message stored with a rescue (the `rescued` event, and `last_error` when it fails the
+/// job).
+pub fn rescue_message(action: RescueAction, worker_id: &str, attempt: i32) -> String {
+    let what = match action {
+        RescueAction::Requeue => "requeued",
+        RescueAction::Fail => "that was the last attempt",
+        RescueAction::Cancel => "cancelled, as was asked",
+    };
+    format!(
+        "lease expired: worker {worker_id} stopped heartbeating during attempt {attempt}; {what}"
+    )
 }
 
 mod duration_ms {
@@ -174,7 +215,10 @@ mod tests {
         let e = HandlerError::Permanent {
             message: "bad input".into(),
         };
-        assert_eq!(decide_failure(1, 10, &e, &Backoff::default(), 0.5), FailAction::Fail);
+        assert_eq!(
+            decide_failure(1, 10, &e, &Backoff::default(), 0.5),
+            FailAction::Fail
+        );
     }
 
     #[test]
@@ -234,6 +278,25 @@ mod tests {
             HandlerError::Permanent {
                 message: "bad input".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_cancel_request_wins_over_a_retry() {
+        let b = Backoff::default();
+        assert_eq!(
+            decide_after_error(1, 4, true, &err(), &b, 0.5),
+            AfterError::Cancel
+        );
+        assert_eq!(
+            decide_after_error(1, 4, false, &err(), &b, 0.5),
+            AfterError::Apply(FailAction::Retry {
+                delay: Duration::from_secs(5)
+            })
+        );
+        assert_eq!(
+            decide_after_error(4, 4, false, &err(), &b, 0.5),
+            AfterError::Apply(FailAction::Fail)
         );
     }
 

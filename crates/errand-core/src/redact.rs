@@ -46,10 +46,110 @@ pub fn redact(value: &Value) -> Value {
     }
 }
 
+/// Shortest secret value that is searched for in output: shorter ones would blank out
+/// ordinary words and numbers, and say little on their own.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// The values under secret-looking keys of `args` (every scalar below such a key), as text,
+/// longest first, each also in its JSON-escaped spelling when that differs. These are what
+/// [`redact_text`] removes from a job's output.
+pub fn secret_values(args: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    collect_secrets(args, false, &mut found);
+    let escaped: Vec<String> = found
+        .iter()
+        .filter_map(|s| {
+            let json = serde_json::to_string(s).ok()?;
+            let inner = &json[1..json.len() - 1];
+            (inner != s).then(|| inner.to_string())
+        })
+        .collect();
+    found.extend(escaped);
+    found.retain(|s| s.chars().count() >= MIN_SECRET_LEN);
+    found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    found.dedup();
+    found
+}
+
+fn collect_secrets(value: &Value, secret: bool, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                collect_secrets(v, secret || is_secret_key(k), out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_secrets(v, secret, out)),
+        Value::String(s) if secret => out.push(s.clone()),
+        Value::Number(n) if secret => out.push(n.to_string()),
+        _ => {}
+    }
+}
+
+/// `text` with every occurrence of each secret replaced by [`REDACTED`].
+pub fn redact_text(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// A handler's output (a result) with secret-looking keys redacted as [`redact`] does, and
+/// the job's secret values removed from every string and key.
+pub fn redact_output(value: &Value, secrets: &[String]) -> Value {
+    match redact(value) {
+        Value::String(s) => Value::String(redact_text(&s, secrets)),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_output(v, secrets)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (redact_text(k, secrets), redact_output(v, secrets)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secrets_of_the_args_are_removed_from_output() {
+        let args = json!({
+            "user": "ada",
+            "password": "hunter2!",
+            "auth": {"api_key": "k\"ey-123", "nested": {"token": 987654}},
+            "pin": "12"
+        });
+        let secrets = secret_values(&args);
+        assert!(secrets.contains(&"hunter2!".to_string()));
+        assert!(secrets.contains(&"987654".to_string()));
+        assert!(secrets.contains(&"k\\\"ey-123".to_string()), "{secrets:?}");
+        let stderr = "cannot log in with {'user': 'ada', 'password': 'hunter2!'} token=987654";
+        let out = redact_text(stderr, &secrets);
+        assert_eq!(
+            out,
+            "cannot log in with {'user': 'ada', 'password': '[redacted]'} token=[redacted]"
+        );
+        let json_echo = serde_json::to_string(&args).unwrap();
+        let out = redact_text(&json_echo, &secrets);
+        assert!(
+            !out.contains("hunter2") && !out.contains("ey-123") && !out.contains("987654"),
+            "{out}"
+        );
+        let result = json!({"echo": "pw was hunter2!", "session_token": "abc", "n": [1, "987654"]});
+        assert_eq!(
+            redact_output(&result, &secrets),
+            json!({"echo": "pw was [redacted]", "session_token": REDACTED, "n": [1, REDACTED]})
+        );
+        // Short values are not hunted for in text.
+        assert!(secret_values(&json!({"password": "abc"})).is_empty());
+    }
 
     #[test]
     fn redacts_nested_secret_keys_and_keeps_the_rest() {

@@ -94,31 +94,70 @@ pub struct JobInsert {
 pub struct ValidationError {
     pub field: &'static str,
     pub problem: String,
+    /// Why: a malformed value, or a well-formed kind the deployment does not know.
+    pub rejection: Rejection,
 }
 
-fn invalid(field: &'static str, problem: impl Into<String>) -> ValidationError {
+/// The two reasons a job is refused, which interfaces report differently (HTTP 400 and 422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A field's value is malformed or out of range.
+    Invalid,
+    /// The kind is well formed but no configured task (or remote-worker declaration) knows it.
+    UnknownKind,
+}
+
+pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> ValidationError {
     ValidationError {
         field,
         problem: problem.into(),
+        rejection: Rejection::Invalid,
     }
 }
 
-/// Names (kind, queue, reference type) are short, printable and free of surrounding spaces,
-/// because they appear in CLI tables, URLs and metric labels.
+/// The characters a name may hold besides ASCII letters and digits.
+pub const NAME_PUNCTUATION: &str = "_-.:/";
+
+/// Names (kind, queue, reference type) appear in CLI tables, URLs, metric labels and log
+/// lines, so they are 1 to 128 characters of one small, documented set: ASCII letters and
+/// digits, and `_ - . : /`, starting with a letter or digit. That keeps out spaces, control
+/// characters, and the invisible and direction-changing characters that would let one name
+/// look like another.
 fn check_name(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
     if value.chars().count() > MAX_NAME_LEN {
-        return Err(invalid(field, format!("is longer than {MAX_NAME_LEN} characters")));
-    }
-    if value.trim() != value || value.chars().any(char::is_control) {
         return Err(invalid(
             field,
-            "must not contain control characters or leading/trailing spaces",
+            format!("is longer than {MAX_NAME_LEN} characters"),
         ));
     }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !NAME_PUNCTUATION.contains(*c))
+    {
+        return Err(invalid(
+            field,
+            format!(
+                "may hold only ASCII letters, digits and `{NAME_PUNCTUATION}`, found {}",
+                describe_char(c)
+            ),
+        ));
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(invalid(field, "must start with an ASCII letter or digit"));
+    }
     Ok(())
+}
+
+/// A character as an error message shows it: printable ones quoted, the rest as a code point.
+fn describe_char(c: char) -> String {
+    if c.is_control() || c.is_whitespace() || !c.is_ascii() {
+        format!("U+{:04X}", c as u32)
+    } else {
+        format!("`{c}`")
+    }
 }
 
 fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
@@ -126,9 +165,12 @@ fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
         return Err(invalid(field, "must not be empty when given"));
     }
     if value.len() > MAX_KEY_LEN {
-        return Err(invalid(field, format!("is longer than {MAX_KEY_LEN} bytes")));
+        return Err(invalid(
+            field,
+            format!("is longer than {MAX_KEY_LEN} bytes"),
+        ));
     }
-    Ok(())
+    crate::storable::check_text(field, value)
 }
 
 impl NewJob {
@@ -152,6 +194,7 @@ impl NewJob {
                 format!("must be a JSON object, got {}", json_type(&self.args)),
             ));
         }
+        crate::storable::check_json("args", &self.args)?;
         let size = serde_json::to_vec(&self.args).map(|v| v.len()).unwrap_or(0);
         if size > limits.max_args_bytes {
             return Err(invalid(
@@ -168,7 +211,10 @@ impl NewJob {
             }
             (Some(at), None) => RunAt::At(at),
             (None, Some(ms)) if ms < 0 => {
-                return Err(invalid("delay_ms", format!("must not be negative, got {ms}")));
+                return Err(invalid(
+                    "delay_ms",
+                    format!("must not be negative, got {ms}"),
+                ));
             }
             (None, Some(0)) | (None, None) => RunAt::Now,
             (None, Some(ms)) => RunAt::After(Duration::from_millis(ms as u64)),
@@ -190,15 +236,24 @@ impl NewJob {
             }
             (None, None) => {}
             (Some(_), None) => {
-                return Err(invalid("reference_id", "is required when reference_type is given"))
+                return Err(invalid(
+                    "reference_id",
+                    "is required when reference_type is given",
+                ))
             }
             (None, Some(_)) => {
-                return Err(invalid("reference_type", "is required when reference_id is given"))
+                return Err(invalid(
+                    "reference_type",
+                    "is required when reference_id is given",
+                ))
             }
         }
         if let Some(t) = self.timeout_ms {
             if t < 0 {
-                return Err(invalid("timeout_ms", format!("must not be negative, got {t}")));
+                return Err(invalid(
+                    "timeout_ms",
+                    format!("must not be negative, got {t}"),
+                ));
             }
         }
         Ok(JobInsert {
@@ -219,6 +274,11 @@ impl NewJob {
 /// Checks a queue name given on its own (pause, resume, filters).
 pub fn validate_queue_name(name: &str) -> Result<(), ValidationError> {
     check_name("queue", name)
+}
+
+/// Checks a kind name given on its own (task and schedule declarations, filters).
+pub fn validate_kind_name(name: &str) -> Result<(), ValidationError> {
+    check_name("kind", name)
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -296,7 +356,10 @@ mod tests {
         let big = NewJob::new("k", json!({"a": "0123456789abc"})); // 21 bytes
         let e = big.validate(&limits).unwrap_err();
         assert_eq!(e.field, "args");
-        assert!(e.to_string().contains("21 bytes, over the limit of 20"), "{e}");
+        assert!(
+            e.to_string().contains("21 bytes, over the limit of 20"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -439,7 +439,7 @@ mod tests {
             (
                 "x",
                 with(&|s| s.kind = " k".into()),
-                "schedules.x.kind: must not contain",
+                "schedules.x.kind: may hold only ASCII letters, digits and `_-.:/`, found U+0020",
             ),
             (
                 "x",

@@ -195,12 +195,19 @@ mod tests {
             (Role::Admin, [true, true, true, true, true]),
         ];
         for (role, allowed) in table {
-            for (access, want) in [Public, Read, Enqueue, Worker, Admin].into_iter().zip(allowed) {
+            for (access, want) in [Public, Read, Enqueue, Worker, Admin]
+                .into_iter()
+                .zip(allowed)
+            {
                 assert_eq!(role.may(access), want, "{role} on {access:?}");
             }
         }
         assert!("admin".parse::<Role>().is_ok());
-        assert!("root".parse::<Role>().unwrap_err().to_string().contains("`root`"));
+        assert!("root"
+            .parse::<Role>()
+            .unwrap_err()
+            .to_string()
+            .contains("`root`"));
     }
 
     #[test]

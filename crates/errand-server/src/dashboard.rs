@@ -87,11 +87,20 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let mut common = vec![
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::ETAG, HeaderValue::from_str(etag).expect("hex etag")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
     ];
     if path == "index.html" {
-        common.push((header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)));
-        common.push((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
+        common.push((
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ));
+        common.push((
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ));
     }
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -168,11 +177,18 @@ mod tests {
     async fn index_is_html_with_a_strict_policy() {
         let res = get("/", None).await;
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(header_of(&res, header::CONTENT_TYPE), "text/html; charset=utf-8");
+        assert_eq!(
+            header_of(&res, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(header_of(&res, header::CACHE_CONTROL), "no-cache");
         assert!(header_of(&res, header::CONTENT_SECURITY_POLICY).contains("script-src 'self'"));
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        assert!(std::str::from_utf8(&body).unwrap().contains("/assets/app.js"));
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("/assets/app.js"));
     }
 
     #[tokio::test]
@@ -197,9 +213,18 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_files_are_404() {
-        assert_eq!(get("/assets/nope.js", None).await.status(), StatusCode::NOT_FOUND);
-        assert_eq!(get("/assets/../Cargo.toml", None).await.status(), StatusCode::NOT_FOUND);
-        assert_eq!(get("/assets/index.html", None).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/assets/nope.js", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get("/assets/../Cargo.toml", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get("/assets/index.html", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     /// Every file under `assets/` is in [`ASSETS`] and every module a script imports exists,
@@ -215,7 +240,12 @@ mod tests {
                     stack.push(p);
                     continue;
                 }
-                let rel = p.strip_prefix(&root).unwrap().to_str().unwrap().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .replace('\\', "/");
                 assert!(
                     ASSETS.iter().any(|a| a.path == rel),
                     "assets/{rel} is not listed in dashboard::ASSETS"

@@ -37,6 +37,21 @@ impl ApiError {
         }
     }
 
+    /// A rejected job: 400 for a malformed field, 422 (`unknown_kind`) for a kind no
+    /// configured task knows. `field` is the API's name of the field.
+    pub fn rejected(
+        field: impl Into<String>,
+        message: impl Into<String>,
+        why: errand::Rejection,
+    ) -> Self {
+        let mut e = ApiError::invalid(field, message);
+        if why == errand::Rejection::UnknownKind {
+            e.status = StatusCode::UNPROCESSABLE_ENTITY;
+            e.code = "unknown_kind";
+        }
+        e
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -75,11 +90,19 @@ impl From<StoreError> for ApiError {
             StoreError::Stale { .. } => ApiError::conflict("stale", e.to_string()),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "request failed: database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
             }
             StoreError::Schema(_) | StoreError::Database(_) => {
                 tracing::error!(error = %e, "request failed: database error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database_error", e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "database_error",
+                    e.to_string(),
+                )
             }
         }
     }
@@ -88,13 +111,18 @@ impl From<StoreError> for ApiError {
 impl From<errand::Error> for ApiError {
     fn from(e: errand::Error) -> Self {
         match e {
-            errand::Error::Invalid(v) => ApiError::invalid(v.field, v.to_string()),
-            errand::Error::InvalidInBatch { index, source } => ApiError::invalid(
+            errand::Error::Invalid(v) => ApiError::rejected(v.field, v.to_string(), v.rejection),
+            errand::Error::InvalidInBatch { index, source } => ApiError::rejected(
                 format!("jobs[{index}].{}", source.field),
                 format!("job {index} of the batch: {source}"),
+                source.rejection,
             ),
             errand::Error::Store(s) => s.into(),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", other.to_string()),
+            other => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                other.to_string(),
+            ),
         }
     }
 }

@@ -56,7 +56,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // serde reads a struct from an array too; every body of this API is an object.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(bytes).is_ok() {
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
@@ -85,12 +87,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("the request body is not valid JSON: {inner}"),
             )
         } else if path.is_empty() || path == "." {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid body: {inner}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("invalid body: {inner}"),
+            )
         } else {
             let unknown = inner.to_string().starts_with("unknown field");
             ApiError {
                 status: StatusCode::BAD_REQUEST,
-                code: if unknown { "unknown_field" } else { "invalid_field" },
+                code: if unknown {
+                    "unknown_field"
+                } else {
+                    "invalid_field"
+                },
                 message: format!("`{path}`: {inner}"),
                 field: Some(path),
             }
@@ -136,7 +146,8 @@ pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
 
 /// A human duration (`30s`, `5m`) from a named field.
 pub fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
-    errand_core::parse_duration(raw).map_err(|e| ApiError::invalid(field, format!("`{field}`: {e}")))
+    errand_core::parse_duration(raw)
+        .map_err(|e| ApiError::invalid(field, format!("`{field}`: {e}")))
 }
 
 #[cfg(test)]
@@ -160,7 +171,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse::<Batch>(br#"{"jobs":[{"kind":"a"},{"kind":"b","priority":"high"}]}"#).unwrap_err();
+        let e = parse::<Batch>(br#"{"jobs":[{"kind":"a"},{"kind":"b","priority":"high"}]}"#)
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("jobs[1].priority"));
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let e = parse::<Batch>(br#"{"jobs":[{"kind":"a","prio":1}]}"#).unwrap_err();

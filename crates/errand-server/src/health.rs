@@ -54,7 +54,9 @@ pub async fn scheduler(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
     let mut last: Option<(chrono::DateTime<Utc>, &str, errand_core::Job)> = None;
     for r in &schedules {
         let Some(id) = r.last_job_id else { continue };
-        let Some(job) = s.client.job(id).await? else { continue };
+        let Some(job) = s.client.job(id).await? else {
+            continue;
+        };
         let at = job.started_at.unwrap_or(job.created_at);
         if last.as_ref().is_none_or(|(t, _, _)| at > *t) {
             last = Some((at, &r.name, job));
@@ -83,7 +85,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let stats = s.client.queue_stats().await;
     let workers = s.client.store().worker_list().await;
     let up = stats.is_ok() && workers.is_ok();
-    out.family("errand_database_up", "gauge", "1 when the last scrape could read the database.");
+    out.family(
+        "errand_database_up",
+        "gauge",
+        "1 when the last scrape could read the database.",
+    );
     out.sample("errand_database_up", &[], if up { 1.0 } else { 0.0 });
     if let Ok(stats) = &stats {
         out.family("errand_jobs", "gauge", "Jobs by queue and state (scheduled: queued with a future run_at, also counted in queued).");
@@ -96,34 +102,69 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
                 (JobStatus::Cancelled.as_str(), q.cancelled),
                 ("scheduled", q.scheduled),
             ] {
-                out.sample("errand_jobs", &[("queue", &q.queue), ("state", state)], n as f64);
+                out.sample(
+                    "errand_jobs",
+                    &[("queue", &q.queue), ("state", state)],
+                    n as f64,
+                );
             }
         }
-        out.family("errand_queue_depth", "gauge", "Jobs ready to run now (queued, run_at passed).");
+        out.family(
+            "errand_queue_depth",
+            "gauge",
+            "Jobs ready to run now (queued, run_at passed).",
+        );
         for q in stats {
-            out.sample("errand_queue_depth", &[("queue", &q.queue)], q.queued.saturating_sub(q.scheduled) as f64);
+            out.sample(
+                "errand_queue_depth",
+                &[("queue", &q.queue)],
+                q.queued.saturating_sub(q.scheduled) as f64,
+            );
         }
-        out.family("errand_queue_oldest_age_seconds", "gauge", "Age of the oldest ready job (0 when none).");
+        out.family(
+            "errand_queue_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest ready job (0 when none).",
+        );
         for q in stats {
             let age = q
                 .oldest_ready_run_at
                 .map(|t| (q.as_of - t).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
-            out.sample("errand_queue_oldest_age_seconds", &[("queue", &q.queue)], age);
+            out.sample(
+                "errand_queue_oldest_age_seconds",
+                &[("queue", &q.queue)],
+                age,
+            );
         }
-        out.family("errand_queue_paused", "gauge", "1 when the queue is paused.");
+        out.family(
+            "errand_queue_paused",
+            "gauge",
+            "1 when the queue is paused.",
+        );
         for q in stats {
-            out.sample("errand_queue_paused", &[("queue", &q.queue)], if q.paused { 1.0 } else { 0.0 });
+            out.sample(
+                "errand_queue_paused",
+                &[("queue", &q.queue)],
+                if q.paused { 1.0 } else { 0.0 },
+            );
         }
     }
     if let Ok(workers) = &workers {
         let cutoff = Utc::now() - chrono::Duration::from_std(LIVE_WORKER).unwrap_or_default();
         let live = workers.iter().filter(|w| w.last_seen_at >= cutoff).count();
-        out.family("errand_workers_live", "gauge", "Registered worker processes seen in the last minute.");
+        out.family(
+            "errand_workers_live",
+            "gauge",
+            "Registered worker processes seen in the last minute.",
+        );
         out.sample("errand_workers_live", &[], live as f64);
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out.finish(),
     )
         .into_response()

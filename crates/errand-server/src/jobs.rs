@@ -123,10 +123,13 @@ fn api_field(field: &str) -> &str {
 
 fn invalid_job(e: errand::Error) -> ApiError {
     match e {
-        errand::Error::Invalid(v) => ApiError::invalid(api_field(v.field), v.to_string()),
-        errand::Error::InvalidInBatch { index, source } => ApiError::invalid(
+        errand::Error::Invalid(v) => {
+            ApiError::rejected(api_field(v.field), v.to_string(), v.rejection)
+        }
+        errand::Error::InvalidInBatch { index, source } => ApiError::rejected(
             format!("jobs[{index}].{}", api_field(source.field)),
             format!("job {index} of the batch: {source}"),
+            source.rejection,
         ),
         other => other.into(),
     }
@@ -168,7 +171,10 @@ pub async fn enqueue_batch(State(s): State<AppState>, Body(req): Body<BatchReque
     if req.jobs.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "jobs",
-            format!("a batch holds at most {MAX_BATCH} jobs, got {}", req.jobs.len()),
+            format!(
+                "a batch holds at most {MAX_BATCH} jobs, got {}",
+                req.jobs.len()
+            ),
         ));
     }
     let jobs = req
@@ -251,14 +257,20 @@ fn reference(raw: Option<&str>) -> (Option<String>, Option<String>) {
 }
 
 fn number<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
-    raw.trim()
-        .parse()
-        .map_err(|_| ApiError::invalid(field, format!("`{field}`: expected an integer, got `{raw}`")))
+    raw.trim().parse().map_err(|_| {
+        ApiError::invalid(
+            field,
+            format!("`{field}`: expected an integer, got `{raw}`"),
+        )
+    })
 }
 
 fn name_filter(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
     match v {
-        Some(s) if s.is_empty() => Err(ApiError::invalid(field, format!("`{field}` must not be empty when given"))),
+        Some(s) if s.is_empty() => Err(ApiError::invalid(
+            field,
+            format!("`{field}` must not be empty when given"),
+        )),
         other => Ok(other),
     }
 }
@@ -290,21 +302,37 @@ pub async fn list(
         kind: name_filter("kind", q.kind.clone())?,
         reference_type,
         reference_id,
-        since: q.since.as_deref().map(|r| instant("since", r)).transpose()?,
-        until: q.until.as_deref().map(|r| instant("until", r)).transpose()?,
+        since: q
+            .since
+            .as_deref()
+            .map(|r| instant("since", r))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|r| instant("until", r))
+            .transpose()?,
         before_id,
         limit,
     };
     let page = list_union(&s, &states, base).await?;
     let now = Utc::now();
-    let jobs: Vec<Value> = page.jobs.iter().map(|j| views::job(j, &caller, now)).collect();
+    let jobs: Vec<Value> = page
+        .jobs
+        .iter()
+        .map(|j| views::job(j, &caller, now))
+        .collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": page.next_cursor})))
 }
 
 /// One page of the jobs in any of `states` (all jobs when empty): one list per state,
 /// merged newest first. Each list returns the newest `limit` of its state, so the newest
 /// `limit` of the union are among them.
-async fn list_union(s: &AppState, states: &[StateFilter], base: JobList) -> Result<JobPage, ApiError> {
+async fn list_union(
+    s: &AppState,
+    states: &[StateFilter],
+    base: JobList,
+) -> Result<JobPage, ApiError> {
     if states.len() <= 1 {
         let filter = JobList {
             state: states.first().copied(),
@@ -328,7 +356,11 @@ async fn list_union(s: &AppState, states: &[StateFilter], base: JobList) -> Resu
     jobs.dedup_by_key(|j| j.id);
     more |= jobs.len() > limit;
     jobs.truncate(limit);
-    let next_cursor = if more { jobs.last().map(|j| j.id) } else { None };
+    let next_cursor = if more {
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
     Ok(JobPage { jobs, next_cursor })
 }
 
@@ -339,7 +371,9 @@ pub async fn get(
 ) -> JsonResult {
     let (job, events) = s.client.job_with_events(id).await?;
     let events: Vec<Value> = events.iter().map(|e| views::event(e, &caller)).collect();
-    Ok(Json(json!({"job": views::job(&job, &caller, Utc::now()), "events": events})))
+    Ok(Json(
+        json!({"job": views::job(&job, &caller, Utc::now()), "events": events}),
+    ))
 }
 
 async fn job_envelope(s: &AppState, caller: &Caller, id: JobId) -> JsonResult {
@@ -356,7 +390,11 @@ pub async fn cancel_one(
     Extension(caller): Extension<Caller>,
     IdParam(id): IdParam,
 ) -> JsonResult {
-    match s.client.cancel(&[id], Some("cancelled over the HTTP API")).await?[0] {
+    match s
+        .client
+        .cancel(&[id], Some("cancelled over the HTTP API"))
+        .await?[0]
+    {
         CancelOutcome::Cancelled { .. } | CancelOutcome::CancelRequested { .. } => {
             job_envelope(&s, &caller, id).await
         }
@@ -401,7 +439,11 @@ fn check_ids(ids: &[JobId]) -> Result<(), ApiError> {
 
 /// Ids of every job matching a filter, newest first (for bulk actions the store has no
 /// filtered form of).
-async fn ids_matching(s: &AppState, state: StateFilter, base: JobList) -> Result<Vec<JobId>, ApiError> {
+async fn ids_matching(
+    s: &AppState,
+    state: StateFilter,
+    base: JobList,
+) -> Result<Vec<JobId>, ApiError> {
     let mut filter = JobList {
         state: Some(state),
         limit: MAX_LIMIT,
@@ -432,12 +474,17 @@ pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>
     let has_filter = req.queue.is_some() || req.kind.is_some() || req.reference.is_some();
     let retried = match req.ids {
         Some(_) if has_filter => {
-            return Err(ApiError::invalid("ids", "give ids or a filter (queue, kind, reference), not both"))
+            return Err(ApiError::invalid(
+                "ids",
+                "give ids or a filter (queue, kind, reference), not both",
+            ))
         }
         Some(ids) => {
             check_ids(&ids)?;
             let out = s.client.retry(&ids).await?;
-            out.iter().filter(|o| matches!(o, RetryOutcome::Retried { .. })).count() as u64
+            out.iter()
+                .filter(|o| matches!(o, RetryOutcome::Retried { .. }))
+                .count() as u64
         }
         None if req.reference.is_none() => {
             let queue = name_filter("queue", req.queue)?;
@@ -459,7 +506,10 @@ pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>
             let mut n = 0;
             for chunk in ids.chunks(1000) {
                 let out = s.client.retry(chunk).await?;
-                n += out.iter().filter(|o| matches!(o, RetryOutcome::Retried { .. })).count() as u64;
+                n += out
+                    .iter()
+                    .filter(|o| matches!(o, RetryOutcome::Retried { .. }))
+                    .count() as u64;
             }
             n
         }
@@ -479,11 +529,16 @@ pub struct CancelRequest {
 }
 
 pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelRequest>) -> JsonResult {
-    let has_filter =
-        req.status.is_some() || req.queue.is_some() || req.kind.is_some() || req.reference.is_some();
+    let has_filter = req.status.is_some()
+        || req.queue.is_some()
+        || req.kind.is_some()
+        || req.reference.is_some();
     let ids = match req.ids {
         Some(_) if has_filter => {
-            return Err(ApiError::invalid("ids", "give ids or a filter (status, queue, kind, reference), not both"))
+            return Err(ApiError::invalid(
+                "ids",
+                "give ids or a filter (status, queue, kind, reference), not both",
+            ))
         }
         Some(ids) => {
             check_ids(&ids)?;
@@ -512,10 +567,18 @@ pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelReques
     };
     let mut cancelled = 0u64;
     for chunk in ids.chunks(1000) {
-        let out = s.client.cancel(chunk, Some("cancelled over the HTTP API")).await?;
+        let out = s
+            .client
+            .cancel(chunk, Some("cancelled over the HTTP API"))
+            .await?;
         cancelled += out
             .iter()
-            .filter(|o| matches!(o, CancelOutcome::Cancelled { .. } | CancelOutcome::CancelRequested { .. }))
+            .filter(|o| {
+                matches!(
+                    o,
+                    CancelOutcome::Cancelled { .. } | CancelOutcome::CancelRequested { .. }
+                )
+            })
             .count() as u64;
     }
     Ok(Json(json!({ "cancelled": cancelled })))
@@ -535,7 +598,12 @@ pub async fn purge(State(s): State<AppState>, Body(req): Body<PurgeRequest>) -> 
     let before = chrono::Duration::from_std(age)
         .ok()
         .and_then(|d| Utc::now().checked_sub_signed(d))
-        .ok_or_else(|| ApiError::invalid("older_than", format!("`older_than`: {} is too long", req.older_than)))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "older_than",
+                format!("`older_than`: {} is too long", req.older_than),
+            )
+        })?;
     let purged = s.client.purge(before, req.include_failed, |_| {}).await?;
     Ok(Json(json!({ "purged": purged })))
 }

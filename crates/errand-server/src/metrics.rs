@@ -76,25 +76,57 @@ impl Metrics {
     pub fn render(&self, out: &mut Exposition) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         for (name, help, v) in [
-            ("errand_jobs_enqueued_total", "Jobs inserted by this process.", &self.enqueued),
-            ("errand_jobs_succeeded_total", "Jobs this process recorded as succeeded.", &self.succeeded),
-            ("errand_jobs_failed_total", "Jobs this process recorded as failed for good.", &self.failed),
-            ("errand_jobs_retried_total", "Failed attempts this process recorded that will run again.", &self.retried),
-            ("errand_jobs_cancelled_total", "Running jobs this process recorded as cancelled.", &self.cancelled),
+            (
+                "errand_jobs_enqueued_total",
+                "Jobs inserted by this process.",
+                &self.enqueued,
+            ),
+            (
+                "errand_jobs_succeeded_total",
+                "Jobs this process recorded as succeeded.",
+                &self.succeeded,
+            ),
+            (
+                "errand_jobs_failed_total",
+                "Jobs this process recorded as failed for good.",
+                &self.failed,
+            ),
+            (
+                "errand_jobs_retried_total",
+                "Failed attempts this process recorded that will run again.",
+                &self.retried,
+            ),
+            (
+                "errand_jobs_cancelled_total",
+                "Running jobs this process recorded as cancelled.",
+                &self.cancelled,
+            ),
         ] {
             out.family(name, "counter", help);
             out.sample(name, &[], load(v));
         }
         let name = "errand_job_run_duration_seconds";
-        out.family(name, "histogram", "Run time of finished attempts (success, failure or retry).");
+        out.family(
+            name,
+            "histogram",
+            "Run time of finished attempts (success, failure or retry).",
+        );
         let mut cumulative = 0.0;
         for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
             cumulative += load(&self.buckets[i]);
-            out.sample(&format!("{name}_bucket"), &[("le", &format_value(*bound))], cumulative);
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("le", &format_value(*bound))],
+                cumulative,
+            );
         }
         cumulative += load(&self.buckets[DURATION_BUCKETS.len()]);
         out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], cumulative);
-        out.sample(&format!("{name}_sum"), &[], load(&self.duration_sum_micros) / 1e6);
+        out.sample(
+            &format!("{name}_sum"),
+            &[],
+            load(&self.duration_sum_micros) / 1e6,
+        );
         out.sample(&format!("{name}_count"), &[], cumulative);
     }
 }
@@ -108,7 +140,11 @@ pub struct Exposition {
 impl Exposition {
     /// `# HELP` and `# TYPE` of a family; its samples follow.
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+        let _ = writeln!(
+            self.text,
+            "# HELP {name} {}",
+            help.replace('\\', "\\\\").replace('\n', "\\n")
+        );
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
     }
 
@@ -134,12 +170,18 @@ impl Exposition {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn format_value(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.is_nan() {
         "NaN".into()
     } else {
@@ -166,7 +208,10 @@ mod tests {
         assert!(text.contains("errand_jobs_enqueued_total 3\n"), "{text}");
         assert!(text.contains("errand_jobs_succeeded_total 2\n"));
         assert!(text.contains("errand_jobs_retried_total 1\n"));
-        assert!(text.contains("errand_job_run_duration_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(
+            text.contains("errand_job_run_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("errand_job_run_duration_seconds_bucket{le=\"0.25\"} 2\n"));
         assert!(text.contains("errand_job_run_duration_seconds_bucket{le=\"1800\"} 2\n"));
         assert!(text.contains("errand_job_run_duration_seconds_bucket{le=\"+Inf\"} 3\n"));

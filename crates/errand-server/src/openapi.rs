@@ -18,9 +18,7 @@ pub async fn serve() -> Json<Value> {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in routes() {
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.verb.as_str()] = operation(&r);
     }
     json!({
@@ -96,14 +94,21 @@ fn operation(r: &Route) -> Value {
             409 => "the job is not in a state that allows this (or the lease is no longer held)",
             413 => "the body is over the server's limit",
             415 => "the body is not JSON",
+            422 => "the job's kind is not a configured task (the message suggests the nearest); nothing changed",
             503 => "the database is unreachable",
             _ => "error",
         };
         responses.insert(code.to_string(), error_response(what));
     }
     if r.access != Access::Public {
-        responses.insert("401".into(), error_response("missing or unknown bearer token"));
-        responses.insert("403".into(), error_response("the token's role may not call this"));
+        responses.insert(
+            "401".into(),
+            error_response("missing or unknown bearer token"),
+        );
+        responses.insert(
+            "403".into(),
+            error_response("the token's role may not call this"),
+        );
     }
     let mut op = json!({
         "operationId": r.operation_id,
@@ -179,9 +184,15 @@ pub fn schemas() -> Value {
             ("id", int()),
             ("queue", string()),
             ("kind", string()),
-            ("args", json!({"type": "object", "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
+            (
+                "args",
+                json!({"type": "object", "description": "values under secret-looking keys are `[redacted]` for every role but admin"}),
+            ),
             ("status", json!({"type": "string", "enum": STATES})),
-            ("derived", json!({"type": "string", "enum": ["scheduled", "retrying", "stuck"], "nullable": true})),
+            (
+                "derived",
+                json!({"type": "string", "enum": ["scheduled", "retrying", "stuck"], "nullable": true}),
+            ),
             ("priority", int32()),
             ("run_at", time()),
             ("attempt", int32()),
@@ -200,7 +211,20 @@ pub fn schemas() -> Value {
             ("finished_at", ntime()),
             ("updated_at", time()),
         ],
-        &["id", "queue", "kind", "args", "status", "derived", "priority", "run_at", "attempt", "max_attempts", "created_at", "updated_at"],
+        &[
+            "id",
+            "queue",
+            "kind",
+            "args",
+            "status",
+            "derived",
+            "priority",
+            "run_at",
+            "attempt",
+            "max_attempts",
+            "created_at",
+            "updated_at",
+        ],
         false,
     );
     let event = object(
@@ -208,7 +232,10 @@ pub fn schemas() -> Value {
             ("id", int()),
             ("job_id", int()),
             ("at", time()),
-            ("kind", json!({"type": "string", "enum": ["error", "rescued", "cancel_requested", "cancelled", "retried", "released"]})),
+            (
+                "kind",
+                json!({"type": "string", "enum": errand_core::EventKind::ALL.map(|k| k.as_str())}),
+            ),
             ("attempt", int32()),
             ("worker_id", nstring()),
             ("message", nstring()),
@@ -219,24 +246,73 @@ pub fn schemas() -> Value {
     );
     let enqueue = object(
         &[
-            ("kind", json!({"type": "string", "minLength": 1, "maxLength": 128})),
+            (
+                "kind",
+                json!({"type": "string", "minLength": 1, "maxLength": 128}),
+            ),
             ("args", json!({"type": "object"})),
-            ("queue", json!({"type": "string", "minLength": 1, "maxLength": 128})),
-            ("priority", json!({"type": "integer", "format": "int32", "description": "higher runs first"})),
+            (
+                "queue",
+                json!({"type": "string", "minLength": 1, "maxLength": 128}),
+            ),
+            (
+                "priority",
+                json!({"type": "integer", "format": "int32", "description": "higher runs first"}),
+            ),
             ("run_at", time()),
             ("delay", duration("run no earlier than this long from now")),
-            ("unique_key", json!({"type": "string", "minLength": 1, "maxLength": 512})),
-            ("reference", object(&[("type", string()), ("id", json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}))], &["type", "id"], true)),
-            ("max_attempts", json!({"type": "integer", "format": "int32", "minimum": 1})),
-            ("timeout", duration("execution limit of one attempt, 0 for none")),
+            (
+                "unique_key",
+                json!({"type": "string", "minLength": 1, "maxLength": 512}),
+            ),
+            (
+                "reference",
+                object(
+                    &[
+                        ("type", string()),
+                        (
+                            "id",
+                            json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}),
+                        ),
+                    ],
+                    &["type", "id"],
+                    true,
+                ),
+            ),
+            (
+                "max_attempts",
+                json!({"type": "integer", "format": "int32", "minimum": 1}),
+            ),
+            (
+                "timeout",
+                duration("execution limit of one attempt, 0 for none"),
+            ),
         ],
         &["kind"],
         true,
     );
-    let enqueued = object(&[("id", int()), ("inserted", boolean())], &["id", "inserted"], false);
+    let enqueued = object(
+        &[("id", int()), ("inserted", boolean())],
+        &["id", "inserted"],
+        false,
+    );
     let counts = object(
-        &[("queued", int()), ("running", int()), ("succeeded", int()), ("failed", int()), ("cancelled", int()), ("scheduled", int())],
-        &["queued", "running", "succeeded", "failed", "cancelled", "scheduled"],
+        &[
+            ("queued", int()),
+            ("running", int()),
+            ("succeeded", int()),
+            ("failed", int()),
+            ("cancelled", int()),
+            ("scheduled", int()),
+        ],
+        &[
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "scheduled",
+        ],
         false,
     );
     let queue = object(
@@ -246,14 +322,40 @@ pub fn schemas() -> Value {
             ("counts", counts),
             ("oldest_queued_at", ntime()),
             ("oldest_queued_age_ms", nint()),
-            ("throughput_1h", object(&[("succeeded", int()), ("failed", int()), ("cancelled", int())], &["succeeded", "failed", "cancelled"], false)),
-            ("duration_ms", object(
-                &[("avg", json!({"type": "number", "nullable": true})), ("p95", json!({"type": "number", "nullable": true})), ("max", json!({"type": "number", "nullable": true}))],
-                &["avg", "p95", "max"],
-                false,
-            )),
+            (
+                "throughput_1h",
+                object(
+                    &[
+                        ("succeeded", int()),
+                        ("failed", int()),
+                        ("cancelled", int()),
+                    ],
+                    &["succeeded", "failed", "cancelled"],
+                    false,
+                ),
+            ),
+            (
+                "duration_ms",
+                object(
+                    &[
+                        ("avg", json!({"type": "number", "nullable": true})),
+                        ("p95", json!({"type": "number", "nullable": true})),
+                        ("max", json!({"type": "number", "nullable": true})),
+                    ],
+                    &["avg", "p95", "max"],
+                    false,
+                ),
+            ),
         ],
-        &["name", "paused", "counts", "oldest_queued_at", "oldest_queued_age_ms", "throughput_1h", "duration_ms"],
+        &[
+            "name",
+            "paused",
+            "counts",
+            "oldest_queued_at",
+            "oldest_queued_age_ms",
+            "throughput_1h",
+            "duration_ms",
+        ],
         false,
     );
     let worker = object(
@@ -262,12 +364,27 @@ pub fn schemas() -> Value {
             ("host", string()),
             ("pid", int()),
             ("version", string()),
-            ("queues", array(object(&[("name", string()), ("concurrency", int())], &["name", "concurrency"], false))),
+            (
+                "queues",
+                array(object(
+                    &[("name", string()), ("concurrency", int())],
+                    &["name", "concurrency"],
+                    false,
+                )),
+            ),
             ("concurrency", int()),
             ("started_at", time()),
             ("last_seen_at", time()),
         ],
-        &["id", "host", "pid", "version", "queues", "started_at", "last_seen_at"],
+        &[
+            "id",
+            "host",
+            "pid",
+            "version",
+            "queues",
+            "started_at",
+            "last_seen_at",
+        ],
         false,
     );
     let claimed = object(

@@ -2,13 +2,13 @@
 
 use crate::error::ApiError;
 use crate::extract::{duration, NameParam, Query};
-use chrono::Utc;
-use serde::Deserialize;
-use std::time::Duration;
 use crate::{views, AppState};
 use axum::extract::State;
 use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 type JsonResult = Result<Json<Value>, ApiError>;
 
@@ -55,7 +55,10 @@ pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQue
         .ok_or_else(|| ApiError::invalid("window", "`window` is too long"))?;
     for (field, v) in [("queue", &q.queue), ("kind", &q.kind)] {
         if v.as_deref().is_some_and(str::is_empty) {
-            return Err(ApiError::invalid(field, format!("`{field}` must not be empty when given")));
+            return Err(ApiError::invalid(
+                field,
+                format!("`{field}` must not be empty when given"),
+            ));
         }
     }
     let rows = s
@@ -71,7 +74,11 @@ pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQue
             last = Some(r.start);
         }
         let b = buckets.last_mut().expect("pushed above");
-        for (k, n) in [("succeeded", r.succeeded), ("failed", r.failed), ("cancelled", r.cancelled)] {
+        for (k, n) in [
+            ("succeeded", r.succeeded),
+            ("failed", r.failed),
+            ("cancelled", r.cancelled),
+        ] {
             b[k] = json!(b[k].as_u64().unwrap_or(0) + n);
         }
     }

@@ -7,8 +7,10 @@
 //! not cross processes on SQLite), and claims again. Claims, heartbeats and outcomes register
 //! the worker in the worker registry and keep its `last_seen_at` fresh.
 //!
-//! A failure reported for a job someone asked to cancel ends the job `cancelled`, as the
-//! in-process pool does; retry-or-fail is decided by `errand_core::decide_failure`.
+//! Outcomes are recorded by `errand_worker::record`, the recorder the in-process pool uses:
+//! a failure reported for a job someone asked to cancel ends it `cancelled`; otherwise
+//! retry-or-fail is decided with the kind's backoff from the task settings; results and error
+//! texts lose the job's secrets and what a store cannot hold, the same way.
 
 use crate::error::ApiError;
 use crate::extract::{duration, Body, IdParam};
@@ -16,9 +18,11 @@ use crate::{views, AppState};
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
+use errand::worker::record;
+use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
-use errand_core::{decide_failure, Backoff, Fence, HandlerError, Job, JobId};
-use errand_store::{Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
+use errand_core::{AfterError, Backoff, FailAction, Fence, HandlerError, Job, JobId};
+use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -50,7 +54,10 @@ fn lease(s: &AppState, raw: Option<&str>) -> Result<Duration, ApiError> {
     };
     let d = duration("lease", raw)?;
     if !(MIN_LEASE..=MAX_LEASE).contains(&d) {
-        return Err(ApiError::invalid("lease", format!("`lease` must be between 1s and 1h, got {raw}")));
+        return Err(ApiError::invalid(
+            "lease",
+            format!("`lease` must be between 1s and 1h, got {raw}"),
+        ));
     }
     Ok(d)
 }
@@ -70,7 +77,11 @@ pub struct ClaimRequest {
 }
 
 /// Refreshes the worker's registry row, creating it when missing (first call, or pruned).
-async fn register(s: &AppState, id: &str, describe: impl FnOnce() -> WorkerRegistration) -> Result<(), ApiError> {
+async fn register(
+    s: &AppState,
+    id: &str,
+    describe: impl FnOnce() -> WorkerRegistration,
+) -> Result<(), ApiError> {
     if !s.client.store().worker_heartbeat(id).await? {
         s.client.store().worker_register(&describe()).await?;
     }
@@ -85,7 +96,10 @@ fn remote_registration(id: &str, queues: &[String], limit: u32) -> WorkerRegistr
         version: "remote".into(),
         queues: queues
             .iter()
-            .map(|q| WorkerQueue { name: q.clone(), concurrency: limit })
+            .map(|q| WorkerQueue {
+                name: q.clone(),
+                concurrency: limit,
+            })
             .collect(),
     }
 }
@@ -93,14 +107,22 @@ fn remote_registration(id: &str, queues: &[String], limit: u32) -> WorkerRegistr
 pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> JsonResult {
     check_worker_id(&req.worker_id)?;
     if req.queues.is_empty() || req.queues.len() > MAX_QUEUES {
-        return Err(ApiError::invalid("queues", format!("`queues` must name 1 to {MAX_QUEUES} queues")));
+        return Err(ApiError::invalid(
+            "queues",
+            format!("`queues` must name 1 to {MAX_QUEUES} queues"),
+        ));
     }
     for (i, q) in req.queues.iter().enumerate() {
-        validate_queue_name(q).map_err(|e| ApiError::invalid(format!("queues[{i}]"), format!("queue `{q}` {}", e.problem)))?;
+        validate_queue_name(q).map_err(|e| {
+            ApiError::invalid(format!("queues[{i}]"), format!("queue `{q}` {}", e.problem))
+        })?;
     }
     let limit = req.limit.unwrap_or(1);
     if !(1..=MAX_CLAIM).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("`limit` must be between 1 and {MAX_CLAIM}, got {limit}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_CLAIM}, got {limit}"),
+        ));
     }
     let lease = lease(&s, req.lease.as_deref())?;
     let wait = match &req.wait {
@@ -110,12 +132,28 @@ pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> 
     if wait > s.config.max_wait {
         return Err(ApiError::invalid(
             "wait",
-            format!("`wait` must be at most {}s, got {}", s.config.max_wait.as_secs(), req.wait.as_deref().unwrap_or_default()),
+            format!(
+                "`wait` must be at most {}s, got {}",
+                s.config.max_wait.as_secs(),
+                req.wait.as_deref().unwrap_or_default()
+            ),
         ));
     }
     if let Some(pid) = req.pid {
         if pid < 0 {
             return Err(ApiError::invalid("pid", "`pid` must not be negative"));
+        }
+    }
+    for (field, value) in [("host", &req.host), ("version", &req.version)] {
+        if let Some(v) = value {
+            if v.len() > 200 {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("`{field}` must be at most 200 bytes"),
+                ));
+            }
+            check_text(field, v)
+                .map_err(|e| ApiError::invalid(field, format!("`{field}` {}", e.problem)))?;
         }
     }
     let registration = || WorkerRegistration {
@@ -152,7 +190,12 @@ pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> 
 }
 
 /// One claim per queue, in the order given, until `limit` jobs are held.
-async fn claim_round(s: &AppState, req: &ClaimRequest, limit: u32, lease: Duration) -> Result<Vec<Job>, ApiError> {
+async fn claim_round(
+    s: &AppState,
+    req: &ClaimRequest,
+    limit: u32,
+    lease: Duration,
+) -> Result<Vec<Job>, ApiError> {
     let mut out = Vec::new();
     for queue in &req.queues {
         let want = limit - out.len() as u32;
@@ -234,7 +277,10 @@ pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatReque
         return Err(ApiError::invalid("jobs", "at most 1000 jobs per heartbeat"));
     }
     let lease = lease(&s, req.lease.as_deref())?;
-    register(&s, &req.worker_id, || remote_registration(&req.worker_id, &[], 0)).await?;
+    register(&s, &req.worker_id, || {
+        remote_registration(&req.worker_id, &[], 0)
+    })
+    .await?;
     if req.jobs.is_empty() {
         return Ok(Json(json!({ "jobs": [] })));
     }
@@ -300,18 +346,21 @@ pub async fn complete(
 ) -> JsonResult {
     check_worker_id(&req.worker_id)?;
     let job = reported_job(&s, id).await?;
-    let fence = Fence { job_id: id, attempt: req.attempt, worker_id: req.worker_id.clone() };
-    let acks = s
-        .client
-        .store()
-        .job_complete_many(&[JobComplete { fence, result: req.result }])
-        .await?;
-    match acks.first() {
-        Some(Ack::Done) => {
+    let fence = Fence {
+        job_id: id,
+        attempt: req.attempt,
+        worker_id: req.worker_id.clone(),
+    };
+    let success = record::success(&job, fence, req.result.as_ref());
+    let answer = record::write_isolated(s.client.store().as_ref(), std::slice::from_ref(&success))
+        .await
+        .remove(0)?;
+    match answer {
+        Ack::Done => {
             s.config.metrics.succeeded(run_seconds(&job));
             Ok(Json(json!({ "ok": true })))
         }
-        _ => Err(stale(id, req.attempt, &req.worker_id)),
+        Ack::Stale => Err(stale(id, req.attempt, &req.worker_id)),
     }
 }
 
@@ -337,43 +386,45 @@ pub async fn fail(
 ) -> JsonResult {
     check_worker_id(&req.worker_id)?;
     if req.permanent && req.retry_after.is_some() {
-        return Err(ApiError::invalid("retry_after", "give retry_after or permanent, not both"));
+        return Err(ApiError::invalid(
+            "retry_after",
+            "give retry_after or permanent, not both",
+        ));
     }
     let error = match &req.retry_after {
         Some(raw) => HandlerError::retry_after(req.error.clone(), duration("retry_after", raw)?),
         None if req.permanent => HandlerError::permanent(req.error.clone()),
-        None => HandlerError::Error { message: req.error.clone() },
+        None => HandlerError::Error {
+            message: req.error.clone(),
+        },
     };
     let job = reported_job(&s, id).await?;
-    let fence = Fence { job_id: id, attempt: req.attempt, worker_id: req.worker_id.clone() };
-    if job.fence().as_ref() != Some(&fence) || job.status != errand_core::JobStatus::Running {
-        return Err(stale(id, req.attempt, &req.worker_id));
-    }
-    let seconds = run_seconds(&job);
-    let result = if job.cancel_requested_at.is_some() {
-        s.client.store().job_cancel_ack(&fence, Some(&req.error)).await
-    } else {
-        let action = decide_failure(
-            job.attempt,
-            job.max_attempts,
-            &error,
-            s.client.backoff(),
-            Backoff::random_unit(),
-        );
-        s.client
-            .store()
-            .job_fail(&JobFail { fence, error: req.error.clone(), action })
-            .await
+    let fence = Fence {
+        job_id: id,
+        attempt: req.attempt,
+        worker_id: req.worker_id.clone(),
     };
-    let after = match result {
-        Ok(job) => job,
+    let seconds = run_seconds(&job);
+    let backoff = s.client.tasks().backoff(&job.kind);
+    let recorded = record::failure(
+        s.client.store().as_ref(),
+        &fence,
+        &error,
+        &backoff,
+        Backoff::random_unit(),
+    )
+    .await;
+    let done = match recorded {
+        Ok(done) => done,
         Err(StoreError::Stale { .. }) => return Err(stale(id, req.attempt, &req.worker_id)),
         Err(e) => return Err(e.into()),
     };
-    match after.status {
-        errand_core::JobStatus::Queued => s.config.metrics.retried(seconds),
-        errand_core::JobStatus::Failed => s.config.metrics.failed(seconds),
-        _ => {}
+    match done.decision {
+        AfterError::Apply(FailAction::Retry { .. }) => s.config.metrics.retried(seconds),
+        AfterError::Apply(FailAction::Fail) => s.config.metrics.failed(seconds),
+        AfterError::Cancel => s.config.metrics.cancelled(),
     }
-    Ok(Json(json!({ "job": views::job(&after, &caller, Utc::now()) })))
+    Ok(Json(
+        json!({ "job": views::job(&done.job, &caller, Utc::now()) }),
+    ))
 }

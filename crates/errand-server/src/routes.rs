@@ -173,6 +173,7 @@ pub fn routes() -> Vec<Route> {
     use Verb::*;
     const BAD: &[u16] = &[400, 413, 415];
     const BAD_ID: &[u16] = &[400, 404, 409];
+    const BAD_JOB: &[u16] = &[400, 413, 415, 422];
     vec![
         // ---- service -------------------------------------------------------------------
         Route::new(Get, "/health", Public, "health", "Liveness and database reachability (503 when the database is unreachable)", health::health)
@@ -186,14 +187,14 @@ pub fn routes() -> Vec<Route> {
         Route::new(Get, "/v1/me", Read, "me", "The caller's role, and whether the API asks for tokens at all", health::me)
             .ok(200, "Me"),
         // ---- jobs ----------------------------------------------------------------------
-        Route::new(Post, "/v1/jobs", Enqueue, "enqueue", "Enqueue one job (201 when inserted, 200 when a job with the same unique_key is queued or running)", jobs::enqueue)
+        Route::new(Post, "/v1/jobs", Enqueue, "enqueue", "Enqueue one job (201 when inserted, 200 when a job with the same unique_key is queued or running; 422 for a kind no configured task knows)", jobs::enqueue)
             .body("EnqueueRequest")
             .ok(201, "Enqueued")
-            .errors(BAD),
+            .errors(BAD_JOB),
         Route::new(Post, "/v1/jobs/batch", Enqueue, "enqueue_batch", "Enqueue many jobs in one transaction: all or nothing", jobs::enqueue_batch)
             .body("EnqueueBatchRequest")
             .ok(200, "EnqueueBatchResponse")
-            .errors(BAD),
+            .errors(BAD_JOB),
         Route::new(Get, "/v1/jobs", Read, "list_jobs", "Jobs matching filters, newest first, a page at a time", jobs::list)
             .query(&[
                 ("status", "string", "Comma-separated states, stored (queued, running, succeeded, failed, cancelled) or derived (scheduled, retrying, stuck); a job matching any is listed"),

@@ -34,7 +34,11 @@ fn duration_ms(started: Option<DateTime<Utc>>, finished: Option<DateTime<Utc>>) 
     Some((finished? - started?).num_milliseconds().max(0))
 }
 
-fn next_fire(record: &ScheduleRecord, checked: Option<&Schedule>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn next_fire(
+    record: &ScheduleRecord,
+    checked: Option<&Schedule>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     if record.paused {
         return None;
     }
@@ -42,7 +46,12 @@ fn next_fire(record: &ScheduleRecord, checked: Option<&Schedule>, now: DateTime<
 }
 
 /// A schedule as JSON; `last` is the job of its latest run, when it still exists.
-fn schedule_json(record: &ScheduleRecord, last: Option<&Job>, caller: &Caller, now: DateTime<Utc>) -> Value {
+fn schedule_json(
+    record: &ScheduleRecord,
+    last: Option<&Job>,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> Value {
     let parsed = spec(record);
     let (spec, checked) = match &parsed {
         Some((s, c)) => (Some(s), c.as_ref()),
@@ -130,9 +139,17 @@ pub async fn get(
     Query(q): Query<ShowQuery>,
 ) -> JsonResult {
     let n = match &q.next {
-        Some(raw) => raw.trim().parse::<usize>().ok().filter(|n| *n <= MAX_NEXT).ok_or_else(|| {
-            ApiError::invalid("next", format!("`next` must be an integer from 0 to {MAX_NEXT}, got `{raw}`"))
-        })?,
+        Some(raw) => raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_NEXT)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "next",
+                    format!("`next` must be an integer from 0 to {MAX_NEXT}, got `{raw}`"),
+                )
+            })?,
         None => 5,
     };
     let r = record(&s, &name).await?;
@@ -145,10 +162,18 @@ pub async fn get(
     };
     let store = s.client.store();
     let runs = store
-        .schedule_fire_list(&ScheduleFireList { name: name.clone(), skipped: false, limit: HISTORY })
+        .schedule_fire_list(&ScheduleFireList {
+            name: name.clone(),
+            skipped: false,
+            limit: HISTORY,
+        })
         .await?;
     let skipped = store
-        .schedule_fire_list(&ScheduleFireList { name: name.clone(), skipped: true, limit: HISTORY })
+        .schedule_fire_list(&ScheduleFireList {
+            name: name.clone(),
+            skipped: true,
+            limit: HISTORY,
+        })
         .await?;
     // The figures the CLI and the library give: over the succeeded runs.
     let stats = errand::run_stats(&runs);
@@ -168,15 +193,25 @@ pub async fn get(
 
 async fn envelope(s: &AppState, caller: &Caller, r: ScheduleRecord) -> JsonResult {
     let last = last_job(s, &r).await?;
-    Ok(Json(json!({ "schedule": schedule_json(&r, last.as_ref(), caller, Utc::now()) })))
+    Ok(Json(
+        json!({ "schedule": schedule_json(&r, last.as_ref(), caller, Utc::now()) }),
+    ))
 }
 
-pub async fn pause(State(s): State<AppState>, Extension(caller): Extension<Caller>, NameParam(name): NameParam) -> JsonResult {
+pub async fn pause(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    NameParam(name): NameParam,
+) -> JsonResult {
     let r = s.client.store().schedule_pause(&name).await?;
     envelope(&s, &caller, r).await
 }
 
-pub async fn resume(State(s): State<AppState>, Extension(caller): Extension<Caller>, NameParam(name): NameParam) -> JsonResult {
+pub async fn resume(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    NameParam(name): NameParam,
+) -> JsonResult {
     let r = s.client.store().schedule_resume(&name).await?;
     envelope(&s, &caller, r).await
 }

@@ -146,8 +146,6 @@ const RESCUE: &str = concat!(
         SET status = CASE u.action WHEN 'requeue' THEN 'queued'
                                    WHEN 'fail' THEN 'failed'
                                    ELSE 'cancelled' END,
-            run_at = CASE WHEN u.action = 'requeue' THEN coalesce($6::timestamptz, now())
-                          ELSE j.run_at END,
             finished_at = CASE WHEN u.action = 'requeue' THEN NULL
                                ELSE coalesce($6::timestamptz, now()) END,
             last_error = CASE WHEN u.action = 'fail' THEN u.message ELSE j.last_error END,

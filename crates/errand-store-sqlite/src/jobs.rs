@@ -437,7 +437,7 @@ pub(crate) fn rescue_many(
         let f = &item.fence;
         let (sql, word) = match item.action {
             RescueAction::Requeue => (
-                "UPDATE errand_jobs SET status = 'queued', run_at = ?4, \
+                "UPDATE errand_jobs SET status = 'queued', \
                  lease_expires_at = NULL, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running' \
                  AND lease_expires_at < ?4 RETURNING queue",

@@ -671,6 +671,8 @@ pub async fn job_rescue_requeues_expired_leases_and_counts_the_attempt(h: Harnes
         "lease still alive"
     );
     h.clock.advance(LEASE + Duration::from_millis(1));
+    // Enqueued while the dead worker held the job: the rescued job still goes first.
+    let later = h.insert(new_job("k")).await;
     let stuck = h.store.job_list_stuck(10).await.unwrap();
     assert_eq!(stuck.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
     let listed = h
@@ -686,7 +688,10 @@ pub async fn job_rescue_requeues_expired_leases_and_counts_the_attempt(h: Harnes
     let back = get(&h, id).await;
     assert_eq!(back.status, JobStatus::Queued);
     assert_eq!(back.attempt, 1, "the lost attempt counts");
-    assert_eq!(back.run_at, h.now());
+    assert_eq!(
+        back.run_at, j.run_at,
+        "a rescued job keeps its place in the claim order"
+    );
     assert_eq!(back.lease_expires_at, None);
     let events = h.store.event_list(id).await.unwrap();
     assert_eq!(events.len(), 1);
@@ -695,6 +700,7 @@ pub async fn job_rescue_requeues_expired_leases_and_counts_the_attempt(h: Harnes
     assert_eq!(events[0].data.as_ref().unwrap()["action"], "requeue");
     let again = claim_one(&h, "live-worker").await;
     assert_eq!((again.id, again.attempt), (j.id, 2));
+    assert_eq!(claim_one(&h, "live-worker").await.id, later);
 }
 
 pub async fn job_rescue_fails_jobs_without_attempts_left_and_cancels_requested_ones(h: Harness) {
@@ -818,7 +824,10 @@ pub async fn job_release_hands_back_without_spending_the_attempt(h: Harness) {
     let back = get(&h, id).await;
     assert_eq!(back.status, JobStatus::Queued);
     assert_eq!(back.attempt, 0);
-    assert_eq!(back.run_at, h.now());
+    assert_eq!(
+        back.run_at, j.run_at,
+        "a rescued job keeps its place in the claim order"
+    );
     assert_eq!(back.lease_expires_at, None);
     let ev = h.store.event_list(id).await.unwrap();
     assert_eq!(

@@ -115,7 +115,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Applies rescue decisions (`errand_core::decide_rescue`) to stuck jobs. Each item
     /// applies only if the job is still `running` under the same fence and its lease is
     /// still expired, so a job whose worker came back to life is left alone.
-    /// Requeue: `queued`, `run_at = now`; Fail: `failed`, `finished_at = now`, `last_error`
+    /// Requeue: `queued`, keeping its `run_at` (so it keeps its place in the claim order); Fail: `failed`, `finished_at = now`, `last_error`
     /// set to the message; Cancel: `cancelled`, `finished_at = now`. Lease cleared, one
     /// `rescued` event each (`data = {"action": "requeue"|"fail"|"cancel"}`).
     async fn job_rescue_many(&self, items: &[JobRescue]) -> StoreResult<Vec<Ack>>;
@@ -125,8 +125,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Cancels jobs by id. A `queued` job becomes `cancelled` at once (`finished_at = now`,
     /// `cancelled` event); a `running` job gets `cancel_requested_at = now` and a
     /// `cancel_requested` event, and its worker stops it. One [`CancelOutcome`] per id.
-    async fn job_cancel(&self, ids: &[JobId], reason: Option<&str>)
-        -> StoreResult<Vec<CancelOutcome>>;
+    async fn job_cancel(
+        &self,
+        ids: &[JobId],
+        reason: Option<&str>,
+    ) -> StoreResult<Vec<CancelOutcome>>;
 
     /// Operator retry: a `failed` or `cancelled` job goes back to `queued` with a fresh
     /// attempt budget (`attempt = 0`), `run_at = now`, `finished_at`, `result`, `worker_id`,
@@ -159,8 +162,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// cancelled jobs, and the avg / p95 / max duration of the succeeded runs (see
     /// [`FinishedStats`]). Only queues with at least one finished job, sorted by name. Reads
     /// the `finished_at` index, so the cost follows the window, not the table's history.
-    async fn job_finished_stats(&self, params: &JobFinishedStats)
-        -> StoreResult<Vec<FinishedStats>>;
+    async fn job_finished_stats(
+        &self,
+        params: &JobFinishedStats,
+    ) -> StoreResult<Vec<FinishedStats>>;
 
     /// Finished jobs counted per time bucket and queue (a throughput series), oldest bucket
     /// first, then by queue. Buckets with nothing finished are left out.

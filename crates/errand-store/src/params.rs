@@ -82,12 +82,21 @@ pub struct JobRescue {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CancelOutcome {
     /// Was queued; now cancelled.
-    Cancelled { id: JobId },
+    Cancelled {
+        id: JobId,
+    },
     /// Was running; its worker has been asked to stop.
-    CancelRequested { id: JobId },
+    CancelRequested {
+        id: JobId,
+    },
     /// Already finished (or already asked to stop); nothing changed.
-    Unchanged { id: JobId, status: JobStatus },
-    NotFound { id: JobId },
+    Unchanged {
+        id: JobId,
+        status: JobStatus,
+    },
+    NotFound {
+        id: JobId,
+    },
 }
 
 /// Per-id result of [`crate::Store::job_retry`].
@@ -95,10 +104,17 @@ pub enum CancelOutcome {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RetryOutcome {
     /// Was failed or cancelled; now queued.
-    Retried { id: JobId },
+    Retried {
+        id: JobId,
+    },
     /// Not failed or cancelled; nothing changed.
-    Unchanged { id: JobId, status: JobStatus },
-    NotFound { id: JobId },
+    Unchanged {
+        id: JobId,
+        status: JobStatus,
+    },
+    NotFound {
+        id: JobId,
+    },
 }
 
 /// Parameters of [`crate::Store::job_retry_failed`].
@@ -301,7 +317,9 @@ impl std::str::FromStr for ScheduleSource {
         match s {
             "config" => Ok(ScheduleSource::Config),
             "api" => Ok(ScheduleSource::Api),
-            _ => Err(format!("unknown schedule source `{s}` (expected config or api)")),
+            _ => Err(format!(
+                "unknown schedule source `{s}` (expected config or api)"
+            )),
         }
     }
 }
@@ -512,7 +530,9 @@ pub struct ThroughputBucket {
 
 /// The start of the `width`-wide bucket (aligned to the Unix epoch) that holds `t`.
 pub fn bucket_start(t: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
-    let w = i64::try_from(width.as_micros()).unwrap_or(i64::MAX).max(1000);
+    let w = i64::try_from(width.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1000);
     let us = t.timestamp_micros();
     DateTime::<Utc>::from_timestamp_micros(us.div_euclid(w) * w).unwrap_or(t)
 }
@@ -580,7 +600,13 @@ mod tests {
         let filled = fill_throughput(&rows, &["idle".into()], t(0, 30), t(3, 10), minute);
         let got: Vec<(u32, &str, u64)> = filled
             .iter()
-            .map(|b| (chrono::Timelike::minute(&b.start), b.queue.as_str(), b.succeeded))
+            .map(|b| {
+                (
+                    chrono::Timelike::minute(&b.start),
+                    b.queue.as_str(),
+                    b.succeeded,
+                )
+            })
             .collect();
         let mut expected = Vec::new();
         for m in 0..=3 {

@@ -7,7 +7,7 @@ use crate::handler::{self, ErasedHandler, JobContext};
 use crate::pool::{Config, Registry, Shared};
 use crate::signal::Signal;
 use crate::{heartbeat, producer, rescuer};
-use errand_core::{Backoff, HandlerError, Task};
+use errand_core::{Backoff, HandlerError, Task, TaskCatalog};
 use errand_store::{Backend, Store, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -65,6 +65,8 @@ pub struct WorkerBuilder {
     max_claim_batch: u32,
     worker_id: Option<String>,
     events: broadcast::Sender<WorkerEvent>,
+    tasks: Arc<TaskCatalog>,
+    own_rescuer: bool,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -100,6 +102,8 @@ impl WorkerBuilder {
             max_claim_batch: 100,
             worker_id: None,
             events: broadcast::channel(1024).0,
+            tasks: Arc::new(TaskCatalog::new()),
+            own_rescuer: true,
         }
     }
 
@@ -141,6 +145,22 @@ impl WorkerBuilder {
         if self.handlers.insert(kind.clone(), handler).is_some() {
             self.duplicate.get_or_insert(kind);
         }
+        self
+    }
+
+    /// The deployment's task settings ([`errand_core::TaskCatalog`]): the timeout and backoff
+    /// of every kind that has no [`TaskOptions`] of its own here. `errand::Client::worker`
+    /// passes the client's catalog.
+    pub fn tasks(mut self, tasks: Arc<TaskCatalog>) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// Whether the pool rescues expired leases and prunes dead workers' rows itself (default
+    /// true). Turn it off in a process that runs [`crate::maintenance::start`], which does the
+    /// same and more.
+    pub fn own_rescuer(mut self, yes: bool) -> Self {
+        self.own_rescuer = yes;
         self
     }
 
@@ -287,9 +307,11 @@ impl WorkerBuilder {
                 max_claim_batch: self.max_claim_batch,
                 record_retry_for: self.lease * 10,
                 writes_in_flight,
+                own_rescuer: self.own_rescuer,
             },
             handlers: self.handlers,
             task_options: self.task_options,
+            tasks: self.tasks,
             running: Registry::default(),
             events: self.events,
             completer: complete_tx,

@@ -8,13 +8,18 @@
 //! that their round trips and commits overlap; on SQLite two, so that the next batch waits
 //! at the store's one writer and shares a commit with whatever else is queued there (a
 //! claim, usually: the store commits queued writes together).
+//!
+//! A batch the store refuses (a row it cannot take) is split until the bad row is alone, so
+//! one job's output never fails its neighbours' successes (see [`record::write_isolated`]).
 
 use crate::pool::Shared;
-use crate::retry::persist;
-use errand_store::{Ack, JobComplete};
+use crate::record::{self, Success};
+use crate::retry::RetryDelay;
+use errand_store::Ack;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Most successes written by one `job_complete_many`.
 pub(crate) const MAX_BATCH: usize = 500;
@@ -22,7 +27,7 @@ pub(crate) const MAX_BATCH: usize = 500;
 /// One success to record, and where to send the store's answer: the ack, or the store
 /// error that made the completer give up.
 pub(crate) struct CompleteRequest {
-    pub item: JobComplete,
+    pub item: Success,
     pub reply: oneshot::Sender<Result<Ack, String>>,
 }
 
@@ -56,35 +61,52 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Com
     while writes.join_next().await.is_some() {}
 }
 
-/// Writes one batch and answers each of its executors.
+/// Writes one batch with [`record::write_isolated`] (a row the store refuses fails only
+/// itself) and answers each of its executors. Items that met a transient error (the database
+/// away) are written again with a capped backoff for up to `record_retry_for`, then given up:
+/// their jobs are rescued after their lease.
 async fn write(shared: Arc<Shared>, batch: Vec<CompleteRequest>) {
     let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.item, r.reply)).unzip();
+    let mut replies: Vec<Option<_>> = replies.into_iter().map(Some).collect();
     tracing::debug!(batch = items.len(), "recording successes");
-    let answer = persist(&shared, "job_complete_many", || {
-        shared.store.job_complete_many(&items)
-    })
-    .await;
-    match answer {
-        Ok(acks) if acks.len() == replies.len() => {
-            for (reply, ack) in replies.into_iter().zip(acks) {
-                let _ = reply.send(Ok(ack));
+    let started = Instant::now();
+    let mut delay = RetryDelay::new();
+    let mut pending: Vec<usize> = (0..items.len()).collect();
+    loop {
+        let part: Vec<_> = pending.iter().map(|&i| items[i].clone()).collect();
+        let answers = record::write_isolated(shared.store.as_ref(), &part).await;
+        let give_up =
+            shared.abandon.is_fired() || started.elapsed() >= shared.config.record_retry_for;
+        let mut again = Vec::new();
+        let mut last_error = None;
+        for (&i, answer) in pending.iter().zip(answers) {
+            match answer {
+                Err(e) if e.is_transient() && !give_up => {
+                    last_error = Some(e);
+                    again.push(i);
+                }
+                answer => {
+                    if let Some(reply) = replies[i].take() {
+                        let _ = reply.send(answer.map_err(|e| e.to_string()));
+                    }
+                }
             }
         }
-        Ok(acks) => {
-            let msg = format!(
-                "job_complete_many answered {} acks for {} items",
-                acks.len(),
-                replies.len()
-            );
-            for reply in replies {
-                let _ = reply.send(Err(msg.clone()));
-            }
+        if again.is_empty() {
+            return;
         }
-        Err(e) => {
-            let msg = e.to_string();
-            for reply in replies {
-                let _ = reply.send(Err(msg.clone()));
-            }
+        let wait = delay.next_delay();
+        tracing::warn!(
+            op = "job_complete_many",
+            jobs = again.len(),
+            error = %last_error.map(|e| e.to_string()).unwrap_or_default(),
+            retry_in_ms = wait.as_millis() as u64,
+            "store error while recording successes; retrying"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.abandon.fired() => {}
         }
+        pending = again;
     }
 }

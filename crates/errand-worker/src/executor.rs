@@ -24,10 +24,11 @@ use crate::event::{JobOutcome, WorkerEvent};
 use crate::handler::{HandlerOutput, JobContext};
 use crate::pool::Shared;
 use crate::producer::Slot;
+use crate::record;
 use crate::retry::persist;
 use crate::signal::{JobStop, StopReason};
-use errand_core::{decide_failure, Backoff, FailAction, Fence, HandlerError, Job};
-use errand_store::{Ack, JobComplete, JobFail, StoreError};
+use errand_core::{AfterError, Backoff, FailAction, Fence, HandlerError, Job};
+use errand_store::{Ack, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -37,11 +38,14 @@ use tokio::task::{JoinError, JoinHandle};
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Registers a claimed job with the worker (see [`crate::pool::Registry::hold`]) before it
-/// starts; false if the worker is closing (the job is left to the rescuer).
-pub(crate) fn hold(shared: &Shared, job: &Job) -> bool {
-    let held = shared
-        .running
-        .hold((job.id, job.attempt), JobStop::default());
+/// starts; false if the worker is closing (the job is left to the rescuer). `claim_sent` is
+/// when the claim that leased it was sent: the lease runs from no earlier than that.
+pub(crate) fn hold(shared: &Shared, job: &Job, claim_sent: tokio::time::Instant) -> bool {
+    let held = shared.running.hold(
+        (job.id, job.attempt),
+        JobStop::default(),
+        claim_sent + shared.config.lease,
+    );
     if !held {
         tracing::warn!(
             job_id = job.id,
@@ -100,11 +104,29 @@ async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: Slot) {
     let job = Arc::new(job);
     let key = (job.id, job.attempt);
     // Stopped while it waited for a slot (cancelled, lease lost): the handler never runs.
+    // Nor does it when the lease may have run out meanwhile (the process was frozen, or the
+    // heartbeat could not reach the store): another worker may be running it already.
+    let left = shared.running.lease_left(key);
     let ending = match stop.reason() {
         Some(reason) => Ending::Stopped {
             reason,
             aborted: false,
         },
+        None if left < start_margin(shared.config.lease) => {
+            tracing::warn!(
+                job_id = job.id,
+                kind = %job.kind,
+                attempt = job.attempt,
+                lease_left_ms = left.as_millis() as u64,
+                "not starting a claimed job: its lease has run out or nearly, so another \
+                 worker may hold it; recording nothing"
+            );
+            stop.stop(StopReason::LeaseLost);
+            Ending::Stopped {
+                reason: StopReason::LeaseLost,
+                aborted: false,
+            }
+        }
         None => {
             tracing::debug!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job started");
             shared.emit(WorkerEvent::JobStarted {
@@ -202,6 +224,12 @@ async fn run_handler(shared: &Shared, job: &Arc<Job>, stop: &JobStop) -> Ending 
         }
     };
     Ending::Stopped { reason, aborted }
+}
+
+/// The least lease a claimed job must have left to be started: a fifth of the lease, so a
+/// start never races the lease's end (and a heartbeat is due well before it).
+pub(crate) fn start_margin(lease: Duration) -> Duration {
+    lease / 5
 }
 
 /// The job's `timeout_ms` (0 = none), else the task's timeout, else 30 minutes; a zero
@@ -308,7 +336,7 @@ async fn complete(
 ) -> JobOutcome {
     let (reply, answer) = oneshot::channel();
     let request = CompleteRequest {
-        item: JobComplete { fence, result },
+        item: record::success(job, fence, result.as_ref()),
         reply,
     };
     let answer = match shared.completer.send(request) {
@@ -327,42 +355,42 @@ async fn complete(
     }
 }
 
+/// Records a failed attempt through [`record::failure`], the path the remote-worker protocol
+/// takes too. The handler's message is stored (redacted) but never logged: it may hold a
+/// program's output.
 async fn fail(shared: &Shared, job: &Job, fence: Fence, error: HandlerError) -> JobOutcome {
     let backoff = shared.options(&job.kind).backoff.unwrap_or_default();
-    let action = decide_failure(
-        job.attempt,
-        job.max_attempts,
-        &error,
-        &backoff,
-        Backoff::random_unit(),
-    );
-    let request = JobFail {
-        fence,
-        error: error.message().to_string(),
-        action,
-    };
-    match persist(shared, "job_fail", || shared.store.job_fail(&request)).await {
-        Ok(_) => match action {
-            FailAction::Retry { delay } => {
+    let unit = Backoff::random_unit();
+    let recorded = persist(shared, "job_fail", || {
+        record::failure(shared.store.as_ref(), &fence, &error, &backoff, unit)
+    })
+    .await;
+    match recorded {
+        Ok(done) => match done.decision {
+            AfterError::Apply(FailAction::Retry { delay }) => {
                 tracing::warn!(
                     job_id = job.id,
                     kind = %job.kind,
                     attempt = job.attempt,
-                    error = %error.message(),
                     retry_in_ms = delay.as_millis() as u64,
-                    "job attempt failed; it will be retried"
+                    "job attempt failed; it will be retried (`errand jobs show {}` has the error)",
+                    job.id
                 );
                 JobOutcome::Retrying { delay }
             }
-            FailAction::Fail => {
+            AfterError::Apply(FailAction::Fail) => {
                 tracing::warn!(
                     job_id = job.id,
                     kind = %job.kind,
                     attempt = job.attempt,
-                    error = %error.message(),
-                    "job failed for good"
+                    "job failed for good (`errand jobs show {}` has the error)",
+                    job.id
                 );
                 JobOutcome::Failed
+            }
+            AfterError::Cancel => {
+                tracing::info!(job_id = job.id, kind = %job.kind, attempt = job.attempt, "job cancelled (it failed after a cancel request)");
+                JobOutcome::Cancelled
             }
         },
         Err(StoreError::Stale { .. }) => stale(job, "failure"),
@@ -371,6 +399,13 @@ async fn fail(shared: &Shared, job: &Job, fence: Fence, error: HandlerError) -> 
 }
 
 async fn cancel_ack(shared: &Shared, job: &Job, fence: Fence, message: &str) -> JobOutcome {
+    let message = record::failure_message(
+        job,
+        &HandlerError::Error {
+            message: message.to_string(),
+        },
+    );
+    let message = message.as_str();
     match persist(shared, "job_cancel_ack", || {
         shared.store.job_cancel_ack(&fence, Some(message))
     })

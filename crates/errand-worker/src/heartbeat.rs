@@ -39,6 +39,7 @@ async fn beat_jobs(shared: &Shared) {
         lease: shared.config.lease,
         jobs,
     };
+    let sent = tokio::time::Instant::now();
     let states = match shared.store.job_heartbeat_many(&beat).await {
         Ok(states) => states,
         Err(e) => {
@@ -55,6 +56,9 @@ async fn beat_jobs(shared: &Shared) {
                 "job_heartbeat_many answered out of order"
             );
             return;
+        }
+        if state.held {
+            shared.running.extend(key, sent + shared.config.lease);
         }
         if !state.held {
             if shared.running.stop(key, StopReason::LeaseLost) {

@@ -47,7 +47,7 @@
 //! | `executor` | runs one job in its own task: timeout, stop signal, panic capture; records the outcome |
 //! | `completer` | writes successes in batches with one `job_complete_many` |
 //! | `heartbeat` | extends the leases of every held job (lease/3), learns of cancels and lost leases; refreshes the worker row |
-//! | `rescuer` | requeues (or fails, or cancels) jobs whose lease expired; prunes dead workers' rows |
+//! | `rescuer` | requeues (or fails, or cancels) jobs whose lease expired; prunes dead workers' rows (the [`maintenance`] chores, for a pool on its own) |
 //! | `handle` | graceful shutdown |
 //!
 //! # Guarantees
@@ -76,8 +76,10 @@ mod executor;
 mod handle;
 mod handler;
 mod heartbeat;
+pub mod maintenance;
 mod pool;
 mod producer;
+pub mod record;
 mod rescuer;
 mod retry;
 mod signal;

@@ -6,13 +6,14 @@ use crate::completer::CompleteRequest;
 use crate::event::WorkerEvent;
 use crate::handler::ErasedHandler;
 use crate::signal::{JobStop, Signal, StopReason};
-use errand_core::{Fence, JobId};
+use errand_core::{Fence, JobId, TaskCatalog};
 use errand_store::{Store, WorkerRegistration};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
 
 /// The pool's settings, fixed at start.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub(crate) struct Config {
     /// How many claims per queue, and how many success batches, may be in flight at once:
     /// several on a database that serves many connections, one where writes queue anyway.
     pub writes_in_flight: usize,
+    /// Whether the pool runs its own rescuer (off where the process runs the maintenance
+    /// service).
+    pub own_rescuer: bool,
 }
 
 pub(crate) struct Shared {
@@ -37,6 +41,9 @@ pub(crate) struct Shared {
     pub config: Config,
     pub handlers: HashMap<String, ErasedHandler>,
     pub task_options: HashMap<String, TaskOptions>,
+    /// The deployment's task settings: the backoff and timeout of kinds without
+    /// [`TaskOptions`] of their own.
+    pub tasks: Arc<TaskCatalog>,
     pub running: Registry,
     pub events: broadcast::Sender<WorkerEvent>,
     pub completer: mpsc::UnboundedSender<CompleteRequest>,
@@ -54,8 +61,14 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
+    /// The kind's timeout and backoff: the pool's [`TaskOptions`], else the catalog's.
     pub(crate) fn options(&self, kind: &str) -> TaskOptions {
-        self.task_options.get(kind).cloned().unwrap_or_default()
+        let own = self.task_options.get(kind).cloned().unwrap_or_default();
+        let task = self.tasks.get(kind);
+        TaskOptions {
+            timeout: own.timeout.or_else(|| task.and_then(|t| t.timeout)),
+            backoff: own.backoff.or_else(|| task.and_then(|t| t.backoff)),
+        }
     }
 }
 
@@ -65,6 +78,11 @@ pub(crate) type RunKey = (JobId, i32);
 
 struct Entry {
     stop: JobStop,
+    /// Until when the store's lease is known to be held: the send time of the claim or
+    /// heartbeat that last set it, plus the lease. Measured on this process's monotonic clock,
+    /// which keeps running while the process is frozen (SIGSTOP), so a worker that wakes up
+    /// past it knows it may no longer hold the job.
+    lease_until: Instant,
     /// The handler has returned (or was aborted): only its outcome is still being recorded.
     handler_done: bool,
     supervisor: Option<AbortHandle>,
@@ -93,7 +111,7 @@ impl Registry {
     /// Registers a claimed job that is not started yet (it waits for a free slot in its
     /// queue): from now on the heartbeat extends its lease and cancel or lease-loss reach its
     /// stop signal. False once closed.
-    pub(crate) fn hold(&self, key: RunKey, stop: JobStop) -> bool {
+    pub(crate) fn hold(&self, key: RunKey, stop: JobStop, lease_until: Instant) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
@@ -102,6 +120,7 @@ impl Registry {
             key,
             Entry {
                 stop,
+                lease_until,
                 handler_done: false,
                 supervisor: None,
             },
@@ -123,6 +142,22 @@ impl Registry {
             }
             None => false,
         }
+    }
+
+    /// Records that the store extended a job's lease to `until` (this clock).
+    pub(crate) fn extend(&self, key: RunKey, until: Instant) {
+        if let Some(e) = self.lock().jobs.get_mut(&key) {
+            e.lease_until = e.lease_until.max(until);
+        }
+    }
+
+    /// How long the job's lease is still known to be held (zero once past it).
+    pub(crate) fn lease_left(&self, key: RunKey) -> Duration {
+        self.lock()
+            .jobs
+            .get(&key)
+            .map(|e| e.lease_until.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// The stop signal of a held or running job.

@@ -75,9 +75,9 @@ struct Ended {
     notify: Notify,
 }
 
-/// What a claim task returns: how many it asked for, `Ended::count` when it was sent, and
-/// the store's answer.
-type ClaimDone = (usize, u64, StoreResult<Vec<Job>>);
+/// What a claim task returns: how many it asked for, `Ended::count` when it was sent, when it
+/// was sent (the leases it took run from no earlier), and the store's answer.
+type ClaimDone = (usize, u64, Instant, StoreResult<Vec<Job>>);
 
 /// A claimed job waiting for a slot, ordered like the claim (priority, then run_at, then id)
 /// so that overlapping claims still start the most urgent job first.
@@ -192,7 +192,8 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
             };
             let store = shared.store.clone();
             let ended_before = ended.count.load(Ordering::Relaxed);
-            claims.spawn(async move { (want, ended_before, store.job_claim(&claim).await) });
+            let sent = Instant::now();
+            claims.spawn(async move { (want, ended_before, sent, store.job_claim(&claim).await) });
             asked += want;
         }
         let has_buffer = !buffer.is_empty();
@@ -206,7 +207,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
             biased;
             () = stop.fired() => break,
             Some(done) = claims.join_next(), if claiming => {
-                let Ok((want, ended_before, result)) = done else {
+                let Ok((want, ended_before, sent, result)) = done else {
                     // Only if the claim task panicked: a store bug. Claim again.
                     continue;
                 };
@@ -222,7 +223,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
                         }
                         buffer.extend(
                             jobs.into_iter()
-                                .filter(|j| executor::hold(&shared, j))
+                                .filter(|j| executor::hold(&shared, j, sent))
                                 .map(Waiting),
                         );
                         let ended_during = ended.count.load(Ordering::Relaxed) - ended_before;
@@ -258,10 +259,10 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
     // Claiming stopped. Claims in flight are seen through (shutdown bounds how long), so
     // that what they claimed is handed back now rather than rescued after its lease.
     while let Some(done) = claims.join_next().await {
-        if let Ok((_, _, Ok(jobs))) = done {
+        if let Ok((_, _, sent, Ok(jobs))) = done {
             buffer.extend(
                 jobs.into_iter()
-                    .filter(|j| executor::hold(&shared, j))
+                    .filter(|j| executor::hold(&shared, j, sent))
                     .map(Waiting),
             );
         }

@@ -34,48 +34,88 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("ERRAND_DATABASE_URL").unwrap_or_else(|_| "errand.db".into());
     let client = Client::connect(&url).await?;
     let status = client.migration_status().await?;
-    println!("errand: {} store at {url}, schema version {}", client.backend().as_str(), status.current_version);
+    println!(
+        "errand: {} store at {url}, schema version {}",
+        client.backend().as_str(),
+        status.current_version
+    );
 
     let welcome = client
-        .enqueue(SendEmail { to: "ada@example.com".into(), subject: "Welcome".into() })
+        .enqueue(SendEmail {
+            to: "ada@example.com".into(),
+            subject: "Welcome".into(),
+        })
         .priority(10)
         .unique_key("welcome:ada")
         .send()
         .await?;
     let again = client
-        .enqueue(SendEmail { to: "ada@example.com".into(), subject: "Welcome".into() })
+        .enqueue(SendEmail {
+            to: "ada@example.com".into(),
+            subject: "Welcome".into(),
+        })
         .unique_key("welcome:ada")
         .send()
         .await?;
-    println!("enqueued job {} (inserted: {}); same unique key again -> job {} (inserted: {})",
-        welcome.id, welcome.inserted, again.id, again.inserted);
-    let ingest = client.enqueue(IngestFile { upload_id: 42 }).reference("file_upload", 42).send().await?;
+    println!(
+        "enqueued job {} (inserted: {}); same unique key again -> job {} (inserted: {})",
+        welcome.id, welcome.inserted, again.id, again.inserted
+    );
+    let ingest = client
+        .enqueue(IngestFile { upload_id: 42 })
+        .reference("file_upload", 42)
+        .send()
+        .await?;
     let later = client
-        .enqueue(SendEmail { to: "bob@example.com".into(), subject: "Reminder".into() })
+        .enqueue(SendEmail {
+            to: "bob@example.com".into(),
+            subject: "Reminder".into(),
+        })
         .delay(Duration::from_secs(2))
         .send()
         .await?;
-    println!("enqueued file ingestion {} and an email delayed by 2 s: {}", ingest.id, later.id);
+    println!(
+        "enqueued file ingestion {} and an email delayed by 2 s: {}",
+        ingest.id, later.id
+    );
 
     let worker = client
         .worker()
         .queue("default", 4)
         .register(|ctx: JobContext, email: SendEmail| async move {
-            println!("  job {}: sending '{}' to {}", ctx.id(), email.subject, email.to);
+            println!(
+                "  job {}: sending '{}' to {}",
+                ctx.id(),
+                email.subject,
+                email.to
+            );
             Ok(serde_json::json!({"delivered": true}))
         })
         .register(|ctx: JobContext, file: IngestFile| async move {
             if ctx.attempt() == 1 {
                 // The first attempt fails, to show a retry (backoff shortened below).
-                return Err(HandlerError::Error { message: "ConnectionError: storage not ready".into() });
+                return Err(HandlerError::Error {
+                    message: "ConnectionError: storage not ready".into(),
+                });
             }
-            println!("  job {}: ingested upload {} on attempt {}", ctx.id(), file.upload_id, ctx.attempt());
+            println!(
+                "  job {}: ingested upload {} on attempt {}",
+                ctx.id(),
+                file.upload_id,
+                ctx.attempt()
+            );
             Ok(serde_json::json!({"pages": 12}))
         })
-        .task_options("file_ingestion", errand::worker::TaskOptions {
-            backoff: Some(errand::Backoff { base: Duration::from_millis(500), ..Default::default() }),
-            ..Default::default()
-        })
+        .task_options(
+            "file_ingestion",
+            errand::worker::TaskOptions {
+                backoff: Some(errand::Backoff {
+                    base: Duration::from_millis(500),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
         .start()
         .await?;
     println!("worker {} started", worker.id());
@@ -85,7 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while std::time::Instant::now() < deadline {
         let mut finished = 0;
         for id in wanted {
-            if client.job(id).await?.is_some_and(|j| j.status.is_finished()) {
+            if client
+                .job(id)
+                .await?
+                .is_some_and(|j| j.status.is_finished())
+            {
                 finished += 1;
             }
         }
@@ -95,18 +139,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let report = worker.shutdown().await;
-    println!("worker stopped ({} released)\n\nfinal states:", report.released);
+    println!(
+        "worker stopped ({} released)\n\nfinal states:",
+        report.released
+    );
 
     for id in wanted {
         let (job, events) = client.job_with_events(id).await?;
-        println!("  job {:>3} {:<15} {:<10} attempts {} result {}", job.id, job.kind, job.status.as_str(), job.attempt,
-            job.result.map(|r| r.to_string()).unwrap_or_default());
+        println!(
+            "  job {:>3} {:<15} {:<10} attempts {} result {}",
+            job.id,
+            job.kind,
+            job.status.as_str(),
+            job.attempt,
+            job.result.map(|r| r.to_string()).unwrap_or_default()
+        );
         for e in events {
-            println!("        event {} (attempt {}): {}", e.kind, e.attempt, e.message.unwrap_or_default());
+            println!(
+                "        event {} (attempt {}): {}",
+                e.kind,
+                e.attempt,
+                e.message.unwrap_or_default()
+            );
         }
     }
     for s in client.queue_stats().await? {
-        println!("queue {}: queued {} running {} succeeded {} failed {}", s.queue, s.queued, s.running, s.succeeded, s.failed);
+        println!(
+            "queue {}: queued {} running {} succeeded {} failed {}",
+            s.queue, s.queued, s.running, s.succeeded, s.failed
+        );
     }
     Ok(())
 }

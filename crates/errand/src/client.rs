@@ -2,27 +2,29 @@
 
 use crate::enqueue::Enqueue;
 use crate::error::Error;
-use errand_core::Task;
 use chrono::{DateTime, Utc};
-use errand_core::{decide_rescue, Backoff, Clock, Event, Job, JobId, JobStatus, Limits, NewJob};
+use errand_core::Task;
+use errand_core::{
+    Backoff, Clock, Event, Job, JobId, JobInsert, JobStatus, Limits, NewJob, TaskCatalog,
+    TaskSettings,
+};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobFinishedStats, JobList, JobPage,
-    JobPurge, JobRescue, JobThroughput, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
-    Store, ThroughputBucket, WorkerRecord,
+    Backend, CancelOutcome, Enqueued, FinishedStats, JobFinishedStats, JobList, JobPage,
+    JobThroughput, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome, Store,
+    ThroughputBucket, WorkerRecord,
 };
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use errand_worker::maintenance::{self, BULK_BATCH};
 use std::sync::Arc;
-
-/// Rows per statement for bulk operator actions (purge, retry all, rescue): small enough
-/// that no statement holds locks for long.
-const BULK_BATCH: u32 = 1000;
 
 /// Enqueues jobs and runs operator actions against one store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// The deployment's tasks: every new job's settings come from here ([`Client::prepare`]).
+    tasks: Arc<TaskCatalog>,
     backoff: Backoff,
     /// For next-fire times shown to people (the scheduler itself uses the store's clock).
     clock: Arc<dyn Clock>,
@@ -98,13 +100,20 @@ impl ClientBuilder {
         };
         if self.migrate {
             let status = store.migrate().await?;
-            tracing::debug!(version = status.current_version, backend = store.backend().as_str(), "schema ready");
+            tracing::debug!(
+                version = status.current_version,
+                backend = store.backend().as_str(),
+                "schema ready"
+            );
         }
         Ok(Client {
             store,
             limits: self.limits,
+            tasks: Arc::new(TaskCatalog::new()),
             backoff: Backoff::default(),
-            clock: self.clock.unwrap_or_else(|| Arc::new(errand_core::SystemClock)),
+            clock: self
+                .clock
+                .unwrap_or_else(|| Arc::new(errand_core::SystemClock)),
         })
     }
 }
@@ -165,6 +174,7 @@ impl Client {
         Client {
             store,
             limits: Limits::default(),
+            tasks: Arc::new(TaskCatalog::new()),
             backoff: Backoff::default(),
             clock: Arc::new(errand_core::SystemClock),
         }
@@ -186,6 +196,31 @@ impl Client {
     pub fn with_limits(mut self, limits: Limits) -> Client {
         self.limits = limits;
         self
+    }
+
+    /// Gives the client the deployment's task settings: from then on every job it enqueues
+    /// (directly, over the HTTP API, from a schedule or a trigger) takes its kind's queue,
+    /// attempts, priority and timeout unless the caller set them, and a kind the catalog does
+    /// not know is refused when it declares any (see [`errand_core::settings`]). Its worker
+    /// pools take the kinds' timeouts and backoffs from it too.
+    pub fn with_tasks(mut self, tasks: TaskCatalog) -> Client {
+        self.tasks = Arc::new(tasks);
+        self
+    }
+
+    /// The deployment's task settings.
+    pub fn tasks(&self) -> &Arc<TaskCatalog> {
+        &self.tasks
+    }
+
+    /// The one way a new job is made ready to store: the task's settings applied, then every
+    /// field checked. `fallback` is a typed task's own defaults.
+    pub fn prepare(
+        &self,
+        job: &NewJob,
+        fallback: Option<&TaskSettings>,
+    ) -> Result<JobInsert, errand_core::ValidationError> {
+        self.tasks.prepare(job, fallback, &self.limits)
     }
 
     /// The store underneath, for the worker pool and operator tools.
@@ -227,7 +262,7 @@ impl Client {
             .iter()
             .enumerate()
             .map(|(index, j)| {
-                j.validate(&self.limits)
+                self.prepare(j, None)
                     .map_err(|source| Error::InvalidInBatch { index, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -255,7 +290,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn worker(&self) -> errand_worker::WorkerBuilder {
-        errand_worker::Worker::builder(self.store.clone())
+        errand_worker::Worker::builder(self.store.clone()).tasks(self.tasks.clone())
     }
 
     // ---- reads --------------------------------------------------------------------------
@@ -276,8 +311,19 @@ impl Client {
         Ok((job, events))
     }
 
-    /// Jobs matching a filter, newest first, a page at a time.
+    /// Jobs matching a filter, newest first, a page at a time. A filter holding text no store
+    /// can compare (a NUL character) is refused, naming the field.
     pub async fn list(&self, filter: &JobList) -> Result<JobPage, Error> {
+        for (field, value) in [
+            ("queue", &filter.queue),
+            ("kind", &filter.kind),
+            ("reference_type", &filter.reference_type),
+            ("reference_id", &filter.reference_id),
+        ] {
+            if let Some(v) = value {
+                errand_core::storable::check_text(field, v)?;
+            }
+        }
         Ok(self.store.job_list(filter).await?)
     }
 
@@ -344,13 +390,19 @@ impl Client {
         };
         let rows = self.store.job_throughput(&params).await?;
         let queues: Vec<String> = queue.map(|q| vec![q.to_string()]).unwrap_or_default();
-        Ok(errand_store::fill_throughput(&rows, &queues, since, until, bucket))
+        Ok(errand_store::fill_throughput(
+            &rows, &queues, since, until, bucket,
+        ))
     }
 
     // ---- operator actions ---------------------------------------------------------------
 
     /// Cancels jobs: queued ones at once, running ones through their worker.
-    pub async fn cancel(&self, ids: &[JobId], reason: Option<&str>) -> Result<Vec<CancelOutcome>, Error> {
+    pub async fn cancel(
+        &self,
+        ids: &[JobId],
+        reason: Option<&str>,
+    ) -> Result<Vec<CancelOutcome>, Error> {
         Ok(self.store.job_cancel(ids, reason).await?)
     }
 
@@ -390,26 +442,13 @@ impl Client {
         &self,
         before: DateTime<Utc>,
         include_failed: bool,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<u64, Error> {
         let mut statuses = vec![JobStatus::Succeeded, JobStatus::Cancelled];
         if include_failed {
             statuses.push(JobStatus::Failed);
         }
-        let purge = JobPurge {
-            statuses,
-            finished_before: before,
-            limit: BULK_BATCH,
-        };
-        let mut total = 0;
-        loop {
-            let n = self.store.job_purge(&purge).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n;
-            progress(total);
-        }
+        Ok(maintenance::purge_finished(self.store.as_ref(), statuses, before, progress).await?)
     }
 
     /// Running jobs whose lease has expired (their worker is presumed dead), oldest first.
@@ -421,36 +460,7 @@ impl Client {
     /// requeued if attempts remain, failed if not, cancelled if someone asked. Returns how
     /// many were rescued.
     pub async fn rescue_stuck(&self) -> Result<u64, Error> {
-        let mut total = 0;
-        loop {
-            let stuck = self.store.job_list_stuck(BULK_BATCH).await?;
-            if stuck.is_empty() {
-                return Ok(total);
-            }
-            let items: Vec<JobRescue> = stuck
-                .iter()
-                .filter_map(|j| {
-                    let fence = j.fence()?;
-                    let action = decide_rescue(j.attempt, j.max_attempts, j.cancel_requested_at.is_some());
-                    Some(JobRescue {
-                        fence,
-                        action,
-                        message: format!(
-                            "lease expired: worker {} stopped heartbeating during attempt {}",
-                            j.worker_id.as_deref().unwrap_or("?"),
-                            j.attempt
-                        ),
-                    })
-                })
-                .collect();
-            let acks = self.store.job_rescue_many(&items).await?;
-            let done = acks.iter().filter(|a| **a == Ack::Done).count() as u64;
-            total += done;
-            if done == 0 {
-                // Everything listed was renewed or taken meanwhile; don't spin.
-                return Ok(total);
-            }
-        }
+        Ok(maintenance::rescue_expired(self.store.as_ref(), |_| {}).await?)
     }
 
     /// Pauses a queue: workers stop claiming from it; running jobs finish.
@@ -494,10 +504,22 @@ mod tests {
 
     #[test]
     fn urls_choose_the_backend() {
-        assert!(matches!(parse_url("errand.db"), Ok(Target::Sqlite("errand.db"))));
-        assert!(matches!(parse_url("sqlite:///tmp/x.db"), Ok(Target::Sqlite(_))));
-        assert!(matches!(parse_url("postgres://u@h/db"), Ok(Target::Postgres(_))));
-        assert!(matches!(parse_url("postgresql://u@h/db"), Ok(Target::Postgres(_))));
+        assert!(matches!(
+            parse_url("errand.db"),
+            Ok(Target::Sqlite("errand.db"))
+        ));
+        assert!(matches!(
+            parse_url("sqlite:///tmp/x.db"),
+            Ok(Target::Sqlite(_))
+        ));
+        assert!(matches!(
+            parse_url("postgres://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(
+            parse_url("postgresql://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
         let err = parse_url("mysql://root:hunter2@h/db").err().unwrap();
         let msg = err.to_string();
         assert!(msg.contains("mysql://root:***@h/db"), "{msg}");

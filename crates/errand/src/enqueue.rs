@@ -3,9 +3,9 @@
 
 use crate::client::Client;
 use crate::error::Error;
-use errand_core::Task;
 use chrono::{DateTime, Utc};
-use errand_core::{JobInsert, NewJob};
+use errand_core::Task;
+use errand_core::{JobInsert, NewJob, TaskSettings};
 use errand_store::Enqueued;
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use std::time::Duration;
 pub struct Enqueue<'a> {
     client: &'a Client,
     job: NewJob,
+    /// A typed task's own defaults (`Task::QUEUE`, `Task::MAX_ATTEMPTS`), which the client's
+    /// task settings override.
+    fallback: Option<TaskSettings>,
     encode_error: Option<serde_json::Error>,
 }
 
@@ -24,14 +27,27 @@ impl<'a> Enqueue<'a> {
             Ok(v) => (v, None),
             Err(e) => (serde_json::Value::Null, Some(e)),
         };
-        let mut job = NewJob::new(T::KIND, args);
-        job.queue = Some(T::QUEUE.to_string());
-        job.max_attempts = Some(T::MAX_ATTEMPTS);
-        Enqueue { client, job, encode_error }
+        let fallback = TaskSettings {
+            queue: Some(T::QUEUE.to_string()),
+            max_attempts: Some(T::MAX_ATTEMPTS),
+            ..TaskSettings::default()
+        };
+        let job = NewJob::new(T::KIND, args);
+        Enqueue {
+            client,
+            job,
+            fallback: Some(fallback),
+            encode_error,
+        }
     }
 
     pub(crate) fn raw(client: &'a Client, job: NewJob) -> Self {
-        Enqueue { client, job, encode_error: None }
+        Enqueue {
+            client,
+            job,
+            fallback: None,
+            encode_error: None,
+        }
     }
 
     /// The queue (default: the task's, else `default`).
@@ -68,7 +84,11 @@ impl<'a> Enqueue<'a> {
     }
 
     /// Links the job to the entity it is about, e.g. `("file_upload", "42")`, for lookups.
-    pub fn reference(mut self, reference_type: impl Into<String>, reference_id: impl ToString) -> Self {
+    pub fn reference(
+        mut self,
+        reference_type: impl Into<String>,
+        reference_id: impl ToString,
+    ) -> Self {
         self.job.reference_type = Some(reference_type.into());
         self.job.reference_id = Some(reference_id.to_string());
         self
@@ -86,18 +106,27 @@ impl<'a> Enqueue<'a> {
         self
     }
 
-    /// The job as described so far (for [`Client::enqueue_many`]).
+    /// The job as described so far (for [`Client::enqueue_many`]), with a typed task's own
+    /// defaults filled in where the client's task settings say nothing.
     pub fn into_new_job(self) -> Result<NewJob, Error> {
         if let Some(source) = self.encode_error {
-            return Err(Error::Encode { kind: self.job.kind, source });
+            return Err(Error::Encode {
+                kind: self.job.kind,
+                source,
+            });
         }
-        Ok(self.job)
+        Ok(self.client.tasks().apply(&self.job, self.fallback.as_ref()))
     }
 
     fn validated(self) -> Result<(&'a Client, JobInsert), Error> {
         let client = self.client;
-        let job = self.into_new_job()?;
-        Ok((client, job.validate(client.limits())?))
+        if let Some(source) = self.encode_error {
+            return Err(Error::Encode {
+                kind: self.job.kind,
+                source,
+            });
+        }
+        Ok((client, client.prepare(&self.job, self.fallback.as_ref())?))
     }
 
     /// Validates and stores the job in its own transaction.

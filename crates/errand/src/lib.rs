@@ -51,7 +51,7 @@ pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobId, JobStatus, Limits,
-    NewJob, Task, ValidationError,
+    NewJob, Rejection, Task, TaskCatalog, TaskSettings, ValidationError,
 };
 pub use errand_store::{
     Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, MigrationStatus, QueueInfo,

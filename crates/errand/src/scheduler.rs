@@ -20,7 +20,7 @@
 //! as `missed_beyond_grace`.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use errand_core::Limits;
+use errand_core::{Limits, TaskCatalog};
 use errand_scheduler::{
     decide_misfires, overlap_action, OverlapAction, OverlapPolicy, Schedule, ScheduleSpec,
     SkipReason,
@@ -48,6 +48,9 @@ pub struct SchedulerOptions {
     pub batch: u32,
     /// The limits the jobs of fires are checked against.
     pub limits: Limits,
+    /// The task settings the jobs of fires take (as every new job does). `Client::scheduler`
+    /// passes the client's.
+    pub tasks: Arc<TaskCatalog>,
 }
 
 impl Default for SchedulerOptions {
@@ -56,6 +59,7 @@ impl Default for SchedulerOptions {
             max_sleep: Duration::from_secs(1),
             batch: 500,
             limits: Limits::default(),
+            tasks: Arc::new(TaskCatalog::new()),
         }
     }
 }
@@ -94,7 +98,7 @@ pub async fn run_pass(
         ..Default::default()
     };
     for record in &due.schedules {
-        let fire = decide(record, due.now, &options.limits);
+        let fire = decide(record, due.now, options);
         let Some(fire) = fire else { continue };
         match store.schedule_fire(&fire).await {
             Ok(FireOutcome::Fired { enqueued }) => {
@@ -142,7 +146,11 @@ pub async fn run_pass(
 
 /// The decision for one due schedule as a [`ScheduleFire`] to apply, or `None` to leave the
 /// row as it is (a fire held by `overlap = "queue"`).
-fn decide(record: &ScheduleRecord, now: DateTime<Utc>, limits: &Limits) -> Option<ScheduleFire> {
+fn decide(
+    record: &ScheduleRecord,
+    now: DateTime<Utc>,
+    options: &SchedulerOptions,
+) -> Option<ScheduleFire> {
     let cas = |last_fire_at, due_at, runs, skipped| ScheduleFire {
         name: record.name.clone(),
         expected_last_fire_at: record.last_fire_at,
@@ -196,7 +204,10 @@ fn decide(record: &ScheduleRecord, now: DateTime<Utc>, limits: &Limits) -> Optio
     let due_at = schedule.next_after(latest).unwrap_or(now + NEVER_RECHECK);
     let mut jobs = Vec::with_capacity(runs.len());
     for t in runs {
-        match schedule.new_job(t).validate(limits) {
+        match options
+            .tasks
+            .prepare(&schedule.new_job(t), None, &options.limits)
+        {
             Ok(job) => jobs.push((t, job)),
             Err(e) => {
                 tracing::error!(schedule = %record.name, error = %e, "the schedule's job is invalid; fire skipped");

@@ -233,7 +233,7 @@ impl Client {
             "schedule:{name}:trigger:{}",
             now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         ));
-        let job = job.validate(self.limits())?;
+        let job = self.prepare(&job, None)?;
         Ok(self.store().schedule_trigger(name, &job).await?)
     }
 
@@ -335,6 +335,7 @@ impl Client {
         mut options: crate::scheduler::SchedulerOptions,
     ) -> crate::scheduler::SchedulerHandle {
         options.limits = *self.limits();
+        options.tasks = self.tasks().clone();
         crate::scheduler::start(self.store().clone(), options)
     }
 }
@@ -371,11 +372,19 @@ mod tests {
             run(None, None),
         ];
         let s = run_stats(&runs);
-        assert_eq!((s.runs, s.finished, s.succeeded, s.failed, s.timed), (6, 4, 2, 1, 2));
-        assert_eq!((s.avg_ms, s.p95_ms, s.max_ms), (Some(42_000), Some(44_000), Some(44_000)));
+        assert_eq!(
+            (s.runs, s.finished, s.succeeded, s.failed, s.timed),
+            (6, 4, 2, 1, 2)
+        );
+        assert_eq!(
+            (s.avg_ms, s.p95_ms, s.max_ms),
+            (Some(42_000), Some(44_000), Some(44_000))
+        );
         assert_eq!(run_stats(&[]).avg_ms, None);
         // Nearest rank: the 95th of 100 is the 95th smallest, of 20 the 19th.
-        let hundred: Vec<_> = (1..=100).map(|s| run(Some(JobStatus::Succeeded), Some(s))).collect();
+        let hundred: Vec<_> = (1..=100)
+            .map(|s| run(Some(JobStatus::Succeeded), Some(s)))
+            .collect();
         assert_eq!(run_stats(&hundred).p95_ms, Some(95_000));
         assert_eq!(run_stats(&hundred[..20]).p95_ms, Some(19_000));
     }

@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn crates() -> Vec<PathBuf> {
@@ -30,8 +33,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 const SQL_MARKERS: &[&str] = &[
-    "SELECT ", "INSERT INTO", "UPDATE errand", "DELETE FROM", "CREATE TABLE", "CREATE INDEX",
-    "ALTER TABLE", "DROP SCHEMA", "FOR UPDATE",
+    "SELECT ",
+    "INSERT INTO",
+    "UPDATE errand",
+    "DELETE FROM",
+    "CREATE TABLE",
+    "CREATE INDEX",
+    "ALTER TABLE",
+    "DROP SCHEMA",
+    "FOR UPDATE",
 ];
 
 #[test]
@@ -54,7 +64,11 @@ fn no_sql_outside_the_store_crates() {
             }
         }
     }
-    assert!(offenders.is_empty(), "SQL outside the store crates:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "SQL outside the store crates:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
@@ -68,7 +82,14 @@ fn every_crate_has_a_crate_doc_and_is_on_the_map() {
             .find(|p| p.exists())
             .unwrap_or_else(|| panic!("{name} has no lib.rs or main.rs"));
         let text = fs::read_to_string(&root).unwrap();
-        assert!(text.trim_start().starts_with("//!"), "{name}: {} has no crate doc", root.display());
-        assert!(map.contains(&format!("`{name}`")), "ARCHITECTURE.md does not name `{name}`");
+        assert!(
+            text.trim_start().starts_with("//!"),
+            "{name}: {} has no crate doc",
+            root.display()
+        );
+        assert!(
+            map.contains(&format!("`{name}`")),
+            "ARCHITECTURE.md does not name `{name}`"
+        );
     }
 }

@@ -6,11 +6,13 @@ pub mod http;
 
 use crate::config::{Config, Handler};
 use command::CommandHandler;
-use errand::worker::{JobContext, TaskOptions, WorkerBuilder};
+use errand::worker::{JobContext, WorkerBuilder};
 use http::HttpHandler;
 use std::sync::Arc;
 
-/// Registers a handler, and the timeout and backoff, of every configured task.
+/// Registers a handler for every configured task this process runs (remote tasks run
+/// elsewhere). Their timeouts and backoffs come from the client's task settings, which the
+/// pool is built with.
 pub fn register_all(mut builder: WorkerBuilder, config: &Config) -> anyhow::Result<WorkerBuilder> {
     let mut http_client = None;
     for (kind, task) in &config.tasks {
@@ -36,14 +38,8 @@ pub fn register_all(mut builder: WorkerBuilder, config: &Config) -> anyhow::Resu
                     async move { handler.run(ctx, args).await }
                 })
             }
+            Handler::Remote => builder,
         };
-        builder = builder.task_options(
-            kind.clone(),
-            TaskOptions {
-                timeout: Some(task.timeout),
-                backoff: Some(task.backoff),
-            },
-        );
     }
     Ok(builder)
 }

@@ -42,7 +42,10 @@ async fn seed(client: &Client) -> Seeded {
         "queue": "reports",
     }))
     .unwrap();
-    client.schedule_create("nightly-report", &nightly).await.unwrap();
+    client
+        .schedule_create("nightly-report", &nightly)
+        .await
+        .unwrap();
     let mut queued = Vec::new();
     for i in 0..12 {
         let id = client
@@ -84,7 +87,10 @@ async fn seed(client: &Client) -> Seeded {
     // Failed: one attempt, a permanent error with a multi-line message.
     for i in 0..3 {
         client
-            .enqueue_kind("charge_card", json!({"order": 100 + i, "api_token": "tok_live_SHOULD_NOT_SHOW"}))
+            .enqueue_kind(
+                "charge_card",
+                json!({"order": 100 + i, "api_token": "tok_live_SHOULD_NOT_SHOW"}),
+            )
             .queue("billing")
             .max_attempts(1)
             .send()
@@ -137,7 +143,9 @@ async fn serve(env: &Env, tokens: Option<&str>) -> (Proc, String) {
     }
     let proc = env.spawn(&["serve"], &vars);
     let line = proc.wait_for_line("HTTP API listening on").await;
-    let start = line.find("http://").expect("the listening line names the address");
+    let start = line
+        .find("http://")
+        .expect("the listening line names the address");
     let url: String = line[start..]
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\u{1b}')
@@ -178,7 +186,10 @@ async fn every_page_loads_and_shows_its_data() {
         b.goto(&format!("{url}/")).await;
         b.wait("#queues tr[data-queue='billing']").await;
         let billing = b.text_of("#queues tr[data-queue='billing']").await;
-        assert!(billing.contains('3'), "billing shows its 3 failed jobs: {billing}");
+        assert!(
+            billing.contains('3'),
+            "billing shows its 3 failed jobs: {billing}"
+        );
         // The mix bar is drawn (its widths go through the CSSOM: the page's CSP refuses style
         // attributes, so a bar set that way would be empty).
         let width = b
@@ -188,7 +199,10 @@ async fn every_page_loads_and_shows_its_data() {
                 json!([]),
             )
             .await;
-        assert!(width.as_f64().unwrap_or(-1.0) > 10.0, "the mix bar has width: {width}");
+        assert!(
+            width.as_f64().unwrap_or(-1.0) > 10.0,
+            "the mix bar has width: {width}"
+        );
         // The chart, or a note where this server has no throughput series yet.
         b.wait("#throughput svg.chart, #throughput .empty").await;
         b.wait_text("#workers-card", "1").await;
@@ -206,9 +220,18 @@ async fn every_page_loads_and_shows_its_data() {
         b.goto(&format!("{url}/#/jobs/{id}")).await;
         b.wait_text("#job-body", "402 Payment Required").await;
         let page = b.text_of("main").await;
-        assert!(page.contains("[redacted]"), "the secret is redacted:\n{page}");
-        assert!(!page.contains("tok_live_SHOULD_NOT_SHOW"), "the secret never shows:\n{page}");
-        assert!(page.contains("attempt failed"), "the timeline shows the error event:\n{page}");
+        assert!(
+            page.contains("[redacted]"),
+            "the secret is redacted:\n{page}"
+        );
+        assert!(
+            !page.contains("tok_live_SHOULD_NOT_SHOW"),
+            "the secret never shows:\n{page}"
+        );
+        assert!(
+            page.contains("attempt failed"),
+            "the timeline shows the error event:\n{page}"
+        );
         shoot(&b, "job").await;
 
         // Workers: the registered one, with its queue and concurrency.
@@ -220,8 +243,14 @@ async fn every_page_loads_and_shows_its_data() {
         // Schedules: a list, or a clear note when this server has no schedules API.
         b.goto(&format!("{url}/#/schedules")).await;
         let s = b.wait_text("#schedule-list", "nightly-report").await;
-        assert!(s.contains("0 2 * * *"), "the schedule shows its expression: {s}");
-        assert!(!s.contains("Could not load"), "schedules page shows no error: {s}");
+        assert!(
+            s.contains("0 2 * * *"),
+            "the schedule shows its expression: {s}"
+        );
+        assert!(
+            !s.contains("Could not load"),
+            "schedules page shows no error: {s}"
+        );
         shoot(&b, "schedules").await;
 
         let _ = seeded.queued;
@@ -245,7 +274,10 @@ async fn filter_and_retry_a_failed_job(env: Env) {
     b.wait_gone("#job-list tr[data-status='queued']").await;
     let rows = b.find_all("#job-list tr[data-job]").await;
     assert_eq!(rows.len(), 3, "three failed jobs");
-    assert!(b.url().await.contains("status=failed"), "the filter is in the address");
+    assert!(
+        b.url().await.contains("status=failed"),
+        "the filter is in the address"
+    );
 
     // Queue filter narrows further.
     let q = b.wait("#f-queue").await;
@@ -253,7 +285,10 @@ async fn filter_and_retry_a_failed_job(env: Env) {
     b.wait_text("#job-list", "No jobs match").await;
     b.select("#f-state", "").await;
     b.wait("#job-list tr[data-status='queued']").await;
-    assert!(b.find_all("#job-list tr[data-status='failed']").await.is_empty());
+    assert!(b
+        .find_all("#job-list tr[data-status='failed']")
+        .await
+        .is_empty());
 
     let id = seeded.failed[1];
     b.goto(&format!("{url}/#/jobs/{id}")).await;
@@ -262,8 +297,15 @@ async fn filter_and_retry_a_failed_job(env: Env) {
     b.click_on("#confirm-yes").await;
     b.wait_text("h1", "queued").await;
     let job = client.job(id).await.unwrap().unwrap();
-    assert_eq!(job.status, JobStatus::Queued, "the retry reached the database");
-    assert!(b.find_all("#job-retry").await.is_empty(), "a queued job offers no retry");
+    assert_eq!(
+        job.status,
+        JobStatus::Queued,
+        "the retry reached the database"
+    );
+    assert!(
+        b.find_all("#job-retry").await.is_empty(),
+        "a queued job offers no retry"
+    );
     b.close().await;
 }
 
@@ -275,19 +317,33 @@ async fn pause_a_queue(env: Env) {
     let b = Browser::start().await;
 
     b.goto(&format!("{url}/")).await;
-    b.click_on("#queues tr[data-queue='default'] button[data-action='pause']").await;
+    b.click_on("#queues tr[data-queue='default'] button[data-action='pause']")
+        .await;
     b.wait_text("#confirm-title", "Pause queue").await;
     // Keeping it as is changes nothing.
     b.click_on("#confirm-no").await;
-    assert!(!client.queue_stats().await.unwrap().iter().any(|q| q.queue == "default" && q.paused));
-    b.click_on("#queues tr[data-queue='default'] button[data-action='pause']").await;
+    assert!(!client
+        .queue_stats()
+        .await
+        .unwrap()
+        .iter()
+        .any(|q| q.queue == "default" && q.paused));
+    b.click_on("#queues tr[data-queue='default'] button[data-action='pause']")
+        .await;
     b.click_on("#confirm-yes").await;
-    b.wait_text("#queues tr[data-queue='default']", "paused").await;
-    b.wait("#queues tr[data-queue='default'] button[data-action='resume']").await;
+    b.wait_text("#queues tr[data-queue='default']", "paused")
+        .await;
+    b.wait("#queues tr[data-queue='default'] button[data-action='resume']")
+        .await;
     let stats = client.queue_stats().await.unwrap();
-    assert!(stats.iter().any(|q| q.queue == "default" && q.paused), "paused in the database");
-    b.click_on("#queues tr[data-queue='default'] button[data-action='resume']").await;
-    b.wait("#queues tr[data-queue='default'] button[data-action='pause']").await;
+    assert!(
+        stats.iter().any(|q| q.queue == "default" && q.paused),
+        "paused in the database"
+    );
+    b.click_on("#queues tr[data-queue='default'] button[data-action='resume']")
+        .await;
+    b.wait("#queues tr[data-queue='default'] button[data-action='pause']")
+        .await;
     b.close().await;
 }
 
@@ -306,19 +362,31 @@ async fn read_only_token_sees_no_buttons() {
         b.goto(&format!("{url}/")).await;
         let input = b.wait("#token-dialog[open] #token-input").await;
         b.type_into(&input, "wrong-token\n").await;
-        b.wait("#token-dialog[open] #token-error:not([hidden])").await;
+        b.wait("#token-dialog[open] #token-error:not([hidden])")
+            .await;
         let input = b.wait("#token-input").await;
         b.type_into(&input, "reader-secret\n").await;
         b.wait("#queues tr[data-queue='default']").await;
         b.wait_text("#role", "read").await;
-        assert!(b.find_all("#queues button").await.is_empty(), "no pause buttons for read");
+        assert!(
+            b.find_all("#queues button").await.is_empty(),
+            "no pause buttons for read"
+        );
 
         b.goto(&format!("{url}/#/jobs")).await;
         b.wait("#job-list tr[data-job]").await;
-        assert!(b.find_all("#job-list input[type=checkbox]").await.is_empty(), "no selection for read");
+        assert!(
+            b.find_all("#job-list input[type=checkbox]")
+                .await
+                .is_empty(),
+            "no selection for read"
+        );
         b.goto(&format!("{url}/#/jobs/{}", seeded.failed[0])).await;
         b.wait_text("#job-body", "402 Payment Required").await;
-        assert!(b.find_all("#job-retry, #job-cancel").await.is_empty(), "no retry for read");
+        assert!(
+            b.find_all("#job-retry, #job-cancel").await.is_empty(),
+            "no retry for read"
+        );
         shoot(&b, "job-read-only").await;
 
         // Sign out, sign in as admin: the buttons appear.

@@ -62,8 +62,11 @@ pub struct Element(String);
 impl Browser {
     /// Starts chromedriver on a free port and opens a session with a 1400x1000 window.
     pub async fn start() -> Browser {
-        let chromium = find_binary("ERRAND_TEST_CHROMIUM", &["chromium", "chromium-browser", "google-chrome"])
-            .unwrap_or_else(|| panic!("Chromium not found: {INSTALL}"));
+        let chromium = find_binary(
+            "ERRAND_TEST_CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        )
+        .unwrap_or_else(|| panic!("Chromium not found: {INSTALL}"));
         let driver_bin = find_binary(
             "ERRAND_TEST_CHROMEDRIVER",
             &["chromedriver", "/usr/lib/chromium/chromedriver"],
@@ -92,7 +95,10 @@ impl Browser {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -129,10 +135,16 @@ impl Browser {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let res = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = res.status();
         let v: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "WebDriver {method} {path}: {status} {v}");
+        assert!(
+            status.is_success(),
+            "WebDriver {method} {path}: {status} {v}"
+        );
         v["value"].clone()
     }
 
@@ -152,7 +164,8 @@ impl Browser {
 
     /// Loads a URL.
     pub async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
     }
 
     /// Every element matching a CSS selector now (possibly none).
@@ -204,7 +217,9 @@ impl Browser {
                 return t;
             }
             if Instant::now() > deadline {
-                panic!("`{css}` did not come to contain `{needle}` within {PATIENCE:?}; it says:\n{t}");
+                panic!(
+                    "`{css}` did not come to contain `{needle}` within {PATIENCE:?}; it says:\n{t}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -214,7 +229,10 @@ impl Browser {
     pub async fn wait_gone(&self, css: &str) {
         let deadline = Instant::now() + PATIENCE;
         while !self.find_all(css).await.is_empty() {
-            assert!(Instant::now() < deadline, "`{css}` still on the page after {PATIENCE:?}");
+            assert!(
+                Instant::now() < deadline,
+                "`{css}` still on the page after {PATIENCE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -222,12 +240,21 @@ impl Browser {
     /// The visible text of the first element matching `css` ("" if none).
     pub async fn text_of(&self, css: &str) -> String {
         let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';";
-        self.execute(script, json!([css])).await.as_str().unwrap_or("").to_string()
+        self.execute(script, json!([css]))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Clicks an element.
     pub async fn click(&self, el: &Element) {
-        self.call(reqwest::Method::POST, &format!("/element/{}/click", el.0), Some(json!({}))).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/click", el.0),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// Waits for `css` and clicks it. The views re-render as they refresh, so an element found
@@ -237,21 +264,32 @@ impl Browser {
         loop {
             let el = self.wait(css).await;
             let clicked = self
-                .try_call(reqwest::Method::POST, &format!("/element/{}/click", el.0), json!({}))
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", el.0),
+                    json!({}),
+                )
                 .await
                 .is_some();
             if clicked {
                 return;
             }
-            assert!(Instant::now() < deadline, "could not click `{css}` within {PATIENCE:?}");
+            assert!(
+                Instant::now() < deadline,
+                "could not click `{css}` within {PATIENCE:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Types into an element.
     pub async fn type_into(&self, el: &Element, text: &str) {
-        self.call(reqwest::Method::POST, &format!("/element/{}/value", el.0), Some(json!({ "text": text })))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/value", el.0),
+            Some(json!({ "text": text })),
+        )
+        .await;
     }
 
     /// Sets a <select>'s value and fires `change`, as a user's choice would.
@@ -264,19 +302,30 @@ impl Browser {
 
     /// Runs a script in the page and returns its result.
     pub async fn execute(&self, script: &str, args: Value) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": args})))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
     }
 
     /// The current URL.
     pub async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or("").to_string()
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// A PNG of the viewport, resized first to the page's full height (up to 2400 px).
     pub async fn screenshot(&self, path: &std::path::Path) {
         let height = self
-            .execute("return Math.min(2400, Math.max(700, document.documentElement.scrollHeight));", json!([]))
+            .execute(
+                "return Math.min(2400, Math.max(700, document.documentElement.scrollHeight));",
+                json!([]),
+            )
             .await
             .as_i64()
             .unwrap_or(1000);
@@ -296,8 +345,12 @@ impl Browser {
             std::fs::create_dir_all(dir).unwrap();
         }
         std::fs::write(path, png).unwrap();
-        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 1400, "height": 1000})))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": 1400, "height": 1000})),
+        )
+        .await;
     }
 
     /// Ends the session (the chromedriver process ends when this is dropped).

@@ -7,7 +7,10 @@ use errand::{JobList, JobStatus};
 use serde_json::{json, Value};
 use std::process::Stdio;
 
-e2e!(a_python_remote_worker_processes_jobs_over_the_api, serve_refuses_a_public_address_without_a_token);
+e2e!(
+    a_python_remote_worker_processes_jobs_over_the_api,
+    serve_refuses_a_public_address_without_a_token
+);
 
 const CONFIG: &str = r#"
 [[server.tokens]]
@@ -31,24 +34,45 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value, token: &str| {
-        http.post(format!("{base}{path}")).bearer_auth(token).json(&body).send()
+        http.post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
     };
     // The worker role may not enqueue; admin may.
-    let denied = post("/v1/jobs", json!({"kind": "add"}), "wrk-e2e-token").await.unwrap();
+    let denied = post("/v1/jobs", json!({"kind": "add"}), "wrk-e2e-token")
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 403);
     let jobs: Vec<Value> = (0..12)
         .map(|i| json!({"kind": "add", "args": {"a": i, "b": 100}}))
         .chain([json!({"kind": "always_fails", "args": {"why": "testing"}})])
         .collect();
-    let r = post("/v1/jobs/batch", json!({"jobs": jobs}), "adm-e2e-token").await.unwrap();
+    let r = post("/v1/jobs/batch", json!({"jobs": jobs}), "adm-e2e-token")
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let results: Value = r.json().await.unwrap();
     assert_eq!(results["results"].as_array().unwrap().len(), 13);
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/remote-worker/worker.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/remote-worker/worker.py"
+    );
     let mut worker = tokio::process::Command::new("python3");
     worker
-        .args([script, "--url", &base, "--queues", "default", "--limit", "4", "--wait", "1", "--exit-when-idle"])
+        .args([
+            script,
+            "--url",
+            &base,
+            "--queues",
+            "default",
+            "--limit",
+            "4",
+            "--wait",
+            "1",
+            "--exit-when-idle",
+        ])
         .env("ERRAND_TOKEN", "wrk-e2e-token")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -59,9 +83,22 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
         .expect("the Python worker finishes")
         .expect("python3 runs");
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "worker.py failed: {log}\n{}", env.logs());
+    assert!(
+        out.status.success(),
+        "worker.py failed: {log}\n{}",
+        env.logs()
+    );
 
-    let all = env.client().await.list(&JobList { limit: 100, ..Default::default() }).await.unwrap().jobs;
+    let all = env
+        .client()
+        .await
+        .list(&JobList {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .jobs;
     assert_eq!(all.len(), 13);
     for job in &all {
         if job.kind == "add" {
@@ -72,7 +109,11 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
         } else {
             assert_eq!(job.status, JobStatus::Failed, "{job:#?}");
             assert_eq!(job.attempt, 1, "a permanent failure is not retried");
-            assert!(job.last_error.as_deref().unwrap().contains("always fails: testing"));
+            assert!(job
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("always fails: testing"));
         }
     }
     // The Python worker is in the registry, described as it said.
@@ -86,7 +127,11 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
         .await
         .unwrap();
     assert!(
-        workers["workers"].as_array().unwrap().iter().any(|w| w["version"] == "worker.py"),
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["version"] == "worker.py"),
         "{workers}"
     );
     serve.stop().await;
@@ -95,15 +140,25 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
 async fn serve_refuses_a_public_address_without_a_token(env: Env) {
     let mut cmd = env.errand(&["serve"]);
     cmd.env("ERRAND_SERVER_LISTEN", "0.0.0.0:0");
-    let out = tokio::time::timeout(PATIENCE, cmd.output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(PATIENCE, cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("server.listen: refusing to serve the HTTP API on 0.0.0.0:0 without a token"),
+        stderr
+            .contains("server.listen: refusing to serve the HTTP API on 0.0.0.0:0 without a token"),
         "{stderr}"
     );
     // With a token it starts.
-    let serve = env.spawn(&["serve"], &[("ERRAND_SERVER_LISTEN", "0.0.0.0:0"), ("ERRAND_SERVER_TOKENS", "read:r-e2e-token")]);
+    let serve = env.spawn(
+        &["serve"],
+        &[
+            ("ERRAND_SERVER_LISTEN", "0.0.0.0:0"),
+            ("ERRAND_SERVER_TOKENS", "read:r-e2e-token"),
+        ],
+    );
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
     let base = base.replace("0.0.0.0", "127.0.0.1");
     let anonymous = reqwest::get(format!("{base}/v1/queues")).await.unwrap();

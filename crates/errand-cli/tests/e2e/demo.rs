@@ -49,7 +49,14 @@ const SESSION: &[&[&str]] = &[
     &["queues", "pause", "--all"],
     &["queues", "resume", "--all"],
     &["jobs", "purge", "--older-than", "30d", "--yes"],
-    &["jobs", "purge", "--older-than", "50m", "--include-failed", "--yes"],
+    &[
+        "jobs",
+        "purge",
+        "--older-than",
+        "50m",
+        "--include-failed",
+        "--yes",
+    ],
     &["stats", "--json"],
     &["jobs", "show", "999"],
     &["jobs", "list", "--state", "doing"],
@@ -63,7 +70,8 @@ const SESSION: &[&[&str]] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "builds a demo database; run by hand"]
 async fn demo_session() {
-    let db = PathBuf::from(std::env::var("ERRAND_DEMO_DB").unwrap_or_else(|_| "errand-demo.db".into()));
+    let db =
+        PathBuf::from(std::env::var("ERRAND_DEMO_DB").unwrap_or_else(|_| "errand-demo.db".into()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
@@ -81,7 +89,10 @@ async fn demo_session() {
     let Ok(transcript) = std::env::var("ERRAND_DEMO_TRANSCRIPT") else {
         return;
     };
-    let mut text = format!("$ export ERRAND_DATABASE_URL={}\n", db.file_name().unwrap().to_string_lossy());
+    let mut text = format!(
+        "$ export ERRAND_DATABASE_URL={}\n",
+        db.file_name().unwrap().to_string_lossy()
+    );
     for args in SESSION {
         let out = Command::new(env!("CARGO_BIN_EXE_errand"))
             .args(*args)
@@ -92,7 +103,13 @@ async fn demo_session() {
             .unwrap();
         let shown: Vec<String> = args
             .iter()
-            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.to_string() })
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                }
+            })
             .collect();
         text.push_str(&format!("\n$ errand {}\n", shown.join(" ")));
         text.push_str(&String::from_utf8_lossy(&out.stdout));

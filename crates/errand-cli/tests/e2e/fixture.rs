@@ -121,11 +121,20 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
         c.set(chrono::Utc::now() - chrono::TimeDelta::minutes(58));
     }
     // 1: succeeded.
-    insert(client, job("email", "send_email", json!({"to": "ada@example.com"}))).await;
+    insert(
+        client,
+        job("email", "send_email", json!({"to": "ada@example.com"})),
+    )
+    .await;
     pass(clock, secs(0.05));
     let j = claim(client, "email", w1, LEASE).await;
     pass(clock, secs(0.84));
-    complete(client, &j, json!({"sent": true, "message_id": "<1@example.com>"})).await;
+    complete(
+        client,
+        &j,
+        json!({"sent": true, "message_id": "<1@example.com>"}),
+    )
+    .await;
     pass(clock, secs(95.0));
     // 2: failed after two attempts.
     let mut two = job("email", "send_email", json!({"to": "bob@example.com"}));
@@ -136,37 +145,71 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
     pass(clock, secs(0.1));
     let j = claim(client, "email", w1, LEASE).await;
     pass(clock, secs(2.3));
-    let retry_in = if clock.is_some() { secs(5.4) } else { Duration::ZERO };
-    fail(client, &j, FIRST_ERROR, FailAction::Retry { delay: retry_in }).await;
+    let retry_in = if clock.is_some() {
+        secs(5.4)
+    } else {
+        Duration::ZERO
+    };
+    fail(
+        client,
+        &j,
+        FIRST_ERROR,
+        FailAction::Retry { delay: retry_in },
+    )
+    .await;
     pass(clock, secs(5.5));
     let j = claim(client, "email", w1, LEASE).await;
     pass(clock, secs(30.0));
     fail(client, &j, LAST_ERROR, FailAction::Fail).await;
     pass(clock, secs(240.0));
     // 3: running.
-    insert(client, job("email", "send_email", json!({"to": "cy@example.com"}))).await;
+    insert(
+        client,
+        job("email", "send_email", json!({"to": "cy@example.com"})),
+    )
+    .await;
     pass(clock, secs(0.2));
     claim(client, "email", w1, LEASE).await;
     pass(clock, secs(60.0));
     // 4: running with a lease that has run out: stuck.
-    insert(client, job("email", "send_email", json!({"to": "di@example.com"}))).await;
+    insert(
+        client,
+        job("email", "send_email", json!({"to": "di@example.com"})),
+    )
+    .await;
     pass(clock, secs(0.1));
-    let lease = if clock.is_some() { secs(30.0) } else { Duration::from_millis(1) };
+    let lease = if clock.is_some() {
+        secs(30.0)
+    } else {
+        Duration::from_millis(1)
+    };
     claim(client, "email", "demo-host-2", lease).await;
     pass(clock, secs(120.0));
     // 5: cancelled.
-    let id = insert(client, job("email", "send_email", json!({"to": "ada@example.com"}))).await;
+    let id = insert(
+        client,
+        job("email", "send_email", json!({"to": "ada@example.com"})),
+    )
+    .await;
     pass(clock, secs(20.0));
     client.cancel(&[id], Some("duplicate of 1")).await.unwrap();
     pass(clock, secs(60.0));
     // 6: queued, 7: scheduled.
     insert(
         client,
-        job("email", "send_email", json!({"to": "eve@example.com", "api_token": "s3cret"})),
+        job(
+            "email",
+            "send_email",
+            json!({"to": "eve@example.com", "api_token": "s3cret"}),
+        ),
     )
     .await;
     let mut later = job("email", "send_email", json!({"to": "fay@example.com"}));
-    later.delay_ms = Some(if clock.is_some() { 9_000_000 } else { 3_600_000 });
+    later.delay_ms = Some(if clock.is_some() {
+        9_000_000
+    } else {
+        3_600_000
+    });
     insert(client, later).await;
     pass(clock, secs(30.0));
     // 8, 9: succeeded; 10: failed.
@@ -184,10 +227,20 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
     pass(clock, secs(0.2));
     let j = claim(client, "reports", w1, LEASE).await;
     pass(clock, secs(0.4));
-    fail(client, &j, "ValidationError: `day` must be a date, got \"bad\"", FailAction::Fail).await;
+    fail(
+        client,
+        &j,
+        "ValidationError: `day` must be a date, got \"bad\"",
+        FailAction::Fail,
+    )
+    .await;
     pass(clock, secs(60.0));
     // 11: retrying.
-    insert(client, job("reports", "build_report", json!({"day": "2026-11-23"}))).await;
+    insert(
+        client,
+        job("reports", "build_report", json!({"day": "2026-11-23"})),
+    )
+    .await;
     pass(clock, secs(0.2));
     let j = claim(client, "reports", w1, LEASE).await;
     pass(clock, secs(12.0));
@@ -258,7 +311,13 @@ async fn history(client: &Client, clock: &ManualClock) {
         let j = claim(client, queue, "demo-host-1", LEASE).await;
         clock.advance(secs(run));
         if i % 11 == 5 {
-            fail(client, &j, "ConnectionError: smtp.example.com:25 refused the connection", NOW).await;
+            fail(
+                client,
+                &j,
+                "ConnectionError: smtp.example.com:25 refused the connection",
+                NOW,
+            )
+            .await;
             clock.advance(secs(5.0));
             let j = claim(client, queue, "demo-host-1", LEASE).await;
             clock.advance(secs(run));

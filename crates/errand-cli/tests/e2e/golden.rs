@@ -24,23 +24,59 @@ const COMMANDS: &[(&str, &[&str], i32)] = &[
     ("queues_list", &["queues", "list"], 0),
     ("workers_list", &["workers", "list"], 0),
     ("jobs_retry", &["jobs", "retry", "2", "3"], 3),
-    ("jobs_retry_failed", &["jobs", "retry", "--failed", "--yes"], 0),
+    (
+        "jobs_retry_failed",
+        &["jobs", "retry", "--failed", "--yes"],
+        0,
+    ),
     ("jobs_cancel", &["jobs", "cancel", "6", "4", "1"], 3),
-    ("jobs_cancel_queued", &["jobs", "cancel", "--queued", "--queue", "indexing", "--yes"], 0),
+    (
+        "jobs_cancel_queued",
+        &["jobs", "cancel", "--queued", "--queue", "indexing", "--yes"],
+        0,
+    ),
     ("jobs_rescue", &["jobs", "rescue"], 0),
     ("queues_pause", &["queues", "pause", "email"], 0),
-    ("jobs_purge", &["jobs", "purge", "--older-than", "0s", "--yes"], 0),
+    (
+        "jobs_purge",
+        &["jobs", "purge", "--older-than", "0s", "--yes"],
+        0,
+    ),
 ];
 
 /// The same for the schedule commands, on the `fixture::schedules` database.
 const SCHEDULE_COMMANDS: &[(&str, &[&str], i32)] = &[
     ("schedules_list", &["schedules", "list"], 0),
-    ("schedules_show", &["schedules", "show", "nightly_report"], 0),
-    ("schedules_show_every", &["schedules", "show", "sync_crm"], 0),
-    ("schedules_next", &["schedules", "next", "nightly_report", "-n", "3"], 0),
-    ("schedules_pause", &["schedules", "pause", "nightly_report", "weekly_cleanup"], 0),
-    ("schedules_resume", &["schedules", "resume", "weekly_cleanup", "sync_crm"], 0),
-    ("schedules_trigger", &["schedules", "trigger", "nightly_report"], 0),
+    (
+        "schedules_show",
+        &["schedules", "show", "nightly_report"],
+        0,
+    ),
+    (
+        "schedules_show_every",
+        &["schedules", "show", "sync_crm"],
+        0,
+    ),
+    (
+        "schedules_next",
+        &["schedules", "next", "nightly_report", "-n", "3"],
+        0,
+    ),
+    (
+        "schedules_pause",
+        &["schedules", "pause", "nightly_report", "weekly_cleanup"],
+        0,
+    ),
+    (
+        "schedules_resume",
+        &["schedules", "resume", "weekly_cleanup", "sync_crm"],
+        0,
+    ),
+    (
+        "schedules_trigger",
+        &["schedules", "trigger", "nightly_report"],
+        0,
+    ),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -76,7 +112,11 @@ fn normalize(v: &mut Value, key: Option<&str>) {
 fn diff(expected: &str, actual: &str) -> String {
     let e: Vec<&str> = expected.lines().collect();
     let a: Vec<&str> = actual.lines().collect();
-    let first = e.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(e.len().min(a.len()));
+    let first = e
+        .iter()
+        .zip(&a)
+        .position(|(x, y)| x != y)
+        .unwrap_or(e.len().min(a.len()));
     let from = first.saturating_sub(3);
     let mut out = String::new();
     for line in &e[from..first] {
@@ -143,5 +183,8 @@ fn the_diff_shows_the_first_differing_lines() {
     assert_eq!(d, "first difference at line 2:\n  a\n- b\n- c\n+ B\n+ c\n");
     let mut v = serde_json::json!({"at": "2026-11-23T13:02:11.123456Z", "age_ms": 5, "window_ms": 60, "n": 1});
     normalize(&mut v, None);
-    assert_eq!(v, serde_json::json!({"at": "<time>", "age_ms": "<ms>", "window_ms": 60, "n": 1}));
+    assert_eq!(
+        v,
+        serde_json::json!({"at": "<time>", "age_ms": "<ms>", "window_ms": 60, "n": 1})
+    );
 }

@@ -4,7 +4,7 @@
 
 use crate::common::{e2e, json, ok, Env};
 use crate::fixture::{self, *};
-use errand::{JobStatus, JobId};
+use errand::{JobId, JobStatus};
 use serde_json::Value;
 
 e2e!(
@@ -51,10 +51,17 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
             .clone()
     };
     let email = q("email");
-    let counts: Vec<u64> = ["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
-        .iter()
-        .map(|k| email[k].as_u64().unwrap())
-        .collect();
+    let counts: Vec<u64> = [
+        "queued",
+        "scheduled",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
+    .iter()
+    .map(|k| email[k].as_u64().unwrap())
+    .collect();
     assert_eq!(counts, vec![2, 1, 2, 1, 1, 1], "{email}");
     assert!(email["oldest_ready_run_at"].is_string(), "{email}");
     assert!(email["oldest_ready_age_ms"].as_i64().unwrap() >= 0);
@@ -62,7 +69,10 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
     assert_eq!(email["recent"]["failed"], 1);
     assert_eq!(email["recent"]["cancelled"], 1);
     // (1 succeeded + 1 failed) in 60 minutes.
-    assert_eq!(email["recent"]["throughput_per_min"].as_f64().unwrap(), 2.0 / 60.0);
+    assert_eq!(
+        email["recent"]["throughput_per_min"].as_f64().unwrap(),
+        2.0 / 60.0
+    );
     assert!(email["recent"]["duration_p95_ms"].as_f64().unwrap() >= 0.0);
     let reports = q("reports");
     assert_eq!(reports["recent"]["succeeded"], 2);
@@ -78,15 +88,32 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
     let text = env.run(&["stats"]).await;
     ok(&text);
     let lines: Vec<&str> = text.stdout.lines().collect();
-    assert!(lines[0].starts_with("QUEUE") && lines[0].contains("OLDEST READY"), "{}", text.stdout);
-    assert!(lines.iter().any(|l| l.starts_with("indexing") && l.contains("paused")), "{}", text.stdout);
-    assert!(text.stdout.contains("Finished in the last 1h"), "{}", text.stdout);
+    assert!(
+        lines[0].starts_with("QUEUE") && lines[0].contains("OLDEST READY"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("indexing") && l.contains("paused")),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("Finished in the last 1h"),
+        "{}",
+        text.stdout
+    );
     assert!(
         text.stdout.contains("now (") || text.stdout.contains(" ago ("),
         "times are relative and absolute: {}",
         text.stdout
     );
-    assert!(!text.stdout.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(
+        !text.stdout.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
 }
 
 async fn jobs_list_filters_by_state_queue_kind_reference_since_and_pages(env: Env) {
@@ -115,16 +142,34 @@ async fn jobs_list_filters_by_state_queue_kind_reference_since_and_pages(env: En
         let v = json(&env.run(&["jobs", "list", "--json", "--state", state]).await);
         assert_eq!(ids(&v["jobs"]), expected, "--state {state}");
     }
-    let v = json(&env.run(&["jobs", "list", "--json", "--status", "stuck"]).await);
+    let v = json(
+        &env.run(&["jobs", "list", "--json", "--status", "stuck"])
+            .await,
+    );
     assert_eq!(v["jobs"][0]["derived_state"], "stuck");
     assert_eq!(v["jobs"][0]["status"], "running");
-    assert_eq!(ids(&list(&["--queue", "reports"]).await["jobs"]), vec![11, 10, 9, 8]);
+    assert_eq!(
+        ids(&list(&["--queue", "reports"]).await["jobs"]),
+        vec![11, 10, 9, 8]
+    );
     assert_eq!(ids(&list(&["--kind", "reindex"]).await["jobs"]), vec![12]);
-    assert_eq!(ids(&list(&["--reference", "file_upload:42"]).await["jobs"]), vec![12]);
-    assert_eq!(ids(&list(&["--reference", "user"]).await["jobs"]), vec![FAILED]);
-    assert_eq!(ids(&list(&["--queue", "email", "--state", "failed"]).await["jobs"]), vec![FAILED]);
+    assert_eq!(
+        ids(&list(&["--reference", "file_upload:42"]).await["jobs"]),
+        vec![12]
+    );
+    assert_eq!(
+        ids(&list(&["--reference", "user"]).await["jobs"]),
+        vec![FAILED]
+    );
+    assert_eq!(
+        ids(&list(&["--queue", "email", "--state", "failed"]).await["jobs"]),
+        vec![FAILED]
+    );
     assert_eq!(ids(&list(&["--since", "1h"]).await["jobs"]).len(), 12);
-    assert_eq!(ids(&list(&["--since", "2999-01-01T00:00:00Z"]).await["jobs"]).len(), 0);
+    assert_eq!(
+        ids(&list(&["--since", "2999-01-01T00:00:00Z"]).await["jobs"]).len(),
+        0
+    );
 
     // Paging: 5 + 5 + 2, each page starting below the previous cursor.
     let mut seen = Vec::new();
@@ -150,7 +195,11 @@ async fn jobs_list_filters_by_state_queue_kind_reference_since_and_pages(env: En
     assert!(lines[0].starts_with("ID  STATE"), "{}", text.stdout);
     assert!(lines[1].contains("12  queued"), "{}", text.stdout);
     assert!(lines[2].contains("11  retrying"), "{}", text.stdout);
-    assert!(lines[2].contains("DatabaseError: deadlock detected"), "{}", text.stdout);
+    assert!(
+        lines[2].contains("DatabaseError: deadlock detected"),
+        "{}",
+        text.stdout
+    );
     assert_eq!(lines[4], "more: add --cursor 10 for the next 3 jobs");
     let empty = env.run(&["jobs", "list", "--kind", "nothing"]).await;
     assert_eq!(empty.stdout.trim(), "no jobs match");
@@ -189,10 +238,16 @@ async fn jobs_show_prints_fields_timeline_and_every_error_in_full(env: Env) {
     let out = env.run(&["jobs", "show", &QUEUED.to_string()]).await;
     assert!(out.stdout.contains("[redacted]"), "{}", out.stdout);
     assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
-    let v = json(&env.run(&["jobs", "show", &QUEUED.to_string(), "--json"]).await);
+    let v = json(
+        &env.run(&["jobs", "show", &QUEUED.to_string(), "--json"])
+            .await,
+    );
     assert_eq!(v["job"]["args"]["api_token"], "[redacted]");
 
-    let v = json(&env.run(&["jobs", "show", &FAILED.to_string(), "--json"]).await);
+    let v = json(
+        &env.run(&["jobs", "show", &FAILED.to_string(), "--json"])
+            .await,
+    );
     assert_eq!(v["job"]["status"], "failed");
     assert_eq!(v["job"]["last_error"], LAST_ERROR);
     let events = v["events"].as_array().unwrap();
@@ -204,7 +259,11 @@ async fn jobs_show_prints_fields_timeline_and_every_error_in_full(env: Env) {
     let out = env.run(&["jobs", "show", &SUCCEEDED.to_string()]).await;
     assert!(out.stdout.contains("succeeded"), "{}", out.stdout);
     assert!(out.stdout.contains("ran for:"), "{}", out.stdout);
-    assert!(out.stdout.contains(r#""message_id":"<1@example.com>""#), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(r#""message_id":"<1@example.com>""#),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("Errors"), "{}", out.stdout);
 }
 
@@ -218,26 +277,44 @@ async fn jobs_retry_by_id_and_every_failed_job(env: Env) {
 
     // A job that is not failed or cancelled is left alone: exit 3, the others are retried.
     let out = env
-        .run(&["jobs", "retry", &RUNNING.to_string(), &CANCELLED.to_string(), "--json"])
+        .run(&[
+            "jobs",
+            "retry",
+            &RUNNING.to_string(),
+            &CANCELLED.to_string(),
+            "--json",
+        ])
         .await;
     assert_eq!(out.code, Some(3), "{out:?}");
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "unchanged");
     assert_eq!(v["results"][0]["status"], "running");
     assert_eq!(v["results"][1]["outcome"], "retried");
-    assert!(out.stderr.contains("not retried: job 3 is running"), "{out:?}");
+    assert!(
+        out.stderr.contains("not retried: job 3 is running"),
+        "{out:?}"
+    );
     assert_eq!(status(&env, CANCELLED).await, JobStatus::Queued);
 
     // Every failed job: refused without --yes when stdin is not a terminal.
     let out = env.run(&["jobs", "retry", "--failed"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
-    assert!(out.stderr.contains("Retry 1 failed job: refusing without --yes"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("Retry 1 failed job: refusing without --yes"),
+        "{out:?}"
+    );
     assert_eq!(status(&env, REPORT_FAILED).await, JobStatus::Failed);
-    let out = env.run(&["jobs", "retry", "--failed", "--queue", "email", "--yes"]).await;
+    let out = env
+        .run(&["jobs", "retry", "--failed", "--queue", "email", "--yes"])
+        .await;
     ok(&out);
     assert_eq!(out.stdout.trim(), "retried 0 failed jobs in queue email");
     assert_eq!(status(&env, REPORT_FAILED).await, JobStatus::Failed);
-    let v = json(&env.run(&["jobs", "retry", "--failed", "--yes", "--json"]).await);
+    let v = json(
+        &env.run(&["jobs", "retry", "--failed", "--yes", "--json"])
+            .await,
+    );
     assert_eq!(v["retried"], 1);
     assert_eq!(status(&env, REPORT_FAILED).await, JobStatus::Queued);
 }
@@ -245,7 +322,14 @@ async fn jobs_retry_by_id_and_every_failed_job(env: Env) {
 async fn jobs_cancel_by_id_and_every_queued_job(env: Env) {
     setup(&env).await;
     let out = env
-        .run(&["jobs", "cancel", &QUEUED.to_string(), &RUNNING.to_string(), "--reason", "bad batch"])
+        .run(&[
+            "jobs",
+            "cancel",
+            &QUEUED.to_string(),
+            &RUNNING.to_string(),
+            "--reason",
+            "bad batch",
+        ])
         .await;
     ok(&out);
     assert_eq!(
@@ -257,52 +341,89 @@ async fn jobs_cancel_by_id_and_every_queued_job(env: Env) {
     let events = env.events(QUEUED).await;
     assert_eq!(events.last().unwrap().message.as_deref(), Some("bad batch"));
 
-    let out = env.run(&["jobs", "cancel", &SUCCEEDED.to_string(), "--json"]).await;
+    let out = env
+        .run(&["jobs", "cancel", &SUCCEEDED.to_string(), "--json"])
+        .await;
     assert_eq!(out.code, Some(3), "{out:?}");
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["outcome"], "unchanged");
     assert_eq!(v["results"][0]["status"], "succeeded");
 
     // Clearing pending jobs: refused without --yes, then only the queue asked for.
-    let out = env.run(&["jobs", "cancel", "--queued", "--queue", "reports"]).await;
+    let out = env
+        .run(&["jobs", "cancel", "--queued", "--queue", "reports"])
+        .await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("refusing without --yes"), "{out:?}");
     assert_eq!(status(&env, RETRYING).await, JobStatus::Queued);
-    let out = env.run(&["jobs", "cancel", "--queued", "--queue", "reports", "--yes"]).await;
+    let out = env
+        .run(&["jobs", "cancel", "--queued", "--queue", "reports", "--yes"])
+        .await;
     ok(&out);
     assert_eq!(out.stdout.trim(), "cancelled 1 queued job in queue reports");
     assert_eq!(status(&env, RETRYING).await, JobStatus::Cancelled);
     assert_eq!(status(&env, SCHEDULED).await, JobStatus::Queued);
-    let v = json(&env.run(&["jobs", "cancel", "--queued", "--yes", "--json"]).await);
-    assert_eq!(v["cancelled"], 2, "the scheduled job and the paused queue's job");
+    let v = json(
+        &env.run(&["jobs", "cancel", "--queued", "--yes", "--json"])
+            .await,
+    );
+    assert_eq!(
+        v["cancelled"], 2,
+        "the scheduled job and the paused queue's job"
+    );
     assert_eq!(status(&env, SCHEDULED).await, JobStatus::Cancelled);
     assert_eq!(status(&env, PAUSED_QUEUED).await, JobStatus::Cancelled);
-    assert_eq!(status(&env, STUCK).await, JobStatus::Running, "running jobs are not queued");
+    assert_eq!(
+        status(&env, STUCK).await,
+        JobStatus::Running,
+        "running jobs are not queued"
+    );
 }
 
 async fn jobs_purge_deletes_old_finished_jobs_only(env: Env) {
     setup(&env).await;
     // Everything finished just now: nothing is older than an hour.
-    let out = env.run(&["jobs", "purge", "--older-than", "1h", "--yes"]).await;
+    let out = env
+        .run(&["jobs", "purge", "--older-than", "1h", "--yes"])
+        .await;
     ok(&out);
-    assert!(out.stdout.starts_with("deleted 0 jobs (succeeded, cancelled)"), "{out:?}");
+    assert!(
+        out.stdout
+            .starts_with("deleted 0 jobs (succeeded, cancelled)"),
+        "{out:?}"
+    );
     let out = env.run(&["jobs", "purge", "--older-than", "0s"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("refusing without --yes"), "{out:?}");
     assert_eq!(env.all_jobs().await.len(), 12);
 
-    let v = json(&env.run(&["jobs", "purge", "--older-than", "0s", "--yes", "--json"]).await);
+    let v = json(
+        &env.run(&["jobs", "purge", "--older-than", "0s", "--yes", "--json"])
+            .await,
+    );
     assert_eq!(v["purged"], 4, "{v}"); // 1, 8, 9 succeeded and 5 cancelled
     assert_eq!(v["statuses"], serde_json::json!(["succeeded", "cancelled"]));
     let left: Vec<i64> = env.all_jobs().await.iter().map(|j| j.id).collect();
     assert_eq!(left, vec![12, 11, 10, 7, 6, 4, 3, 2]);
     let v = json(
-        &env.run(&["jobs", "purge", "--older-than", "0s", "--include-failed", "--yes", "--json"])
-            .await,
+        &env.run(&[
+            "jobs",
+            "purge",
+            "--older-than",
+            "0s",
+            "--include-failed",
+            "--yes",
+            "--json",
+        ])
+        .await,
     );
     assert_eq!(v["purged"], 2);
     let left: Vec<i64> = env.all_jobs().await.iter().map(|j| j.id).collect();
-    assert_eq!(left, vec![12, 11, 7, 6, 4, 3], "queued and running jobs stay");
+    assert_eq!(
+        left,
+        vec![12, 11, 7, 6, 4, 3],
+        "queued and running jobs stay"
+    );
 }
 
 async fn jobs_stuck_lists_and_rescue_requeues(env: Env) {
@@ -312,14 +433,26 @@ async fn jobs_stuck_lists_and_rescue_requeues(env: Env) {
     assert_eq!(v["jobs"][0]["worker_id"], "demo-host-2");
     let text = env.run(&["jobs", "stuck"]).await;
     ok(&text);
-    assert!(text.stdout.lines().nth(1).unwrap().contains("demo-host-2"), "{}", text.stdout);
+    assert!(
+        text.stdout.lines().nth(1).unwrap().contains("demo-host-2"),
+        "{}",
+        text.stdout
+    );
 
     let out = env.run(&["jobs", "rescue"]).await;
     ok(&out);
     assert!(out.stdout.starts_with("rescued 1 stuck job"), "{out:?}");
     let job = env.job(STUCK).await;
-    assert_eq!((job.status, job.attempt), (JobStatus::Queued, 1), "requeued; the attempt counts");
-    assert_eq!(status(&env, RUNNING).await, JobStatus::Running, "a live lease is left alone");
+    assert_eq!(
+        (job.status, job.attempt),
+        (JobStatus::Queued, 1),
+        "requeued; the attempt counts"
+    );
+    assert_eq!(
+        status(&env, RUNNING).await,
+        JobStatus::Running,
+        "a live lease is left alone"
+    );
     let out = env.run(&["jobs", "stuck"]).await;
     assert!(out.stdout.starts_with("no stuck jobs"), "{out:?}");
     let v = json(&env.run(&["jobs", "rescue", "--json"]).await);
@@ -329,7 +462,12 @@ async fn jobs_stuck_lists_and_rescue_requeues(env: Env) {
 async fn queues_list_pause_resume(env: Env) {
     setup(&env).await;
     let v = json(&env.run(&["queues", "list", "--json"]).await);
-    let names: Vec<&str> = v["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["email", "indexing", "reports"]);
     assert_eq!(v["queues"][1]["paused"], true);
     assert!(v["queues"][1]["paused_at"].is_string());
@@ -341,7 +479,10 @@ async fn queues_list_pause_resume(env: Env) {
     assert!(stats.iter().find(|s| s.queue == "email").unwrap().paused);
     let out = env.run(&["queues", "resume", "email", "indexing"]).await;
     ok(&out);
-    assert_eq!(out.stdout, "queue email: resumed\nqueue indexing: resumed\n");
+    assert_eq!(
+        out.stdout,
+        "queue email: resumed\nqueue indexing: resumed\n"
+    );
     let stats = env.client().await.queue_stats().await.unwrap();
     assert!(stats.iter().all(|s| !s.paused));
 
@@ -361,7 +502,10 @@ async fn workers_list_shows_registered_processes(env: Env) {
     assert_eq!(w["id"], "demo-host-1");
     assert_eq!(w["host"], "demo-host");
     assert_eq!(w["pid"], 4242);
-    assert_eq!(w["queues"][0], serde_json::json!({"name": "email", "concurrency": 4}));
+    assert_eq!(
+        w["queues"][0],
+        serde_json::json!({"name": "email", "concurrency": 4})
+    );
     let text = env.run(&["workers", "list"]).await;
     ok(&text);
     assert!(text.stdout.contains("email:4,reports:1"), "{}", text.stdout);
@@ -373,18 +517,48 @@ async fn bad_input_exits_2_names_the_problem_and_changes_nothing(env: Env) {
     let cases: &[(&[&str], &str)] = &[
         (&["jobs", "show", "999999"], "job 999999 not found"),
         (&["jobs", "show", "abc"], "`abc` is not a job id"),
-        (&["jobs", "retry", "2", "999999"], "job 999999 not found: nothing was changed"),
-        (&["jobs", "cancel", "6", "888888", "999999"], "jobs 888888, 999999 not found: nothing was changed"),
+        (
+            &["jobs", "retry", "2", "999999"],
+            "job 999999 not found: nothing was changed",
+        ),
+        (
+            &["jobs", "cancel", "6", "888888", "999999"],
+            "jobs 888888, 999999 not found: nothing was changed",
+        ),
         (&["jobs", "cancel", "-3"], "`-3` is not a job id"),
-        (&["jobs", "list", "--state", "doing"], "--state: unknown state `doing` (expected one of: queued, running"),
-        (&["jobs", "list", "--since", "yesterday"], "--since: `yesterday` is neither an age"),
-        (&["jobs", "list", "--cursor", "next"], "--cursor: `next` is not a cursor"),
-        (&["jobs", "list", "--reference", ":42"], "--reference: expected TYPE:ID or TYPE"),
-        (&["jobs", "list", "--limit", "0"], "invalid value '0' for '--limit <N>'"),
-        (&["jobs", "purge", "--older-than", "30x", "--yes"], "--older-than: invalid duration `30x`: unknown unit `x`"),
+        (
+            &["jobs", "list", "--state", "doing"],
+            "--state: unknown state `doing` (expected one of: queued, running",
+        ),
+        (
+            &["jobs", "list", "--since", "yesterday"],
+            "--since: `yesterday` is neither an age",
+        ),
+        (
+            &["jobs", "list", "--cursor", "next"],
+            "--cursor: `next` is not a cursor",
+        ),
+        (
+            &["jobs", "list", "--reference", ":42"],
+            "--reference: expected TYPE:ID or TYPE",
+        ),
+        (
+            &["jobs", "list", "--limit", "0"],
+            "invalid value '0' for '--limit <N>'",
+        ),
+        (
+            &["jobs", "purge", "--older-than", "30x", "--yes"],
+            "--older-than: invalid duration `30x`: unknown unit `x`",
+        ),
         (&["jobs", "purge", "--yes"], "--older-than <AGE>"),
-        (&["stats", "--window", "soon"], "--window: invalid duration `soon`"),
-        (&["queues", "pause", " email"], "queue ` email`: must not contain control characters or leading/trailing spaces"),
+        (
+            &["stats", "--window", "soon"],
+            "--window: invalid duration `soon`",
+        ),
+        (
+            &["queues", "pause", " email"],
+            "queue ` email`: must not contain control characters or leading/trailing spaces",
+        ),
         (&["jobs", "retry", "--queue", "email"], "--failed"),
         (&["jobs", "retry", "2", "--failed"], "cannot be used with"),
     ];
@@ -405,8 +579,14 @@ async fn operator_commands_never_create_or_migrate_a_database(env: Env) {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("no database at {missing}")), "{stderr}");
-    assert!(!std::path::Path::new(&missing).exists(), "a database was created");
+    assert!(
+        stderr.contains(&format!("no database at {missing}")),
+        "{stderr}"
+    );
+    assert!(
+        !std::path::Path::new(&missing).exists(),
+        "a database was created"
+    );
 
     // An existing database without the schema (here: the test's own, before any migrate).
     if !env.url.starts_with("postgres") {
@@ -414,7 +594,11 @@ async fn operator_commands_never_create_or_migrate_a_database(env: Env) {
     }
     let out = env.run(&["stats"]).await;
     assert_eq!(out.code, Some(1), "{out:?}");
-    assert!(out.stderr.contains("holds no Errand schema: run `errand migrate`"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("holds no Errand schema: run `errand migrate`"),
+        "{out:?}"
+    );
 }
 
 /// Every command's `--help` shows an example (and the top level the exit codes).
@@ -457,19 +641,39 @@ fn every_command_has_help_with_an_example() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{path:?}");
-        assert!(text.contains("Example"), "`errand {} --help` has no example:\n{text}", path.join(" "));
+        assert!(
+            text.contains("Example"),
+            "`errand {} --help` has no example:\n{text}",
+            path.join(" ")
+        );
         assert!(text.contains("errand "), "{path:?}:\n{text}");
     }
-    let top = std::process::Command::new(env!("CARGO_BIN_EXE_errand")).arg("--help").output().unwrap();
+    let top = std::process::Command::new(env!("CARGO_BIN_EXE_errand"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&top.stdout);
-    for code in ["0  done", "2  bad input", "3  some of the named jobs", "4  declined"] {
-        assert!(text.contains(code), "exit code {code:?} missing from --help:\n{text}");
+    for code in [
+        "0  done",
+        "2  bad input",
+        "3  some of the named jobs",
+        "4  declined",
+    ] {
+        assert!(
+            text.contains(code),
+            "exit code {code:?} missing from --help:\n{text}"
+        );
     }
 }
 
 /// Runs the binary on a pseudo-terminal (util-linux `script`), so stdin, stdout and stderr are
 /// a terminal, typing `input`; returns the exit code and everything the terminal showed.
-pub(crate) async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color: bool) -> (Option<i32>, String) {
+pub(crate) async fn on_terminal(
+    env: &Env,
+    args: &[&str],
+    input: &str,
+    no_color: bool,
+) -> (Option<i32>, String) {
     let mut line = format!("{} --database '{}'", env!("CARGO_BIN_EXE_errand"), env.url);
     for a in args {
         line.push_str(&format!(" '{a}'"));
@@ -486,7 +690,9 @@ pub(crate) async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color:
     } else {
         cmd.env_remove("NO_COLOR");
     }
-    let mut child = cmd.spawn().expect("util-linux `script` runs the binary on a terminal");
+    let mut child = cmd
+        .spawn()
+        .expect("util-linux `script` runs the binary on a terminal");
     {
         use tokio::io::AsyncWriteExt;
         let mut stdin = child.stdin.take().unwrap();
@@ -496,7 +702,10 @@ pub(crate) async fn on_terminal(env: &Env, args: &[&str], input: &str, no_color:
         .await
         .expect("the command finished")
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 async fn on_a_terminal_colour_the_prompt_and_progress(env: Env) {
@@ -513,9 +722,13 @@ async fn on_a_terminal_colour_the_prompt_and_progress(env: Env) {
     let (code, shown) = on_terminal(&env, &["jobs", "retry", "--failed"], "n\n", true).await;
     assert_eq!(code, Some(4), "{shown}");
     assert!(shown.contains("Retry 2 failed jobs? [y/N]"), "{shown:?}");
-    assert!(shown.contains("not confirmed: nothing was changed"), "{shown:?}");
+    assert!(
+        shown.contains("not confirmed: nothing was changed"),
+        "{shown:?}"
+    );
     assert_eq!(status(&env, FAILED).await, JobStatus::Failed);
-    let (code, shown) = on_terminal(&env, &["jobs", "purge", "--older-than", "0s"], "\n", true).await;
+    let (code, shown) =
+        on_terminal(&env, &["jobs", "purge", "--older-than", "0s"], "\n", true).await;
     assert_eq!(code, Some(4), "{shown}");
     assert_eq!(env.all_jobs().await.len(), 12);
 
@@ -525,7 +738,13 @@ async fn on_a_terminal_colour_the_prompt_and_progress(env: Env) {
     assert!(shown.contains("retried: 2"), "progress: {shown:?}");
     assert!(shown.contains("retried 2 failed jobs"), "{shown:?}");
     assert_eq!(status(&env, FAILED).await, JobStatus::Queued);
-    let (code, shown) = on_terminal(&env, &["jobs", "purge", "--older-than", "0s"], "yes\n", true).await;
+    let (code, shown) = on_terminal(
+        &env,
+        &["jobs", "purge", "--older-than", "0s"],
+        "yes\n",
+        true,
+    )
+    .await;
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("deleted: 4"), "progress: {shown:?}");
 }

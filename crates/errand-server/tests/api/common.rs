@@ -74,14 +74,22 @@ impl Resp {
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self.body
     }
 
     /// Asserts a 4xx with the API's error shape and returns the error object.
     #[track_caller]
     pub fn expect_error(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         let e = self.body["error"].clone();
         assert!(e["code"].is_string(), "no error code in {}", self.body);
         assert!(
@@ -147,9 +155,32 @@ impl Api {
     /// Every job, newest first, as the store has it.
     pub async fn all_jobs(&self) -> Vec<errand::Job> {
         self.client
-            .list(&errand::JobList { limit: 1000, ..Default::default() })
+            .list(&errand::JobList {
+                limit: 1000,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .jobs
+    }
+}
+
+/// Serves the API over the harness's store with a client that knows these tasks (as
+/// `errand serve` builds it from `[tasks]`).
+pub async fn start_with_tasks(h: &Harness, tasks: errand::TaskCatalog) -> Api {
+    let client = Client::from_store(h.store.clone()).with_tasks(tasks);
+    let config = ServerConfig {
+        poll_interval: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let app = errand_server::router(client.clone(), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        token: None,
+        client,
     }
 }

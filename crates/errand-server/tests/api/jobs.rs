@@ -29,7 +29,10 @@ async fn enqueue_one_and_a_batch_then_get_with_every_field(h: Harness) {
     assert_eq!(r["inserted"], true);
     let id = r["id"].as_i64().unwrap();
     let again = api
-        .post("/v1/jobs", json!({"kind": "send_email", "unique_key": "welcome:ada"}))
+        .post(
+            "/v1/jobs",
+            json!({"kind": "send_email", "unique_key": "welcome:ada"}),
+        )
         .await
         .expect(200);
     assert_eq!(again, json!({"id": id, "inserted": false}));
@@ -70,24 +73,72 @@ async fn list_filters_and_cursor_paging(h: Harness) {
     for i in 0..5 {
         api.enqueue(json!({"kind": "ping", "args": {"i": i}})).await;
     }
-    let later = api.enqueue(json!({"kind": "report", "queue": "slow", "delay": "1h"})).await;
+    let later = api
+        .enqueue(json!({"kind": "report", "queue": "slow", "delay": "1h"}))
+        .await;
     let refd = api
         .enqueue(json!({"kind": "ingest", "reference": {"type": "file_upload", "id": "7"}}))
         .await;
 
     let count = |v: &Value| v["jobs"].as_array().unwrap().len();
-    let ids = |v: &Value| -> Vec<i64> { v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_i64().unwrap()).collect() };
+    let ids = |v: &Value| -> Vec<i64> {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect()
+    };
     assert_eq!(count(&api.get("/v1/jobs").await.expect(200)), 7);
     assert_eq!(count(&api.get("/v1/jobs?kind=ping").await.expect(200)), 5);
-    assert_eq!(ids(&api.get("/v1/jobs?queue=slow").await.expect(200)), vec![later]);
-    assert_eq!(ids(&api.get("/v1/jobs?derived=scheduled").await.expect(200)), vec![later]);
-    assert_eq!(ids(&api.get("/v1/jobs?reference=file_upload:7").await.expect(200)), vec![refd]);
-    assert_eq!(ids(&api.get("/v1/jobs?reference=file_upload").await.expect(200)), vec![refd]);
-    assert_eq!(count(&api.get("/v1/jobs?status=succeeded").await.expect(200)), 0);
+    assert_eq!(
+        ids(&api.get("/v1/jobs?queue=slow").await.expect(200)),
+        vec![later]
+    );
+    assert_eq!(
+        ids(&api.get("/v1/jobs?derived=scheduled").await.expect(200)),
+        vec![later]
+    );
+    assert_eq!(
+        ids(&api
+            .get("/v1/jobs?reference=file_upload:7")
+            .await
+            .expect(200)),
+        vec![refd]
+    );
+    assert_eq!(
+        ids(&api.get("/v1/jobs?reference=file_upload").await.expect(200)),
+        vec![refd]
+    );
+    assert_eq!(
+        count(&api.get("/v1/jobs?status=succeeded").await.expect(200)),
+        0
+    );
     // A union of states, without duplicates (the scheduled job is also queued).
-    assert_eq!(count(&api.get("/v1/jobs?status=queued,scheduled").await.expect(200)), 7);
-    assert_eq!(count(&api.get("/v1/jobs?since=1h&until=2999-01-01T00:00:00Z").await.expect(200)), 7);
-    assert_eq!(count(&api.get("/v1/jobs?until=2000-01-01T00:00:00Z").await.expect(200)), 0);
+    assert_eq!(
+        count(
+            &api.get("/v1/jobs?status=queued,scheduled")
+                .await
+                .expect(200)
+        ),
+        7
+    );
+    assert_eq!(
+        count(
+            &api.get("/v1/jobs?since=1h&until=2999-01-01T00:00:00Z")
+                .await
+                .expect(200)
+        ),
+        7
+    );
+    assert_eq!(
+        count(
+            &api.get("/v1/jobs?until=2000-01-01T00:00:00Z")
+                .await
+                .expect(200)
+        ),
+        0
+    );
 
     // Paging: newest first, three pages of 3, 3, 1, for one state and for a union.
     for filter in ["", "&status=queued,failed"] {
@@ -111,25 +162,49 @@ async fn list_filters_and_cursor_paging(h: Harness) {
 async fn cancel_and_retry_one_job(h: Harness) {
     let api = start(&h, false).await;
     let a = api.enqueue(json!({"kind": "a"})).await;
-    let c = api.post_empty(&format!("/v1/jobs/{a}/cancel")).await.expect(200);
+    let c = api
+        .post_empty(&format!("/v1/jobs/{a}/cancel"))
+        .await
+        .expect(200);
     assert_eq!(c["job"]["status"], "cancelled");
-    let e = api.post_empty(&format!("/v1/jobs/{a}/cancel")).await.expect_error(409);
+    let e = api
+        .post_empty(&format!("/v1/jobs/{a}/cancel"))
+        .await
+        .expect_error(409);
     assert_eq!(e["code"], "not_cancellable");
-    let r = api.post_empty(&format!("/v1/jobs/{a}/retry")).await.expect(200);
+    let r = api
+        .post_empty(&format!("/v1/jobs/{a}/retry"))
+        .await
+        .expect(200);
     assert_eq!(r["job"]["status"], "queued");
-    let e = api.post_empty(&format!("/v1/jobs/{a}/retry")).await.expect_error(409);
+    let e = api
+        .post_empty(&format!("/v1/jobs/{a}/retry"))
+        .await
+        .expect_error(409);
     assert_eq!(e["code"], "not_retryable");
-    api.post_empty("/v1/jobs/424242/cancel").await.expect_error(404);
-    api.post_empty("/v1/jobs/424242/retry").await.expect_error(404);
+    api.post_empty("/v1/jobs/424242/cancel")
+        .await
+        .expect_error(404);
+    api.post_empty("/v1/jobs/424242/retry")
+        .await
+        .expect_error(404);
     let events = api.get(&format!("/v1/jobs/{a}")).await.expect(200)["events"].clone();
-    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["cancelled", "retried"]);
 }
 
 /// Claims `id`'s queue over the worker protocol and fails the job for good.
 pub async fn fail_permanently(api: &Api, queue: &str) -> i64 {
     let claim = api
-        .post("/v1/worker/claim", json!({"worker_id": "w-fail", "queues": [queue], "limit": 1}))
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w-fail", "queues": [queue], "limit": 1}),
+        )
         .await
         .expect(200);
     let job = &claim["jobs"][0];
@@ -148,38 +223,87 @@ async fn bulk_cancel_retry_and_purge(h: Harness) {
     let a = api.enqueue(json!({"kind": "a"})).await;
     let b = api.enqueue(json!({"kind": "b"})).await;
     let c = api.enqueue(json!({"kind": "c", "queue": "other"})).await;
-    let r = api.post("/v1/jobs/cancel", json!({"ids": [a, 999_999]})).await.expect(200);
+    let r = api
+        .post("/v1/jobs/cancel", json!({"ids": [a, 999_999]}))
+        .await
+        .expect(200);
     assert_eq!(r["cancelled"], 1);
-    let r = api.post("/v1/jobs/cancel", json!({"status": "queued", "kind": "b"})).await.expect(200);
+    let r = api
+        .post("/v1/jobs/cancel", json!({"status": "queued", "kind": "b"}))
+        .await
+        .expect(200);
     assert_eq!(r["cancelled"], 1);
-    assert_eq!(api.client.job(b).await.unwrap().unwrap().status, JobStatus::Cancelled);
-    assert_eq!(api.client.job(c).await.unwrap().unwrap().status, JobStatus::Queued);
+    assert_eq!(
+        api.client.job(b).await.unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+    assert_eq!(
+        api.client.job(c).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
 
     // Failed jobs: retried by filter (queue), by reference, and by id.
     let f1 = fail_permanently(&api, "other").await;
     assert_eq!(f1, c);
-    let f2 = api.enqueue(json!({"kind": "d", "queue": "q2", "reference": {"type": "t", "id": 1}})).await;
+    let f2 = api
+        .enqueue(json!({"kind": "d", "queue": "q2", "reference": {"type": "t", "id": 1}}))
+        .await;
     fail_permanently(&api, "q2").await;
-    let r = api.post("/v1/jobs/retry", json!({"queue": "other"})).await.expect(200);
+    let r = api
+        .post("/v1/jobs/retry", json!({"queue": "other"}))
+        .await
+        .expect(200);
     assert_eq!(r["retried"], 1);
-    assert_eq!(api.client.job(c).await.unwrap().unwrap().status, JobStatus::Queued);
-    let r = api.post("/v1/jobs/retry", json!({"reference": "t:1"})).await.expect(200);
+    assert_eq!(
+        api.client.job(c).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    let r = api
+        .post("/v1/jobs/retry", json!({"reference": "t:1"}))
+        .await
+        .expect(200);
     assert_eq!(r["retried"], 1);
-    assert_eq!(api.client.job(f2).await.unwrap().unwrap().status, JobStatus::Queued);
-    let r = api.post("/v1/jobs/retry", json!({"ids": [a, b]})).await.expect(200);
+    assert_eq!(
+        api.client.job(f2).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    let r = api
+        .post("/v1/jobs/retry", json!({"ids": [a, b]}))
+        .await
+        .expect(200);
     assert_eq!(r["retried"], 2);
-    let e = api.post("/v1/jobs/retry", json!({"ids": [a], "queue": "x"})).await.expect_error(400);
+    let e = api
+        .post("/v1/jobs/retry", json!({"ids": [a], "queue": "x"}))
+        .await
+        .expect_error(400);
     assert_eq!(e["field"], "ids");
 
     // Purge: only finished jobs, failed ones only when asked.
-    api.post("/v1/jobs/cancel", json!({"ids": [a]})).await.expect(200);
+    api.post("/v1/jobs/cancel", json!({"ids": [a]}))
+        .await
+        .expect(200);
     fail_permanently(&api, "q2").await;
-    let r = api.post("/v1/jobs/purge", json!({"older_than": "0s"})).await.expect(200);
+    let r = api
+        .post("/v1/jobs/purge", json!({"older_than": "0s"}))
+        .await
+        .expect(200);
     assert_eq!(r["purged"], 1, "the cancelled job");
     assert!(api.client.job(a).await.unwrap().is_none());
-    let r = api.post("/v1/jobs/purge", json!({"older_than": "0s", "include_failed": true})).await.expect(200);
+    let r = api
+        .post(
+            "/v1/jobs/purge",
+            json!({"older_than": "0s", "include_failed": true}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["purged"], 1, "the failed job");
-    let r = api.post("/v1/jobs/purge", json!({"older_than": "30d", "include_failed": true})).await.expect(200);
+    let r = api
+        .post(
+            "/v1/jobs/purge",
+            json!({"older_than": "30d", "include_failed": true}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["purged"], 0);
     assert_eq!(api.all_jobs().await.len(), 2);
 }
@@ -187,17 +311,27 @@ async fn bulk_cancel_retry_and_purge(h: Harness) {
 async fn queues_pause_resume_and_stats(h: Harness) {
     let api = start(&h, false).await;
     api.enqueue(json!({"kind": "a", "queue": "email"})).await;
-    api.enqueue(json!({"kind": "a", "queue": "email", "delay": "1h"})).await;
+    api.enqueue(json!({"kind": "a", "queue": "email", "delay": "1h"}))
+        .await;
     let p = api.post_empty("/v1/queues/email/pause").await.expect(200);
     assert_eq!(p["queue"]["name"], "email");
     assert_eq!(p["queue"]["paused"], true);
     let claim = api
-        .post("/v1/worker/claim", json!({"worker_id": "w1", "queues": ["email"]}))
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w1", "queues": ["email"]}),
+        )
         .await
         .expect(200);
     assert_eq!(claim["jobs"], json!([]), "a paused queue hands out nothing");
     let list = api.get("/v1/queues").await.expect(200);
-    let q = list["queues"].as_array().unwrap().iter().find(|q| q["name"] == "email").unwrap().clone();
+    let q = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "email")
+        .unwrap()
+        .clone();
     assert_eq!(q["paused"], true);
     assert_eq!(q["counts"]["queued"], 2);
     assert_eq!(q["counts"]["scheduled"], 1);
@@ -205,31 +339,73 @@ async fn queues_pause_resume_and_stats(h: Harness) {
     let r = api.post_empty("/v1/queues/email/resume").await.expect(200);
     assert_eq!(r["queue"]["paused"], false);
     let claim = api
-        .post("/v1/worker/claim", json!({"worker_id": "w1", "queues": ["email"], "host": "box-1", "pid": 7}))
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w1", "queues": ["email"], "host": "box-1", "pid": 7}),
+        )
         .await
         .expect(200);
     assert_eq!(claim["jobs"].as_array().unwrap().len(), 1);
     // An empty queue can be paused too.
     api.post_empty("/v1/queues/new/pause").await.expect(200);
-    api.post_empty("/v1/queues/%20bad/pause").await.expect_error(400);
+    api.post_empty("/v1/queues/%20bad/pause")
+        .await
+        .expect_error(400);
 
     // What finished shows in the queue's hour and in the throughput series.
     let id = claim["jobs"][0]["id"].as_i64().unwrap();
-    api.post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "w1", "attempt": 1})).await.expect(200);
+    api.post(
+        &format!("/v1/worker/jobs/{id}/complete"),
+        json!({"worker_id": "w1", "attempt": 1}),
+    )
+    .await
+    .expect(200);
     let list = api.get("/v1/queues").await.expect(200);
-    let q = list["queues"].as_array().unwrap().iter().find(|q| q["name"] == "email").unwrap().clone();
-    assert_eq!(q["throughput_1h"], json!({"succeeded": 1, "failed": 0, "cancelled": 0}));
-    assert!(q["duration_ms"]["avg"].is_number() && q["duration_ms"]["p95"].is_number(), "{q}");
-    let t = api.get("/v1/stats/throughput?window=2h&bucket=5m&queue=email").await.expect(200);
+    let q = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "email")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        q["throughput_1h"],
+        json!({"succeeded": 1, "failed": 0, "cancelled": 0})
+    );
+    assert!(
+        q["duration_ms"]["avg"].is_number() && q["duration_ms"]["p95"].is_number(),
+        "{q}"
+    );
+    let t = api
+        .get("/v1/stats/throughput?window=2h&bucket=5m&queue=email")
+        .await
+        .expect(200);
     let buckets = t["buckets"].as_array().unwrap();
-    assert_eq!(buckets.len(), 25, "2h of 5m buckets, both ends included: {t}");
-    let total: u64 = buckets.iter().map(|b| b["succeeded"].as_u64().unwrap()).sum();
+    assert_eq!(
+        buckets.len(),
+        25,
+        "2h of 5m buckets, both ends included: {t}"
+    );
+    let total: u64 = buckets
+        .iter()
+        .map(|b| b["succeeded"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 1);
-    api.get("/v1/stats/throughput?bucket=1ms").await.expect_error(400);
-    api.get("/v1/stats/throughput?window=1000d&bucket=1s").await.expect_error(400);
+    api.get("/v1/stats/throughput?bucket=1ms")
+        .await
+        .expect_error(400);
+    api.get("/v1/stats/throughput?window=1000d&bucket=1s")
+        .await
+        .expect_error(400);
 
     let workers = api.get("/v1/workers").await.expect(200);
-    let w = workers["workers"].as_array().unwrap().iter().find(|w| w["id"] == "w1").expect("the remote worker is registered").clone();
+    let w = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == "w1")
+        .expect("the remote worker is registered")
+        .clone();
     assert_eq!(w["host"], "box-1");
     assert_eq!(w["pid"], 7);
     assert_eq!(w["queues"][0]["name"], "email");

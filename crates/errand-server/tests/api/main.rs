@@ -5,6 +5,7 @@
 mod common;
 
 mod auth;
+mod hardening;
 mod jobs;
 mod remote;
 mod schedules;

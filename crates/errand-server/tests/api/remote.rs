@@ -20,10 +20,16 @@ async fn claim_heartbeat_and_complete(h: Harness) {
     let api = start(&h, true).await;
     let worker = api.as_token(Some("tok-worker"));
     for i in 0..3 {
-        api.enqueue(json!({"kind": "resize", "args": {"i": i, "api_token": "t-1"}, "timeout": "1m"})).await;
+        api.enqueue(
+            json!({"kind": "resize", "args": {"i": i, "api_token": "t-1"}, "timeout": "1m"}),
+        )
+        .await;
     }
     let claim = worker
-        .post("/v1/worker/claim", json!({"worker_id": "py-1", "queues": ["default"], "limit": 2, "lease": "30s"}))
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "py-1", "queues": ["default"], "limit": 2, "lease": "30s"}),
+        )
         .await
         .expect(200);
     let jobs = claim["jobs"].as_array().unwrap().clone();
@@ -32,19 +38,31 @@ async fn claim_heartbeat_and_complete(h: Harness) {
         assert_eq!(j["attempt"], 1);
         assert_eq!(j["kind"], "resize");
         assert_eq!(j["timeout_ms"], 60_000);
-        assert_eq!(j["args"]["api_token"], "t-1", "the worker gets the real arguments");
+        assert_eq!(
+            j["args"]["api_token"], "t-1",
+            "the worker gets the real arguments"
+        );
         let lease: DateTime<Utc> = serde_json::from_value(j["lease_expires_at"].clone()).unwrap();
         assert!(lease > h.now());
     }
-    let (id, other) = (jobs[0]["id"].as_i64().unwrap(), jobs[1]["id"].as_i64().unwrap());
+    let (id, other) = (
+        jobs[0]["id"].as_i64().unwrap(),
+        jobs[1]["id"].as_i64().unwrap(),
+    );
     let beat = worker
         .post("/v1/worker/heartbeat", json!({"worker_id": "py-1", "jobs": [{"id": id, "attempt": 1}, {"id": other, "attempt": 1}], "lease": "1m"}))
         .await
         .expect(200);
-    assert_eq!(beat["jobs"], json!([{"id": id, "state": "held"}, {"id": other, "state": "held"}]));
+    assert_eq!(
+        beat["jobs"],
+        json!([{"id": id, "state": "held"}, {"id": other, "state": "held"}])
+    );
 
     let ok = worker
-        .post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "py-1", "attempt": 1, "result": {"resized": true}}))
+        .post(
+            &format!("/v1/worker/jobs/{id}/complete"),
+            json!({"worker_id": "py-1", "attempt": 1, "result": {"resized": true}}),
+        )
         .await
         .expect(200);
     assert_eq!(ok, json!({"ok": true}));
@@ -53,34 +71,52 @@ async fn claim_heartbeat_and_complete(h: Harness) {
     assert_eq!(job.result, Some(json!({"resized": true})));
     // Twice: the lease is gone.
     let e = worker
-        .post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "py-1", "attempt": 1}))
+        .post(
+            &format!("/v1/worker/jobs/{id}/complete"),
+            json!({"worker_id": "py-1", "attempt": 1}),
+        )
         .await
         .expect_error(409);
     assert_eq!(e["code"], "stale");
     let beat = worker
-        .post("/v1/worker/heartbeat", json!({"worker_id": "py-1", "jobs": [{"id": id, "attempt": 1}]}))
+        .post(
+            "/v1/worker/heartbeat",
+            json!({"worker_id": "py-1", "jobs": [{"id": id, "attempt": 1}]}),
+        )
         .await
         .expect(200);
     assert_eq!(beat["jobs"], json!([{"id": id, "state": "lost"}]));
     worker
-        .post("/v1/worker/jobs/999999/complete", json!({"worker_id": "py-1", "attempt": 1}))
+        .post(
+            "/v1/worker/jobs/999999/complete",
+            json!({"worker_id": "py-1", "attempt": 1}),
+        )
         .await
         .expect_error(404);
     // The worker is in the registry.
     let workers = worker.get("/v1/workers").await.expect(200);
-    assert!(workers["workers"].as_array().unwrap().iter().any(|w| w["id"] == "py-1"));
+    assert!(workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["id"] == "py-1"));
 }
 
 async fn fail_with_retry_after_permanent_and_backoff(h: Harness) {
     let api = start(&h, false).await;
     let a = api.enqueue(json!({"kind": "a", "queue": "qa"})).await;
     let b = api.enqueue(json!({"kind": "b", "queue": "qb"})).await;
-    let c = api.enqueue(json!({"kind": "c", "queue": "qc", "max_attempts": 1})).await;
+    let c = api
+        .enqueue(json!({"kind": "c", "queue": "qc", "max_attempts": 1}))
+        .await;
     let d = api.enqueue(json!({"kind": "d", "queue": "qd"})).await;
     let claim = |q: &'static str| {
         let api = &api;
         async move {
-            let r = api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": [q]})).await.expect(200);
+            let r = api
+                .post("/v1/worker/claim", json!({"worker_id": "w", "queues": [q]}))
+                .await
+                .expect(200);
             r["jobs"][0]["id"].as_i64().expect("a job")
         }
     };
@@ -94,15 +130,23 @@ async fn fail_with_retry_after_permanent_and_backoff(h: Harness) {
         }
     };
     assert_eq!(claim("qa").await, a);
-    let r = fail(a, json!({"error": "rate limited", "retry_after": "1h"})).await.expect(200);
+    let r = fail(a, json!({"error": "rate limited", "retry_after": "1h"}))
+        .await
+        .expect(200);
     assert_eq!(r["job"]["status"], "queued");
     assert_eq!(r["job"]["derived"], "scheduled");
     let run_at: DateTime<Utc> = serde_json::from_value(r["job"]["run_at"].clone()).unwrap();
-    assert_eq!(run_at, h.now() + chrono::Duration::hours(1), "retry_after wins over the backoff");
+    assert_eq!(
+        run_at,
+        h.now() + chrono::Duration::hours(1),
+        "retry_after wins over the backoff"
+    );
     assert_eq!(r["job"]["last_error"], "rate limited");
 
     assert_eq!(claim("qb").await, b);
-    let r = fail(b, json!({"error": "bad input", "permanent": true})).await.expect(200);
+    let r = fail(b, json!({"error": "bad input", "permanent": true}))
+        .await
+        .expect(200);
     assert_eq!(r["job"]["status"], "failed");
 
     assert_eq!(claim("qc").await, c);
@@ -110,7 +154,12 @@ async fn fail_with_retry_after_permanent_and_backoff(h: Harness) {
     assert_eq!(r["job"]["status"], "failed", "no attempts left");
 
     assert_eq!(claim("qd").await, d);
-    fail(d, json!({"error": "x", "permanent": true, "retry_after": "1s"})).await.expect_error(400);
+    fail(
+        d,
+        json!({"error": "x", "permanent": true, "retry_after": "1s"}),
+    )
+    .await
+    .expect_error(400);
     let r = fail(d, json!({"error": "flaky"})).await.expect(200);
     assert_eq!(r["job"]["status"], "queued", "retried with backoff");
     let events = api.client.job_with_events(d).await.unwrap().1;
@@ -123,57 +172,123 @@ async fn fail_with_retry_after_permanent_and_backoff(h: Harness) {
 async fn long_poll_claim_wakes_on_enqueue(h: Harness) {
     let api = start(&h, false).await;
     // Nothing ready and no wait: an empty answer at once.
-    let r = api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["lp"], "wait": "0s"})).await.expect(200);
+    let r = api
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w", "queues": ["lp"], "wait": "0s"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["jobs"], json!([]));
     let waiting = {
         let api = api.as_token(None);
         tokio::spawn(async move {
-            api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["other", "lp"], "wait": "20s"})).await
+            api.post(
+                "/v1/worker/claim",
+                json!({"worker_id": "w", "queues": ["other", "lp"], "wait": "20s"}),
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let id = api.enqueue(json!({"kind": "late", "queue": "lp"})).await;
     let r = waiting.await.unwrap().expect(200);
-    assert_eq!(r["jobs"][0]["id"], id, "the waiting claim got the job enqueued after it started");
-    let e = api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["lp"], "wait": "10m"})).await.expect_error(400);
+    assert_eq!(
+        r["jobs"][0]["id"], id,
+        "the waiting claim got the job enqueued after it started"
+    );
+    let e = api
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w", "queues": ["lp"], "wait": "10m"}),
+        )
+        .await
+        .expect_error(400);
     assert_eq!(e["field"], "wait");
 }
 
 async fn stale_lease_holders_are_refused(h: Harness) {
     let api = start(&h, false).await;
     let id = api.enqueue(json!({"kind": "slow"})).await;
-    let r = api.post("/v1/worker/claim", json!({"worker_id": "w1", "queues": ["default"], "lease": "1s"})).await.expect(200);
+    let r = api
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w1", "queues": ["default"], "lease": "1s"}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["jobs"][0]["id"], id);
     // w1 goes quiet past its lease; the rescuer requeues the job and w2 takes it.
     h.clock.advance(Duration::from_secs(5));
     assert_eq!(api.client.rescue_stuck().await.unwrap(), 1);
-    let r = api.post("/v1/worker/claim", json!({"worker_id": "w2", "queues": ["default"]})).await.expect(200);
+    let r = api
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w2", "queues": ["default"]}),
+        )
+        .await
+        .expect(200);
     assert_eq!(r["jobs"][0]["attempt"], 2);
     for (path, body) in [
-        ("complete", json!({"worker_id": "w1", "attempt": 1, "result": {"late": true}})),
-        ("fail", json!({"worker_id": "w1", "attempt": 1, "error": "late"})),
+        (
+            "complete",
+            json!({"worker_id": "w1", "attempt": 1, "result": {"late": true}}),
+        ),
+        (
+            "fail",
+            json!({"worker_id": "w1", "attempt": 1, "error": "late"}),
+        ),
         ("complete", json!({"worker_id": "w1", "attempt": 2})),
     ] {
-        let e = api.post(&format!("/v1/worker/jobs/{id}/{path}"), body).await.expect_error(409);
+        let e = api
+            .post(&format!("/v1/worker/jobs/{id}/{path}"), body)
+            .await
+            .expect_error(409);
         assert_eq!(e["code"], "stale");
     }
     let job = api.client.job(id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Running);
-    assert_eq!(job.worker_id.as_deref(), Some("w2"), "the stale holder changed nothing");
-    api.post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "w2", "attempt": 2})).await.expect(200);
+    assert_eq!(
+        job.worker_id.as_deref(),
+        Some("w2"),
+        "the stale holder changed nothing"
+    );
+    api.post(
+        &format!("/v1/worker/jobs/{id}/complete"),
+        json!({"worker_id": "w2", "attempt": 2}),
+    )
+    .await
+    .expect(200);
 }
 
 async fn cancel_reaches_a_remote_worker(h: Harness) {
     let api = start(&h, false).await;
     let id = api.enqueue(json!({"kind": "long"})).await;
-    api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["default"]})).await.expect(200);
-    let r = api.post_empty(&format!("/v1/jobs/{id}/cancel")).await.expect(200);
+    api.post(
+        "/v1/worker/claim",
+        json!({"worker_id": "w", "queues": ["default"]}),
+    )
+    .await
+    .expect(200);
+    let r = api
+        .post_empty(&format!("/v1/jobs/{id}/cancel"))
+        .await
+        .expect(200);
     assert_eq!(r["job"]["status"], "running");
     assert!(r["job"]["cancel_requested_at"].is_string());
-    let beat = api.post("/v1/worker/heartbeat", json!({"worker_id": "w", "jobs": [{"id": id, "attempt": 1}]})).await.expect(200);
+    let beat = api
+        .post(
+            "/v1/worker/heartbeat",
+            json!({"worker_id": "w", "jobs": [{"id": id, "attempt": 1}]}),
+        )
+        .await
+        .expect(200);
     assert_eq!(beat["jobs"][0]["state"], "cancel_requested");
     let r = api
-        .post(&format!("/v1/worker/jobs/{id}/fail"), json!({"worker_id": "w", "attempt": 1, "error": "stopped on request"}))
+        .post(
+            &format!("/v1/worker/jobs/{id}/fail"),
+            json!({"worker_id": "w", "attempt": 1, "error": "stopped on request"}),
+        )
         .await
         .expect(200);
     assert_eq!(r["job"]["status"], "cancelled");

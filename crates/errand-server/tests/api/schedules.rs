@@ -21,7 +21,11 @@ async fn schedules_list_show_pause_resume_and_trigger(h: Harness) {
         })
         .await
         .unwrap();
-    let list = api.as_token(Some("tok-read")).get("/v1/schedules").await.expect(200);
+    let list = api
+        .as_token(Some("tok-read"))
+        .get("/v1/schedules")
+        .await
+        .expect(200);
     let s = &list["schedules"][0];
     assert_eq!(s["name"], "nightly");
     assert_eq!(s["cron"], "0 2 * * *");
@@ -38,14 +42,27 @@ async fn schedules_list_show_pause_resume_and_trigger(h: Harness) {
     assert_eq!(show["stats"]["runs"], 0);
 
     // Trigger now, run it over the worker protocol: it shows as the last run with its duration.
-    let t = api.post_empty("/v1/schedules/nightly/trigger").await.expect(200);
+    let t = api
+        .post_empty("/v1/schedules/nightly/trigger")
+        .await
+        .expect(200);
     let id = t["job_id"].as_i64().unwrap();
     let job = api.client.job(id).await.unwrap().unwrap();
     assert_eq!(job.kind, "report");
     assert_eq!(job.queue, "reports");
     assert_eq!(job.reference_id.as_deref(), Some("nightly"));
-    api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["reports"]})).await.expect(200);
-    api.post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "w", "attempt": 1})).await.expect(200);
+    api.post(
+        "/v1/worker/claim",
+        json!({"worker_id": "w", "queues": ["reports"]}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!("/v1/worker/jobs/{id}/complete"),
+        json!({"worker_id": "w", "attempt": 1}),
+    )
+    .await
+    .expect(200);
     let show = api.get("/v1/schedules/nightly").await.expect(200);
     assert_eq!(show["schedule"]["last_run"]["job_id"], id);
     assert_eq!(show["schedule"]["last_run"]["status"], "succeeded");
@@ -62,15 +79,30 @@ async fn schedules_list_show_pause_resume_and_trigger(h: Harness) {
     assert_eq!(health["last_execution"]["status"], "succeeded");
     assert!(health["last_execution"]["duration_ms"].is_number());
 
-    let p = api.post_empty("/v1/schedules/nightly/pause").await.expect(200);
+    let p = api
+        .post_empty("/v1/schedules/nightly/pause")
+        .await
+        .expect(200);
     assert_eq!(p["schedule"]["paused"], true);
     assert_eq!(p["schedule"]["next_fire_at"], json!(null));
-    let r = api.post_empty("/v1/schedules/nightly/resume").await.expect(200);
+    let r = api
+        .post_empty("/v1/schedules/nightly/resume")
+        .await
+        .expect(200);
     assert_eq!(r["schedule"]["paused"], false);
 
     api.get("/v1/schedules/nope").await.expect_error(404);
-    api.post_empty("/v1/schedules/nope/trigger").await.expect_error(404);
-    api.post_empty("/v1/schedules/nope/pause").await.expect_error(404);
-    api.get("/v1/schedules/nightly?next=1000").await.expect_error(400);
-    api.as_token(Some("tok-read")).post_empty("/v1/schedules/nightly/trigger").await.expect_error(403);
+    api.post_empty("/v1/schedules/nope/trigger")
+        .await
+        .expect_error(404);
+    api.post_empty("/v1/schedules/nope/pause")
+        .await
+        .expect_error(404);
+    api.get("/v1/schedules/nightly?next=1000")
+        .await
+        .expect_error(400);
+    api.as_token(Some("tok-read"))
+        .post_empty("/v1/schedules/nightly/trigger")
+        .await
+        .expect_error(403);
 }

@@ -6,25 +6,50 @@ use errand_store_tests::Harness;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
-errand_store_tests::both_backends!(health_scheduler_health_and_metrics, openapi_documents_every_route);
+errand_store_tests::both_backends!(
+    health_scheduler_health_and_metrics,
+    openapi_documents_every_route
+);
 
 async fn health_scheduler_health_and_metrics(h: Harness) {
     let api = start(&h, true).await;
     let anonymous = api.as_token(None);
-    assert_eq!(anonymous.get("/health").await.expect(200), json!({"status": "ok", "database": "ok"}));
+    assert_eq!(
+        anonymous.get("/health").await.expect(200),
+        json!({"status": "ok", "database": "ok"})
+    );
     api.enqueue(json!({"kind": "a", "queue": "email"})).await;
-    api.enqueue(json!({"kind": "a", "queue": "email", "delay": "1h"})).await;
+    api.enqueue(json!({"kind": "a", "queue": "email", "delay": "1h"}))
+        .await;
     let id = api.enqueue(json!({"kind": "b"})).await;
-    api.post("/v1/worker/claim", json!({"worker_id": "w", "queues": ["default"]})).await.expect(200);
-    api.post(&format!("/v1/worker/jobs/{id}/complete"), json!({"worker_id": "w", "attempt": 1})).await.expect(200);
+    api.post(
+        "/v1/worker/claim",
+        json!({"worker_id": "w", "queues": ["default"]}),
+    )
+    .await
+    .expect(200);
+    api.post(
+        &format!("/v1/worker/jobs/{id}/complete"),
+        json!({"worker_id": "w", "attempt": 1}),
+    )
+    .await
+    .expect(200);
 
     let s = anonymous.get("/health/scheduler").await.expect(200);
     assert_eq!(s["pending_jobs"], 2);
     assert!(s.get("next_run").is_some() && s.get("last_execution").is_some());
 
-    let resp = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    let resp = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = resp.text().await.unwrap();
     for line in [
         "errand_database_up 1",
@@ -39,7 +64,10 @@ async fn health_scheduler_health_and_metrics(h: Harness) {
         "errand_job_run_duration_seconds_count 1",
         "errand_workers_live 1",
     ] {
-        assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line `{line}` in:\n{text}"
+        );
     }
     assert!(text.contains("errand_queue_oldest_age_seconds{queue=\"email\"} "));
     assert!(text.contains("# TYPE errand_job_run_duration_seconds histogram"));
@@ -98,13 +126,27 @@ async fn openapi_documents_every_route(h: Harness) {
     assert_eq!(doc, errand_server::openapi_document(), "served = built");
     let paths = doc["paths"].as_object().unwrap();
     for (method, path) in CONTRACT {
-        assert!(paths.get(*path).and_then(|p| p.get(*method)).is_some(), "{method} {path} is not documented");
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not documented"
+        );
     }
     let mut documented = 0;
     for r in routes() {
         let op = &doc["paths"][r.path][r.verb.as_str()];
-        assert_eq!(op["operationId"], r.operation_id, "{} {}", r.verb.as_str(), r.path);
-        assert_eq!(op["security"] == json!([]), r.access == Access::Public, "{}", r.path);
+        assert_eq!(
+            op["operationId"],
+            r.operation_id,
+            "{} {}",
+            r.verb.as_str(),
+            r.path
+        );
+        assert_eq!(
+            op["security"] == json!([]),
+            r.access == Access::Public,
+            "{}",
+            r.path
+        );
         documented += 1;
         // The router serves what the document lists: an unknown path answers "no endpoint".
         let path = r.path.replace("{id}", "1").replace("{name}", "default");
@@ -112,17 +154,30 @@ async fn openapi_documents_every_route(h: Harness) {
             errand_server::Verb::Get => api.get(&path).await,
             errand_server::Verb::Post => api.post(&path, json!({})).await,
         };
-        let no_endpoint = resp.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("no endpoint"));
-        assert!(!no_endpoint && resp.status != 405, "{} {path} is documented but not served: {}", r.verb.as_str(), resp.body);
+        let no_endpoint = resp.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no endpoint"));
+        assert!(
+            !no_endpoint && resp.status != 405,
+            "{} {path} is documented but not served: {}",
+            r.verb.as_str(),
+            resp.body
+        );
     }
     let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(ops, documented, "the document holds exactly the route table");
+    assert_eq!(
+        ops, documented,
+        "the document holds exactly the route table"
+    );
     // Every schema a route names exists.
     let mut named = BTreeSet::new();
     refs(&doc["paths"], &mut named);
     refs(&doc["components"]["schemas"], &mut named);
     for name in named {
-        assert!(doc["components"]["schemas"].get(&name).is_some(), "schema {name} is referenced but missing");
+        assert!(
+            doc["components"]["schemas"].get(&name).is_some(),
+            "schema {name} is referenced but missing"
+        );
     }
 }
 
@@ -144,11 +199,21 @@ async fn health_is_503_when_the_database_is_unreachable() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
-    assert!(body["database"].as_str().unwrap().contains("unavailable"), "{body}");
-    let resp = reqwest::get(format!("http://{addr}/v1/queues")).await.unwrap();
+    assert!(
+        body["database"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+    let resp = reqwest::get(format!("http://{addr}/v1/queues"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("errand_database_up 0"), "{text}");
 }
