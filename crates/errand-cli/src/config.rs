@@ -50,14 +50,32 @@ pub struct Config {
     pub server: Server,
     /// `[scheduler]`: whether `errand serve` runs the scheduler.
     pub scheduler: Scheduler,
-    /// `[retention]`: how long finished jobs are kept.
-    pub retention: Retention,
+    /// `[retention]`: how long finished jobs are kept, and how often old ones are removed.
+    pub retention: RetentionConfig,
     /// `[schedules.NAME]`, checked (every field valid); reconciled with the stored schedules
     /// when `errand serve` starts.
     pub schedules: BTreeMap<String, ScheduleSpec>,
 }
 
 pub use errand::worker::maintenance::Retention;
+
+/// `[retention]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetentionConfig {
+    /// How long finished jobs are kept, by final state.
+    pub policy: Retention,
+    /// How often the maintenance service removes old finished jobs (default 1 minute).
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            policy: Retention::default(),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
 
 impl Config {
     /// The tasks as the library's task settings: what every new job of a configured kind
@@ -348,6 +366,7 @@ const RETENTION_KEYS: &[(&str, Kind)] = &[
     ("succeeded", Kind::Duration),
     ("cancelled", Kind::Duration),
     ("failed", Kind::Duration),
+    ("interval", Kind::Duration),
 ];
 const SCHEDULER_KEYS: &[(&str, Kind)] = &[("enabled", Kind::Bool)];
 /// The scalar keys of a `[schedules.NAME]` table that the environment can set (`args` is a
@@ -758,7 +777,7 @@ impl Reader<'_> {
         }
         let retention = match root.remove("retention") {
             Some(v) => self.retention(v)?,
-            None => Retention::default(),
+            None => RetentionConfig::default(),
         };
         let mut queues = BTreeMap::new();
         if let Some(v) = root.remove("queues") {
@@ -986,8 +1005,15 @@ impl Reader<'_> {
         Ok(w)
     }
 
-    fn retention(&self, v: Value) -> Result<Retention, ConfigError> {
+    fn retention(&self, v: Value) -> Result<RetentionConfig, ConfigError> {
         let mut t = self.table("retention", v, &names(RETENTION_KEYS))?;
+        let mut out = RetentionConfig::default();
+        if let Some(v) = t.remove("interval") {
+            out.interval = self.duration("retention.interval", v)?;
+            if out.interval < Duration::from_millis(100) {
+                return Err(self.error("retention.interval", "must be at least 100ms"));
+            }
+        }
         let mut r = Retention::default();
         for (key, slot) in [
             ("succeeded", &mut r.succeeded),
@@ -1011,7 +1037,8 @@ impl Reader<'_> {
                 r = Retention::OFF;
             }
         }
-        Ok(r)
+        out.policy = r;
+        Ok(out)
     }
 
     fn limits(&self, v: Value) -> Result<Limits, ConfigError> {
@@ -1321,12 +1348,12 @@ timeout = "0"
         assert_eq!(
             error("[tasks.send_email]\ncomand = [\"x\"]\n"),
             "errand.toml: tasks.send_email: unknown key \"comand\" (expected one of: queue, command, \
-             http, timeout, max_attempts, backoff)"
+             http, remote, timeout, max_attempts, backoff)"
         );
         assert_eq!(
             error("databse_url = \"x\"\n"),
             "errand.toml: unknown key \"databse_url\" (expected one of: database_url, workers, limits, \
-             queues, tasks, server, scheduler, schedules)"
+             queues, tasks, server, scheduler, schedules, retention)"
         );
         assert!(error("[workers]\nleese = \"1s\"\n")
             .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -1396,6 +1423,60 @@ timeout = "0"
             ),
             ("tasks = 3", "errand.toml: tasks: expected a table, got an integer"),
             ("[workers\n", "errand.toml: not valid TOML"),
+        ] {
+            let e = error(text);
+            assert!(e.starts_with(expected), "for {text:?}\n  got: {e}\n want: {expected}…");
+        }
+    }
+
+    #[test]
+    fn remote_tasks_and_retention_are_read_and_checked() {
+        let c = parse_with(
+            Some(
+                "[tasks.mail]\ncommand = [\"x\"]\n[tasks.embed]\nremote = true\nqueue = \"gpu\"\n\
+                 [retention]\nsucceeded = \"7d\"\ninterval = \"10s\"\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.tasks["embed"].handler, Handler::Remote);
+        assert!(
+            !c.queues.contains_key("gpu"),
+            "no local concurrency for a remote queue"
+        );
+        let catalog = c.task_catalog();
+        assert!(catalog.get("embed").unwrap().remote);
+        assert_eq!(
+            catalog.get("mail").unwrap().queue.as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            c.retention.policy.succeeded,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(
+            c.retention.policy.failed,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(c.retention.interval, Duration::from_secs(10));
+        let off = parse_with(Some("[retention]\nenabled = false\n"), &[]).unwrap();
+        assert_eq!(off.retention.policy, Retention::OFF);
+        let env = parse_with(None, &[("ERRAND_RETENTION_FAILED", "1d")]).unwrap();
+        assert_eq!(
+            env.retention.policy.failed,
+            Some(Duration::from_secs(86_400))
+        );
+        for (text, expected) in [
+            (
+                "[tasks.e]\nremote = true\ncommand = [\"x\"]\n",
+                "errand.toml: tasks.e.remote: a remote task runs elsewhere",
+            ),
+            (
+                "[tasks.a]\ncommand = [\"x\"]\n[tasks.e]\nremote = true\n",
+                "errand.toml: tasks.e.queue: queue \"default\" is also served by this process's workers (tasks a)",
+            ),
+            ("[retention]\nfailed = \"0s\"\n", "errand.toml: retention.failed: must not be zero"),
+            ("[retention]\nkeep = 1\n", "errand.toml: retention: unknown key \"keep\""),
         ] {
             let e = error(text);
             assert!(e.starts_with(expected), "for {text:?}\n  got: {e}\n want: {expected}…");

@@ -143,8 +143,8 @@ async fn start_services(
         client.store().clone(),
         MaintenanceOptions {
             lease: config.workers.lease,
-            retention: config.retention,
-            ..MaintenanceOptions::default()
+            retention: config.retention.policy,
+            retention_every: config.retention.interval,
         },
     ));
 
@@ -279,10 +279,16 @@ async fn start_workers(
         tracing::warn!("not claiming jobs: ERRAND_WORKERS_ENABLED=false (workers.enabled)");
         return Ok(None);
     }
+    if config.tasks.is_empty() {
+        tracing::info!(
+            "not claiming jobs: no tasks configured (add [tasks.<kind>] to errand.toml)"
+        );
+        return Ok(None);
+    }
     if !config.tasks.values().any(|t| t.handler != Handler::Remote) {
         tracing::info!(
-            "not claiming jobs: no local tasks configured (add [tasks.<kind>] with a command or \
-             http handler to errand.toml; remote tasks are claimed over the HTTP API)"
+            "not claiming jobs: every configured task is remote (remote workers claim them \
+             over the HTTP API)"
         );
         return Ok(None);
     }

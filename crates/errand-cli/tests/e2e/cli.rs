@@ -73,10 +73,15 @@ async fn enqueue_takes_every_option_and_task_defaults(env: Env) {
 concurrency = 1
 [queues.email]
 concurrency = 1
+[queues.reports]
+concurrency = 1
 [tasks.send_email]
 queue = "email"
 command = ["true"]
 max_attempts = 5
+[tasks.report]
+queue = "reports"
+command = ["true"]
 "#,
     );
     // The task's queue and attempt budget are the defaults...
@@ -91,8 +96,9 @@ max_attempts = 5
     );
     assert_eq!(job.args, serde_json::json!({"to": "ada"}));
     assert_eq!(
-        job.timeout_ms, None,
-        "the task's timeout applies when the job runs"
+        job.timeout_ms,
+        Some(30 * 60 * 1000),
+        "the task's timeout (the default 30m) is the job's"
     );
     // ... and flags beat them.
     let id = enqueued_id(
@@ -110,7 +116,7 @@ max_attempts = 5
     assert_eq!((job.queue.as_str(), job.max_attempts), ("default", 2));
     assert_eq!(job.args, serde_json::json!({}));
 
-    // Every option of an unconfigured kind.
+    // Every option, each beating the task's settings.
     let before = Utc::now();
     let out = env
         .run(&[
@@ -275,7 +281,7 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
     assert_eq!(
         out.stderr.trim(),
         "error: errand.toml: tasks.send_email: unknown key \"comand\" (expected one of: queue, \
-         command, http, timeout, max_attempts, backoff)"
+         command, http, remote, timeout, max_attempts, backoff)"
     );
 
     env.config("[workers]\nlease = \"30x\"\n");

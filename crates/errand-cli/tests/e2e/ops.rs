@@ -557,7 +557,7 @@ async fn bad_input_exits_2_names_the_problem_and_changes_nothing(env: Env) {
         ),
         (
             &["queues", "pause", " email"],
-            "queue ` email`: must not contain control characters or leading/trailing spaces",
+            "queue ` email`: may hold only ASCII letters, digits and `_-.:/`, found U+0020",
         ),
         (&["jobs", "retry", "--queue", "email"], "--failed"),
         (&["jobs", "retry", "2", "--failed"], "cannot be used with"),

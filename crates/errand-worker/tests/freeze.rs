@@ -1,0 +1,176 @@
+//! A worker that is frozen longer than its lease (SIGSTOP, a stalled VM) must not start the
+//! jobs it claimed before the freeze: another worker may hold them by then. Here the freeze
+//! is real for the pool: it runs on a one-thread runtime, and one handler blocks that thread
+//! for longer than the lease, so no heartbeat, claim or start can happen meanwhile, exactly
+//! as in a stopped process. The jobs the pool held then are dropped unstarted, the store's
+//! rescue brings them back, and they run once, on their next attempt.
+
+mod common;
+
+use common::*;
+use errand_core::JobStatus;
+use errand_store_tests::{Harness, TestBackend};
+use errand_worker::maintenance::rescue_expired;
+use errand_worker::JobContext;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LEASE: Duration = Duration::from_millis(600);
+
+#[test]
+fn sqlite_held_jobs_are_not_started_after_a_freeze_past_the_lease() {
+    one_thread(TestBackend::Sqlite);
+}
+
+#[test]
+fn postgres_held_jobs_are_not_started_after_a_freeze_past_the_lease() {
+    one_thread(TestBackend::Postgres);
+}
+
+fn one_thread(backend: TestBackend) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(errand_store_tests::run(
+            backend,
+            held_jobs_are_not_started_after_a_freeze,
+        ));
+}
+
+async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
+    const JOBS: i64 = 400;
+    /// Three freezes, so that at least one finds jobs claimed ahead (how many the pool holds
+    /// at a given moment depends on its claim timing).
+    const FREEZE_AT: [i64; 3] = [100, 200, 300];
+    // (job id, attempt, when) of every start, and when the freeze ended.
+    let starts: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
+    // When the last freeze ended, and each (job, attempt) taken back during a freeze with
+    // the moment that freeze began.
+    let thawed: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let taken: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
+    let (s, t, tk) = (starts.clone(), thawed.clone(), taken.clone());
+    let (store, clock) = (h.store.clone(), h.clock.clone());
+    let worker = pool(&h)
+        .lease(LEASE)
+        .own_rescuer(false)
+        .queue("default", 4)
+        .register_kind("step", move |ctx: JobContext, args: Value| {
+            s.lock()
+                .unwrap()
+                .push((ctx.id(), ctx.attempt(), Instant::now()));
+            let i = args["i"].as_i64().unwrap();
+            let freeze = FREEZE_AT.contains(&i) && ctx.attempt() == 1;
+            let (store, clock, thawed, taken) =
+                (store.clone(), clock.clone(), t.clone(), tk.clone());
+            async move {
+                if freeze {
+                    // While this worker is frozen its leases run out and another worker's
+                    // rescue takes its jobs back: those running and those claimed ahead.
+                    clock.advance(LEASE * 3);
+                    let mut lost = Vec::new();
+                    rescue_expired(store.as_ref(), |r| {
+                        lost.push((r.fence.job_id, r.fence.attempt))
+                    })
+                    .await
+                    .unwrap();
+                    // Nothing runs between here and the end of the freeze (no await): a start
+                    // of a taken-back attempt after this instant is one the worker should
+                    // not have made.
+                    let began = Instant::now();
+                    taken
+                        .lock()
+                        .unwrap()
+                        .extend(lost.into_iter().map(|(id, a)| (id, a, began)));
+                    // The freeze: blocks the runtime's only thread, so the whole pool stands
+                    // still (no heartbeat, claim or start) for longer than the lease.
+                    std::thread::sleep(LEASE * 2);
+                    *thawed.lock().unwrap() = Some(Instant::now());
+                } else {
+                    // Short jobs keep the slots busy, so the pool claims ahead of them.
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..JOBS)
+        .map(|i| {
+            let mut j = job("step", json!({ "i": i }));
+            j.priority = (JOBS - i) as i32; // claimed in order of i
+            j
+        })
+        .collect();
+    h.store.job_insert_many(&batch).await.unwrap();
+    // Jobs of a claim that was in flight during the freeze are dropped unstarted too, though
+    // the store never saw their lease run out: this test's clock only moves when told. Once
+    // the pool has nothing else to do, let their leases run out and rescue them, as the
+    // maintenance service would.
+    let idle = eventually("the pool to run out of work", || async {
+        let jobs = all_jobs(&h).await;
+        let queued = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .count();
+        let succeeded = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .count();
+        let frozen_thrice = jobs
+            .iter()
+            .filter(|j| FREEZE_AT.contains(&j.args["i"].as_i64().unwrap()))
+            .all(|j| j.attempt >= 1 && j.status != JobStatus::Queued);
+        (queued == 0 && frozen_thrice && thawed.lock().unwrap().is_some()).then_some(succeeded)
+    })
+    .await;
+    if idle < JOBS as usize {
+        tokio::time::sleep(LEASE).await; // let in-flight completions land
+        h.clock.advance(LEASE * 3);
+        rescue_expired(h.store.as_ref(), |_| {}).await.unwrap();
+    }
+    wait_succeeded(&h, "default", JOBS as u64).await;
+    worker.shutdown().await;
+
+    assert!(thawed.lock().unwrap().is_some(), "the freezes happened");
+    let taken = taken.lock().unwrap().clone();
+    let starts = starts.lock().unwrap().clone();
+    let mut by_job: HashMap<i64, Vec<(i32, Instant)>> = HashMap::new();
+    for (id, attempt, at) in &starts {
+        by_job.entry(*id).or_default().push((*attempt, *at));
+    }
+    let mut held_through = 0;
+    for j in all_jobs(&h).await {
+        assert_eq!(j.status, JobStatus::Succeeded);
+        let runs = &by_job[&j.id];
+        // The attempt that succeeded started exactly once.
+        assert_eq!(
+            runs.iter().filter(|(a, _)| *a == j.attempt).count(),
+            1,
+            "job {}: {runs:?}",
+            j.id
+        );
+        // An attempt taken back during a freeze is never started after that freeze began.
+        for (attempt, at) in runs {
+            let lost = taken.iter().find(|(id, a, _)| *id == j.id && a == attempt);
+            if let Some((_, _, began)) = lost {
+                assert!(
+                    at < began,
+                    "job {} started attempt {attempt} after a freeze in which it was taken back",
+                    j.id
+                );
+            }
+        }
+        // Claimed ahead before a freeze and taken back during it: attempt 1 never started.
+        if !runs.iter().any(|(a, _)| *a == 1) {
+            held_through += 1;
+        }
+    }
+    assert!(
+        held_through >= 1,
+        "the pool held no job through a freeze; the test proves nothing"
+    );
+}
