@@ -24,8 +24,8 @@ pub use duration::{parse_duration, DurationError};
 pub use event::{Event, EventKind, NewEvent};
 pub use job::{DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus};
 pub use outcome::{
-    decide_after_error, decide_failure, decide_rescue, rescue_message, AfterError, FailAction,
-    HandlerError, RescueAction,
+    decide_after_error, decide_cancel, decide_failure, decide_rescue, may_retry, rescue_message,
+    AfterError, CancelAction, FailAction, HandlerError, RescueAction,
 };
 pub use settings::{TaskCatalog, TaskSettings};
 pub use task::Task;

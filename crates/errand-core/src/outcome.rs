@@ -2,6 +2,7 @@
 //! the store only writes the decision (and only if the fence still holds).
 
 use crate::backoff::Backoff;
+use crate::job::JobStatus;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -156,6 +157,34 @@ pub fn decide_rescue(attempt: i32, max_attempts: i32, cancel_requested: bool) ->
     }
 }
 
+/// What an operator's cancel does to a job in its current state. The stores call this under
+/// the lock of the row (the decision is made here; they only apply it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAction {
+    /// Queued: `cancelled` at once.
+    Cancel,
+    /// Running and not yet asked: the worker is asked to stop (`cancel_requested_at`).
+    RequestStop,
+    /// Finished, or already asked: left as it is.
+    Unchanged,
+}
+
+/// The cancel rule: a queued job is cancelled, a running one asked to stop (once), a finished
+/// one left alone.
+pub fn decide_cancel(status: JobStatus, cancel_requested: bool) -> CancelAction {
+    match status {
+        JobStatus::Queued => CancelAction::Cancel,
+        JobStatus::Running if !cancel_requested => CancelAction::RequestStop,
+        _ => CancelAction::Unchanged,
+    }
+}
+
+/// The retry rule: only failed and cancelled jobs may be put back in the queue by an operator
+/// (a live one is already on its way, a succeeded one is done).
+pub fn may_retry(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Failed | JobStatus::Cancelled)
+}
+
 /// The message stored with a rescue (the `rescued` event, and `last_error` when it fails the
 /// job).
 pub fn rescue_message(action: RescueAction, worker_id: &str, attempt: i32) -> String {
@@ -298,6 +327,34 @@ mod tests {
             decide_after_error(4, 4, false, &err(), &b, 0.5),
             AfterError::Apply(FailAction::Fail)
         );
+    }
+
+    #[test]
+    fn cancel_and_retry_eligibility() {
+        assert_eq!(
+            decide_cancel(JobStatus::Queued, false),
+            CancelAction::Cancel
+        );
+        assert_eq!(
+            decide_cancel(JobStatus::Running, false),
+            CancelAction::RequestStop
+        );
+        assert_eq!(
+            decide_cancel(JobStatus::Running, true),
+            CancelAction::Unchanged
+        );
+        for s in [
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ] {
+            assert_eq!(decide_cancel(s, false), CancelAction::Unchanged);
+        }
+        let retryable: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| may_retry(*s))
+            .collect();
+        assert_eq!(retryable, vec![JobStatus::Failed, JobStatus::Cancelled]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::error::map;
 use crate::rows;
 use crate::sql::limit;
 use crate::PgStore;
-use errand_core::{JobId, JobStatus};
+use errand_core::{decide_cancel, may_retry, CancelAction, JobId, JobStatus};
 use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreResult};
 use sqlx::{Connection, Row};
 use std::collections::{HashMap, HashSet};
@@ -104,10 +104,10 @@ impl PgStore {
         let mut queued = Vec::new();
         let mut running = Vec::new();
         for (&id, &(status, asked)) in &current {
-            match status {
-                JobStatus::Queued => queued.push(id),
-                JobStatus::Running if !asked => running.push(id),
-                _ => {}
+            match decide_cancel(status, asked) {
+                CancelAction::Cancel => queued.push(id),
+                CancelAction::RequestStop => running.push(id),
+                CancelAction::Unchanged => {}
             }
         }
         if !queued.is_empty() || !running.is_empty() {
@@ -156,7 +156,7 @@ impl PgStore {
         // Keys already held by a live job cannot be given to a retried one.
         let keys: Vec<&str> = current
             .values()
-            .filter(|(s, _)| matches!(s, JobStatus::Failed | JobStatus::Cancelled))
+            .filter(|(s, _)| may_retry(*s))
             .filter_map(|(_, k)| k.as_deref())
             .collect();
         let mut taken: HashSet<String> = if keys.is_empty() {
@@ -178,7 +178,7 @@ impl PgStore {
             let Some((status, key)) = current.get(&id) else {
                 continue;
             };
-            if !matches!(status, JobStatus::Failed | JobStatus::Cancelled) || chosen.contains(&id) {
+            if !may_retry(*status) || chosen.contains(&id) {
                 continue;
             }
             if let Some(k) = key {

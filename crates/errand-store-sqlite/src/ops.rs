@@ -6,7 +6,9 @@ use crate::error::OpError;
 use crate::jobs::insert_event;
 use crate::notify::ReadyQueues;
 use crate::rows::{micros_to_time, to_micros};
-use errand_core::{Event, EventKind, JobId, JobStatus, NewEvent};
+use errand_core::{
+    decide_cancel, may_retry, CancelAction, Event, EventKind, JobId, JobStatus, NewEvent,
+};
 use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreError};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
@@ -56,8 +58,8 @@ pub(crate) fn cancel(
             out.push(CancelOutcome::NotFound { id });
             continue;
         };
-        let outcome = match job.status {
-            JobStatus::Queued => {
+        let outcome = match decide_cancel(job.status, job.cancel_requested) {
+            CancelAction::Cancel => {
                 tx.prepare_cached(
                     "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 \
                      WHERE id = ?1",
@@ -75,7 +77,7 @@ pub(crate) fn cancel(
                 )?;
                 CancelOutcome::Cancelled { id }
             }
-            JobStatus::Running if !job.cancel_requested => {
+            CancelAction::RequestStop => {
                 tx.prepare_cached(
                     "UPDATE errand_jobs SET cancel_requested_at = ?2, updated_at = ?2 WHERE id = ?1",
                 )?
@@ -92,7 +94,10 @@ pub(crate) fn cancel(
                 )?;
                 CancelOutcome::CancelRequested { id }
             }
-            status => CancelOutcome::Unchanged { id, status },
+            CancelAction::Unchanged => CancelOutcome::Unchanged {
+                id,
+                status: job.status,
+            },
         };
         out.push(outcome);
     }
@@ -153,8 +158,7 @@ pub(crate) fn retry(
             out.push(RetryOutcome::NotFound { id });
             continue;
         };
-        let retried = matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
-            && retry_one(tx, now, id, &job, ready)?;
+        let retried = may_retry(job.status) && retry_one(tx, now, id, &job, ready)?;
         out.push(if retried {
             RetryOutcome::Retried { id }
         } else {
