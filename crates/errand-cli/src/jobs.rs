@@ -92,13 +92,13 @@ fn job_table(jobs: &[Job], now: DateTime<Utc>) -> Table {
             Cell::text(&j.kind),
             Cell::num(format!("{}/{}", j.attempt, j.max_attempts)),
             Cell::time(now, j.created_at),
-            // The error of an earlier attempt of a job that then succeeded: history, dimmed.
-            Cell::opt(j.last_error.as_deref().map(first_line)).styled(
-                if j.status == JobStatus::Succeeded {
-                    Style::Dim
-                } else {
-                    Style::Plain
-                },
+            // A succeeded job has no error to scan for: an earlier attempt's is history,
+            // in `errand jobs show`.
+            Cell::opt(
+                (j.status != JobStatus::Succeeded)
+                    .then_some(j.last_error.as_deref())
+                    .flatten()
+                    .map(first_line),
             ),
         ]);
     }

@@ -141,12 +141,14 @@ pub struct Job {
 }
 
 impl Job {
-    /// The derived view this job is in at `now`, if any (a job is in at most one: a stuck job
-    /// is running, and a queued job counts as scheduled before retrying).
+    /// The derived view this job is in at `now`, if any. A job is in at most one: a stuck job
+    /// is running; a queued job that has been attempted is *retrying* (waiting out its
+    /// backoff or ready again); one never attempted that waits for its `run_at` is
+    /// *scheduled*. The stores' list filters spell the same rule.
     pub fn derived_state(&self, now: DateTime<Utc>) -> Option<DerivedState> {
         match self.status {
-            JobStatus::Queued if self.run_at > now => Some(DerivedState::Scheduled),
             JobStatus::Queued if self.attempt >= 1 => Some(DerivedState::Retrying),
+            JobStatus::Queued if self.run_at > now => Some(DerivedState::Scheduled),
             JobStatus::Running if self.lease_expires_at.is_some_and(|l| l < now) => {
                 Some(DerivedState::Stuck)
             }
@@ -198,6 +200,9 @@ mod tests {
         assert_eq!(job.derived_state(now), Some(DerivedState::Scheduled));
         job.run_at = now;
         job.attempt = 1;
+        assert_eq!(job.derived_state(now), Some(DerivedState::Retrying));
+        // Waiting out its backoff: still retrying, as `--state retrying` lists it.
+        job.run_at = now + chrono::Duration::seconds(5);
         assert_eq!(job.derived_state(now), Some(DerivedState::Retrying));
         job.status = JobStatus::Running;
         job.lease_expires_at = Some(now + chrono::Duration::seconds(1));

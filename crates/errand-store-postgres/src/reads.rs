@@ -136,7 +136,7 @@ impl PgStore {
                 qb.push(format_args!(" AND status = '{}'", s.as_str()));
             }
             Some(StateFilter::Derived(DerivedState::Scheduled)) => {
-                qb.push(" AND status = 'queued' AND run_at > coalesce(")
+                qb.push(" AND status = 'queued' AND attempt = 0 AND run_at > coalesce(")
                     .push_bind(now)
                     .push("::timestamptz, now())");
             }

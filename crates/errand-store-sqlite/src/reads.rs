@@ -108,6 +108,7 @@ pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
         Some(StateFilter::Derived(DerivedState::Scheduled)) => {
             conds.push(status_terms(JobStatus::Queued, false));
             conds.push(format!("run_at > {}", arg(Value::Integer(now))));
+            conds.push(format!("attempt = {}", arg(Value::Integer(0))));
         }
         Some(StateFilter::Derived(DerivedState::Retrying)) => {
             conds.push(status_terms(JobStatus::Queued, false));

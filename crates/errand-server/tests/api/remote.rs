@@ -134,7 +134,10 @@ async fn fail_with_retry_after_permanent_and_backoff(h: Harness) {
         .await
         .expect(200);
     assert_eq!(r["job"]["status"], "queued");
-    assert_eq!(r["job"]["derived"], "scheduled");
+    assert_eq!(
+        r["job"]["derived"], "retrying",
+        "an attempted job waiting out its delay is retrying"
+    );
     let run_at: DateTime<Utc> = serde_json::from_value(r["job"]["run_at"].clone()).unwrap();
     assert_eq!(
         run_at,
