@@ -15,6 +15,7 @@
 //! | `config` | `errand.toml`: parsing, environment overrides, validation naming the key |
 //! | `serve` | `serve` and `worker`: the one list of services, signals, graceful stop |
 //! | `handlers` | command and HTTP handlers for configured tasks, one file each |
+//! | `guard` | the process each command attempt runs under, which dies with errand and takes the attempt with it (the hidden subcommand `errand __guard`) |
 //! | `migrate`, `enqueue` | the one-shot commands |
 //! | `stats`, `jobs`, `queues`, `schedules` | the operator commands (`queues` also has `workers list`) |
 //! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
@@ -29,6 +30,7 @@
 mod cli;
 mod config;
 mod enqueue;
+mod guard;
 mod handlers;
 mod jobs;
 mod logging;
@@ -59,6 +61,11 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    // The guard of a command attempt: before anything else (no runtime, no logging, no
+    // configuration), and not a command of `--help`.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(guard::SUBCOMMAND)) {
+        guard::run(std::env::args_os().skip(2));
+    }
     let cli = Cli::parse(); // usage errors exit 2, --help and --version 0
     logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

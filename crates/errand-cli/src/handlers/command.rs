@@ -9,13 +9,21 @@
 //! | is killed by a signal | a failed attempt naming the signal |
 //! | cannot be started (no such program, not executable) | failed for good, naming the program |
 //!
+//! Each attempt runs under a guard (`crate::guard`): a small process that leads the
+//! attempt's process group, dies with `errand`, and takes the attempt with it, even after a
+//! `kill -9` of `errand`, grandchildren that left the group included. So a command never
+//! outlives the lease of the worker that started it, and a rescued job's next attempt never
+//! runs beside the last one. When the program exits, whatever it left running is killed too.
+//! The guard exits as the program did, so the table above reads the program's own status.
+//!
 //! When the job must stop (timeout, operator cancel, lost lease, shutdown after the grace),
-//! the program's process group gets SIGTERM, then SIGKILL shortly before the worker's cancel
-//! grace runs out. Each program runs in a process group of its own, so that a Ctrl-C in the
-//! terminal reaches only `errand` (which then drains) and a stop reaches the program's own
-//! children too. stdout and stderr are captured, keeping the last 64 KiB of each; the args
-//! and the output are never logged.
+//! the process group gets SIGTERM, then SIGKILL (done by the guard, which also finds what left
+//! the group) shortly before the worker's cancel grace runs out. Each attempt runs in a
+//! process group of its own, so that a Ctrl-C in the terminal reaches only `errand` (which then
+//! drains) and a stop reaches the program's own children too. stdout and stderr are captured,
+//! keeping the last 64 KiB of each; the args and the output are never logged.
 
+use crate::guard;
 use errand::worker::JobContext;
 use errand::HandlerError;
 use std::io;
@@ -24,7 +32,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 
 /// How much of stdout and of stderr is kept.
@@ -45,6 +53,9 @@ pub struct CommandHandler {
     /// SIGTERM to SIGKILL: a little less than the worker's cancel grace, so the program is
     /// killed and reaped before the pool gives up on the handler.
     term_grace: Duration,
+    /// How long the guard may take to kill the attempt before errand kills the group itself:
+    /// half of what is left of the cancel grace.
+    kill_patience: Duration,
 }
 
 impl CommandHandler {
@@ -55,6 +66,7 @@ impl CommandHandler {
         CommandHandler {
             argv: argv.into(),
             term_grace: cancel_grace.saturating_sub(margin),
+            kill_patience: margin / 2,
         }
     }
 
@@ -65,9 +77,11 @@ impl CommandHandler {
         args: serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError> {
         let program = &self.argv[0];
-        let mut command = Command::new(program);
+        let (mut command, mut status) =
+            guard::command(&self.argv).map_err(|e| HandlerError::Error {
+                message: format!("cannot start `{program}`: {e}"),
+            })?;
         command
-            .args(&self.argv[1..])
             .env("ERRAND_JOB_ID", ctx.id().to_string())
             .env("ERRAND_ATTEMPT", ctx.attempt().to_string())
             .env("ERRAND_MAX_ATTEMPTS", ctx.max_attempts().to_string())
@@ -75,13 +89,16 @@ impl CommandHandler {
             .env("ERRAND_QUEUE", ctx.queue())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| spawn_error(program, e))?;
+            .stderr(Stdio::piped());
+        let mut child =
+            guard::spawn(command, &mut status)
+                .await
+                .map_err(|e| HandlerError::Error {
+                    message: format!("cannot start `{program}`: {e}"),
+                })?;
         // From here on, if this future is dropped (the pool aborts a handler that outstays
-        // its cancel grace), the whole process group is killed, not only the program.
-        let mut group = GroupGuard(child.id());
+        // its cancel grace), the guard kills the whole attempt, not only the program.
+        let mut armed = KillOnDrop(child.id());
 
         let stdin = child.stdin.take();
         let input = tokio::spawn(async move {
@@ -95,8 +112,8 @@ impl CommandHandler {
         let stdout = Capture::start(child.stdout.take());
         let stderr = Capture::start(child.stderr.take());
 
-        let status = tokio::select! {
-            status = child.wait() => status,
+        let exit = tokio::select! {
+            exit = child.wait() => exit,
             reason = ctx.cancelled() => {
                 tracing::info!(
                     job_id = ctx.id(),
@@ -105,62 +122,69 @@ impl CommandHandler {
                     reason = ?reason,
                     "stopping the command: SIGTERM to its process group"
                 );
-                terminate(&mut child, self.term_grace).await;
-                group.0 = None;
+                terminate(&mut child, self.term_grace, self.kill_patience).await;
+                armed.0 = None;
                 input.abort();
                 // Whatever is returned now is not recorded: the stop reason decides.
                 return Err(HandlerError::Error { message: format!("command stopped ({reason:?})") });
             }
         };
-        group.0 = None;
+        armed.0 = None;
         input.abort();
-        let status = status.map_err(|e| HandlerError::Error {
+        let exit = exit.map_err(|e| HandlerError::Error {
             message: format!("waiting for `{program}` failed: {e}"),
         })?;
+        if let Some(e) = status.spawn_error() {
+            return Err(spawn_error(program, e));
+        }
         let stdout = stdout.finish().await;
         let stderr = stderr.finish().await;
-        outcome(status, &stdout, &stderr)
+        outcome(exit, &stdout, &stderr)
     }
 }
 
-/// Kills the process group when dropped while armed (the program has not been reaped).
-struct GroupGuard(Option<u32>);
+/// Has the guard kill the attempt when dropped while armed (the guard has not been reaped).
+struct KillOnDrop(Option<u32>);
 
-impl Drop for GroupGuard {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            signal_group(pid, libc::SIGKILL);
+            guard::request_kill(pid);
         }
     }
 }
 
+/// Signals the process group the guard `pid` leads (the program is in it).
 fn signal_group(pid: u32, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
-    // SAFETY: kill(2) with a negative pid signals the process group the program leads
+    // SAFETY: kill(2) with a negative pid signals the process group the guard leads
     // (`process_group(0)` made its pid the group id); it touches no memory of ours.
     unsafe {
         libc::kill(-pid, signal);
     }
 }
 
-/// SIGTERM to the program's group, up to `grace` for it to exit, then SIGKILL; reaps it.
-async fn terminate(child: &mut Child, grace: Duration) {
+/// SIGTERM to the program's group, up to `grace` for it to exit, then SIGKILL of everything
+/// the attempt started (by its guard, which also finds what left the group; by errand, to the
+/// group, should the guard not be done within `patience`); reaps the guard.
+async fn terminate(child: &mut Child, grace: Duration, patience: Duration) {
     let Some(pid) = child.id() else {
         return; // already reaped
     };
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!(
-            pid,
-            "the command did not exit after SIGTERM; sending SIGKILL"
-        );
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        return; // the guard has killed whatever the program left behind
+    }
+    tracing::warn!(
+        pid,
+        "the command did not exit after SIGTERM; sending SIGKILL"
+    );
+    guard::request_kill(pid);
+    if tokio::time::timeout(patience, child.wait()).await.is_err() {
         signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;
-    } else {
-        // The program is gone; anything it started in its group goes too.
-        signal_group(pid, libc::SIGKILL);
     }
 }
 

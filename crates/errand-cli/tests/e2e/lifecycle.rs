@@ -114,11 +114,8 @@ async fn a_worker_killed_mid_job_is_rescued_by_another(env: Env) {
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
-    // The first attempt's program outlives its worker (it has its own process group); end it.
-    // SAFETY: kill(2) on a pid our test's program wrote; no memory is involved.
-    unsafe {
-        libc::kill(orphan, libc::SIGKILL);
-    }
+    // The first attempt's program dies with its worker (its guard takes it along).
+    env.wait_process_gone(orphan).await;
 
     let b = env.spawn(&["worker"], &[]);
     let job = env

@@ -14,6 +14,7 @@ mod command;
 mod demo;
 mod fixture;
 mod golden;
+mod guard;
 mod hardening;
 mod http;
 mod lifecycle;
