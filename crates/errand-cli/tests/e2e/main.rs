@@ -11,6 +11,7 @@ mod sink;
 mod api;
 mod cli;
 mod command;
+mod crash_storm;
 mod demo;
 mod fixture;
 mod golden;

@@ -1,12 +1,14 @@
 //! A tiny HTTP/1.1 server that counts the side effects of HTTP jobs: every request is one
 //! side effect, recorded under its `Errand-Job-Id` header before the answer (an empty 200)
 //! goes back. Connections are kept alive, as the worker's pooled client expects, so tens of
-//! thousands of jobs cost no more than their requests.
+//! thousands of jobs cost no more than their requests. Each request is also kept as a [`Run`]
+//! (job, attempt, when it arrived, when its answer was written), to check that no job ran
+//! twice at once.
 
 use errand::JobId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -26,6 +28,19 @@ struct Seen {
     anonymous: u64,
     /// Connections accepted (few: the workers' HTTP client keeps them alive).
     connections: u64,
+    /// Every request with a job id, in the order their answers were written.
+    runs: Vec<Run>,
+}
+
+/// One request of a job: one attempt's side effect, from its arrival to its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub job: JobId,
+    /// `Errand-Attempt`, 0 when missing.
+    pub attempt: u32,
+    pub start: Instant,
+    /// When the answer was written (or could not be: the worker was gone).
+    pub end: Instant,
 }
 
 impl Sink {
@@ -51,6 +66,11 @@ impl Sink {
     /// How many requests each job id made.
     pub fn per_job(&self) -> HashMap<JobId, u32> {
         self.seen.lock().unwrap().per_job.clone()
+    }
+
+    /// Every request with a job id that has been answered.
+    pub fn runs(&self) -> Vec<Run> {
+        self.seen.lock().unwrap().runs.clone()
     }
 
     /// Every request, with or without a job id.
@@ -91,9 +111,11 @@ async fn connection(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, delay: Durati
                 Ok(n) => data.extend_from_slice(&buf[..n]),
             }
         };
+        let start = Instant::now();
         let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
         let mut length = 0usize;
         let mut job: Option<JobId> = None;
+        let mut attempt = 0;
         for line in head.lines().skip(1) {
             if let Some((name, value)) = line.split_once(':') {
                 let (name, value) = (name.trim(), value.trim());
@@ -101,6 +123,8 @@ async fn connection(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, delay: Durati
                     length = value.parse().unwrap_or(0);
                 } else if name.eq_ignore_ascii_case("errand-job-id") {
                     job = value.parse().ok();
+                } else if name.eq_ignore_ascii_case("errand-attempt") {
+                    attempt = value.parse().unwrap_or(0);
                 }
             }
         }
@@ -123,11 +147,18 @@ async fn connection(mut stream: TcpStream, seen: Arc<Mutex<Seen>>, delay: Durati
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if stream
+        let written = stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .await
-            .is_err()
-        {
+            .await;
+        if let Some(job) = job {
+            seen.lock().unwrap().runs.push(Run {
+                job,
+                attempt,
+                start,
+                end: Instant::now(),
+            });
+        }
+        if written.is_err() {
             return;
         }
     }
