@@ -1,8 +1,8 @@
 //! Guards: a command never outlives the `errand` process that started it (Linux).
 //!
 //! Every attempt of a command task runs under a guard: the `errand` binary run again as the
-//! hidden subcommand `errand __guard --parent PID --status-fd 3 -- PROGRAM [ARGS...]` (not in
-//! `--help`; `main` dispatches it before parsing the command line or starting a runtime). The
+//! hidden subcommand `errand __guard --parent PID --status-fd 3 --lease-ms MS -- PROGRAM ...`
+//! (not in `--help`; `main` dispatches it before parsing the command line or starting a runtime). The
 //! guard leads the attempt's process group, runs the program in it, and dies with errand:
 //!
 //! ```text
@@ -19,6 +19,7 @@
 //! | errand sends SIGTERM to the group (timeout, cancel, lost lease, stop) | the program gets it; the guard ignores it and keeps waiting |
 //! | errand sends [`KILL_REQUEST`] to the guard (SIGTERM was not enough) | the guard SIGKILLs the attempt (below) and exits as the program did (killed by SIGKILL) |
 //! | errand dies, even by `kill -9` | the kernel sends [`PARENT_DEATH`] to the guard, which SIGKILLs the attempt and exits; a check of `getppid()` every second backs the signal up |
+//! | errand is stopped (SIGSTOP, a debugger) for half the worker's lease | its lease is about to end (no heartbeat can renew it) and the job to be rescued elsewhere: the guard SIGKILLs the attempt before that can happen |
 //! | the guard itself is killed | the program gets SIGKILL from its own parent-death signal |
 //!
 //! "The attempt" is every process of the guard's group and every process orphaned onto the
@@ -47,6 +48,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{mpsc, Mutex};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -87,9 +89,10 @@ impl Status {
     }
 }
 
-/// A command that runs `argv` under a guard, and the guard's status pipe. The caller adds
-/// the environment and stdio (which the program gets), then starts it with [`spawn`].
-pub fn command(argv: &[String]) -> io::Result<(Command, Status)> {
+/// A command that runs `argv` under a guard for a worker whose lease is `lease`, and the
+/// guard's status pipe. The caller adds the environment and stdio (which the program gets),
+/// then starts it with [`spawn`].
+pub fn command(argv: &[String], lease: Option<Duration>) -> io::Result<(Command, Status)> {
     let (read, write) = status_pipe()?;
     let mut command = Command::new("/proc/self/exe");
     command
@@ -102,10 +105,13 @@ pub fn command(argv: &[String]) -> io::Result<(Command, Status)> {
         .arg("--parent")
         .arg(std::process::id().to_string())
         .arg("--status-fd")
-        .arg(STATUS_FD.to_string())
-        .arg("--")
-        .args(argv)
-        .process_group(0);
+        .arg(STATUS_FD.to_string());
+    if let Some(lease) = lease {
+        command
+            .arg("--lease-ms")
+            .arg(lease.as_millis().max(1).to_string());
+    }
+    command.arg("--").args(argv).process_group(0);
     let fd = write.as_raw_fd();
     // SAFETY: only async-signal-safe calls between fork and exec: the status pipe's end
     // becomes descriptor 3 of the guard, without close-on-exec.

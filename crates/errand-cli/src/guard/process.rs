@@ -1,4 +1,5 @@
-//! The guard process itself: `errand __guard --parent PID --status-fd FD -- PROGRAM [ARGS...]`.
+//! The guard process itself:
+//! `errand __guard --parent PID [--status-fd FD] [--lease-ms MS] -- PROGRAM [ARGS...]`.
 //!
 //! A plain synchronous program (no async runtime, one thread), so that every signal it waits
 //! for is its own and the parent-death signal has one thread to watch. The steps, in order:
@@ -14,7 +15,9 @@
 //!    stdin, stdout and stderr passed through (if that fails, write the OS error number to
 //!    the status descriptor and exit 127);
 //! 5. wait for one of: the program's exit, the parent's death (signal, or `getppid()` changed,
-//!    checked at least every second), a kill request ([`KILL_REQUEST`] from errand's pid);
+//!    checked at least every second), a kill request ([`KILL_REQUEST`] from errand's pid), or
+//!    errand stopped (SIGSTOP, a debugger) for half its lease (`--lease-ms`; see
+//!    [`stop_limit`]);
 //! 6. kill whatever of the attempt is left ([`sweep`]), then exit the way the program did:
 //!    with its exit code, or killed by its signal.
 
@@ -38,15 +41,17 @@ const SWEEP_PATIENCE: Duration = Duration::from_secs(5);
 struct Request {
     parent: libc::pid_t,
     status_fd: Option<RawFd>,
+    lease: Option<Duration>,
     argv: Vec<OsString>,
 }
 
 impl Request {
-    /// `--parent PID [--status-fd FD] -- PROGRAM [ARGS...]`.
+    /// `--parent PID [--status-fd FD] [--lease-ms MS] -- PROGRAM [ARGS...]`.
     fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         let mut args = args.into_iter();
         let mut parent = None;
         let mut status_fd = None;
+        let mut lease = None;
         loop {
             let Some(flag) = args.next() else {
                 return Err("missing `-- PROGRAM`".into());
@@ -60,6 +65,10 @@ impl Request {
             match flag.to_str() {
                 Some("--parent") => parent = Some(number("--parent", args.next())?),
                 Some("--status-fd") => status_fd = Some(number("--status-fd", args.next())?),
+                Some("--lease-ms") => {
+                    let ms = number("--lease-ms", args.next())?;
+                    lease = Some(Duration::from_millis(ms as u64));
+                }
                 Some("--") => break,
                 _ => return Err(format!("unexpected argument {flag:?}")),
             }
@@ -72,6 +81,7 @@ impl Request {
         Ok(Request {
             parent,
             status_fd,
+            lease,
             argv,
         })
     }
@@ -149,13 +159,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ! {
         program,
         status: None,
     };
-    let outcome = watch(request.parent, &signals, &mut reaper);
+    let outcome = watch(request.parent, request.lease, &signals, &mut reaper);
     if outcome == Watched::ParentGone {
         sweep(me, &mut reaper);
         std::process::exit(1);
     }
-    // The program has exited, or errand asked for the kill: nothing it started may stay.
-    if outcome == Watched::KillRequested || reaper.reap() {
+    // The program has exited, errand asked for the kill, or the lease is over: nothing the
+    // program started may stay.
+    if outcome != Watched::Exited || reaper.reap() {
         sweep(me, &mut reaper);
     }
     exit_like(
@@ -171,13 +182,26 @@ enum Watched {
     Exited,
     KillRequested,
     ParentGone,
+    /// errand has been stopped for so long that its lease may soon be over.
+    LeaseOver,
 }
 
-/// Waits for the program's exit, errand's death or its kill request.
-fn watch(parent: libc::pid_t, signals: &libc::sigset_t, reaper: &mut Reaper) -> Watched {
+/// Waits for the program's exit, errand's death, its kill request, or errand stopped for
+/// [`stop_limit`].
+fn watch(
+    parent: libc::pid_t,
+    lease: Option<Duration>,
+    signals: &libc::sigset_t,
+    reaper: &mut Reaper,
+) -> Watched {
+    let mut stopped_since: Option<Instant> = None;
+    let (check, limit) = match lease {
+        Some(lease) => stop_limit(lease),
+        None => (PARENT_CHECK, Duration::MAX),
+    };
     let timeout = libc::timespec {
-        tv_sec: PARENT_CHECK.as_secs() as libc::time_t,
-        tv_nsec: 0,
+        tv_sec: check.as_secs() as libc::time_t,
+        tv_nsec: check.subsec_nanos() as libc::c_long,
     };
     loop {
         // SAFETY: `info` is written by the kernel before it is read; `signals` and `timeout`
@@ -193,6 +217,15 @@ fn watch(parent: libc::pid_t, signals: &libc::sigset_t, reaper: &mut Reaper) -> 
         }
         if signal == KILL_REQUEST && sender == parent {
             return Watched::KillRequested;
+        }
+        if lease.is_some() {
+            if is_stopped(parent) {
+                if stopped_since.get_or_insert_with(Instant::now).elapsed() >= limit {
+                    return Watched::LeaseOver;
+                }
+            } else {
+                stopped_since = None;
+            }
         }
         // SIGCHLD, the periodic check, or a signal that was for the program's group (which
         // the program got too): reap, and keep waiting while the program lives.
@@ -258,6 +291,27 @@ fn sweep(me: libc::pid_t, reaper: &mut Reaper) {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// How often to look at a stopped errand, and for how long it may stay stopped before the
+/// attempt is killed, for a worker whose lease is `lease`.
+///
+/// A worker renews its leases every third of the lease, so a stopped worker's lease ends
+/// between 2/3 of a lease and a whole lease after the stop. The stop is seen at most one
+/// check (at most 1/8 of the lease) late, and the kill comes half a lease after it is seen:
+/// at most 5/8 of a lease after the stop, before the lease can have ended and the job been
+/// handed to another worker.
+fn stop_limit(lease: Duration) -> (Duration, Duration) {
+    let check = (lease / 8).clamp(Duration::from_millis(1), PARENT_CHECK);
+    (check, lease / 2)
+}
+
+/// Whether process `pid` is stopped (by a signal, or by a debugger).
+fn is_stopped(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_stat(&stat))
+        .is_some_and(|(state, _, _)| state == 'T' || state == 't')
 }
 
 /// Every process: (pid, state, parent pid, process group), from `/proc/PID/stat`.
@@ -377,6 +431,8 @@ mod tests {
             "42",
             "--status-fd",
             "3",
+            "--lease-ms",
+            "1500",
             "--",
             "sh",
             "-c",
@@ -388,6 +444,7 @@ mod tests {
             Request {
                 parent: 42,
                 status_fd: Some(3),
+                lease: Some(Duration::from_millis(1500)),
                 argv: args(&["sh", "-c", "x"])
             }
         );
@@ -402,6 +459,23 @@ mod tests {
             (&["--nope"], "unexpected argument \"--nope\""),
         ] {
             assert_eq!(Request::parse(args(bad)).unwrap_err(), error, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_stopped_errand_loses_its_attempts_before_its_lease_can_end() {
+        assert_eq!(
+            stop_limit(Duration::from_secs(2)),
+            (Duration::from_millis(250), Duration::from_secs(1))
+        );
+        assert_eq!(
+            stop_limit(Duration::from_secs(30)),
+            (Duration::from_secs(1), Duration::from_secs(15))
+        );
+        for ms in [30, 100, 2_000, 30_000, 600_000] {
+            let lease = Duration::from_millis(ms);
+            let (check, limit) = stop_limit(lease);
+            assert!(check + limit < lease * 2 / 3, "{lease:?}");
         }
     }
 

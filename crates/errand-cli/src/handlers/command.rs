@@ -13,7 +13,8 @@
 //! attempt's process group, dies with `errand`, and takes the attempt with it, even after a
 //! `kill -9` of `errand`, grandchildren that left the group included. So a command never
 //! outlives the lease of the worker that started it, and a rescued job's next attempt never
-//! runs beside the last one. When the program exits, whatever it left running is killed too.
+//! runs beside the last one; nor does it run on while `errand` is stopped (SIGSTOP) past the
+//! lease. When the program exits, whatever it left running is killed too.
 //! The guard exits as the program did, so the table above reads the program's own status.
 //!
 //! When the job must stop (timeout, operator cancel, lost lease, shutdown after the grace),
@@ -56,6 +57,9 @@ pub struct CommandHandler {
     /// How long the guard may take to kill the attempt before errand kills the group itself:
     /// half of what is left of the cancel grace.
     kill_patience: Duration,
+    /// The worker's lease: the guard kills the attempt when errand has been stopped for half
+    /// of it.
+    lease: Option<Duration>,
 }
 
 impl CommandHandler {
@@ -67,7 +71,15 @@ impl CommandHandler {
             argv: argv.into(),
             term_grace: cancel_grace.saturating_sub(margin),
             kill_patience: margin / 2,
+            lease: None,
         }
+    }
+
+    /// The handler for a worker whose lease is `lease`: an attempt is killed once errand has
+    /// been stopped (SIGSTOP, a debugger) for half of it, before the lease can end.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Runs the program for one attempt of `ctx`'s job.
@@ -78,7 +90,7 @@ impl CommandHandler {
     ) -> Result<Option<serde_json::Value>, HandlerError> {
         let program = &self.argv[0];
         let (mut command, mut status) =
-            guard::command(&self.argv).map_err(|e| HandlerError::Error {
+            guard::command(&self.argv, self.lease).map_err(|e| HandlerError::Error {
                 message: format!("cannot start `{program}`: {e}"),
             })?;
         command

@@ -18,10 +18,10 @@ pub fn register_all(mut builder: WorkerBuilder, config: &Config) -> anyhow::Resu
     for (kind, task) in &config.tasks {
         builder = match &task.handler {
             Handler::Command { argv } => {
-                let handler = Arc::new(CommandHandler::new(
-                    argv.clone(),
-                    config.workers.cancel_grace,
-                ));
+                let handler = Arc::new(
+                    CommandHandler::new(argv.clone(), config.workers.cancel_grace)
+                        .with_lease(config.workers.lease),
+                );
                 builder.register_kind(kind.clone(), move |ctx: JobContext, args| {
                     let handler = handler.clone();
                     async move { handler.run(ctx, args).await }

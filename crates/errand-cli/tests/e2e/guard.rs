@@ -1,5 +1,6 @@
 //! A command never outlives its attempt: not after a `kill -9` of `errand serve`, not after
-//! the program exits, not after a stop, grandchildren that left the process group included.
+//! the program exits, not after a stop, not while its worker is frozen past half its lease,
+//! grandchildren that left the process group included.
 //!
 //! A job's processes are found by their environment: the handler gives each program
 //! `ERRAND_JOB_ID`, and the case gives its `errand` process a marker variable naming the
@@ -15,6 +16,7 @@ e2e!(
     a_killed_serve_takes_its_commands_with_it,
     a_command_leaves_nothing_running_when_it_exits,
     a_stopped_command_takes_its_escaped_grandchildren,
+    a_frozen_worker_loses_its_commands_before_its_lease_ends,
 );
 
 /// The variable marking the processes of one case.
@@ -78,6 +80,50 @@ async fn a_killed_serve_takes_its_commands_with_it(env: Env) {
             format!("{id}:2:finish")
         ],
         "the rescued attempt is the only one that ran after the kill"
+    );
+}
+
+/// A worker frozen with SIGSTOP cannot renew its lease: its commands are killed before the
+/// lease ends, so the worker that rescues the job runs the next attempt alone.
+async fn a_frozen_worker_loses_its_commands_before_its_lease_ends(env: Env) {
+    let script = env.script("job.sh", TWO_SLEEPERS);
+    env.config(&format!(
+        "[workers]\npoll_interval = \"100ms\"\nlease = \"2s\"\n\
+         [tasks.job]\ncommand = [\"sh\", \"{script}\"]\n"
+    ));
+    let id = enqueued_id(&env.run(&["enqueue", "job"]).await);
+    let marker = env.dir.display().to_string();
+    let frozen = env.spawn(&["worker"], &[(MARKER, &marker)]);
+    wait_file(&env, "started").await;
+    let started = Instant::now();
+    assert!(job_processes(&env, id).len() >= 5);
+
+    frozen.signal(libc::SIGSTOP);
+    // Killed half a lease after the stop is seen: well within 2 s.
+    assert_gone_within(&env, id, WITHIN, "while its worker is stopped").await;
+    let rescuer = env.spawn(&["worker"], &[(MARKER, &marker)]);
+    let job = env
+        .wait_job(id, "succeeded", |j| j.status == JobStatus::Succeeded)
+        .await;
+    assert_eq!(job.attempt, 2);
+    // Thawed, the first worker learns that it lost the job, and changes nothing.
+    frozen.signal(libc::SIGCONT);
+    frozen.stop().await;
+    rescuer.stop().await;
+    let job = env.job(id).await;
+    assert_eq!((job.status, job.attempt), (JobStatus::Succeeded, 2));
+
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(started.elapsed())).await;
+    assert_no_file(&env, "X");
+    assert_no_file(&env, "escaped");
+    let runs = std::fs::read_to_string(env.path("runs.log")).unwrap();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        [
+            format!("{id}:1:start"),
+            format!("{id}:2:start"),
+            format!("{id}:2:finish")
+        ]
     );
 }
 
