@@ -19,7 +19,7 @@
 //! | errand sends SIGTERM to the group (timeout, cancel, lost lease, stop) | the program gets it; the guard ignores it and keeps waiting |
 //! | errand sends [`KILL_REQUEST`] to the guard (SIGTERM was not enough) | the guard SIGKILLs the attempt (below) and exits as the program did (killed by SIGKILL) |
 //! | errand dies, even by `kill -9` | the kernel sends [`PARENT_DEATH`] to the guard, which SIGKILLs the attempt and exits; a check of `getppid()` every second backs the signal up |
-//! | errand is stopped (SIGSTOP, a debugger) for half the worker's lease | its lease is about to end (no heartbeat can renew it) and the job to be rescued elsewhere: the guard SIGKILLs the attempt before that can happen |
+//! | errand is stopped (SIGSTOP, SIGTSTP) for half the worker's lease | its lease is about to end (no heartbeat can renew it) and the job to be rescued elsewhere: the guard SIGKILLs the attempt before that can happen |
 //! | the guard itself is killed | the program gets SIGKILL from its own parent-death signal |
 //!
 //! "The attempt" is every process of the guard's group and every process orphaned onto the

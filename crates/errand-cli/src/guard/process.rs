@@ -16,7 +16,7 @@
 //!    the status descriptor and exit 127);
 //! 5. wait for one of: the program's exit, the parent's death (signal, or `getppid()` changed,
 //!    checked at least every second), a kill request ([`KILL_REQUEST`] from errand's pid), or
-//!    errand stopped (SIGSTOP, a debugger) for half its lease (`--lease-ms`; see
+//!    errand stopped (SIGSTOP, SIGTSTP) for half its lease (`--lease-ms`; see
 //!    [`stop_limit`]);
 //! 6. kill whatever of the attempt is left ([`sweep`]), then exit the way the program did:
 //!    with its exit code, or killed by its signal.
@@ -306,12 +306,13 @@ fn stop_limit(lease: Duration) -> (Duration, Duration) {
     (check, lease / 2)
 }
 
-/// Whether process `pid` is stopped (by a signal, or by a debugger).
+/// Whether process `pid` is stopped by a signal (`T`). Not a tracing stop (`t`): under
+/// `strace` a busy process is seen in one at every look, and it still renews its leases.
 fn is_stopped(pid: libc::pid_t) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| parse_stat(&stat))
-        .is_some_and(|(state, _, _)| state == 'T' || state == 't')
+        .is_some_and(|(state, _, _)| state == 'T')
 }
 
 /// Every process: (pid, state, parent pid, process group), from `/proc/PID/stat`.

@@ -76,7 +76,7 @@ impl CommandHandler {
     }
 
     /// The handler for a worker whose lease is `lease`: an attempt is killed once errand has
-    /// been stopped (SIGSTOP, a debugger) for half of it, before the lease can end.
+    /// been stopped (SIGSTOP, SIGTSTP) for half of it, before the lease can end.
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
