@@ -11,6 +11,14 @@
 //!
 //! It also refreshes the worker's row (`worker_heartbeat`), registering again if the row
 //! was pruned while this process could not reach the database.
+//!
+//! Beside it runs the lease watchdog: a job is run only while this worker knows its lease to
+//! be held. When heartbeats have not renewed a lease for five sixths of it (the database is
+//! slow or away, the process was starved), the watchdog stops the handler itself
+//! ([`StopReason::LeaseLost`]) instead of waiting for a heartbeat to say so, because by the
+//! time the lease ends the rescuer may hand the job to another worker. A heartbeat that
+//! comes through later and finds the lease still held changes nothing: the attempt is given
+//! up and its job is rescued, at least once and never twice at the same time.
 
 use crate::pool::Shared;
 use crate::signal::{Signal, StopReason};
@@ -19,13 +27,42 @@ use std::sync::Arc;
 
 pub(crate) async fn run(shared: Arc<Shared>, stop: Signal) {
     let period = shared.config.lease / 3;
+    let beats = async {
+        loop {
+            tokio::select! {
+                () = stop.fired() => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            beat_jobs(&shared).await;
+            beat_worker(&shared).await;
+        }
+    };
+    tokio::join!(beats, watchdog(&shared, &stop));
+}
+
+/// The least lease a running job keeps before the watchdog stops it: a sixth of the lease.
+pub(crate) fn watchdog_margin(lease: std::time::Duration) -> std::time::Duration {
+    lease / 6
+}
+
+async fn watchdog(shared: &Shared, stop: &Signal) {
+    let margin = watchdog_margin(shared.config.lease);
+    let every = (shared.config.lease / 20).max(std::time::Duration::from_millis(5));
     loop {
         tokio::select! {
             () = stop.fired() => return,
-            () = tokio::time::sleep(period) => {}
+            () = tokio::time::sleep(every) => {}
         }
-        beat_jobs(&shared).await;
-        beat_worker(&shared).await;
+        for key in shared.running.expiring(margin) {
+            if shared.running.stop(key, StopReason::LeaseLost) {
+                tracing::warn!(
+                    job_id = key.0,
+                    attempt = key.1,
+                    "no heartbeat has renewed the job's lease in time: stopping its handler \
+                     before the lease ends (the job will be rescued)"
+                );
+            }
+        }
     }
 }
 

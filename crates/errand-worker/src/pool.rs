@@ -160,6 +160,20 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Jobs whose handler has not returned and whose lease is known to be held for less than
+    /// `margin` more.
+    pub(crate) fn expiring(&self, margin: Duration) -> Vec<RunKey> {
+        let now = Instant::now();
+        self.lock()
+            .jobs
+            .iter()
+            .filter(|(_, e)| {
+                !e.handler_done && e.lease_until.saturating_duration_since(now) < margin
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// The stop signal of a held or running job.
     pub(crate) fn stop_signal(&self, key: RunKey) -> Option<JobStop> {
         self.lock().jobs.get(&key).map(|e| e.stop.clone())

@@ -174,3 +174,63 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
         "the pool held no job through a freeze; the test proves nothing"
     );
 }
+
+/// A worker alive but unable to renew its leases (its database connections all taken, so
+/// heartbeats wait) stops its handlers itself before their leases end, instead of running on
+/// beside the attempt a rescue would start elsewhere. PostgreSQL: the pool is what is
+/// exhausted; no connection is left for the heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_worker_that_cannot_renew_stops_its_handlers_before_the_lease_ends() {
+    errand_store_tests::run(TestBackend::Postgres, cannot_renew).await;
+}
+
+async fn cannot_renew(h: Harness) {
+    const LEASE: Duration = Duration::from_millis(1500);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let stopped_tx = Arc::new(Mutex::new(Some(stopped_tx)));
+    let worker = pool(&h)
+        .lease(LEASE)
+        .own_rescuer(false)
+        .queue("default", 1)
+        .register_kind("wait", move |ctx: JobContext, _args: Value| {
+            let (started, stopped) = (started_tx.clone(), stopped_tx.clone());
+            async move {
+                let at = Instant::now();
+                if let Some(tx) = started.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                let reason = ctx.cancelled().await;
+                if let Some(tx) = stopped.lock().unwrap().take() {
+                    let _ = tx.send((reason, at.elapsed()));
+                }
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    h.insert(job("wait", json!({}))).await;
+    tokio::time::timeout(PATIENCE, started_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    // Take every connection of the store's pool: heartbeats now wait for one.
+    let pg = h.pg.clone().expect("a PostgreSQL harness");
+    let mut held = Vec::new();
+    for _ in 0..pg.pool().options().get_max_connections() {
+        held.push(pg.pool().acquire().await.unwrap());
+    }
+    let (reason, after) = tokio::time::timeout(LEASE * 3, stopped_rx)
+        .await
+        .expect("the handler was never stopped while its lease ran out")
+        .unwrap();
+    assert_eq!(reason, errand_worker::StopReason::LeaseLost);
+    assert!(
+        after < LEASE,
+        "stopped {after:?} after its start, past the lease of {LEASE:?}"
+    );
+    drop(held);
+    worker.shutdown().await;
+}
