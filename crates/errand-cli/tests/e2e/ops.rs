@@ -40,7 +40,9 @@ async fn status(env: &Env, id: JobId) -> JobStatus {
 
 async fn stats_counts_states_and_recent_runs(env: Env) {
     setup(&env).await;
+    let before = chrono::Utc::now();
     let v = json(&env.run(&["stats", "--json"]).await);
+    let after = chrono::Utc::now();
     let q = |name: &str| {
         v["queues"]
             .as_array()
@@ -64,7 +66,19 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
     .collect();
     assert_eq!(counts, vec![2, 1, 2, 1, 1, 1], "{email}");
     assert!(email["oldest_ready_run_at"].is_string(), "{email}");
-    assert!(email["oldest_ready_age_ms"].as_i64().unwrap() >= 0);
+    // The age is the time from the oldest ready job's run_at to the moment stats ran.
+    let run_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(email["oldest_ready_run_at"].clone()).unwrap();
+    let age = email["oldest_ready_age_ms"].as_i64().unwrap();
+    let (least, most) = (
+        (before - run_at).num_milliseconds() - 1,
+        (after - run_at).num_milliseconds() + 1,
+    );
+    assert!(least > 0, "the fixture's ready job is in the past: {email}");
+    assert!(
+        (least..=most).contains(&age),
+        "age {age} ms outside {least}..={most}: {email}"
+    );
     assert_eq!(email["recent"]["succeeded"], 1);
     assert_eq!(email["recent"]["failed"], 1);
     assert_eq!(email["recent"]["cancelled"], 1);
