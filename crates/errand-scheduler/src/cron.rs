@@ -184,6 +184,25 @@ impl CronExpr {
         })
     }
 
+    /// Why the expression can never fire, if so: its days of month never occur in its months
+    /// (`0 0 30 2 *`, `0 0 31 4,6,9,11 *`). One leap year holds every (month, day of month)
+    /// and every (month, day of week) pair, so an expression that matches none of its days
+    /// matches no day ever. Checked when a schedule is read ([`crate::ScheduleSpec::validate`]),
+    /// not by [`CronExpr::parse`]: the fire arithmetic stays defined for any expression.
+    pub fn never_fires(&self) -> Option<CronExprError> {
+        let first = NaiveDate::from_ymd_opt(2024, 1, 1)?;
+        if first.iter_days().take(366).any(|day| self.matches_day(day)) {
+            return None;
+        }
+        Some(CronExprError {
+            expression: self.source.clone(),
+            field: Some("day of month"),
+            problem: "field \"day of month\": no such day in the months of field \"month\", so \
+                      it never fires"
+                .into(),
+        })
+    }
+
     /// The expression as written (trimmed).
     pub fn as_str(&self) -> &str {
         &self.source

@@ -32,7 +32,10 @@
 //! - [`cron`]: cron expressions, checked field by field, matched by [`croner`].
 //! - [`fire`]: fire times as UTC instants ([`Trigger::next_after`], `fires_between`,
 //!   `preview`), the DST rules, `every` aligned to the Unix epoch, and [`fire_key`].
-//! - [`misfire`]: [`decide_misfires`] (grace and coalescing) and [`overlap_action`].
+//! - [`misfire`]: [`decide_misfires`] (grace and coalescing), [`overlap_action`], and
+//!   [`trigger_action`] (a manual trigger under the overlap rule, or forced).
+//! - [`health`]: whether scheduling is healthy ([`loop_problem`], [`overdue`]), as
+//!   `/health/scheduler` reports it.
 //!
 //! # Design of the stateful scheduler (a later step)
 //!
@@ -74,13 +77,15 @@
 
 pub mod cron;
 pub mod fire;
+pub mod health;
 pub mod misfire;
 pub mod spec;
 
 pub use cron::{CronExpr, CronExprError};
 pub use fire::{fire_key, FireTimes, Trigger, SEARCH_DAYS};
+pub use health::{loop_problem, overdue, LoopState, Problem, STALL_AFTER};
 pub use misfire::{
-    decide_misfires, overlap_action, MisfireDecision, OverlapAction, SkipReason, MAX_LISTED_SKIPS,
+    decide_misfires, overlap_action, trigger_action, MisfireDecision, OverlapAction, SkipReason, MAX_LISTED_SKIPS,
     MAX_RUNS_PER_DECISION,
 };
 pub use spec::{

@@ -144,6 +144,24 @@ pub fn overlap_action(policy: OverlapPolicy, previous_run_live: bool) -> Overlap
     }
 }
 
+/// What a manual trigger ("run it now") does: the overlap rule, unless `force`. A trigger is
+/// answered at once and never held, so under `overlap = "queue"` a live previous run makes
+/// it skip as under `skip` (holding it would need a fire time to hold it by; `force` runs it
+/// beside the live run). Returns [`OverlapAction::Enqueue`] or [`OverlapAction::Skip`].
+pub fn trigger_action(
+    policy: OverlapPolicy,
+    previous_run_live: bool,
+    force: bool,
+) -> OverlapAction {
+    if force {
+        return OverlapAction::Enqueue;
+    }
+    match overlap_action(policy, previous_run_live) {
+        OverlapAction::EnqueueAfterPrevious => OverlapAction::Skip(SkipReason::OverlapSkipped),
+        action => action,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +326,14 @@ mod tests {
 
     #[test]
     fn a_schedule_that_never_fires_decides_nothing() {
-        let s = schedule(("cron", "0 0 30 2 *"), "1h", true);
+        // Refused when read; a stored one from an older build still decides nothing.
+        let s = Schedule {
+            trigger: crate::Trigger::Cron {
+                expr: crate::CronExpr::parse("0 0 30 2 *").unwrap(),
+                timezone: chrono_tz::UTC,
+            },
+            ..schedule(("cron", "0 0 * * *"), "1h", true)
+        };
         let d = decide_misfires(&s, utc("2026-01-01T00:00:00Z"), utc("2026-06-01T00:00:00Z"));
         assert_eq!(d, MisfireDecision::default());
     }
@@ -350,6 +375,15 @@ mod tests {
             OverlapAction::EnqueueAfterPrevious
         );
         assert_eq!(SkipReason::OverlapSkipped.as_str(), "overlap_skipped");
+        // A manual trigger: the same rule, never held, and `force` overrides it.
+        let skip = OverlapAction::Skip(SkipReason::OverlapSkipped);
+        for policy in [Skip, Allow, Queue] {
+            assert_eq!(trigger_action(policy, false, false), OverlapAction::Enqueue);
+            assert_eq!(trigger_action(policy, true, true), OverlapAction::Enqueue);
+        }
+        assert_eq!(trigger_action(Skip, true, false), skip);
+        assert_eq!(trigger_action(Queue, true, false), skip);
+        assert_eq!(trigger_action(Allow, true, false), OverlapAction::Enqueue);
         assert_eq!(
             serde_json::to_value(SkipReason::MissedBeyondGrace).unwrap(),
             "missed_beyond_grace"

@@ -166,6 +166,9 @@ impl ScheduleSpec {
                     })?,
                 };
                 let expr = CronExpr::parse(expr).map_err(|e| fail("cron", e.to_string()))?;
+                if let Some(e) = expr.never_fires() {
+                    return Err(fail("cron", e.to_string()));
+                }
                 Trigger::Cron { expr, timezone }
             }
             (None, Some(every)) => {
@@ -392,6 +395,16 @@ mod tests {
                 r#"schedules.nightly.cron: invalid expression "0 25 * * *": field "hour": value 25 out of range 0-23"#,
             ),
             (
+                "nightly",
+                spec("0 0 30 2 *"),
+                r#"schedules.nightly.cron: invalid expression "0 0 30 2 *": field "day of month": no such day in the months of field "month", so it never fires"#,
+            ),
+            (
+                "x",
+                spec("0 0 31 4,6,9,11 *"),
+                r#"schedules.x.cron: invalid expression "0 0 31 4,6,9,11 *": field "day of month""#,
+            ),
+            (
                 "x",
                 with(&|s| s.timezone = Some("Europe/Londn".into())),
                 r#"schedules.x.timezone: unknown time zone "Europe/Londn""#,
@@ -479,6 +492,14 @@ mod tests {
                 e.starts_with(expected),
                 "expected {expected:?}\n     got {e:?}"
             );
+        }
+    }
+
+    #[test]
+    fn rare_but_possible_dates_are_accepted() {
+        // Leap days, and cron's day-of-month OR day-of-week rule.
+        for cron in ["0 0 29 2 *", "0 0 30 2 MON", "0 0 31 * *", "0 0 31 12 *"] {
+            assert!(spec(cron).validate("x").is_ok(), "{cron}");
         }
     }
 
