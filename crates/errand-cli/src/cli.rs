@@ -446,11 +446,13 @@ pub enum SchedulesCommand {
     /// Enqueue a schedule's job now, whatever its next fire (the "force the next run now")
     #[command(
         long_about = "Enqueue the schedule's job now, as a fire would, and print its id. Its \
-        regular fires are not moved, and it runs even when the schedule is paused or its \
-        previous run is still going (the overlap policy applies to fires only).",
-        after_help = "Examples:\n  errand schedules trigger nightly_report\n  id=$(errand schedules trigger nightly_report --json | jq .job_id) && errand jobs show \"$id\""
+        regular fires are not moved, and it runs even when the schedule is paused. It follows \
+        the schedule's overlap policy: while the previous run is still queued or running, \
+        `overlap = \"skip\"` (the default) and `\"queue\"` enqueue nothing, say why and exit 3; \
+        `\"allow\"` runs it alongside. --force runs it anyway.",
+        after_help = "Examples:\n  errand schedules trigger nightly_report\n  errand schedules trigger nightly_report --force\n  id=$(errand schedules trigger nightly_report --json | jq .job_id) && errand jobs show \"$id\""
     )]
-    Trigger(ScheduleNameArg),
+    Trigger(ScheduleTriggerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -458,6 +460,16 @@ pub struct ScheduleNameArg {
     /// A schedule name
     #[arg(value_name = "NAME")]
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleTriggerArgs {
+    /// A schedule name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Run it even while its previous run is queued or running (overrides the overlap policy)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,9 @@
 //! library's schedule calls. Every name is checked before anything is changed: an unknown one
 //! is bad input (exit 2) and leaves the others as they were too.
 
-use crate::cli::{ScheduleNameArg, ScheduleNamesArg, ScheduleNextArgs, SchedulesCommand};
+use crate::cli::{
+    ScheduleNameArg, ScheduleNamesArg, ScheduleNextArgs, ScheduleTriggerArgs, SchedulesCommand,
+};
 use crate::config::Config;
 use crate::operate::{connect, plural, PartlyApplied};
 use crate::output::{format_duration_ms, when, Cell, Out, Style, Table};
@@ -351,6 +353,15 @@ async fn show(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Resu
         }
     };
     fields.push(("last run", last));
+    // What the last run returned (the runbook's stats) or the error it failed with.
+    if let Some(j) = &job {
+        if let Some(result) = &j.result {
+            fields.push(("last result", Cell::text(errand_core::redact::redact(result).to_string())));
+        }
+        if let Some(error) = &j.last_error {
+            fields.push(("last error", Cell::text(error).styled(Style::Red)));
+        }
+    }
     out.fields(&fields);
 
     out.line("");
@@ -499,7 +510,7 @@ async fn set_paused(
     Ok(())
 }
 
-async fn trigger(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Result<()> {
+async fn trigger(config: &Config, arg: &ScheduleTriggerArgs, out: &Out) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let name = arg.name.as_str();
     let d = detail(&client, name, 0, true).await?;
@@ -509,10 +520,31 @@ async fn trigger(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::R
         ))
         .into());
     }
-    let enqueued = client
-        .schedule_trigger(name)
+    let triggered = client
+        .schedule_trigger(name, arg.force)
         .await
         .map_err(|e| named(e, name, true))?;
+    let enqueued = match &triggered {
+        errand::Triggered::Enqueued(e) => *e,
+        errand::Triggered::Skipped {
+            reason,
+            live_job_id,
+            ..
+        } => {
+            let message = triggered.skip_message(name).unwrap_or_default();
+            if out.json() {
+                out.print_json(&json!({
+                    "name": name,
+                    "job_id": null,
+                    "skipped": true,
+                    "reason": reason.as_str(),
+                    "live_job_id": live_job_id,
+                    "message": message,
+                }))?;
+            }
+            return Err(PartlyApplied(format!("{message} (--force)")).into());
+        }
+    };
     if out.json() {
         return out.print_json(&json!({
             "name": name,

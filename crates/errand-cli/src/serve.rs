@@ -6,7 +6,7 @@ use crate::handlers;
 use crate::UsageError;
 use anyhow::Context;
 use errand::worker::maintenance::{MaintenanceHandle, MaintenanceOptions};
-use errand::{Client, SchedulerHandle, SchedulerOptions, WorkerHandle};
+use errand::{Client, SchedulerHandle, SchedulerOptions, SchedulerStatus, WorkerHandle};
 use errand_server::{Metrics, ServerConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,10 +152,16 @@ async fn start_services(
     services.worker = start_workers(client, config, queues, &metrics).await?;
 
     if matches!(role, Role::Serve) {
+        // The scheduler loop's state: recorded by the loop, reported by `/health/scheduler`.
+        let status = if config.scheduler.enabled {
+            SchedulerStatus::default()
+        } else {
+            SchedulerStatus::disabled()
+        };
         // 2. HTTP API (`errand-server`).
-        services.http = start_http(client, config, metrics).await?;
+        services.http = start_http(client, config, metrics, status.clone()).await?;
         // 3. Scheduler (`errand::scheduler`): configured schedules reconciled, then fired.
-        services.scheduler = start_scheduler(client, config).await?;
+        services.scheduler = start_scheduler(client, config, status).await?;
     }
     Ok(services)
 }
@@ -166,6 +172,7 @@ async fn start_services(
 async fn start_scheduler(
     client: &Client,
     config: &Config,
+    status: SchedulerStatus,
 ) -> anyhow::Result<Option<SchedulerHandle>> {
     let r = client
         .reconcile_schedules(&config.schedules)
@@ -186,7 +193,10 @@ async fn start_scheduler(
         );
         return Ok(None);
     }
-    Ok(Some(client.scheduler(SchedulerOptions::default())))
+    Ok(Some(client.scheduler(SchedulerOptions {
+        status,
+        ..SchedulerOptions::default()
+    })))
 }
 
 /// Binds the API's address and serves it until stopped. Refuses a non-loopback address
@@ -195,6 +205,7 @@ async fn start_http(
     client: &Client,
     config: &Config,
     metrics: Arc<Metrics>,
+    scheduler: SchedulerStatus,
 ) -> anyhow::Result<Option<HttpHandle>> {
     let server = &config.server;
     if !server.enabled {
@@ -214,6 +225,7 @@ async fn start_http(
             max_body_bytes: server.max_body_bytes,
             metrics,
             shutdown: stopped.clone(),
+            scheduler,
             ..ServerConfig::default()
         },
     );

@@ -197,6 +197,9 @@ pub fn schedule(info: &ScheduleInfo, last: Option<&Job>) -> Value {
             "started_at": time(last.and_then(|j| j.started_at)),
             "finished_at": time(last.and_then(|j| j.finished_at)),
             "duration_ms": last.and_then(|j| run_ms(j.started_at, j.finished_at)),
+            // What it returned (the runbook's stats), or the error it failed with.
+            "result": last.and_then(|j| j.result.clone()),
+            "last_error": last.and_then(|j| j.last_error.clone()),
         })
     });
     json!({

@@ -117,6 +117,13 @@ impl From<errand::Error> for ApiError {
                 format!("job {index} of the batch: {source}"),
                 source.rejection,
             ),
+            errand::Error::InvalidSchedule(e) => {
+                // `schedules.NAME.cron` names the body's field `cron`; a problem with the whole
+                // schedule (`schedules.NAME`) keeps the path.
+                let field = e.path.splitn(3, '.').nth(2).unwrap_or(&e.path).to_string();
+                ApiError::invalid(field, e.to_string())
+            }
+            errand::Error::ConfigOwned(_) => ApiError::conflict("config_owned", e.to_string()),
             errand::Error::Store(s) => s.into(),
             other => ApiError::new(
                 StatusCode::BAD_REQUEST,

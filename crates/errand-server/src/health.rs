@@ -1,8 +1,8 @@
-//! What monitoring reads: `/health` (liveness and database reachability), `/health/scheduler`,
-//! `/metrics` (Prometheus text), and `/v1/me` (who the caller is).
+//! What monitoring reads: `/health` (liveness and database reachability), `/metrics`
+//! (Prometheus text), and `/v1/me` (who the caller is). `/health/scheduler` is
+//! `scheduler_health`.
 
 use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::metrics::Exposition;
 use crate::AppState;
 use axum::extract::State;
@@ -38,41 +38,6 @@ pub async fn health(State(s): State<AppState>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// The scheduler as monitoring asks about it: the next fire of any unpaused schedule, the
-/// latest run of any schedule (with its status and duration), and the jobs waiting to run.
-pub async fn scheduler(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let stats = s.client.queue_stats().await?;
-    let pending: u64 = stats.iter().map(|q| q.queued).sum();
-    let schedules = s.client.store().schedule_list().await?;
-    let now = Utc::now();
-    let next_run = schedules
-        .iter()
-        .filter_map(|r| crate::schedules::next_fire_of(r, now).map(|at| (at, &r.name)))
-        .min();
-    let mut last: Option<(chrono::DateTime<Utc>, &str, errand_core::Job)> = None;
-    for r in &schedules {
-        let Some(id) = r.last_job_id else { continue };
-        let Some(job) = s.client.job(id).await? else {
-            continue;
-        };
-        let at = job.started_at.unwrap_or(job.created_at);
-        if last.as_ref().is_none_or(|(t, _, _)| at > *t) {
-            last = Some((at, &r.name, job));
-        }
-    }
-    Ok(Json(json!({
-        "next_run": next_run.map(|(at, name)| json!({"schedule": name, "at": at})),
-        "last_execution": last.map(|(at, name, job)| json!({
-            "schedule": name,
-            "at": at,
-            "job_id": job.id,
-            "status": job.status,
-            "duration_ms": job.started_at.zip(job.finished_at).map(|(a, b)| (b - a).num_milliseconds().max(0)),
-        })),
-        "pending_jobs": pending,
-    })))
 }
 
 pub async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {

@@ -16,7 +16,8 @@
 //! | `extract` | request bodies, queries and ids read with errors that name the bad field |
 //! | `views` | the JSON of jobs, events, queues and workers (with redaction for read-only roles) |
 //! | `jobs`, `queues`, `schedules`, `remote` | the handlers: operators' endpoints and the remote-worker protocol |
-//! | `health` | `/health`, `/health/scheduler` and `/metrics` |
+//! | `health` | `/health` and `/metrics` |
+//! | `scheduler_health` | `/health/scheduler`: healthy or degraded with the reasons, on the rules of `errand_scheduler::health` |
 //! | `metrics` | the process's counters and run-duration histogram, and the Prometheus text writer |
 //! | `openapi` | the OpenAPI 3 document built from the route table and the schemas |
 //! | `dashboard` | the web dashboard: the files under `assets/`, embedded, served at `/` and `/assets/*` (see docs/dashboard.md) |
@@ -36,6 +37,7 @@ mod openapi;
 mod queues;
 mod remote;
 mod routes;
+mod scheduler_health;
 mod schedules;
 mod views;
 
@@ -70,6 +72,9 @@ pub struct ServerConfig {
     pub metrics: Arc<Metrics>,
     /// Long-polls end early when this turns true, so a graceful stop is not held up.
     pub shutdown: watch::Receiver<bool>,
+    /// This process's scheduler loop, as `/health/scheduler` reports it (the default: none
+    /// started, which reports degraded).
+    pub scheduler: errand::SchedulerStatus,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             poll_interval: Duration::from_secs(1),
             metrics: Arc::new(Metrics::default()),
             shutdown: watch::channel(false).1,
+            scheduler: errand::SchedulerStatus::default(),
         }
     }
 }

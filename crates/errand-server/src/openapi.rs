@@ -87,6 +87,15 @@ fn operation(r: &Route) -> Value {
             }),
         );
     }
+    if r.operation_id == "health_scheduler" {
+        responses.insert(
+            "503".into(),
+            json!({
+                "description": "degraded: `problems` says why (the same body as 200)",
+                "content": { "application/json": { "schema": reference("SchedulerHealth") } },
+            }),
+        );
+    }
     for code in r.errors {
         let what = match code {
             400 => "bad input: the message names the field and the problem; nothing changed",
@@ -175,6 +184,38 @@ fn object(props: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
 }
 
 const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// `schema`, or null.
+fn nullable(schema: &Value) -> Value {
+    let mut v = schema.clone();
+    v["nullable"] = json!(true);
+    v
+}
+
+/// The fields of a `[schedules.NAME]` table as a body; with `name` for a create.
+fn schedule_spec(with_name: bool) -> Value {
+    let text = |d: &str| json!({"type": "string", "description": d});
+    let mut props = vec![
+        ("cron", text("a cron expression (5 fields, or 6 with seconds, or @daily, ...); exclusive with `every`")),
+        ("every", text("a fixed interval of at least 1s (30s, 5m, 1h30m), aligned to the Unix epoch; exclusive with `cron`")),
+        ("timezone", text("the IANA zone `cron` is read in (default UTC)")),
+        ("kind", text("the task kind each fire enqueues")),
+        ("args", json!({"type": "object"})),
+        ("queue", string()),
+        ("priority", int32()),
+        ("max_attempts", int32()),
+        ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"]})),
+        ("misfire_grace", text("how late a missed fire may still run (default 1h)")),
+        ("coalesce", boolean()),
+        ("paused", boolean()),
+    ];
+    let mut required = vec!["kind"];
+    if with_name {
+        props.insert(0, ("name", json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"})));
+        required.insert(0, "name");
+    }
+    object(&props, &required, true)
+}
 
 /// Every schema the routes name.
 pub fn schemas() -> Value {
@@ -400,20 +441,83 @@ pub fn schemas() -> Value {
         &["id", "attempt", "kind", "queue", "args"],
         false,
     );
-    let ids = json!({"type": "array", "items": {"type": "integer", "format": "int64", "minimum": 1}, "maxItems": 10000});
-    let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
-    json!({
-        "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", string())], &["code", "message"], false))], &["error"], false),
-        "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "unavailable"]})), ("database", string())], &["status", "database"], false),
-        "SchedulerHealth": object(
+    // A schedule's latest run; in `/health/scheduler` with the schedule's name and `at`.
+    let last_run = object(
+        &[
+            ("job_id", int()),
+            ("status", json!({"type": "string", "enum": STATES, "nullable": true})),
+            ("created_at", ntime()),
+            ("started_at", ntime()),
+            ("finished_at", ntime()),
+            ("duration_ms", nint()),
+            ("result", json!({"nullable": true, "description": "what the run returned (values under secret-looking keys are `[redacted]` for every role but admin)"})),
+            ("last_error", nstring()),
+            ("schedule", string()),
+            ("at", time()),
+        ],
+        &["job_id", "status", "result", "last_error"],
+        false,
+    );
+    let scheduler_health = object(
             &[
+                ("status", json!({"type": "string", "enum": ["healthy", "degraded"]})),
+                ("problems", array(object(
+                    &[
+                        ("code", json!({"type": "string", "enum": ["scheduler_not_running", "scheduler_disabled", "scheduler_failing", "scheduler_stalled", "schedule_overdue"]})),
+                        ("message", string()),
+                        ("schedule", nstring()),
+                    ],
+                    &["code", "message", "schedule"],
+                    false,
+                ))),
+                ("scheduler", object(
+                    &[
+                        ("state", json!({"type": "string", "enum": ["not_started", "disabled", "running", "stopped"]})),
+                        ("started_at", ntime()),
+                        ("last_pass_at", ntime()),
+                    ],
+                    &["state", "started_at", "last_pass_at"],
+                    false,
+                )),
                 ("next_run", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}})),
-                ("last_execution", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time(), "job_id": int(), "status": json!({"type": "string", "enum": STATES}), "duration_ms": nint()}})),
+                ("last_execution", nullable(&last_run)),
                 ("pending_jobs", int()),
             ],
-            &["next_run", "last_execution", "pending_jobs"],
+            &["status", "problems", "scheduler", "next_run", "last_execution", "pending_jobs"],
             false,
-        ),
+        );
+    let schedule = object(
+            &[
+                ("name", string()),
+                ("cron", nstring()),
+                ("every", nstring()),
+                ("timezone", nstring()),
+                ("kind", string()),
+                ("queue", string()),
+                ("args", json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
+                ("priority", json!({"type": "integer", "nullable": true})),
+                ("max_attempts", json!({"type": "integer", "nullable": true})),
+                ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true})),
+                ("misfire_grace_ms", nint()),
+                ("coalesce", json!({"type": "boolean", "nullable": true})),
+                ("paused", boolean()),
+                ("problem", nstring()),
+                ("source", json!({"type": "string", "enum": ["config", "api"], "description": "`config`: from errand.toml (the API may pause, resume and trigger it, not change or delete it); `api`: created through the API"})),
+                ("next_fire_at", ntime()),
+                ("last_fire_at", time()),
+                ("last_run", nullable(&last_run)),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ],
+            &["name", "kind", "queue", "paused", "next_fire_at", "last_fire_at", "last_run"],
+            false,
+        );
+    let ids = json!({"type": "array", "items": {"type": "integer", "format": "int64", "minimum": 1}, "maxItems": 10000});
+    let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
+    let mut all = json!({
+        "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", string())], &["code", "message"], false))], &["error"], false),
+        "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "unavailable"]})), ("database", string())], &["status", "database"], false),
+        "SchedulerHealth": scheduler_health,
         "OpenApi": {"type": "object"},
         "Me": object(&[("role", json!({"type": "string", "enum": ["read", "enqueue", "worker", "admin"]})), ("auth", boolean())], &["role", "auth"], false),
         "EnqueueRequest": enqueue,
@@ -447,27 +551,7 @@ pub fn schemas() -> Value {
             &["buckets"],
             false,
         ),
-        "Schedule": object(
-            &[
-                ("name", string()),
-                ("cron", nstring()),
-                ("every", nstring()),
-                ("timezone", nstring()),
-                ("kind", string()),
-                ("queue", string()),
-                ("args", json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
-                ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true})),
-                ("paused", boolean()),
-                ("source", any()),
-                ("next_fire_at", ntime()),
-                ("last_fire_at", time()),
-                ("last_run", json!({"type": "object", "nullable": true, "properties": {"job_id": int(), "status": json!({"type": "string", "enum": STATES, "nullable": true}), "duration_ms": nint()}})),
-                ("created_at", time()),
-                ("updated_at", time()),
-            ],
-            &["name", "kind", "queue", "paused", "next_fire_at", "last_fire_at", "last_run"],
-            false,
-        ),
+        "Schedule": schedule,
         "ScheduleList": object(&[("schedules", array(reference("Schedule")))], &["schedules"], false),
         "ScheduleEnvelope": object(&[("schedule", reference("Schedule"))], &["schedule"], false),
         "ScheduleDetail": object(
@@ -535,5 +619,10 @@ pub fn schemas() -> Value {
             true,
         ),
         "Ok": object(&[("ok", boolean())], &["ok"], false),
-    })
+    });
+    // Beside the rest: one `json!` of them all is past the macro's recursion limit.
+    all["ScheduleSpec"] = schedule_spec(false);
+    all["ScheduleCreateRequest"] = schedule_spec(true);
+    all["ScheduleDeleted"] = object(&[("deleted", string())], &["deleted"], false);
+    all
 }

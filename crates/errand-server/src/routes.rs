@@ -3,7 +3,7 @@
 //! document, so a route cannot be served without being documented (and the auth matrix test
 //! walks the same list).
 
-use crate::{auth, health, jobs, openapi, queues, remote, schedules, AppState};
+use crate::{auth, health, jobs, openapi, queues, remote, scheduler_health, schedules, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
@@ -16,6 +16,8 @@ use axum::Router;
 pub enum Verb {
     Get,
     Post,
+    Put,
+    Delete,
 }
 
 impl Verb {
@@ -24,6 +26,8 @@ impl Verb {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
+            Verb::Put => "put",
+            Verb::Delete => "delete",
         }
     }
 
@@ -32,6 +36,8 @@ impl Verb {
         match self {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
+            Verb::Delete => Method::DELETE,
         }
     }
 
@@ -39,6 +45,8 @@ impl Verb {
         match self {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
         }
     }
 }
@@ -179,7 +187,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Get, "/health", Public, "health", "Liveness and database reachability (503 when the database is unreachable)", health::health)
             .ok(200, "Health")
             .errors(&[503]),
-        Route::new(Get, "/health/scheduler", Public, "health_scheduler", "Next scheduled run, last execution and its duration, pending jobs", health::scheduler)
+        Route::new(Get, "/health/scheduler", Public, "health_scheduler", "Scheduling health: healthy, or degraded (503) with the reasons (the loop is off, stopped, failing or stalled; a schedule is overdue beyond its misfire grace); next run, last execution with its result and error, pending jobs", scheduler_health::scheduler)
             .ok(200, "SchedulerHealth"),
         Route::new(Get, "/metrics", Public, "metrics", "Prometheus metrics (text format 0.0.4)", health::metrics).text(),
         Route::new(Get, "/v1/openapi.json", Public, "openapi", "This document", openapi::serve)
@@ -251,6 +259,17 @@ pub fn routes() -> Vec<Route> {
         // ---- schedules ---------------------------------------------------------------------
         Route::new(Get, "/v1/schedules", Read, "list_schedules", "Every schedule with its next fire and its last run", schedules::list)
             .ok(200, "ScheduleList"),
+        Route::new(Post, "/v1/schedules", Admin, "create_schedule", "Create a run-time schedule (source `api`): `name` and the fields of a `[schedules.NAME]` table; 409 if the name is taken", schedules::create)
+            .body("ScheduleCreateRequest")
+            .ok(201, "ScheduleEnvelope")
+            .errors(&[400, 409, 413, 415]),
+        Route::new(Put, "/v1/schedules/{name}", Admin, "update_schedule", "Replace a run-time schedule's definition (history and handled fires stay); 409 for a schedule from errand.toml", schedules::update)
+            .body("ScheduleSpec")
+            .ok(200, "ScheduleEnvelope")
+            .errors(&[400, 404, 409, 413, 415]),
+        Route::new(Delete, "/v1/schedules/{name}", Admin, "delete_schedule", "Delete a run-time schedule and its fire history (its jobs stay); 409 for a schedule from errand.toml", schedules::delete)
+            .ok(200, "ScheduleDeleted")
+            .errors(&[404, 409]),
         Route::new(Get, "/v1/schedules/{name}", Read, "get_schedule", "One schedule: its next fires, run history with durations (avg, p95, max) and skipped fires", schedules::get)
             .query(&[("next", "integer", "How many next fire times to list, 0 to 100 (default 5)")])
             .ok(200, "ScheduleDetail")
@@ -261,9 +280,10 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/v1/schedules/{name}/resume", Admin, "resume_schedule", "Resume a paused schedule; the paused span does not count as missed", schedules::resume)
             .ok(200, "ScheduleEnvelope")
             .errors(&[404]),
-        Route::new(Post, "/v1/schedules/{name}/trigger", Admin, "trigger_schedule", "Enqueue the schedule's job now (does not move its next fire)", schedules::trigger)
+        Route::new(Post, "/v1/schedules/{name}/trigger", Admin, "trigger_schedule", "Enqueue the schedule's job now (does not move its next fire), under its overlap policy: 409 `overlap_skipped` while its previous run is live (skip, queue) unless `force=true`", schedules::trigger)
+            .query(&[("force", "boolean", "Run it even while its previous run is queued or running (default false)")])
             .ok(200, "Triggered")
-            .errors(&[404, 409]),
+            .errors(&[400, 404, 409]),
         Route::new(Get, "/v1/workers", Read, "list_workers", "Registered worker processes (in-process and remote) with their last heartbeat", queues::workers)
             .ok(200, "WorkerList"),
         // ---- the remote-worker protocol --------------------------------------------------

@@ -20,6 +20,15 @@ pub enum Error {
     /// (`schedules.nightly.cron`) and the problem.
     #[error(transparent)]
     InvalidSchedule(#[from] errand_scheduler::SpecError),
+    /// The schedule comes from the configuration file (`[schedules.NAME]`, source `config`):
+    /// run-time calls may pause, resume and trigger it, but not change or delete it, since the
+    /// next `errand serve` would put the file's version back.
+    #[error(
+        "schedule `{0}` is defined in errand.toml ([schedules.{0}], source `config`): change or \
+         remove it there (applied when `errand serve` next starts); the API changes and deletes \
+         only schedules created through it (source `api`)"
+    )]
+    ConfigOwned(String),
     /// The task's arguments could not be turned into JSON.
     #[error("could not encode the arguments of `{kind}` as JSON: {source}")]
     Encode {

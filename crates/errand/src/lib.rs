@@ -40,8 +40,10 @@ mod schedules;
 pub use client::{Client, ClientBuilder};
 pub use enqueue::Enqueue;
 pub use error::Error;
-pub use scheduler::{SchedulerHandle, SchedulerOptions};
-pub use schedules::{run_stats, Reconciled, RunStats, ScheduleDetail, ScheduleInfo, HISTORY_RUNS};
+pub use scheduler::{SchedulerHandle, SchedulerOptions, SchedulerStatus};
+pub use schedules::{
+    run_stats, Reconciled, RunStats, ScheduleDetail, ScheduleInfo, Triggered, HISTORY_RUNS,
+};
 
 /// Schedules as written and checked (`[schedules.NAME]`), fire times, misfire and overlap
 /// rules: the pure part of the scheduler.

@@ -13,6 +13,10 @@
 //! Then it sleeps until the next due time, at most [`SchedulerOptions::max_sleep`] (1 s), so a
 //! schedule created or changed by another process is seen within a second.
 //!
+//! The loop records its state in a [`SchedulerStatus`] (started, the end of each pass, the
+//! error of a failed pass, stopped or died), which `/health/scheduler` reads to say whether
+//! scheduling is healthy (the rules are `errand_scheduler::health`).
+//!
 //! Overlap: `skip` records the due fires as `overlap_skipped` while the previous run (fire or
 //! trigger) is queued or running; `allow` enqueues them; `queue` holds them (does not decide)
 //! until the previous run has finished, then enqueues the oldest held fire, one at a time,
@@ -21,12 +25,13 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use errand_core::{Limits, TaskCatalog};
+use errand_scheduler::LoopState;
 use errand_scheduler::{
     decide_misfires, overlap_action, OverlapAction, OverlapPolicy, Schedule, ScheduleSpec,
     SkipReason,
 };
 use errand_store::{FireOutcome, ScheduleFire, ScheduleRecord, Store, StoreError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +56,9 @@ pub struct SchedulerOptions {
     /// The task settings the jobs of fires take (as every new job does). `Client::scheduler`
     /// passes the client's.
     pub tasks: Arc<TaskCatalog>,
+    /// Where the loop records its state (give a clone to whoever reports on it, such as the
+    /// HTTP API's `/health/scheduler`).
+    pub status: SchedulerStatus,
 }
 
 impl Default for SchedulerOptions {
@@ -60,7 +68,70 @@ impl Default for SchedulerOptions {
             batch: 500,
             limits: Limits::default(),
             tasks: Arc::new(TaskCatalog::new()),
+            status: SchedulerStatus::default(),
         }
+    }
+}
+
+/// The state of this process's scheduler loop, shared between the loop (which records it) and
+/// its readers: [`LoopState::NotStarted`] until a loop starts with it, `Running` with the end
+/// of its latest pass (the wall clock), `Stopped` when it ends, also when its task dies.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerStatus(Arc<Mutex<LoopState>>);
+
+impl SchedulerStatus {
+    /// A status that says the scheduler is switched off in this process.
+    pub fn disabled() -> SchedulerStatus {
+        SchedulerStatus(Arc::new(Mutex::new(LoopState::Disabled)))
+    }
+
+    /// The state now.
+    pub fn state(&self) -> LoopState {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, f: impl FnOnce(&mut LoopState)) {
+        if let Ok(mut s) = self.0.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn passed(&self, error: Option<String>) {
+        self.set(|s| {
+            if let LoopState::Running {
+                last_pass_at,
+                failing,
+                ..
+            } = s
+            {
+                if error.is_none() {
+                    *last_pass_at = Some(Utc::now());
+                }
+                *failing = error;
+            }
+        });
+    }
+}
+
+/// Marks the status stopped when the loop's task ends, however it ends.
+struct StopGuard {
+    status: SchedulerStatus,
+    why: &'static str,
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        let why = if std::thread::panicking() {
+            "the scheduler loop panicked"
+        } else {
+            self.why
+        };
+        self.status.set(|s| {
+            *s = LoopState::Stopped {
+                at: Utc::now(),
+                why: why.to_string(),
+            }
+        });
     }
 }
 
@@ -242,7 +313,18 @@ impl SchedulerHandle {
 /// Starts the scheduler loop on the current tokio runtime.
 pub fn start(store: Arc<dyn Store>, options: SchedulerOptions) -> SchedulerHandle {
     let (stop, mut stopped) = watch::channel(false);
+    options.status.set(|s| {
+        *s = LoopState::Running {
+            started_at: Utc::now(),
+            last_pass_at: None,
+            failing: None,
+        }
+    });
     let task = tokio::spawn(async move {
+        let mut guard = StopGuard {
+            status: options.status.clone(),
+            why: "the scheduler loop ended unexpectedly",
+        };
         tracing::info!(
             max_sleep_ms = options.max_sleep.as_millis() as u64,
             "scheduler started"
@@ -252,6 +334,7 @@ pub fn start(store: Arc<dyn Store>, options: SchedulerOptions) -> SchedulerHandl
             let sleep = match run_pass(store.as_ref(), &options).await {
                 Ok(report) => {
                     failures = 0;
+                    options.status.passed(None);
                     if report.more {
                         Duration::ZERO
                     } else {
@@ -264,6 +347,7 @@ pub fn start(store: Arc<dyn Store>, options: SchedulerOptions) -> SchedulerHandl
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    options.status.passed(Some(e.to_string()));
                     let backoff = options.max_sleep * failures.min(10);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "scheduler pass failed");
                     backoff
@@ -277,6 +361,7 @@ pub fn start(store: Arc<dyn Store>, options: SchedulerOptions) -> SchedulerHandl
                 _ = stopped.changed() => break,
             }
         }
+        guard.why = "shut down";
         tracing::info!("scheduler stopped");
     });
     SchedulerHandle { stop, task }

@@ -6,7 +6,9 @@ use crate::client::Client;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use errand_core::{JobId, JobStatus};
-use errand_scheduler::{Schedule, ScheduleSpec};
+use errand_scheduler::{
+    trigger_action, OverlapAction, OverlapPolicy, Schedule, ScheduleSpec, SkipReason,
+};
 use errand_store::{
     Enqueued, FireRecord, ScheduleFireList, ScheduleRecord, ScheduleSource, ScheduleWrite,
     StoreError,
@@ -73,6 +75,44 @@ pub struct ScheduleDetail {
     pub runs: Vec<FireRecord>,
     /// Recent skipped fires with their reason, newest first (at most [`HISTORY_RUNS`]).
     pub skipped: Vec<FireRecord>,
+}
+
+/// What [`Client::schedule_trigger`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Triggered {
+    /// The schedule's job was enqueued now.
+    Enqueued(Enqueued),
+    /// Nothing was enqueued: the overlap policy says not to while the previous run is live.
+    Skipped {
+        /// Why (`overlap_skipped`).
+        reason: SkipReason,
+        /// The schedule's policy, and its live previous run with its status.
+        overlap: OverlapPolicy,
+        live_job_id: Option<JobId>,
+        live_status: Option<JobStatus>,
+    },
+}
+
+impl Triggered {
+    /// For a skip, what to tell the operator (the CLI and the API say the same).
+    pub fn skip_message(&self, name: &str) -> Option<String> {
+        let Triggered::Skipped {
+            overlap,
+            live_job_id,
+            live_status,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let job = live_job_id.map_or_else(String::new, |id| format!(" (job {id})"));
+        let status = live_status.map_or("live", |s| s.as_str());
+        Some(format!(
+            "schedule `{name}` not triggered: its previous run{job} is still {status} and its \
+             overlap policy is `{}`; force it to run beside that one",
+            overlap.as_str()
+        ))
+    }
 }
 
 /// What [`Client::reconcile_schedules`] changed.
@@ -185,20 +225,38 @@ impl Client {
     }
 
     /// Replaces a schedule's definition. Its fire history and `last_fire_at` stay (fires
-    /// already handled are not repeated); the scheduler looks at it again at once.
+    /// already handled are not repeated); the scheduler looks at it again at once. A
+    /// schedule from the configuration file is [`Error::ConfigOwned`] (the file owns it).
     pub async fn schedule_update(
         &self,
         name: &str,
         spec: &ScheduleSpec,
     ) -> Result<ScheduleInfo, Error> {
         let (_, write) = checked(name, spec)?;
+        self.not_config_owned(name).await?;
         let record = self.store().schedule_update(&write).await?;
         Ok(self.info(record, self.now()).0)
     }
 
-    /// Deletes a schedule and its fire records; its jobs stay. False if there was none.
+    /// Deletes a schedule and its fire records; its jobs stay. False if there was none. A
+    /// schedule from the configuration file is [`Error::ConfigOwned`].
     pub async fn schedule_delete(&self, name: &str) -> Result<bool, Error> {
-        Ok(self.store().schedule_delete(name).await?)
+        match self.store().schedule_get(name).await? {
+            None => Ok(false),
+            Some(r) if r.source == ScheduleSource::Config => Err(Error::ConfigOwned(r.name)),
+            Some(_) => Ok(self.store().schedule_delete(name).await?),
+        }
+    }
+
+    /// [`StoreError::ScheduleNotFound`] or [`Error::ConfigOwned`], unless the schedule exists
+    /// and was created at run time. (A schedule created through the API under a name the file
+    /// also has becomes configured at the next start, when the file is reconciled.)
+    async fn not_config_owned(&self, name: &str) -> Result<(), Error> {
+        match self.store().schedule_get(name).await? {
+            None => Err(not_found(name)),
+            Some(r) if r.source == ScheduleSource::Config => Err(Error::ConfigOwned(r.name)),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Pauses a schedule: it does not fire until resumed.
@@ -214,9 +272,11 @@ impl Client {
         Ok(self.info(record, self.now()).0)
     }
 
-    /// Enqueues the schedule's job now ("trigger now"), whatever its overlap policy and even
-    /// when paused. Its fire times are not affected.
-    pub async fn schedule_trigger(&self, name: &str) -> Result<Enqueued, Error> {
+    /// Enqueues the schedule's job now ("trigger now"), even when paused, under its overlap
+    /// policy ([`errand_scheduler::trigger_action`]): while its previous run is queued or
+    /// running, `skip` and `queue` enqueue nothing and say so ([`Triggered::Skipped`]);
+    /// `force` runs it anyway. Its fire times are not affected.
+    pub async fn schedule_trigger(&self, name: &str, force: bool) -> Result<Triggered, Error> {
         let record = self
             .store()
             .schedule_get(name)
@@ -227,6 +287,22 @@ impl Client {
                 "schedule `{name}` cannot be read: {problem}"
             )))
         })?;
+        if let OverlapAction::Skip(reason) =
+            trigger_action(schedule.overlap, record.last_run_live(), force)
+        {
+            tracing::warn!(
+                schedule = %name,
+                reason = reason.as_str(),
+                live_job_id = ?record.last_job_id,
+                "trigger skipped: the previous run is still live"
+            );
+            return Ok(Triggered::Skipped {
+                reason,
+                overlap: schedule.overlap,
+                live_job_id: record.last_job_id,
+                live_status: record.last_job_status,
+            });
+        }
         let now = self.now();
         let mut job = schedule.new_job(now);
         job.unique_key = Some(format!(
@@ -234,7 +310,9 @@ impl Client {
             now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         ));
         let job = self.prepare(&job, None)?;
-        Ok(self.store().schedule_trigger(name, &job).await?)
+        Ok(Triggered::Enqueued(
+            self.store().schedule_trigger(name, &job).await?,
+        ))
     }
 
     /// Every schedule by name, with its next fire and its latest run.

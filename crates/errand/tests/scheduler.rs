@@ -4,8 +4,12 @@
 //! configured schedules.
 
 use chrono::{DateTime, Utc};
+use errand::schedule::{LoopState, SkipReason};
 use errand::scheduler::{run_pass, SchedulerOptions};
-use errand::{Client, FireKind, JobList, JobStatus, OverlapPolicy, ScheduleSource, ScheduleSpec};
+use errand::{
+    Client, Error, FireKind, JobList, JobStatus, OverlapPolicy, ScheduleSource, ScheduleSpec,
+    SchedulerStatus, Triggered,
+};
 use errand_store::{JobClaim, JobComplete, ScheduleFireList, Store};
 use errand_store_tests::Harness;
 use std::collections::BTreeMap;
@@ -25,6 +29,9 @@ errand_store_tests::both_backends!(
     three_schedulers_on_one_store_enqueue_each_fire_once,
     reconcile_adds_changes_and_removes_only_configured_schedules,
     bad_schedules_are_rejected_naming_the_field,
+    trigger_follows_the_overlap_policy_unless_forced,
+    configured_schedules_are_not_changed_or_deleted_at_run_time,
+    the_loop_records_its_state_for_health,
 );
 
 const START: &str = "2030-01-01T00:00:00Z";
@@ -385,7 +392,9 @@ async fn trigger_now_enqueues_and_shows_in_history_with_durations(h: Harness) {
     pass(&h).await;
     // Three runs of 1 s, 2 s and 10 s.
     for secs in [1, 2, 10] {
-        let e = c.schedule_trigger("s").await.unwrap();
+        let Triggered::Enqueued(e) = c.schedule_trigger("s", false).await.unwrap() else {
+            panic!("the previous run finished: the trigger enqueues");
+        };
         assert!(e.inserted);
         let job = claim(&h).await;
         assert_eq!(job.id, e.id);
@@ -414,7 +423,7 @@ async fn trigger_now_enqueues_and_shows_in_history_with_durations(h: Harness) {
             t("2030-01-01T03:00:00Z")
         ]
     );
-    let missing = c.schedule_trigger("nope").await.unwrap_err();
+    let missing = c.schedule_trigger("nope", false).await.unwrap_err();
     assert!(
         missing.to_string().contains("schedule `nope` not found"),
         "{missing}"
@@ -523,4 +532,157 @@ async fn bad_schedules_are_rejected_naming_the_field(h: Harness) {
     assert!(e.to_string().contains("already exists"), "{e}");
     let e = c.schedule_update("nope", &every("1m")).await.unwrap_err();
     assert!(e.to_string().contains("schedule `nope` not found"), "{e}");
+    // A cron expression that can never fire is refused, naming the schedule and the field.
+    let mut never = every("1m");
+    never.every = None;
+    never.cron = Some("0 0 30 2 *".into());
+    let e = c.schedule_create("leap", &never).await.unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            r#"schedules.leap.cron: invalid expression "0 0 30 2 *": field "day of month""#
+        ),
+        "{e}"
+    );
+    let e = c.schedule_update("x", &never).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidSchedule(_)), "{e}");
+    assert_eq!(c.schedules().await.unwrap().len(), 1);
+}
+
+async fn trigger_follows_the_overlap_policy_unless_forced(h: Harness) {
+    let c = client(&h);
+    c.schedule_create("s", &every("1h")).await.unwrap();
+    let Triggered::Enqueued(first) = c.schedule_trigger("s", false).await.unwrap() else {
+        panic!("nothing live yet: enqueued");
+    };
+    // Queued, then running: a trigger skips, says why, and enqueues nothing.
+    let skipped = c.schedule_trigger("s", false).await.unwrap();
+    assert_eq!(
+        skipped,
+        Triggered::Skipped {
+            reason: SkipReason::OverlapSkipped,
+            overlap: OverlapPolicy::Skip,
+            live_job_id: Some(first.id),
+            live_status: Some(JobStatus::Queued),
+        }
+    );
+    let running = claim(&h).await;
+    let skipped = c.schedule_trigger("s", false).await.unwrap();
+    let message = skipped.skip_message("s").unwrap();
+    assert!(
+        message.contains(&format!("previous run (job {}) is still running", first.id))
+            && message.contains("overlap policy is `skip`"),
+        "{message}"
+    );
+    assert_eq!(jobs(&h).await.len(), 1);
+    // Forced: a second copy beside the running one (a trigger's key is its time: move on).
+    advance(&h, 1);
+    let Triggered::Enqueued(forced) = c.schedule_trigger("s", true).await.unwrap() else {
+        panic!("force overrides the policy");
+    };
+    assert!(forced.inserted && forced.id != first.id, "{forced:?}");
+    assert_eq!(jobs(&h).await.len(), 2);
+    complete(&h, &running).await;
+    let second = claim(&h).await;
+    complete(&h, &second).await;
+    assert!(matches!(
+        c.schedule_trigger("s", false).await.unwrap(),
+        Triggered::Enqueued(_)
+    ));
+
+    // `queue` cannot hold a trigger: it skips too; `allow` runs alongside.
+    for (name, overlap, runs_alongside) in [
+        ("q", OverlapPolicy::Queue, false),
+        ("a", OverlapPolicy::Allow, true),
+    ] {
+        let mut spec = every("1h");
+        spec.overlap = overlap;
+        c.schedule_create(name, &spec).await.unwrap();
+        assert!(matches!(
+            c.schedule_trigger(name, false).await.unwrap(),
+            Triggered::Enqueued(_)
+        ));
+        advance(&h, 1);
+        let again = c.schedule_trigger(name, false).await.unwrap();
+        assert_eq!(
+            matches!(again, Triggered::Enqueued(_)),
+            runs_alongside,
+            "{name}: {again:?}"
+        );
+    }
+    // Only the successful triggers are runs in the history.
+    assert_eq!(fires(&h, "s", false).await.len(), 3);
+}
+
+async fn configured_schedules_are_not_changed_or_deleted_at_run_time(h: Harness) {
+    let c = client(&h);
+    let config = BTreeMap::from([("nightly".to_string(), every("1h"))]);
+    c.reconcile_schedules(&config).await.unwrap();
+    c.schedule_create("adhoc", &every("1m")).await.unwrap();
+
+    let e = c
+        .schedule_update("nightly", &every("5m"))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::ConfigOwned(n) if n == "nightly"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("is defined in errand.toml ([schedules.nightly], source `config`)"),
+        "{e}"
+    );
+    let e = c.schedule_delete("nightly").await.unwrap_err();
+    assert!(matches!(&e, Error::ConfigOwned(_)), "{e}");
+    let nightly = c.schedule("nightly", 0).await.unwrap().info;
+    assert_eq!(nightly.spec["every"], "1h", "unchanged");
+    // Pause, resume and trigger stay allowed on it.
+    c.schedule_pause("nightly").await.unwrap();
+    c.schedule_resume("nightly").await.unwrap();
+
+    // Run-time schedules: changed and deleted.
+    let changed = c.schedule_update("adhoc", &every("5m")).await.unwrap();
+    assert_eq!(changed.spec["every"], "5m");
+    assert_eq!(changed.source, ScheduleSource::Api);
+    assert!(c.schedule_delete("adhoc").await.unwrap());
+    assert!(!c.schedule_delete("adhoc").await.unwrap());
+    let names: Vec<String> = c
+        .schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["nightly"]);
+}
+
+async fn the_loop_records_its_state_for_health(h: Harness) {
+    let c = client(&h);
+    c.schedule_create("s", &every("1h")).await.unwrap();
+    let status = SchedulerStatus::default();
+    assert_eq!(status.state(), LoopState::NotStarted);
+    assert_eq!(SchedulerStatus::disabled().state(), LoopState::Disabled);
+    let handle = c.scheduler(SchedulerOptions {
+        max_sleep: Duration::from_millis(20),
+        status: status.clone(),
+        ..Default::default()
+    });
+    // Wait for the end of a pass (bounded; the loop passes every 20 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match status.state() {
+            LoopState::Running {
+                last_pass_at: Some(_),
+                failing: None,
+                ..
+            } => break,
+            LoopState::Running { .. } => {}
+            other => panic!("unexpected state {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "no pass within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.shutdown().await;
+    assert!(
+        matches!(status.state(), LoopState::Stopped { why, .. } if why == "shut down"),
+        "{:?}",
+        status.state()
+    );
 }

@@ -431,7 +431,7 @@ pub async fn schedules(client: &Client, clock: &ManualClock) {
     clock.advance(secs(44.0));
     complete(client, &j, json!({"rows": 1215})).await;
     clock.set(n4 + TimeDelta::minutes(35));
-    client.schedule_trigger(NIGHTLY).await.unwrap();
+    client.schedule_trigger(NIGHTLY, false).await.unwrap();
     clock.advance(secs(0.4));
     let j = claim(client, "reports", w1, LEASE).await;
     clock.advance(secs(40.7));

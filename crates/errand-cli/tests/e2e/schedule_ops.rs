@@ -228,6 +228,12 @@ async fn schedules_show_prints_fields_next_fires_stats_runs_and_skipped_fires(en
         cols("duration_ms"),
         [40_700, 44_000, 38_200, 41_500].map(Value::from)
     );
+    // The last run with what it returned (the runbook's `stats_json`).
+    let last = &v["schedule"]["last_run"];
+    assert_eq!(
+        (&last["job_id"], &last["status"], &last["result"], &last["last_error"]),
+        (&Value::from(4), &Value::from("succeeded"), &serde_json::json!({"rows": 1215}), &Value::Null)
+    );
     let skipped = v["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0]["reason"], "missed_beyond_grace");
@@ -262,6 +268,8 @@ async fn schedules_show_prints_fields_next_fires_stats_runs_and_skipped_fires(en
         "last run:",
         "job 4, succeeded, enqueued ",
         "ran 40.70s",
+        "last result:",
+        r#"{"rows":1215}"#,
         "Next fires",
         "Europe/London",
         " 02:00:00 ",
@@ -522,6 +530,27 @@ async fn schedules_trigger_enqueues_the_job_now_and_leaves_the_fires_alone(env: 
         "{out:?}"
     );
     assert!(out.stdout.contains("\nnext fire: in "), "{out:?}");
+
+    // Job 8 is still queued: under `overlap = "skip"` a second trigger enqueues nothing, says
+    // why and exits 3; --force runs it beside job 8.
+    let out = env.run(&["schedules", "trigger", NIGHTLY]).await;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert!(
+        out.stderr.contains("schedule `nightly_report` not triggered: its previous run (job 8) is still queued and its overlap policy is `skip`"),
+        "{out:?}"
+    );
+    let out = env.run(&["schedules", "trigger", NIGHTLY, "--json"]).await;
+    assert_eq!(out.code, Some(3), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["skipped"], &v["reason"], &v["job_id"], &v["live_job_id"]),
+        (&Value::from(true), &Value::from("overlap_skipped"), &Value::Null, &Value::from(8))
+    );
+    assert_eq!(env.all_jobs().await.len(), 10, "nothing enqueued");
+    let v = json(&env.run(&["schedules", "trigger", NIGHTLY, "--force", "--json"]).await);
+    assert_eq!(v["job_id"], 11);
+    assert_eq!(env.job(8).await.status, JobStatus::Queued);
+    assert_eq!(env.job(11).await.status, JobStatus::Queued);
 }
 
 async fn bad_schedule_input_exits_2_names_it_and_changes_nothing(env: Env) {

@@ -11,7 +11,14 @@ use std::time::{Duration, Instant};
 e2e!(
     serve_reconciles_configured_schedules_and_logs_the_changes,
     worker_does_not_fire_schedules,
+    serve_reports_scheduler_health,
 );
+
+/// The API's base URL, from `serve`'s log line.
+fn base_url(line: &str) -> String {
+    let start = line.find("http://").expect("a URL in the line");
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
 
 /// The fires to count in the three-process tests.
 const FIRES: usize = 20;
@@ -170,6 +177,69 @@ async fn serve_reconciles_configured_schedules_and_logs_the_changes(env: Env) {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("schedules.b"), "{out:?}");
     assert_eq!(client.schedules().await.unwrap().len(), 3);
+
+    // So does a cron expression that can never fire, naming the schedule and the field.
+    env.config(&format!(
+        "{base}[schedules.b]\ncron = \"0 0 30 2 *\"\nkind = \"tick\"\n"
+    ));
+    let out = env.run(&["serve"]).await;
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            r#"schedules.b.cron: invalid expression "0 0 30 2 *": field "day of month""#
+        ) && out.stderr.contains("never fires"),
+        "{out:?}"
+    );
+    assert_eq!(client.schedules().await.unwrap().len(), 3);
+}
+
+/// `/health/scheduler` of the real `serve`: degraded (503) with the reason while the
+/// scheduler is switched off; healthy once its loop runs and passes.
+async fn serve_reports_scheduler_health(env: Env) {
+    env.config("[scheduler]\nenabled = false\n[schedules.tick]\nevery = \"1h\"\nkind = \"tick\"\n");
+    assert_eq!(env.run(&["migrate"]).await.code, Some(0));
+    let get = |base: String| async move {
+        let r = reqwest::get(format!("{base}/health/scheduler")).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    let serve = env.spawn(&["serve"], &[]);
+    let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
+    serve.ready().await;
+    let (status, v) = get(base.clone()).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["scheduler"]["state"], "disabled");
+    assert_eq!(v["problems"][0]["code"], "scheduler_disabled", "{v}");
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[scheduler] enabled = false"),
+        "{v}"
+    );
+    serve.stop().await;
+
+    env.config("[schedules.tick]\nevery = \"1h\"\nkind = \"tick\"\n");
+    let serve = env.spawn(&["serve"], &[]);
+    let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
+    serve.ready().await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, v) = get(base.clone()).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "healthy", "{v}");
+        assert_eq!(v["problems"], serde_json::json!([]));
+        assert_eq!(v["scheduler"]["state"], "running");
+        assert_eq!(v["next_run"]["schedule"], "tick");
+        // Once the loop's first pass has ended.
+        if v["scheduler"]["last_pass_at"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pass within {PATIENCE:?}: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve.stop().await;
 }
 
 async fn worker_does_not_fire_schedules(env: Env) {

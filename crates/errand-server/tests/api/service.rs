@@ -35,7 +35,9 @@ async fn health_scheduler_health_and_metrics(h: Harness) {
     .await
     .expect(200);
 
-    let s = anonymous.get("/health/scheduler").await.expect(200);
+    // No scheduler loop in this server: degraded, and the figures are still there.
+    let s = anonymous.get("/health/scheduler").await.expect(503);
+    assert_eq!(s["status"], "degraded");
     assert_eq!(s["pending_jobs"], 2);
     assert!(s.get("next_run").is_some() && s.get("last_execution").is_some());
 
@@ -102,6 +104,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/me"),
     ("get", "/health"),
     ("get", "/health/scheduler"),
+    ("post", "/v1/schedules"),
+    ("put", "/v1/schedules/{name}"),
+    ("delete", "/v1/schedules/{name}"),
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
 ];
@@ -153,6 +158,8 @@ async fn openapi_documents_every_route(h: Harness) {
         let resp = match r.verb {
             errand_server::Verb::Get => api.get(&path).await,
             errand_server::Verb::Post => api.post(&path, json!({})).await,
+            errand_server::Verb::Put => api.raw(reqwest::Method::PUT, &path, Some(("application/json", b"{}".to_vec()))).await,
+            errand_server::Verb::Delete => api.raw(reqwest::Method::DELETE, &path, None).await,
         };
         let no_endpoint = resp.body["error"]["message"]
             .as_str()
