@@ -1,9 +1,11 @@
 // Schedules: each schedule's spec, next fire and last run with pause/resume/trigger; one
-// schedule's next fires, run history with durations and skipped fires. Servers without the
+// schedule's last run (its result and error), next fires, run history with durations and
+// skipped fires. "Run now" follows the overlap policy: when the server skips it (409
+// `overlap_skipped`, the previous run is live), the operator may run it anyway (force=true). Servers without the
 // schedules API (404) get a clear "not available" note instead of an error.
 
 import { api } from "../api.js";
-import { h, fill, time, duration, empty, errorBox, confirmAction, act, stateBadge, table, num } from "../ui.js";
+import { h, fill, time, duration, empty, errorBox, confirmAction, act, notice, stateBadge, table, num, jsonBlock } from "../ui.js";
 
 export async function mount(root, ctx) {
   return ctx.detail ? detail(root, ctx, ctx.params[0]) : list(root, ctx);
@@ -31,7 +33,16 @@ function actionButtons(x, ctx, after) {
       } }, "Pause"),
     h("button", { class: "small", "data-action": "trigger", onclick: async () => {
       if (!await confirmAction(`Run “${x.name}” now?`, `This enqueues one ${x.kind} job now, outside its timetable.`, { confirmLabel: "Run now", danger: false })) return;
-      await act(() => api(`/v1/schedules/${name}/trigger`, { method: "POST" }), (r) => `Schedule ${x.name} triggered${r?.job_id ? `: job #${r.job_id}` : ""}`);
+      const done = (r) => `Schedule ${x.name} triggered${r?.job_id ? `: job #${r.job_id}` : ""}`;
+      try {
+        notice(done(await api(`/v1/schedules/${name}/trigger`, { method: "POST" })), "ok");
+      } catch (e) {
+        if (e.code !== "overlap_skipped") {
+          notice(`Failed: ${e.message}`, "error");
+        } else if (await confirmAction(`“${x.name}” was not run`, `${e.message}. Run it anyway, beside the previous run?`, { confirmLabel: "Run anyway" })) {
+          await act(() => api(`/v1/schedules/${name}/trigger?force=true`, { method: "POST" }), done);
+        }
+      }
       after();
     } }, "Run now"));
 }
@@ -58,13 +69,26 @@ async function list(root, ctx) {
       { label: "Last fire", cell: (x) => time(x.last_fire_at, { compact: true }) },
       { label: "Last run", cell: (x) => x.last_run ? h("span", {}, stateBadge(x.last_run.status),
         " ", h("a", { href: `#/jobs/${x.last_run.job_id}` }, `#${x.last_run.job_id}`),
-        h("span", { class: "muted" }, ` · ${duration(x.last_run.duration_ms)}`)) : h("span", { class: "muted" }, "never ran") },
+        h("span", { class: "muted" }, ` · ${duration(x.last_run.duration_ms)}`),
+        x.last_run.last_error && x.last_run.status !== "succeeded"
+          ? h("div", { class: "small error-text", title: x.last_run.last_error }, x.last_run.last_error.split("\n")[0]) : null) : h("span", { class: "muted" }, "never ran") },
     ];
     if (ctx.session.canAct) cols.push({ label: "", class: "actions", cell: (x) => actionButtons(x, ctx, refresh) });
     fill(el, h("div", { class: "scroll" }, table(cols, rows, { rowAttrs: (x) => ({ "data-schedule": x.name }) })));
   }
   await refresh();
   return { refresh };
+}
+
+/** The latest run: its state and job, when it ran, what it returned and the error it failed with. */
+function lastRun(r) {
+  const card = (...rows) => h("section", { class: "card", id: "last-run" }, h("h2", {}, "Last run"), ...rows);
+  if (!r) return card(empty("Never ran", ""));
+  return card(h("table", { class: "fields" }, h("tbody", {},
+    h("tr", {}, h("th", {}, "job"), h("td", {}, r.status ? stateBadge(r.status) : null, " ", h("a", { href: `#/jobs/${r.job_id}` }, `#${r.job_id}`))),
+    h("tr", {}, h("th", {}, "finished"), h("td", {}, r.finished_at ? time(r.finished_at) : h("span", { class: "muted" }, "not yet"), h("span", { class: "muted" }, ` · ${duration(r.duration_ms)}`))),
+    h("tr", {}, h("th", {}, "result"), h("td", { class: "last-result" }, jsonBlock(r.result))),
+    r.last_error ? h("tr", {}, h("th", {}, "error"), h("td", {}, h("pre", { class: "error-text-block last-error" }, r.last_error))) : null)));
 }
 
 async function detail(root, ctx, name) {
@@ -93,6 +117,7 @@ async function detail(root, ctx, name) {
           h("tr", {}, h("th", {}, "queue"), h("td", {}, x.queue)),
           h("tr", {}, h("th", {}, "last fire"), h("td", {}, time(x.last_fire_at))),
           h("tr", {}, h("th", {}, "runs avg / p95 / max"), h("td", {}, `${duration(st.avg_ms)} / ${duration(st.p95_ms)} / ${duration(st.max_ms)}`))))),
+        lastRun(x.last_run),
         h("section", { class: "card", id: "next-fires" }, h("h2", {}, "Next fires"),
           (d.next_fires || []).length ? h("ol", { class: "fires" }, d.next_fires.map((t) => h("li", {}, time(t))))
             : empty(x.paused ? "Paused" : "No upcoming fires", ""))),
