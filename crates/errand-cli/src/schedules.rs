@@ -356,7 +356,10 @@ async fn show(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Resu
     // What the last run returned (the runbook's stats) or the error it failed with.
     if let Some(j) = &job {
         if let Some(result) = &j.result {
-            fields.push(("last result", Cell::text(errand_core::redact::redact(result).to_string())));
+            fields.push((
+                "last result",
+                Cell::text(errand_core::redact::redact(result).to_string()),
+            ));
         }
         if let Some(error) = &j.last_error {
             fields.push(("last error", Cell::text(error).styled(Style::Red)));

@@ -85,8 +85,8 @@ pub use cron::{CronExpr, CronExprError};
 pub use fire::{fire_key, FireTimes, Trigger, SEARCH_DAYS};
 pub use health::{loop_problem, overdue, LoopState, Problem, STALL_AFTER};
 pub use misfire::{
-    decide_misfires, overlap_action, trigger_action, MisfireDecision, OverlapAction, SkipReason, MAX_LISTED_SKIPS,
-    MAX_RUNS_PER_DECISION,
+    decide_misfires, overlap_action, trigger_action, MisfireDecision, OverlapAction, SkipReason,
+    MAX_LISTED_SKIPS, MAX_RUNS_PER_DECISION,
 };
 pub use spec::{
     JobTemplate, OverlapPolicy, Schedule, ScheduleSpec, SpecError, DEFAULT_MISFIRE_GRACE,

@@ -211,7 +211,13 @@ fn schedule_spec(with_name: bool) -> Value {
     ];
     let mut required = vec!["kind"];
     if with_name {
-        props.insert(0, ("name", json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"})));
+        props.insert(
+            0,
+            (
+                "name",
+                json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}),
+            ),
+        );
         required.insert(0, "name");
     }
     object(&props, &required, true)
@@ -445,12 +451,18 @@ pub fn schemas() -> Value {
     let last_run = object(
         &[
             ("job_id", int()),
-            ("status", json!({"type": "string", "enum": STATES, "nullable": true})),
+            (
+                "status",
+                json!({"type": "string", "enum": STATES, "nullable": true}),
+            ),
             ("created_at", ntime()),
             ("started_at", ntime()),
             ("finished_at", ntime()),
             ("duration_ms", nint()),
-            ("result", json!({"nullable": true, "description": "what the run returned (values under secret-looking keys are `[redacted]` for every role but admin)"})),
+            (
+                "result",
+                json!({"nullable": true, "description": "what the run returned (values under secret-looking keys are `[redacted]` for every role but admin)"}),
+            ),
             ("last_error", nstring()),
             ("schedule", string()),
             ("at", time()),
@@ -459,59 +471,101 @@ pub fn schemas() -> Value {
         false,
     );
     let scheduler_health = object(
-            &[
-                ("status", json!({"type": "string", "enum": ["healthy", "degraded"]})),
-                ("problems", array(object(
+        &[
+            (
+                "status",
+                json!({"type": "string", "enum": ["healthy", "degraded"]}),
+            ),
+            (
+                "problems",
+                array(object(
                     &[
-                        ("code", json!({"type": "string", "enum": ["scheduler_not_running", "scheduler_disabled", "scheduler_failing", "scheduler_stalled", "schedule_overdue"]})),
+                        (
+                            "code",
+                            json!({"type": "string", "enum": ["scheduler_not_running", "scheduler_disabled", "scheduler_failing", "scheduler_stalled", "schedule_overdue"]}),
+                        ),
                         ("message", string()),
                         ("schedule", nstring()),
                     ],
                     &["code", "message", "schedule"],
                     false,
-                ))),
-                ("scheduler", object(
+                )),
+            ),
+            (
+                "scheduler",
+                object(
                     &[
-                        ("state", json!({"type": "string", "enum": ["not_started", "disabled", "running", "stopped"]})),
+                        (
+                            "state",
+                            json!({"type": "string", "enum": ["not_started", "disabled", "running", "stopped"]}),
+                        ),
                         ("started_at", ntime()),
                         ("last_pass_at", ntime()),
                     ],
                     &["state", "started_at", "last_pass_at"],
                     false,
-                )),
-                ("next_run", json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}})),
-                ("last_execution", nullable(&last_run)),
-                ("pending_jobs", int()),
-            ],
-            &["status", "problems", "scheduler", "next_run", "last_execution", "pending_jobs"],
-            false,
-        );
+                ),
+            ),
+            (
+                "next_run",
+                json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}}),
+            ),
+            ("last_execution", nullable(&last_run)),
+            ("pending_jobs", int()),
+        ],
+        &[
+            "status",
+            "problems",
+            "scheduler",
+            "next_run",
+            "last_execution",
+            "pending_jobs",
+        ],
+        false,
+    );
     let schedule = object(
-            &[
-                ("name", string()),
-                ("cron", nstring()),
-                ("every", nstring()),
-                ("timezone", nstring()),
-                ("kind", string()),
-                ("queue", string()),
-                ("args", json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"})),
-                ("priority", json!({"type": "integer", "nullable": true})),
-                ("max_attempts", json!({"type": "integer", "nullable": true})),
-                ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true})),
-                ("misfire_grace_ms", nint()),
-                ("coalesce", json!({"type": "boolean", "nullable": true})),
-                ("paused", boolean()),
-                ("problem", nstring()),
-                ("source", json!({"type": "string", "enum": ["config", "api"], "description": "`config`: from errand.toml (the API may pause, resume and trigger it, not change or delete it); `api`: created through the API"})),
-                ("next_fire_at", ntime()),
-                ("last_fire_at", time()),
-                ("last_run", nullable(&last_run)),
-                ("created_at", time()),
-                ("updated_at", time()),
-            ],
-            &["name", "kind", "queue", "paused", "next_fire_at", "last_fire_at", "last_run"],
-            false,
-        );
+        &[
+            ("name", string()),
+            ("cron", nstring()),
+            ("every", nstring()),
+            ("timezone", nstring()),
+            ("kind", string()),
+            ("queue", string()),
+            (
+                "args",
+                json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"}),
+            ),
+            ("priority", json!({"type": "integer", "nullable": true})),
+            ("max_attempts", json!({"type": "integer", "nullable": true})),
+            (
+                "overlap",
+                json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true}),
+            ),
+            ("misfire_grace_ms", nint()),
+            ("coalesce", json!({"type": "boolean", "nullable": true})),
+            ("paused", boolean()),
+            ("problem", nstring()),
+            (
+                "source",
+                json!({"type": "string", "enum": ["config", "api"], "description": "`config`: from errand.toml (the API may pause, resume and trigger it, not change or delete it); `api`: created through the API"}),
+            ),
+            ("next_fire_at", ntime()),
+            ("last_fire_at", time()),
+            ("last_run", nullable(&last_run)),
+            ("created_at", time()),
+            ("updated_at", time()),
+        ],
+        &[
+            "name",
+            "kind",
+            "queue",
+            "paused",
+            "next_fire_at",
+            "last_fire_at",
+            "last_run",
+        ],
+        false,
+    );
     let ids = json!({"type": "array", "items": {"type": "integer", "format": "int64", "minimum": 1}, "maxItems": 10000});
     let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
     let mut all = json!({

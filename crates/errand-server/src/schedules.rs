@@ -107,10 +107,19 @@ fn parse_problem(record: &ScheduleRecord) -> Option<String> {
 
 /// A schedule's latest run: its job's state and times, and what it returned or the error it
 /// failed with (`result`, `last_error`, as on the job). `/health/scheduler` shows the same.
-pub(crate) fn last_run(id: errand_core::JobId, record: &ScheduleRecord, last: Option<&Job>, secrets: bool) -> Value {
-    let result = last
-        .and_then(|j| j.result.as_ref())
-        .map(|r| if secrets { r.clone() } else { errand_core::redact::redact(r) });
+pub(crate) fn last_run(
+    id: errand_core::JobId,
+    record: &ScheduleRecord,
+    last: Option<&Job>,
+    secrets: bool,
+) -> Value {
+    let result = last.and_then(|j| j.result.as_ref()).map(|r| {
+        if secrets {
+            r.clone()
+        } else {
+            errand_core::redact::redact(r)
+        }
+    });
     json!({
         "job_id": id,
         "status": last.map(|j| j.status).or(record.last_job_status),
@@ -129,7 +138,10 @@ pub(crate) fn next_fire_of(record: &ScheduleRecord, now: DateTime<Utc>) -> Optio
     next_fire(record, checked.as_ref(), now)
 }
 
-pub(crate) async fn last_job(s: &AppState, record: &ScheduleRecord) -> Result<Option<Job>, ApiError> {
+pub(crate) async fn last_job(
+    s: &AppState,
+    record: &ScheduleRecord,
+) -> Result<Option<Job>, ApiError> {
     match record.last_job_id {
         Some(id) => Ok(s.client.job(id).await?),
         None => Ok(None),
@@ -265,11 +277,20 @@ pub struct TriggerQuery {
 /// Enqueues the schedule's job now (`errand::Client::schedule_trigger`: its own unique key,
 /// the schedule's reference; the next fire does not move), under its overlap policy: a skip
 /// is 409 `overlap_skipped` with the reason; `force=true` overrides the policy.
-pub async fn trigger(State(s): State<AppState>, NameParam(name): NameParam, Query(q): Query<TriggerQuery>) -> JsonResult {
+pub async fn trigger(
+    State(s): State<AppState>,
+    NameParam(name): NameParam,
+    Query(q): Query<TriggerQuery>,
+) -> JsonResult {
     let force = match q.force.as_deref().map(str::trim) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(ApiError::invalid("force", format!("`force` must be true or false, got `{other}`"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "force",
+                format!("`force` must be true or false, got `{other}`"),
+            ))
+        }
     };
     let triggered = s.client.schedule_trigger(&name, force).await?;
     match &triggered {
@@ -279,7 +300,10 @@ pub async fn trigger(State(s): State<AppState>, NameParam(name): NameParam, Quer
         }
         errand::Triggered::Skipped { reason, .. } => {
             let message = triggered.skip_message(&name).unwrap_or_default();
-            Err(ApiError::conflict(reason.as_str(), format!("{message} (force=true)")))
+            Err(ApiError::conflict(
+                reason.as_str(),
+                format!("{message} (force=true)"),
+            ))
         }
     }
 }
@@ -294,7 +318,12 @@ pub async fn create(
     let name = match body.remove("name") {
         Some(Value::String(n)) => n,
         Some(_) => return Err(ApiError::invalid("name", "`name` must be a string")),
-        None => return Err(ApiError::invalid("name", "`name` is required: the schedule's name")),
+        None => {
+            return Err(ApiError::invalid(
+                "name",
+                "`name` is required: the schedule's name",
+            ))
+        }
     };
     let spec = spec_body(body)?;
     s.client.schedule_create(&name, &spec).await?;

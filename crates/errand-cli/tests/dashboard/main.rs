@@ -254,20 +254,35 @@ async fn every_page_loads_and_shows_its_data() {
         shoot(&b, "schedules").await;
 
         // One schedule's last run with what it returned (the runbook's stats).
-        let Ok(errand::Triggered::Enqueued(e)) = client.schedule_trigger("nightly-report", false).await else {
+        let Ok(errand::Triggered::Enqueued(e)) =
+            client.schedule_trigger("nightly-report", false).await
+        else {
             panic!("the schedule has no live run: the trigger enqueues");
         };
         let run = client
             .store()
-            .job_claim(&JobClaim { queue: "reports".into(), worker_id: "seed-worker".into(), limit: 1, lease: Duration::from_secs(60) })
+            .job_claim(&JobClaim {
+                queue: "reports".into(),
+                worker_id: "seed-worker".into(),
+                limit: 1,
+                lease: Duration::from_secs(60),
+            })
             .await
             .unwrap();
         assert_eq!(run[0].id, e.id);
-        let done = JobComplete { fence: run[0].fence().unwrap(), result: Some(json!({"processed_users": 42, "due_items": 7})) };
+        let done = JobComplete {
+            fence: run[0].fence().unwrap(),
+            result: Some(json!({"processed_users": 42, "due_items": 7})),
+        };
         client.store().job_complete_many(&[done]).await.unwrap();
         b.goto(&format!("{url}/#/schedules/nightly-report")).await;
         let last = b.wait_text("#last-run", "processed_users").await;
-        assert!(last.contains("due_items") && last.contains("succeeded") && last.contains(&format!("#{}", e.id)), "{last}");
+        assert!(
+            last.contains("due_items")
+                && last.contains("succeeded")
+                && last.contains(&format!("#{}", e.id)),
+            "{last}"
+        );
         shoot(&b, "schedule").await;
 
         let _ = seeded.queued;

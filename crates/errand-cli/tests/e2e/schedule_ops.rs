@@ -231,8 +231,18 @@ async fn schedules_show_prints_fields_next_fires_stats_runs_and_skipped_fires(en
     // The last run with what it returned (the runbook's `stats_json`).
     let last = &v["schedule"]["last_run"];
     assert_eq!(
-        (&last["job_id"], &last["status"], &last["result"], &last["last_error"]),
-        (&Value::from(4), &Value::from("succeeded"), &serde_json::json!({"rows": 1215}), &Value::Null)
+        (
+            &last["job_id"],
+            &last["status"],
+            &last["result"],
+            &last["last_error"]
+        ),
+        (
+            &Value::from(4),
+            &Value::from("succeeded"),
+            &serde_json::json!({"rows": 1215}),
+            &Value::Null
+        )
     );
     let skipped = v["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1);
@@ -544,10 +554,18 @@ async fn schedules_trigger_enqueues_the_job_now_and_leaves_the_fires_alone(env: 
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(
         (&v["skipped"], &v["reason"], &v["job_id"], &v["live_job_id"]),
-        (&Value::from(true), &Value::from("overlap_skipped"), &Value::Null, &Value::from(8))
+        (
+            &Value::from(true),
+            &Value::from("overlap_skipped"),
+            &Value::Null,
+            &Value::from(8)
+        )
     );
     assert_eq!(env.all_jobs().await.len(), 10, "nothing enqueued");
-    let v = json(&env.run(&["schedules", "trigger", NIGHTLY, "--force", "--json"]).await);
+    let v = json(
+        &env.run(&["schedules", "trigger", NIGHTLY, "--force", "--json"])
+            .await,
+    );
     assert_eq!(v["job_id"], 11);
     assert_eq!(env.job(8).await.status, JobStatus::Queued);
     assert_eq!(env.job(11).await.status, JobStatus::Queued);

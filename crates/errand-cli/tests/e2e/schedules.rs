@@ -185,9 +185,9 @@ async fn serve_reconciles_configured_schedules_and_logs_the_changes(env: Env) {
     let out = env.run(&["serve"]).await;
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
-        out.stderr.contains(
-            r#"schedules.b.cron: invalid expression "0 0 30 2 *": field "day of month""#
-        ) && out.stderr.contains("never fires"),
+        out.stderr
+            .contains(r#"schedules.b.cron: invalid expression "0 0 30 2 *": field "day of month""#)
+            && out.stderr.contains("never fires"),
         "{out:?}"
     );
     assert_eq!(client.schedules().await.unwrap().len(), 3);
@@ -199,7 +199,9 @@ async fn serve_reports_scheduler_health(env: Env) {
     env.config("[scheduler]\nenabled = false\n[schedules.tick]\nevery = \"1h\"\nkind = \"tick\"\n");
     assert_eq!(env.run(&["migrate"]).await.code, Some(0));
     let get = |base: String| async move {
-        let r = reqwest::get(format!("{base}/health/scheduler")).await.unwrap();
+        let r = reqwest::get(format!("{base}/health/scheduler"))
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json::<serde_json::Value>().await.unwrap())
     };
@@ -236,7 +238,10 @@ async fn serve_reports_scheduler_health(env: Env) {
         if v["scheduler"]["last_pass_at"].is_string() {
             break;
         }
-        assert!(Instant::now() < deadline, "no pass within {PATIENCE:?}: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no pass within {PATIENCE:?}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     serve.stop().await;

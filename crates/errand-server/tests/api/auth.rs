@@ -37,7 +37,15 @@ async fn every_role_against_every_route(h: Harness) {
                 Verb::Get => caller.get(&path).await,
                 // An empty object: allowed callers get past auth and fail validation (or act).
                 Verb::Post => caller.post(&path, json!({})).await,
-                Verb::Put => caller.raw(Method::PUT, &path, Some(("application/json", b"{}".to_vec()))).await,
+                Verb::Put => {
+                    caller
+                        .raw(
+                            Method::PUT,
+                            &path,
+                            Some(("application/json", b"{}".to_vec())),
+                        )
+                        .await
+                }
                 Verb::Delete => caller.raw(Method::DELETE, &path, None).await,
             };
             let expected = match (r.access, role) {

@@ -158,7 +158,14 @@ async fn openapi_documents_every_route(h: Harness) {
         let resp = match r.verb {
             errand_server::Verb::Get => api.get(&path).await,
             errand_server::Verb::Post => api.post(&path, json!({})).await,
-            errand_server::Verb::Put => api.raw(reqwest::Method::PUT, &path, Some(("application/json", b"{}".to_vec()))).await,
+            errand_server::Verb::Put => {
+                api.raw(
+                    reqwest::Method::PUT,
+                    &path,
+                    Some(("application/json", b"{}".to_vec())),
+                )
+                .await
+            }
             errand_server::Verb::Delete => api.raw(reqwest::Method::DELETE, &path, None).await,
         };
         let no_endpoint = resp.body["error"]["message"]
