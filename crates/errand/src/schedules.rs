@@ -275,7 +275,9 @@ impl Client {
     /// Enqueues the schedule's job now ("trigger now"), even when paused, under its overlap
     /// policy ([`errand_scheduler::trigger_action`]): while its previous run is queued or
     /// running, `skip` and `queue` enqueue nothing and say so ([`Triggered::Skipped`]);
-    /// `force` runs it anyway. Its fire times are not affected.
+    /// `force` runs it anyway. Its fire times are not affected. The check reads the
+    /// schedule's latest run before the insert, not in its transaction: two triggers at the
+    /// same instant may both enqueue (each trigger's job has a key of its own).
     pub async fn schedule_trigger(&self, name: &str, force: bool) -> Result<Triggered, Error> {
         let record = self
             .store()
