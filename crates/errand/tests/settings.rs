@@ -118,7 +118,11 @@ async fn schedule_fires_and_triggers_take_the_task_settings(h: Harness) {
         fired[0].queue, "reports",
         "the fire's job takes the task's queue"
     );
-    let triggered = c.schedule_trigger("report").await.unwrap();
+    // The fire's job is still queued: force the trigger past the overlap policy.
+    let errand::Triggered::Enqueued(triggered) = c.schedule_trigger("report", true).await.unwrap()
+    else {
+        panic!("a forced trigger enqueues");
+    };
     assert_eq!(c.job(triggered.id).await.unwrap().unwrap().queue, "reports");
 }
 
