@@ -42,9 +42,9 @@ fn one_thread(backend: TestBackend) {
 
 async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
     const JOBS: i64 = 400;
-    /// Three freezes, so that at least one finds jobs claimed ahead (how many the pool holds
-    /// at a given moment depends on its claim timing).
-    const FREEZE_AT: [i64; 3] = [100, 200, 300];
+    /// Several freezes, so that at least one finds jobs claimed ahead (how many the pool
+    /// holds at a given moment depends on its claim timing, and so on the machine's load).
+    const FREEZE_AT: [i64; 7] = [50, 100, 150, 200, 250, 300, 350];
     // (job id, attempt, when) of every start, and when the freeze ended.
     let starts: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
     // When the last freeze ended, and each (job, attempt) taken back during a freeze with
@@ -120,11 +120,11 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
             .iter()
             .filter(|j| j.status == JobStatus::Succeeded)
             .count();
-        let frozen_thrice = jobs
+        let frozen_all = jobs
             .iter()
             .filter(|j| FREEZE_AT.contains(&j.args["i"].as_i64().unwrap()))
             .all(|j| j.attempt >= 1 && j.status != JobStatus::Queued);
-        (queued == 0 && frozen_thrice && thawed.lock().unwrap().is_some()).then_some(succeeded)
+        (queued == 0 && frozen_all && thawed.lock().unwrap().is_some()).then_some(succeeded)
     })
     .await;
     if idle < JOBS as usize {

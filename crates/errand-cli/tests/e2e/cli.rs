@@ -403,7 +403,9 @@ async fn the_example_configuration_runs_its_command_task(env: Env) {
         assert!(ready.contains(expected), "{expected:?} not in {ready}");
     }
     // No skipping: the example's thumbnail job needs python3, which `.ci/run` installs.
-    let python = std::process::Command::new("python3").arg("--version").output();
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
     assert!(
         python.is_ok_and(|o| o.status.success()),
         "python3 is needed to run the example's thumbnail job (install it, as .ci/run does)"
