@@ -65,6 +65,12 @@ impl Store for Counting {
     async fn migration_status(&self) -> StoreResult<MigrationStatus> {
         self.inner.migration_status().await
     }
+    fn write_problem(&self) -> Option<String> {
+        self.inner.write_problem()
+    }
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<errand_store::BackupReport> {
+        self.inner.backup(to).await
+    }
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
         self.inner.job_insert_many(jobs).await
     }

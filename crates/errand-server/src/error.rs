@@ -96,6 +96,17 @@ impl From<StoreError> for ApiError {
                     e.to_string(),
                 )
             }
+            StoreError::DiskFull(_) => {
+                tracing::error!(error = %e, "request failed: the database's disk is full");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "disk_full",
+                    format!("{e}; nothing was written: free space on it and retry"),
+                )
+            }
+            StoreError::Unsupported(_) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", e.to_string())
+            }
             StoreError::Schema(_) | StoreError::Database(_) => {
                 tracing::error!(error = %e, "request failed: database error");
                 ApiError::new(

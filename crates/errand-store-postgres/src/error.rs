@@ -9,6 +9,9 @@ const UNDEFINED_TABLE: &str = "42P01";
 /// `search_path` naming a schema that does not exist yet.
 const INVALID_SCHEMA_NAME: &str = "3F000";
 
+/// SQLSTATE of `disk_full`: the server could not extend a file.
+const DISK_FULL: &str = "53100";
+
 /// True for SQLSTATEs that mean the connection or the server went away.
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08") // connection_exception class
@@ -29,7 +32,9 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if is_unavailable_code(&code) {
+            if code == DISK_FULL {
+                StoreError::DiskFull(format!("{} (SQLSTATE {code})", db.message()))
+            } else if is_unavailable_code(&code) {
                 StoreError::Unavailable(format!("{} (SQLSTATE {code})", db.message()))
             } else if code == UNDEFINED_TABLE || code == INVALID_SCHEMA_NAME {
                 StoreError::Schema(format!(

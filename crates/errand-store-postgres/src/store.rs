@@ -10,7 +10,7 @@ use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
     JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
     JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
-    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
+    Store, StoreError, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,
@@ -30,6 +30,21 @@ impl Store for PgStore {
 
     async fn migration_status(&self) -> StoreResult<MigrationStatus> {
         self.migration_status_impl().await
+    }
+
+    fn write_problem(&self) -> Option<String> {
+        // A full disk is the server's to report (SQLSTATE 53100, mapped to `DiskFull` on the
+        // write that hit it); this process keeps no state about it.
+        None
+    }
+
+    async fn backup(&self, _to: &std::path::Path) -> StoreResult<errand_store::BackupReport> {
+        Err(StoreError::Unsupported(
+            "errand backup copies SQLite databases only; back PostgreSQL up with its own tools: \
+             `pg_dump --format=custom --schema=<schema> <database>` for a logical copy, or \
+             `pg_basebackup` for the whole server"
+                .into(),
+        ))
     }
 
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {

@@ -11,7 +11,8 @@
 //! passive checkpoint never waits for, or blocks, the writer or the readers; it copies what
 //! is committed and not still read through an older snapshot. Once everything is copied,
 //! the writer's next transaction starts the log from its beginning again, so the `-wal` file
-//! stays small. The thread stops when the store (its last clone) is dropped.
+//! stays small. The thread stops when the store (its last clone) is dropped, before the
+//! writer's last checkpoint (`writer::close_checkpoint`), so the two never meet.
 
 use rusqlite::Connection;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -27,18 +28,33 @@ pub(crate) const INTERVAL: Duration = Duration::from_millis(1000);
 /// grown this far (40 MiB of 4 KiB pages), which the checkpointer prevents.
 pub(crate) const BACKSTOP_PAGES: i64 = 10_000;
 
-/// Stops the checkpointer thread when dropped.
+/// Stops the checkpointer thread, and waits for it, when dropped.
 pub(crate) struct Checkpointer {
-    _stop: mpsc::Sender<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts the checkpointer on `conn`, a read-write connection to the store's file.
 pub(crate) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
     let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("errand-sqlite-checkpoint".into())
         .spawn(move || run(&conn, &stopped))?;
-    Ok(Checkpointer { _stop: stop })
+    Ok(Checkpointer {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 fn run(conn: &Connection, stopped: &mpsc::Receiver<()>) {

@@ -32,7 +32,8 @@ impl From<OpError> for StoreError {
     }
 }
 
-/// Busy or locked after `busy_timeout` => [`StoreError::Unavailable`] (retry later); a missing
+/// Busy or locked after `busy_timeout` => [`StoreError::Unavailable`] (retry later);
+/// `SQLITE_FULL` (no space left on the device) => [`StoreError::DiskFull`]; a missing
 /// errand table => [`StoreError::Schema`] (run migrate); anything else =>
 /// [`StoreError::Database`] with SQLite's message.
 pub(crate) fn map_sql(e: rusqlite::Error) -> StoreError {
@@ -44,6 +45,9 @@ pub(crate) fn map_sql(e: rusqlite::Error) -> StoreError {
             return StoreError::Unavailable(format!(
                 "sqlite database is locked by another connection: {e}"
             ));
+        }
+        if code.code == ErrorCode::DiskFull {
+            return StoreError::DiskFull(format!("SQLite could not grow the database or its log ({e})"));
         }
     }
     let msg = e.to_string();
@@ -84,6 +88,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            map_sql(failure(rusqlite::ffi::SQLITE_FULL, "database or disk is full")),
+            StoreError::DiskFull(_)
+        ));
         assert!(matches!(
             map_sql(failure(
                 rusqlite::ffi::SQLITE_CONSTRAINT,

@@ -38,6 +38,7 @@
 //! Operations on a database that was never migrated fail with
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
 
+mod backup;
 pub mod baseline;
 mod checkpoint;
 mod error;
@@ -133,15 +134,17 @@ struct Inner {
     path: PathBuf,
     synchronous: Synchronous,
     clock: Arc<dyn Clock>,
-    /// The writer connection, on its own thread, committing in groups (see `writer`).
+    /// Copies the WAL back in the background (see `checkpoint`); stops when dropped, before
+    /// the writer (fields drop in order).
+    _checkpointer: checkpoint::Checkpointer,
+    /// The writer connection, on its own thread, committing in groups (see `writer`); when
+    /// dropped, it truncates the WAL into the file and closes.
     writer: writer::Writer,
     idle_readers: Mutex<Vec<Connection>>,
     reader_slots: Arc<Semaphore>,
     readers: usize,
     /// Wake-up hints, sent after commit (see `notify`).
     wake: tokio::sync::broadcast::Sender<errand_store::JobsReady>,
-    /// Copies the WAL back in the background (see `checkpoint`); stops when dropped.
-    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl std::fmt::Debug for SqliteStore {

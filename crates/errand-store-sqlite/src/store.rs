@@ -2,12 +2,12 @@
 //! (owned) arguments to the SQL in `jobs`, `ops`, `reads`, `workers` or `migrate`; the
 //! operations that make jobs ready go through `write_waking` (see `notify`).
 
-use crate::{jobs, migrate, ops, reads, schedules, workers, SqliteStore};
+use crate::{backup, jobs, migrate, ops, reads, schedules, workers, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
-    Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
+    Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
     JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
     JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
     Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
@@ -29,6 +29,16 @@ impl Store for SqliteStore {
 
     async fn migration_status(&self) -> StoreResult<MigrationStatus> {
         self.read(|tx, _| migrate::status(tx)).await
+    }
+
+    fn write_problem(&self) -> Option<String> {
+        self.inner.writer.problem()
+    }
+
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<BackupReport> {
+        let source = self.path().to_path_buf();
+        let to = to.to_path_buf();
+        crate::run_blocking(move || backup::run(&source, &to)).await
     }
 
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {

@@ -23,7 +23,13 @@
 //!
 //! A panic inside an operation is caught, its savepoint rolled back, and the panic resumed
 //! in the caller's task, so a bug in one operation fails its caller, not the writer. The thread stops, and closes the
-//! connection, when the store's last clone is dropped.
+//! connection, when the store's last clone is dropped; before that it copies the whole WAL
+//! back into the database file and truncates it ([`close_checkpoint`]), so the file alone
+//! holds every commit and copying it is a backup.
+//!
+//! A write that fails because the disk is full ([`StoreError::DiskFull`]) is remembered as the
+//! store's write problem until a later group commits a change ([`Writer::problem`], read by
+//! `/health`).
 
 use crate::error::{map_sql, OpError};
 use errand_core::Clock;
@@ -33,7 +39,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -73,7 +79,16 @@ pub(crate) struct Writer {
     ops: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     counts: Arc<Counts>,
+    problem: Problem,
 }
+
+/// Why writes fail, while they fail for a full disk (see the module documentation).
+type Problem = Arc<Mutex<Option<String>>>;
+
+/// How long the last checkpoint waits for other connections (other processes' readers) before
+/// giving up: a process that is stopping should not hang on a busy file; the last one to close
+/// copies the log back anyway.
+const CLOSE_CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 
 /// Group transactions run so far, and the operations in them (for tests and diagnosis).
 #[derive(Debug, Default)]
@@ -88,14 +103,26 @@ impl Writer {
         let (ops, queue) = mpsc::channel();
         let counts = Arc::new(Counts::default());
         let counted = counts.clone();
+        let problem = Problem::default();
+        let cleared = problem.clone();
         let thread = std::thread::Builder::new()
             .name("errand-sqlite-writer".into())
-            .spawn(move || run(conn, &*clock, &queue, &counted))?;
+            .spawn(move || {
+                let mut conn = conn;
+                run(&mut conn, &*clock, &queue, &counted, &cleared);
+            })?;
         Ok(Writer {
             ops: Some(ops),
             thread: Some(thread),
             counts,
+            problem,
         })
+    }
+
+    /// Why writes are failing, if the last one that needed the disk found it full and no
+    /// change has committed since.
+    pub(crate) fn problem(&self) -> Option<String> {
+        lock(&self.problem).clone()
     }
 
     /// How many group transactions have run, and how many operations they held.
@@ -114,6 +141,7 @@ impl Writer {
         F: FnOnce(&Transaction<'_>, i64) -> Result<T, OpError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Reply<T>>();
+        let problem = self.problem.clone();
         let op: InTx = Box::new(move |run| {
             let out = run.map(|(tx, now)| catch_unwind(AssertUnwindSafe(|| f(tx, now))));
             let ok = matches!(out, Some(Ok(Ok(_))));
@@ -129,6 +157,9 @@ impl Writer {
                         StoreError::Unavailable("the operation was not run".into())
                     }))),
                 };
+                if let Ok(Err(StoreError::DiskFull(why))) = &reply_with {
+                    *lock(&problem) = Some(format!("the disk holding the database is full: {why}"));
+                }
                 let _ = reply.send(reply_with);
             });
             (ok, finish)
@@ -184,7 +215,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, counts: &Counts) {
+fn run(
+    conn: &mut Connection,
+    clock: &dyn Clock,
+    queue: &mpsc::Receiver<Op>,
+    counts: &Counts,
+    problem: &Mutex<Option<String>>,
+) {
     let now = || crate::rows::to_micros(clock.now());
     // An operation taken off the queue that could not join the group before it.
     let mut next: Option<Op> = None;
@@ -193,12 +230,15 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
             Some(op) => op,
             None => match queue.recv() {
                 Ok(op) => op,
-                Err(_) => return,
+                Err(_) => {
+                    close_checkpoint(conn);
+                    return;
+                }
             },
         };
         let first = match first {
             Op::Bare(f) => {
-                f(&mut conn, now());
+                f(conn, now());
                 continue;
             }
             Op::InTx(f) => f,
@@ -215,7 +255,12 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
             }
         }
         while !pending.is_empty() {
-            let (finishes, commit_error) = run_group(&mut conn, &mut pending, &now);
+            let changes = conn.total_changes();
+            let (finishes, commit_error) = run_group(conn, &mut pending, &now);
+            if commit_error.is_none() && conn.total_changes() > changes {
+                // Something reached the disk: whatever filled it has been freed.
+                lock(problem).take();
+            }
             counts.groups.fetch_add(1, Ordering::Relaxed);
             counts
                 .ops
@@ -225,6 +270,26 @@ fn run(mut conn: Connection, clock: &dyn Clock, queue: &mpsc::Receiver<Op>, coun
             }
         }
     }
+}
+
+/// Copies the whole log back into the database file and truncates it, so that the file alone
+/// holds every commit. Waits at most [`CLOSE_CHECKPOINT_WAIT`] for other processes' readers;
+/// if they hold on, the log stays for the last connection to close.
+pub(crate) fn close_checkpoint(conn: &Connection) {
+    let _ = conn.busy_timeout(CLOSE_CHECKPOINT_WAIT);
+    // (busy, log pages, pages copied): busy = 1 when another connection kept it from
+    // finishing.
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => tracing::debug!("sqlite log copied into the database file and truncated"),
+        Ok(_) => tracing::debug!(
+            "sqlite log not truncated on close: another connection is using the file"
+        ),
+        Err(e) => tracing::warn!(error = %e, "sqlite checkpoint on close failed; the log stays beside the database file"),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs operations from the front of `pending` in one IMMEDIATE transaction (each in a

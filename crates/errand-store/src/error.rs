@@ -23,6 +23,13 @@ pub enum StoreError {
     /// The database could not be reached or the connection dropped; safe to retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the database is full: the write was not applied. Writes fail until
+    /// space is freed, then succeed again (so it counts as transient).
+    #[error("the disk holding the database is full: {0}")]
+    DiskFull(String),
+    /// The operation does not apply to this backend; says what to use instead.
+    #[error("{0}")]
+    Unsupported(String),
     /// The schema is missing or newer than this build understands.
     #[error("schema problem: {0}")]
     Schema(String),
@@ -34,6 +41,6 @@ pub enum StoreError {
 impl StoreError {
     /// True when retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::DiskFull(_))
     }
 }

@@ -61,6 +61,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The applied and pending migrations, without changing anything.
     async fn migration_status(&self) -> StoreResult<MigrationStatus>;
 
+    // ---- health and backup --------------------------------------------------------------
+
+    /// Why writes are failing, when they fail for a reason an operator must fix (the disk
+    /// holding the database is full): set by the write that failed, cleared by the next
+    /// write that changes something. `None` otherwise. No database call.
+    fn write_problem(&self) -> Option<String>;
+
+    /// Copies the whole database, as of one moment, into a new file at `to` while other
+    /// connections keep reading and writing, and returns the copy's size. `to` must not
+    /// exist; on failure nothing is left there. [`StoreError::Unsupported`] where the
+    /// database has its own tools (PostgreSQL: `pg_dump`).
+    async fn backup(&self, to: &std::path::Path) -> StoreResult<BackupReport>;
+
     // ---- enqueue ------------------------------------------------------------------------
 
     /// Inserts validated jobs in one round trip, all or nothing, and returns one

@@ -622,3 +622,10 @@ mod tests {
         assert_eq!(got, expected);
     }
 }
+
+/// What [`crate::Store::backup`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The copy's size in bytes.
+    pub bytes: u64,
+}
