@@ -1,5 +1,7 @@
 //! Human durations as people write them in `errand.toml` and on the command line:
-//! `500ms`, `30s`, `5m`, `2h`, `30d`, and sums like `1h30m`. A bare `0` is zero.
+//! `500ms`, `30s`, `5m`, `2h`, `30d`, and sums like `1h30m`, whose units go from the largest
+//! to the smallest, each at most once (`1s1s` and `30s1m` are refused: they are typos more
+//! often than sums). A bare `0` is zero.
 
 use std::time::Duration;
 
@@ -26,6 +28,8 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
+    // The previous part's unit (its rank and name): each part's must be smaller.
+    let mut previous: Option<(u8, &str)> = None;
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
@@ -41,16 +45,27 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
                 .len();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let one = match unit {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            "w" => Duration::from_secs(7 * 86_400),
+        let (rank, one) = match unit {
+            "ms" => (0, Duration::from_millis(1)),
+            "s" => (1, Duration::from_secs(1)),
+            "m" => (2, Duration::from_secs(60)),
+            "h" => (3, Duration::from_secs(3600)),
+            "d" => (4, Duration::from_secs(86_400)),
+            "w" => (5, Duration::from_secs(7 * 86_400)),
             "" => return Err(err("a unit is missing after the number")),
             _ => return Err(err(&format!("unknown unit `{unit}`"))),
         };
+        match previous {
+            Some((_, before)) if before == unit => {
+                return Err(err(&format!("the unit `{unit}` appears twice")))
+            }
+            Some((higher, before)) if higher < rank => {
+                return Err(err(&format!(
+                    "`{unit}` comes after `{before}`: write the units from the largest to the smallest"
+                )))
+            }
+            _ => previous = Some((rank, unit)),
+        }
         let part = one
             .checked_mul(u32::try_from(n).map_err(|_| err("the number is too large"))?)
             .ok_or_else(|| err("it is too long"))?;
@@ -80,6 +95,7 @@ mod tests {
             Duration::from_secs(14 * 86_400)
         );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1d2h3m4s5ms").unwrap(), Duration::from_millis(93_784_005));
     }
 
     #[test]
@@ -91,6 +107,9 @@ mod tests {
             ("s", "expected a number"),
             ("-5s", "expected a number"),
             ("99999999999d", "too large"),
+            ("1s1s", "the unit `s` appears twice"),
+            ("1h30m1h", "`h` comes after `m`"),
+            ("30s1m", "`m` comes after `s`"),
         ] {
             let e = parse_duration(input).unwrap_err().to_string();
             assert!(e.contains(problem), "{input}: {e}");

@@ -9,6 +9,16 @@ use std::str::FromStr;
 /// A job's id: a 64-bit integer that only increases and is never reused.
 pub type JobId = i64;
 
+/// Reads a job id as people and URLs write it: decimal digits only (no sign, no spaces, no
+/// leading `+` that `i64::from_str` would take), a positive value. `None` otherwise. The CLI
+/// and the HTTP API both read ids with this.
+pub fn parse_job_id(text: &str) -> Option<JobId> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<JobId>().ok().filter(|id| *id > 0)
+}
+
 /// The five stored states of a job (SPEC section 3).
 ///
 /// `queued -> running -> succeeded | failed | cancelled`; a retry puts a running job back to
@@ -235,6 +245,20 @@ mod tests {
             started_at: None,
             finished_at: None,
             updated_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::parse_job_id;
+
+    #[test]
+    fn ids_are_plain_positive_decimals() {
+        assert_eq!(parse_job_id("42"), Some(42));
+        assert_eq!(parse_job_id("007"), Some(7));
+        for bad in ["", "+1", "-1", "0", " 1", "1 ", "1e3", "0x10", "9223372036854775808", "١"] {
+            assert_eq!(parse_job_id(bad), None, "{bad:?}");
         }
     }
 }

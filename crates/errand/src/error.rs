@@ -39,7 +39,19 @@ pub enum Error {
     /// The database URL names no backend Errand knows.
     #[error("unsupported database URL `{0}`: use a file path, `sqlite:PATH`, or `postgres://...`")]
     UnsupportedUrl(String),
+    /// An operator action named a queue that no configuration declares and the store does not
+    /// know (see [`crate::Client::check_queue_known`]); nothing was changed.
+    #[error("queue `{queue}` is unknown: the configuration does not declare it and it has no jobs or settings (known queues: {})", list(known))]
+    UnknownQueue { queue: String, known: Vec<String> },
     /// The store failed (unreachable database, stale acknowledgement, missing job, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }

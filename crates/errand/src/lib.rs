@@ -34,6 +34,7 @@
 mod client;
 mod enqueue;
 mod error;
+mod queues;
 pub mod scheduler;
 mod schedules;
 
