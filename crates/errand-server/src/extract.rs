@@ -10,8 +10,14 @@ use errand_core::JobId;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// When a request's body must have arrived (set by `serve` for every request it reads;
+/// absent when the router is driven another way, and then the body has no deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
 /// A JSON request body. Unknown fields are refused by the body types themselves
-/// (`deny_unknown_fields`).
+/// (`deny_unknown_fields`). A body that has not arrived by the request's [`BodyDeadline`] is a
+/// `408` (`server.body_read_timeout`).
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
@@ -30,7 +36,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let deadline = req.extensions().get::<BodyDeadline>().copied();
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(BodyDeadline(at)) => match tokio::time::timeout_at(at, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive in time (server.body_read_timeout)",
+                    ))
+                }
+            },
+            None => read.await,
+        };
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,13 +156,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 /// A job id from the path.
 pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
-    match raw.parse::<JobId>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::invalid(
+    errand_core::parse_job_id(raw).ok_or_else(|| {
+        ApiError::invalid(
             "id",
-            format!("job id `{raw}` is not a positive integer"),
-        )),
-    }
+            format!("job id `{raw}` is not a positive integer (decimal digits only)"),
+        )
+    })
 }
 
 /// A human duration (`30s`, `5m`) from a named field.
@@ -185,6 +205,7 @@ mod tests {
         assert_eq!(e.code, "malformed_json");
         assert!(job_id("abc").is_err());
         assert!(job_id("-3").is_err());
+        assert!(job_id("+1").is_err());
         assert_eq!(job_id("42").unwrap(), 42);
     }
 }

@@ -17,26 +17,45 @@ use std::time::Duration;
 /// A worker whose registry row was refreshed this recently counts as live.
 const LIVE_WORKER: Duration = Duration::from_secs(60);
 
+/// How long `/health` waits for the database before answering that it is unavailable: a
+/// probe must hear back in time even when the database hangs (a pool waiting for a connection
+/// to a server that is down waits 30 s).
+pub const DATABASE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `/health`: 200 `ok` when the database answers within [`DATABASE_DEADLINE`] with the schema
+/// this build needs and writes are not failing; 503 `unavailable` (no answer, an error, a
+/// schema behind) or `degraded` (the database answers but writes fail, e.g. its disk is full).
 pub async fn health(State(s): State<AppState>) -> Response {
-    // The cheapest read every backend has that needs the database.
-    match s.client.migration_status().await {
-        Ok(m) if m.pending.is_empty() => Json(json!({"status": "ok", "database": "ok"})).into_response(),
-        Ok(m) => (
+    let unavailable = |database: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "database": format!("schema at version {}, this build needs {}: run `errand migrate`", m.current_version, m.latest_version),
-            })),
+            Json(json!({"status": "unavailable", "database": database})),
         )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "database": e.to_string()})),
-            )
-                .into_response()
+            .into_response()
+    };
+    // The cheapest read every backend has that needs the database.
+    let status = tokio::time::timeout(DATABASE_DEADLINE, s.client.migration_status()).await;
+    match status {
+        Err(_) => {
+            tracing::warn!("health check: the database did not answer within {DATABASE_DEADLINE:?}");
+            unavailable(format!("no answer within {DATABASE_DEADLINE:?}"))
         }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            unavailable(e.to_string())
+        }
+        Ok(Ok(m)) if !m.pending.is_empty() => unavailable(format!(
+            "schema at version {}, this build needs {}: run `errand migrate`",
+            m.current_version, m.latest_version
+        )),
+        Ok(Ok(_)) => match s.client.store().write_problem() {
+            Some(problem) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "degraded", "database": format!("writes failing: {problem}")})),
+            )
+                .into_response(),
+            None => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        },
     }
 }
 

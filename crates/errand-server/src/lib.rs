@@ -4,7 +4,8 @@
 //! # async fn demo(client: errand::Client) -> std::io::Result<()> {
 //! let app = errand_server::router(client, errand_server::ServerConfig::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7070").await?;
-//! axum::serve(listener, app).await
+//! let (_stop, stopped) = tokio::sync::watch::channel(false);
+//! errand_server::serve(listener, app, errand_server::ServeOptions::default(), stopped).await
 //! # }
 //! ```
 //!
@@ -20,6 +21,7 @@
 //! | `scheduler_health` | `/health/scheduler`: healthy or degraded with the reasons, on the rules of `errand_scheduler::health` |
 //! | `metrics` | the process's counters and run-duration histogram, and the Prometheus text writer |
 //! | `openapi` | the OpenAPI 3 document built from the route table and the schemas |
+//! | `serve` | the connection loop `errand serve` runs: header, body and idle timeouts, and a cap on open connections that pushes out the longest-waiting idle ones first |
 //! | `dashboard` | the web dashboard: the files under `assets/`, embedded, served at `/` and `/assets/*` (see docs/dashboard.md) |
 //!
 //! Every handler goes through [`errand::Client`] or the [`errand_store::Store`] trait: there
@@ -39,6 +41,7 @@ mod remote;
 mod routes;
 mod scheduler_health;
 mod schedules;
+mod serve;
 mod views;
 
 pub use auth::{ApiToken, Role, UnknownRole};
@@ -46,6 +49,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::document as openapi_document;
 pub use routes::{routes, Access, Route, Verb};
+pub use serve::{serve, ServeOptions, MAX_CONNECTIONS_LIMIT};
 
 use axum::Router;
 use errand::Client;
@@ -75,6 +79,9 @@ pub struct ServerConfig {
     /// This process's scheduler loop, as `/health/scheduler` reports it (the default: none
     /// started, which reports degraded).
     pub scheduler: errand::SchedulerStatus,
+    /// The queues the configuration declares: with those the store knows, the names a pause
+    /// or resume may use without `force=true`.
+    pub queues: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +95,7 @@ impl Default for ServerConfig {
             metrics: Arc::new(Metrics::default()),
             shutdown: watch::channel(false).1,
             scheduler: errand::SchedulerStatus::default(),
+            queues: Vec::new(),
         }
     }
 }

@@ -570,7 +570,7 @@ pub fn schemas() -> Value {
     let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
     let mut all = json!({
         "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", string())], &["code", "message"], false))], &["error"], false),
-        "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "unavailable"]})), ("database", string())], &["status", "database"], false),
+        "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "degraded", "unavailable"]})), ("database", string())], &["status", "database"], false),
         "SchedulerHealth": scheduler_health,
         "OpenApi": {"type": "object"},
         "Me": object(&[("role", json!({"type": "string", "enum": ["read", "enqueue", "worker", "admin"]})), ("auth", boolean())], &["role", "auth"], false),

@@ -85,18 +85,34 @@ pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQue
     Ok(Json(json!({ "buckets": buckets })))
 }
 
-async fn set_paused(s: &AppState, name: &str, paused: bool) -> JsonResult {
+/// `POST /v1/queues/{name}/pause` and `/resume`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseQuery {
+    /// Also a queue that nothing declares or knows yet (refused otherwise as a likely typo).
+    #[serde(default)]
+    force: bool,
+}
+
+async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> JsonResult {
+    let named = |e: errand::Error| match e {
+        errand::Error::Invalid(v) => {
+            ApiError::invalid("name", format!("queue name `{name}` {}", v.problem))
+        }
+        e @ errand::Error::UnknownQueue { .. } => ApiError::not_found(format!(
+            "{e}; nothing was changed: add force=true to the query to use it anyway"
+        )),
+        other => other.into(),
+    };
+    if !force {
+        s.client.check_queue_known(name, &s.config.queues).await.map_err(named)?;
+    }
     let result = if paused {
         s.client.pause_queue(name).await
     } else {
         s.client.resume_queue(name).await
     };
-    result.map_err(|e| match e {
-        errand::Error::Invalid(v) => {
-            ApiError::invalid("name", format!("queue name `{name}` {}", v.problem))
-        }
-        other => other.into(),
-    })?;
+    result.map_err(named)?;
     let stats = s.client.queue_stats().await?;
     let queue = match stats.iter().find(|q| q.queue == name) {
         Some(q) => views::queue(q, None),
@@ -105,12 +121,20 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> JsonResult {
     Ok(Json(json!({ "queue": queue })))
 }
 
-pub async fn pause(State(s): State<AppState>, NameParam(name): NameParam) -> JsonResult {
-    set_paused(&s, &name, true).await
+pub async fn pause(
+    State(s): State<AppState>,
+    NameParam(name): NameParam,
+    Query(q): Query<PauseQuery>,
+) -> JsonResult {
+    set_paused(&s, &name, true, q.force).await
 }
 
-pub async fn resume(State(s): State<AppState>, NameParam(name): NameParam) -> JsonResult {
-    set_paused(&s, &name, false).await
+pub async fn resume(
+    State(s): State<AppState>,
+    NameParam(name): NameParam,
+    Query(q): Query<PauseQuery>,
+) -> JsonResult {
+    set_paused(&s, &name, false, q.force).await
 }
 
 pub async fn workers(State(s): State<AppState>) -> JsonResult {

@@ -184,7 +184,7 @@ pub fn routes() -> Vec<Route> {
     const BAD_JOB: &[u16] = &[400, 413, 415, 422];
     vec![
         // ---- service -------------------------------------------------------------------
-        Route::new(Get, "/health", Public, "health", "Liveness and database reachability (503 when the database is unreachable)", health::health)
+        Route::new(Get, "/health", Public, "health", "Liveness and database reachability: 503 `unavailable` when the database does not answer within 2 s (or the schema is behind), 503 `degraded` while writes fail (a full disk)", health::health)
             .ok(200, "Health")
             .errors(&[503]),
         Route::new(Get, "/health/scheduler", Public, "health_scheduler", "Scheduling health: healthy, or degraded (503) with the reasons (the loop is off, stopped, failing or stalled; a schedule is overdue beyond its misfire grace); next run, last execution with its result and error, pending jobs", scheduler_health::scheduler)
@@ -250,12 +250,14 @@ pub fn routes() -> Vec<Route> {
             ])
             .ok(200, "Throughput")
             .errors(&[400]),
-        Route::new(Post, "/v1/queues/{name}/pause", Admin, "pause_queue", "Pause a queue: workers stop claiming from it; running jobs finish", queues::pause)
+        Route::new(Post, "/v1/queues/{name}/pause", Admin, "pause_queue", "Pause a queue: workers stop claiming from it; running jobs finish. A queue that the configuration does not declare and that has no jobs or settings is refused (404) unless force=true", queues::pause)
+            .query(&[("force", "boolean", "Pause a queue nothing declares or knows yet")])
             .ok(200, "QueueEnvelope")
-            .errors(&[400]),
-        Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue", queues::resume)
+            .errors(&[400, 404]),
+        Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue (an unknown one is refused unless force=true, as for pause)", queues::resume)
+            .query(&[("force", "boolean", "Resume a queue nothing declares or knows yet")])
             .ok(200, "QueueEnvelope")
-            .errors(&[400]),
+            .errors(&[400, 404]),
         // ---- schedules ---------------------------------------------------------------------
         Route::new(Get, "/v1/schedules", Read, "list_schedules", "Every schedule with its next fire and its last run", schedules::list)
             .ok(200, "ScheduleList"),
