@@ -153,6 +153,25 @@ pub enum Command {
         after_help = "Examples:\n  errand schedules list\n  errand schedules show nightly_report\n  errand schedules next nightly_report -n 20\n  errand schedules trigger nightly_report"
     )]
     Schedules(SchedulesCommand),
+
+    /// Copy the SQLite database into a new file, safely while errand runs
+    #[command(
+        long_about = "Copy the whole SQLite database, as of one moment, into a new file at \
+        PATH while `errand serve` and workers keep running (SQLite's VACUUM INTO: a read \
+        snapshot, compacted; nothing committed after it is in the copy). PATH must not exist; \
+        the copy appears there complete or not at all. The copy is an ordinary database file: \
+        restore by stopping errand and putting it in place of the old one.\n\n\
+        PostgreSQL is refused (exit 2): use pg_dump or pg_basebackup.",
+        after_help = "Examples:\n  errand backup /var/backups/errand-$(date +%F).db\n  errand --database /srv/errand.db backup copy.db --json"
+    )]
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The new file to write (must not exist)
+    #[arg(value_name = "PATH")]
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +403,11 @@ pub struct QueueNameArgs {
     /// Every queue that has jobs or settings
     #[arg(long)]
     pub all: bool,
+
+    /// Also a queue that no task or [queues] entry declares and that has no jobs yet (without
+    /// it, such a name is refused as a likely typo)
+    #[arg(long, conflicts_with = "all")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,13 +12,18 @@
 //! Errors name the key path and the problem:
 //! `errand.toml: tasks.send_email: unknown key "comand" (expected one of: queue, command, ...)`.
 
+mod server;
+
+pub use server::Server;
+#[cfg(test)]
+use server::DEFAULT_LISTEN;
+use server::SERVER_KEYS;
+
 use errand::{Backoff, Limits, NewJob, ScheduleSpec};
 use errand_core::parse_duration;
 use errand_core::validate::validate_queue_name;
-use errand_server::{ApiToken, Role};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::{Table, Value};
@@ -55,6 +60,21 @@ pub struct Config {
     /// `[schedules.NAME]`, checked (every field valid); reconciled with the stored schedules
     /// when `errand serve` starts.
     pub schedules: BTreeMap<String, ScheduleSpec>,
+    /// The keys an `ERRAND_*` variable set, with the variable's name (see [`Config::origin`]).
+    pub from_env: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Where a key's value came from, for messages: `ERRAND_WORKERS_ENABLED=false` when the
+    /// environment set it, else `workers.enabled = false in errand.toml` (or "by default"
+    /// without a file). `value` is the value as written in TOML.
+    pub fn origin(&self, key: &str, value: &str) -> String {
+        match (self.from_env.get(key), &self.source) {
+            (Some(var), _) => format!("{var}={value}"),
+            (None, Some(file)) => format!("{key} = {value} in {}", file.display()),
+            (None, None) => format!("{key} = {value} by default"),
+        }
+    }
 }
 
 pub use errand::worker::maintenance::Retention;
@@ -111,52 +131,6 @@ pub struct Scheduler {
 impl Default for Scheduler {
     fn default() -> Self {
         Scheduler { enabled: true }
-    }
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Server {
-    /// False: `errand serve` answers no HTTP at all.
-    pub enabled: bool,
-    pub listen: SocketAddr,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
-    /// `[[server.tokens]]`, or `ERRAND_SERVER_TOKENS="role:token,..."`.
-    pub tokens: Vec<ApiToken>,
-}
-
-/// Where the API listens when nothing says: loopback, so no token is needed.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
-
-impl Default for Server {
-    fn default() -> Self {
-        Server {
-            enabled: true,
-            listen: DEFAULT_LISTEN.parse().expect("a socket address"),
-            max_body_bytes: 8 * 1024 * 1024,
-            tokens: Vec::new(),
-        }
-    }
-}
-
-impl Server {
-    /// Refuses an API that anyone on the network could call: a non-loopback address needs
-    /// at least one token.
-    pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.enabled && self.tokens.is_empty() && !self.listen.ip().is_loopback() {
-            return Err(ConfigError {
-                origin: "configuration".into(),
-                key: "server.listen".into(),
-                problem: format!(
-                    "refusing to serve the HTTP API on {} without a token: anyone who can reach \
-                     it could enqueue and cancel jobs. Add a [[server.tokens]] entry (token, role) \
-                     or set ERRAND_SERVER_TOKENS=\"admin:<secret>\", or listen on 127.0.0.1",
-                    self.listen
-                ),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -384,15 +358,6 @@ const SCHEDULE_KEYS: &[(&str, Kind)] = &[
     ("coalesce", Kind::Bool),
     ("paused", Kind::Bool),
 ];
-/// `tokens` is an array of tables in the file, or a `role:token,...` string from the
-/// environment (`ERRAND_SERVER_TOKENS`).
-const SERVER_KEYS: &[(&str, Kind)] = &[
-    ("enabled", Kind::Bool),
-    ("listen", Kind::Str),
-    ("max_body_bytes", Kind::Int),
-    ("tokens", Kind::Str),
-];
-const TOKEN_KEYS: &[&str] = &["name", "token", "role"];
 const WORKERS_KEYS: &[(&str, Kind)] = &[
     ("enabled", Kind::Bool),
     ("lease", Kind::Duration),
@@ -862,6 +827,7 @@ impl Reader<'_> {
             scheduler,
             schedules,
             retention,
+            from_env: self.overridden.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         })
     }
 
@@ -878,104 +844,6 @@ impl Reader<'_> {
         spec.validate(name)
             .map_err(|e| self.error(&e.path, e.problem))?;
         Ok(spec)
-    }
-
-    fn server(&self, v: Value) -> Result<Server, ConfigError> {
-        let mut t = self.table("server", v, &names(SERVER_KEYS))?;
-        let mut s = Server::default();
-        if let Some(v) = t.remove("enabled") {
-            s.enabled = self.bool("server.enabled", v)?;
-        }
-        if let Some(v) = t.remove("listen") {
-            let raw = self.string("server.listen", v)?;
-            s.listen = raw.trim().parse().map_err(|_| {
-                self.error(
-                    "server.listen",
-                    format!(
-                        "expected an IP address and port such as \"127.0.0.1:7070\", got \"{raw}\""
-                    ),
-                )
-            })?;
-        }
-        if let Some(v) = t.remove("max_body_bytes") {
-            s.max_body_bytes = self.int("server.max_body_bytes", v, 1024, i64::MAX)? as usize;
-        }
-        if let Some(v) = t.remove("tokens") {
-            s.tokens = self.tokens(v)?;
-        }
-        Ok(s)
-    }
-
-    fn tokens(&self, v: Value) -> Result<Vec<ApiToken>, ConfigError> {
-        let key = "server.tokens";
-        let token = |i: usize, name: Option<String>, token: String, role: &str| {
-            let role: Role = role
-                .trim()
-                .parse()
-                .map_err(|e: errand_server::UnknownRole| {
-                    self.error(key, format!("token {i}: {e}"))
-                })?;
-            let token = token.trim().to_string();
-            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(self.error(
-                    key,
-                    format!("token {i}: the token must be non-empty, without spaces"),
-                ));
-            }
-            Ok(ApiToken {
-                name: name.unwrap_or_else(|| format!("{role}-{i}")),
-                token,
-                role,
-            })
-        };
-        match v {
-            // From the environment: `role:token,role:token`.
-            Value::String(list) => list
-                .split(',')
-                .filter(|item| !item.trim().is_empty())
-                .enumerate()
-                .map(|(i, item)| match item.split_once(':') {
-                    Some((role, secret)) => token(i, None, secret.to_string(), role),
-                    None => Err(self.error(
-                        key,
-                        format!("token {i}: expected role:token, e.g. admin:s3cret"),
-                    )),
-                })
-                .collect(),
-            Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let path = format!("server.tokens[{i}]");
-                    let mut t = self.table(&path, item, TOKEN_KEYS)?;
-                    let name = t
-                        .remove("name")
-                        .map(|v| self.string(&format!("{path}.name"), v))
-                        .transpose()?;
-                    let secret = match t.remove("token") {
-                        Some(v) => self.string(&format!("{path}.token"), v)?,
-                        None => return Err(self.error(&path, "missing key \"token\"")),
-                    };
-                    let role = match t.remove("role") {
-                        Some(v) => self.string(&format!("{path}.role"), v)?,
-                        None => {
-                            return Err(self.error(
-                                &path,
-                                "missing key \"role\" (read, enqueue, worker or admin)",
-                            ))
-                        }
-                    };
-                    token(i, name, secret, &role)
-                })
-                .collect(),
-            other => Err(self.error(
-                key,
-                format!(
-                    "expected [[server.tokens]] tables with token and role, got {}",
-                    type_name(&other)
-                ),
-            )),
-        }
     }
 
     fn workers(&self, v: Value) -> Result<Workers, ConfigError> {
@@ -1618,6 +1486,16 @@ timeout = "0"
     }
 
     #[test]
+    fn origins_name_the_variable_only_when_it_set_the_key() {
+        let mut c = parse_with(Some("[workers]\nenabled = false\n"), &[]).unwrap();
+        c.source = Some(PathBuf::from("errand.toml"));
+        assert_eq!(c.origin("workers.enabled", "false"), "workers.enabled = false in errand.toml");
+        let mut c = parse_with(Some("[workers]\nenabled = true\n"), &[("ERRAND_WORKERS_ENABLED", "off")]).unwrap();
+        c.source = Some(PathBuf::from("errand.toml"));
+        assert_eq!(c.origin("workers.enabled", "false"), "ERRAND_WORKERS_ENABLED=false");
+    }
+
+    #[test]
     fn flags_beat_the_environment() {
         let dir = std::env::temp_dir().join(format!("errand-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1646,6 +1524,7 @@ timeout = "0"
 
     #[test]
     fn server_listen_and_tokens_from_the_file_and_the_environment() {
+        use errand_server::Role;
         let c = parse_with(None, &[]).unwrap();
         assert_eq!(c.server, Server::default());
         assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);

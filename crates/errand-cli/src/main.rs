@@ -16,7 +16,7 @@
 //! | `serve` | `serve` and `worker`: the one list of services, signals, graceful stop |
 //! | `handlers` | command and HTTP handlers for configured tasks, one file each |
 //! | `guard` | the process each command attempt runs under, which dies with errand and takes the attempt with it (the hidden subcommand `errand __guard`) |
-//! | `migrate`, `enqueue` | the one-shot commands |
+//! | `migrate`, `enqueue`, `backup` | the one-shot commands |
 //! | `stats`, `jobs`, `queues`, `schedules` | the operator commands (`queues` also has `workers list`) |
 //! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
 //! | `output` | tables, colour, times, `--json`, progress: how every command prints |
@@ -27,6 +27,7 @@
 //! 2 bad input (nothing was written), 3 some named jobs (or a schedule) were not in a state
 //! the action applies to, 4 declined at the confirmation prompt.
 
+mod backup;
 mod cli;
 mod config;
 mod enqueue;
@@ -109,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues(command) => queues::run(&config, &command, &mut out).await,
         Command::Workers(command) => queues::workers(&config, &command, &out).await,
         Command::Schedules(command) => schedules::run(&config, &command, &out).await,
+        Command::Backup(args) => backup::run(&config, &args, &out).await,
     }
 }
 

@@ -93,13 +93,13 @@ fn sqlite_path(url: &str) -> Option<&str> {
 pub fn parse_ids(raw: &[String]) -> Result<Vec<JobId>, UsageError> {
     let mut ids = Vec::with_capacity(raw.len());
     for r in raw {
-        match r.trim().parse::<JobId>() {
-            Ok(id) if id > 0 => {
+        match errand_core::parse_job_id(r.trim()) {
+            Some(id) => {
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
             }
-            _ => {
+            None => {
                 return Err(UsageError(format!(
                     "`{r}` is not a job id (a positive whole number such as 42)"
                 )))
@@ -189,11 +189,8 @@ mod tests {
 
     #[test]
     fn ids_ages_and_times_name_what_is_wrong() {
-        assert_eq!(
-            parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(),
-            vec![42, 7]
-        );
-        for bad in ["x", "-1", "0", "4.2", ""] {
+        assert_eq!(parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(), vec![42, 7]);
+        for bad in ["x", "-1", "0", "4.2", "", "+1"] {
             let e = parse_ids(&[bad.into()]).unwrap_err().0;
             assert!(e.contains(&format!("`{bad}` is not a job id")), "{e}");
         }

@@ -74,24 +74,35 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
 }
 
 /// The queues a pause or resume applies to: the named ones (each checked), or with `--all`
-/// every queue that has jobs or settings.
-async fn targets(client: &Client, args: &QueueNameArgs) -> anyhow::Result<Vec<String>> {
-    let known: Vec<String> = client
-        .queue_stats()
-        .await?
-        .into_iter()
-        .map(|s| s.queue)
-        .collect();
+/// every queue that has jobs or settings. A name that neither the configuration nor the store
+/// knows is refused (a typo would otherwise leave a paused queue nobody declared) unless
+/// `--force`; every name is checked before anything changes.
+async fn targets(
+    client: &Client,
+    config: &Config,
+    args: &QueueNameArgs,
+) -> anyhow::Result<Vec<String>> {
     if args.all {
-        return Ok(known);
+        return Ok(client.queue_stats().await?.into_iter().map(|s| s.queue).collect());
     }
     for q in &args.queues {
         errand_core::validate::validate_queue_name(q)
             .map_err(|e| crate::UsageError(format!("queue `{q}`: {}", e.problem)))?;
     }
-    for q in args.queues.iter().filter(|q| !known.contains(q)) {
-        // Allowed (a queue can be paused before its first job), but a typo should be seen.
-        eprintln!("note: queue {q} has no jobs yet");
+    if !args.force {
+        let declared: Vec<String> = config.queues.keys().cloned().collect();
+        for q in &args.queues {
+            match client.check_queue_known(q, &declared).await {
+                Ok(()) => {}
+                Err(e @ errand::Error::UnknownQueue { .. }) => {
+                    return Err(crate::UsageError(format!(
+                        "{e}; nothing was changed. Pass --force to use it anyway"
+                    ))
+                    .into())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(args.queues.clone())
 }
@@ -103,7 +114,7 @@ async fn set_paused(
     out: &Out,
 ) -> anyhow::Result<()> {
     let client = connect(config).await?;
-    let queues = targets(&client, args).await?;
+    let queues = targets(&client, config, args).await?;
     for q in &queues {
         if pause {
             client.pause_queue(q).await?;

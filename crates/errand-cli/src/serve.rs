@@ -226,24 +226,57 @@ async fn start_http(
             metrics,
             shutdown: stopped.clone(),
             scheduler,
+            queues: config.queues.keys().cloned().collect(),
             ..ServerConfig::default()
         },
     );
-    let mut until = stopped;
-    let task = tokio::spawn(async move {
-        axum::serve(listener, api)
-            .with_graceful_shutdown(async move {
-                let _ = until.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let connections = server.connections.clone();
+    raise_file_limit(connections.max_connections);
+    let task = tokio::spawn(errand_server::serve(listener, api, connections, stopped));
     tracing::info!(
         address = %addr,
         auth = if server.tokens.is_empty() { "none (loopback only)" } else { "bearer tokens" },
         tokens = server.tokens.len(),
+        max_connections = server.connections.max_connections,
         "HTTP API listening on http://{addr}"
     );
     Ok(Some(HttpHandle { stop, task }))
+}
+
+/// Descriptors kept beside the API's connections: the database's files and connections,
+/// command handlers' pipes, the listener, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft limit on open files (`ulimit -n`, often 1024) so that `max_connections`
+/// connections fit beside [`RESERVED_FILES`], up to the hard limit; says so in the log when
+/// the hard limit is too low. Past the limit the server still works: it closes its
+/// longest-waiting idle connections when it runs out of descriptors.
+fn raise_file_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + RESERVED_FILES;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit write to / read from the struct we pass, nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur >= wanted {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || raised.rlim_cur < wanted {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = raised.rlim_cur.max(limit.rlim_cur),
+            "the open-file limit is below server.max_connections plus {RESERVED_FILES}: raise \
+             it (ulimit -n, LimitNOFILE=) or lower server.max_connections"
+        );
+    }
 }
 
 /// Feeds the worker pool's outcomes into the process's metrics.
@@ -288,7 +321,10 @@ async fn start_workers(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Option<WorkerHandle>> {
     if !config.workers.enabled {
-        tracing::warn!("not claiming jobs: ERRAND_WORKERS_ENABLED=false (workers.enabled)");
+        tracing::warn!(
+            "not claiming jobs: {} (workers.enabled)",
+            config.origin("workers.enabled", "false")
+        );
         return Ok(None);
     }
     if config.tasks.is_empty() {
