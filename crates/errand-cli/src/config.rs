@@ -827,7 +827,11 @@ impl Reader<'_> {
             scheduler,
             schedules,
             retention,
-            from_env: self.overridden.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            from_env: self
+                .overridden
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 
@@ -1489,10 +1493,20 @@ timeout = "0"
     fn origins_name_the_variable_only_when_it_set_the_key() {
         let mut c = parse_with(Some("[workers]\nenabled = false\n"), &[]).unwrap();
         c.source = Some(PathBuf::from("errand.toml"));
-        assert_eq!(c.origin("workers.enabled", "false"), "workers.enabled = false in errand.toml");
-        let mut c = parse_with(Some("[workers]\nenabled = true\n"), &[("ERRAND_WORKERS_ENABLED", "off")]).unwrap();
+        assert_eq!(
+            c.origin("workers.enabled", "false"),
+            "workers.enabled = false in errand.toml"
+        );
+        let mut c = parse_with(
+            Some("[workers]\nenabled = true\n"),
+            &[("ERRAND_WORKERS_ENABLED", "off")],
+        )
+        .unwrap();
         c.source = Some(PathBuf::from("errand.toml"));
-        assert_eq!(c.origin("workers.enabled", "false"), "ERRAND_WORKERS_ENABLED=false");
+        assert_eq!(
+            c.origin("workers.enabled", "false"),
+            "ERRAND_WORKERS_ENABLED=false"
+        );
     }
 
     #[test]

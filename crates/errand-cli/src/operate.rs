@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn ids_ages_and_times_name_what_is_wrong() {
-        assert_eq!(parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(), vec![42, 7]);
+        assert_eq!(
+            parse_ids(&["42".into(), " 7".into(), "42".into()]).unwrap(),
+            vec![42, 7]
+        );
         for bad in ["x", "-1", "0", "4.2", "", "+1"] {
             let e = parse_ids(&[bad.into()]).unwrap_err().0;
             assert!(e.contains(&format!("`{bad}` is not a job id")), "{e}");

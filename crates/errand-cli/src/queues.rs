@@ -83,7 +83,12 @@ async fn targets(
     args: &QueueNameArgs,
 ) -> anyhow::Result<Vec<String>> {
     if args.all {
-        return Ok(client.queue_stats().await?.into_iter().map(|s| s.queue).collect());
+        return Ok(client
+            .queue_stats()
+            .await?
+            .into_iter()
+            .map(|s| s.queue)
+            .collect());
     }
     for q in &args.queues {
         errand_core::validate::validate_queue_name(q)

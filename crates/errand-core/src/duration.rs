@@ -59,11 +59,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             Some((_, before)) if before == unit => {
                 return Err(err(&format!("the unit `{unit}` appears twice")))
             }
-            Some((higher, before)) if higher < rank => {
-                return Err(err(&format!(
-                    "`{unit}` comes after `{before}`: write the units from the largest to the smallest"
-                )))
-            }
+            Some((higher, before)) if higher < rank => return Err(err(&format!(
+                "`{unit}` comes after `{before}`: write the units from the largest to the smallest"
+            ))),
             _ => previous = Some((rank, unit)),
         }
         let part = one
@@ -95,7 +93,10 @@ mod tests {
             Duration::from_secs(14 * 86_400)
         );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert_eq!(parse_duration("1d2h3m4s5ms").unwrap(), Duration::from_millis(93_784_005));
+        assert_eq!(
+            parse_duration("1d2h3m4s5ms").unwrap(),
+            Duration::from_millis(93_784_005)
+        );
     }
 
     #[test]

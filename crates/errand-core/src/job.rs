@@ -257,7 +257,18 @@ mod id_tests {
     fn ids_are_plain_positive_decimals() {
         assert_eq!(parse_job_id("42"), Some(42));
         assert_eq!(parse_job_id("007"), Some(7));
-        for bad in ["", "+1", "-1", "0", " 1", "1 ", "1e3", "0x10", "9223372036854775808", "١"] {
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "0",
+            " 1",
+            "1 ",
+            "1e3",
+            "0x10",
+            "9223372036854775808",
+            "١",
+        ] {
             assert_eq!(parse_job_id(bad), None, "{bad:?}");
         }
     }

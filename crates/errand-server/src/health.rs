@@ -37,7 +37,9 @@ pub async fn health(State(s): State<AppState>) -> Response {
     let status = tokio::time::timeout(DATABASE_DEADLINE, s.client.migration_status()).await;
     match status {
         Err(_) => {
-            tracing::warn!("health check: the database did not answer within {DATABASE_DEADLINE:?}");
+            tracing::warn!(
+                "health check: the database did not answer within {DATABASE_DEADLINE:?}"
+            );
             unavailable(format!("no answer within {DATABASE_DEADLINE:?}"))
         }
         Ok(Err(e)) => {
@@ -51,7 +53,9 @@ pub async fn health(State(s): State<AppState>) -> Response {
         Ok(Ok(_)) => match s.client.store().write_problem() {
             Some(problem) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "degraded", "database": format!("writes failing: {problem}")})),
+                Json(
+                    json!({"status": "degraded", "database": format!("writes failing: {problem}")}),
+                ),
             )
                 .into_response(),
             None => Json(json!({"status": "ok", "database": "ok"})).into_response(),

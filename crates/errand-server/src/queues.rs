@@ -105,7 +105,10 @@ async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> Json
         other => other.into(),
     };
     if !force {
-        s.client.check_queue_known(name, &s.config.queues).await.map_err(named)?;
+        s.client
+            .check_queue_known(name, &s.config.queues)
+            .await
+            .map_err(named)?;
     }
     let result = if paused {
         s.client.pause_queue(name).await

@@ -47,7 +47,9 @@ pub(crate) fn map_sql(e: rusqlite::Error) -> StoreError {
             ));
         }
         if code.code == ErrorCode::DiskFull {
-            return StoreError::DiskFull(format!("SQLite could not grow the database or its log ({e})"));
+            return StoreError::DiskFull(format!(
+                "SQLite could not grow the database or its log ({e})"
+            ));
         }
     }
     let msg = e.to_string();
@@ -89,7 +91,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            map_sql(failure(rusqlite::ffi::SQLITE_FULL, "database or disk is full")),
+            map_sql(failure(
+                rusqlite::ffi::SQLITE_FULL,
+                "database or disk is full"
+            )),
             StoreError::DiskFull(_)
         ));
         assert!(matches!(

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::{
-    Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
-    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete,
+    JobFail, JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
     JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
     Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };

@@ -279,12 +279,16 @@ pub(crate) fn close_checkpoint(conn: &Connection) {
     let _ = conn.busy_timeout(CLOSE_CHECKPOINT_WAIT);
     // (busy, log pages, pages copied): busy = 1 when another connection kept it from
     // finishing.
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         Ok(0) => tracing::debug!("sqlite log copied into the database file and truncated"),
         Ok(_) => tracing::debug!(
             "sqlite log not truncated on close: another connection is using the file"
         ),
-        Err(e) => tracing::warn!(error = %e, "sqlite checkpoint on close failed; the log stays beside the database file"),
+        Err(e) => {
+            tracing::warn!(error = %e, "sqlite checkpoint on close failed; the log stays beside the database file")
+        }
     }
 }
 

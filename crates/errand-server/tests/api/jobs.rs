@@ -350,12 +350,33 @@ async fn queues_pause_resume_and_stats(h: Harness) {
         .expect(200);
     assert_eq!(claim["jobs"].as_array().unwrap().len(), 1);
     // An empty queue nobody declared is refused as a likely typo, unless forced.
-    let e = api.post_empty("/v1/queues/new/pause").await.expect_error(404);
-    assert!(e["message"].as_str().unwrap().contains("queue `new` is unknown"), "{e}");
-    assert!(api.client.queues().await.unwrap().iter().all(|q| q.name != "new"), "nothing changed");
-    api.post_empty("/v1/queues/new/pause?force=true").await.expect(200);
+    let e = api
+        .post_empty("/v1/queues/new/pause")
+        .await
+        .expect_error(404);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue `new` is unknown"),
+        "{e}"
+    );
+    assert!(
+        api.client
+            .queues()
+            .await
+            .unwrap()
+            .iter()
+            .all(|q| q.name != "new"),
+        "nothing changed"
+    );
+    api.post_empty("/v1/queues/new/pause?force=true")
+        .await
+        .expect(200);
     api.post_empty("/v1/queues/new/resume").await.expect(200);
-    api.post_empty("/v1/queues/%20bad/pause").await.expect_error(400);
+    api.post_empty("/v1/queues/%20bad/pause")
+        .await
+        .expect_error(400);
 
     // What finished shows in the queue's hour and in the throughput series.
     let id = claim["jobs"][0]["id"].as_i64().unwrap();
