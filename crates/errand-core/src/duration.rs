@@ -59,9 +59,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             Some((_, before)) if before == unit => {
                 return Err(err(&format!("the unit `{unit}` appears twice")))
             }
-            Some((higher, before)) if higher < rank => return Err(err(&format!(
+            Some((higher, before)) if higher < rank => {
+                return Err(err(&format!(
                 "`{unit}` comes after `{before}`: write the units from the largest to the smallest"
-            ))),
+            )))
+            }
             _ => previous = Some((rank, unit)),
         }
         let part = one

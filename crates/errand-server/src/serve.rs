@@ -243,10 +243,15 @@ impl Shared {
     /// Closes the connection that has waited longest without a request in flight. False if
     /// every connection is busy.
     fn evict_oldest(&self) -> bool {
-        let Some((_, conn)) = lock(&self.waiting).pop_first() else {
+        // Both locks in the order `busy` takes them, so a request that starts on this
+        // connection either comes first (and the connection is no longer waiting) or finds it
+        // closing; never a request cut off after it began.
+        let mut waiting = lock(&self.waiting);
+        let Some((_, conn)) = waiting.pop_first() else {
             return false;
         };
         *lock(&conn.phase) = Phase::Closing;
+        drop(waiting);
         conn.changed.notify_one();
         let mut log = lock(&self.evictions);
         log.since_last += 1;

@@ -4,7 +4,8 @@
 //! caught (it fails the attempt like an error) and a handler that will not stop can be
 //! aborted. The supervisor races the handler against the job's timeout and its stop signal
 //! (operator cancel and lost lease arrive through the heartbeat, shutdown through the
-//! handle). Once a stop is requested the handler has `cancel_grace` to return before it is
+//! handle). Once a stop is requested the handler has `cancel_grace` (for a lost lease, at most
+//! a twelfth of the lease) to return before it is
 //! aborted, and whatever it returns is not taken as the outcome (a handler that stopped early
 //! may return `Ok`); the reason decides instead:
 //!
@@ -209,7 +210,13 @@ async fn run_handler(shared: &Shared, job: &Arc<Job>, stop: &JobStop) -> Ending 
         reason = ?reason,
         "asking the handler to stop"
     );
-    let aborted = match tokio::time::timeout(shared.config.cancel_grace, &mut task.0).await {
+    // A lost lease leaves no time to be graceful: another worker may take the job once the
+    // lease ends, and the watchdog stops a handler a sixth of a lease before that.
+    let grace = match reason {
+        StopReason::LeaseLost => shared.config.cancel_grace.min(shared.config.lease / 12),
+        _ => shared.config.cancel_grace,
+    };
+    let aborted = match tokio::time::timeout(grace, &mut task.0).await {
         Ok(_) => false,
         Err(_) => {
             tracing::warn!(

@@ -41,6 +41,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: Signal) {
 }
 
 /// The least lease a running job keeps before the watchdog stops it: a sixth of the lease.
+/// A handler stopped for a lost lease gets at most a twelfth of the lease to return (see the
+/// executor), so it is gone before the lease ends.
 pub(crate) fn watchdog_margin(lease: std::time::Duration) -> std::time::Duration {
     lease / 6
 }

@@ -25,7 +25,7 @@
 //! keeping the last 64 KiB of each; the args and the output are never logged.
 
 use crate::guard;
-use errand::worker::JobContext;
+use errand::worker::{JobContext, StopReason};
 use errand::HandlerError;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -134,7 +134,9 @@ impl CommandHandler {
                     reason = ?reason,
                     "stopping the command: SIGTERM to its process group"
                 );
-                terminate(&mut child, self.term_grace, self.kill_patience).await;
+                // A lost lease: the job may be another worker's soon, so no SIGTERM grace.
+                let grace = if reason == StopReason::LeaseLost { Duration::ZERO } else { self.term_grace };
+                terminate(&mut child, grace, self.kill_patience).await;
                 armed.0 = None;
                 input.abort();
                 // Whatever is returned now is not recorded: the stop reason decides.
