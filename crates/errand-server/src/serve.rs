@@ -115,11 +115,24 @@ pub async fn serve(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                shared.evict_oldest();
-                tokio::select! {
-                    biased;
-                    () = stopped(shutdown.clone()) => break,
-                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                // At the cap: push out the connection that has waited longest. If every one
+                // is busy, look again every few milliseconds, since one that goes idle later
+                // would otherwise keep its slot until its idle timeout.
+                let mut got = None;
+                while got.is_none() {
+                    shared.evict_oldest();
+                    tokio::select! {
+                        biased;
+                        () = stopped(shutdown.clone()) => break,
+                        permit = permits.clone().acquire_owned() => {
+                            got = Some(permit.expect("the semaphore is never closed"));
+                        }
+                        () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
+                }
+                match got {
+                    Some(permit) => permit,
+                    None => break,
                 }
             }
         };

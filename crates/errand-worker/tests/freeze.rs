@@ -127,12 +127,27 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
         (queued == 0 && frozen_all && thawed.lock().unwrap().is_some()).then_some(succeeded)
     })
     .await;
-    if idle < JOBS as usize {
-        tokio::time::sleep(LEASE).await; // let in-flight completions land
-        h.clock.advance(LEASE * 3);
-        rescue_expired(h.store.as_ref(), |_| {}).await.unwrap();
+    // Until every job has succeeded: let in-flight completions land, then let the leases of
+    // whatever is left running (dropped unstarted, or stopped by the watchdog) run out and
+    // rescue it.
+    let mut succeeded = idle;
+    let deadline = Instant::now() + PATIENCE * 2;
+    while succeeded < JOBS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "only {succeeded} of {JOBS} jobs succeeded"
+        );
+        tokio::time::sleep(LEASE).await;
+        let jobs = all_jobs(&h).await;
+        succeeded = jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Succeeded)
+            .count();
+        if jobs.iter().all(|j| j.status != JobStatus::Queued) && succeeded < JOBS as usize {
+            h.clock.advance(LEASE * 3);
+            rescue_expired(h.store.as_ref(), |_| {}).await.unwrap();
+        }
     }
-    wait_succeeded(&h, "default", JOBS as u64).await;
     worker.shutdown().await;
 
     assert!(thawed.lock().unwrap().is_some(), "the freezes happened");
