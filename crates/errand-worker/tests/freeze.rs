@@ -42,9 +42,9 @@ fn one_thread(backend: TestBackend) {
 
 async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
     const JOBS: i64 = 400;
-    /// Several freezes, so that at least one finds jobs claimed ahead (how many the pool
-    /// holds at a given moment depends on its claim timing, and so on the machine's load).
-    const FREEZE_AT: [i64; 7] = [50, 100, 150, 200, 250, 300, 350];
+    /// Three freezes, so that at least one finds jobs claimed ahead (how many the pool holds
+    /// at a given moment depends on its claim timing).
+    const FREEZE_AT: [i64; 3] = [100, 200, 300];
     // (job id, attempt, when) of every start, and when the freeze ended.
     let starts: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
     // When the last freeze ended, and each (job, attempt) taken back during a freeze with
@@ -102,6 +102,8 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
         .map(|i| {
             let mut j = job("step", json!({ "i": i }));
             j.priority = (JOBS - i) as i32; // claimed in order of i
+                                            // The freezes may take one job back several times: never fail it for that.
+            j.max_attempts = 50;
             j
         })
         .collect();
@@ -120,34 +122,19 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) {
             .iter()
             .filter(|j| j.status == JobStatus::Succeeded)
             .count();
-        let frozen_all = jobs
+        let frozen_thrice = jobs
             .iter()
             .filter(|j| FREEZE_AT.contains(&j.args["i"].as_i64().unwrap()))
             .all(|j| j.attempt >= 1 && j.status != JobStatus::Queued);
-        (queued == 0 && frozen_all && thawed.lock().unwrap().is_some()).then_some(succeeded)
+        (queued == 0 && frozen_thrice && thawed.lock().unwrap().is_some()).then_some(succeeded)
     })
     .await;
-    // Until every job has succeeded: let in-flight completions land, then let the leases of
-    // whatever is left running (dropped unstarted, or stopped by the watchdog) run out and
-    // rescue it.
-    let mut succeeded = idle;
-    let deadline = Instant::now() + PATIENCE * 2;
-    while succeeded < JOBS as usize {
-        assert!(
-            Instant::now() < deadline,
-            "only {succeeded} of {JOBS} jobs succeeded"
-        );
-        tokio::time::sleep(LEASE).await;
-        let jobs = all_jobs(&h).await;
-        succeeded = jobs
-            .iter()
-            .filter(|j| j.status == JobStatus::Succeeded)
-            .count();
-        if jobs.iter().all(|j| j.status != JobStatus::Queued) && succeeded < JOBS as usize {
-            h.clock.advance(LEASE * 3);
-            rescue_expired(h.store.as_ref(), |_| {}).await.unwrap();
-        }
+    if idle < JOBS as usize {
+        tokio::time::sleep(LEASE).await; // let in-flight completions land
+        h.clock.advance(LEASE * 3);
+        rescue_expired(h.store.as_ref(), |_| {}).await.unwrap();
     }
+    wait_succeeded(&h, "default", JOBS as u64).await;
     worker.shutdown().await;
 
     assert!(thawed.lock().unwrap().is_some(), "the freezes happened");
