@@ -45,6 +45,12 @@ pub async fn start_with(h: &Harness, configure: impl FnOnce(&mut ServerConfig)) 
     let client = Client::from_store(h.store.clone()).with_limits(errand::Limits {
         max_args_bytes: 16 * 1024,
     });
+    serve(client, configure).await
+}
+
+/// Serves the API for `client` on a free loopback port; the default caller is admin when
+/// the configuration has tokens.
+async fn serve(client: Client, configure: impl FnOnce(&mut ServerConfig)) -> Api {
     let mut config = ServerConfig {
         poll_interval: Duration::from_millis(200),
         ..ServerConfig::default()
@@ -168,19 +174,9 @@ impl Api {
 /// Serves the API over the harness's store with a client that knows these tasks (as
 /// `errand serve` builds it from `[tasks]`).
 pub async fn start_with_tasks(h: &Harness, tasks: errand::TaskCatalog) -> Api {
-    let client = Client::from_store(h.store.clone()).with_tasks(tasks);
-    let config = ServerConfig {
-        poll_interval: Duration::from_millis(200),
-        ..ServerConfig::default()
-    };
-    let app = errand_server::router(client.clone(), config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Api {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
-        token: None,
-        client,
-    }
+    serve(
+        Client::from_store(h.store.clone()).with_tasks(tasks),
+        |_| {},
+    )
+    .await
 }
