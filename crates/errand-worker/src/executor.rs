@@ -406,12 +406,7 @@ async fn fail(shared: &Shared, job: &Job, fence: Fence, error: HandlerError) -> 
 }
 
 async fn cancel_ack(shared: &Shared, job: &Job, fence: Fence, message: &str) -> JobOutcome {
-    let message = record::failure_message(
-        job,
-        &HandlerError::Error {
-            message: message.to_string(),
-        },
-    );
+    let message = errand_core::recorded::recorded_error(message, &job.args);
     let message = message.as_str();
     match persist(shared, "job_cancel_ack", || {
         shared.store.job_cancel_ack(&fence, Some(message))
