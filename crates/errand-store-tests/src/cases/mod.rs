@@ -1,0 +1,60 @@
+//! The cases of the behaviour suite. Each takes a fresh [`Harness`] and panics on failure.
+//! Named after the store operation they exercise (`job_claim_*`, `queue_pause_*`), so one grep
+//! finds an operation's trait method, its SQL in each backend and its tests.
+
+use crate::harness::Harness;
+use chrono::Duration as ChronoDuration;
+use errand_core::{Fence, Job};
+use errand_store::JobClaim;
+use std::time::Duration;
+
+mod enqueue;
+mod operator;
+mod reads;
+mod rescue;
+mod stats;
+mod wakeups;
+mod worker_path;
+mod workers;
+
+pub use enqueue::*;
+pub use operator::*;
+pub use reads::*;
+pub use rescue::*;
+pub use stats::*;
+pub use wakeups::*;
+pub use worker_path::*;
+pub use workers::*;
+
+pub(super) const LEASE: Duration = Duration::from_secs(30);
+
+pub(super) fn claim(queue: &str, worker: &str, limit: u32) -> JobClaim {
+    JobClaim {
+        queue: queue.into(),
+        worker_id: worker.into(),
+        limit,
+        lease: LEASE,
+    }
+}
+
+pub(super) async fn claim_one(h: &Harness, worker: &str) -> Job {
+    let mut jobs = h
+        .store
+        .job_claim(&claim("default", worker, 1))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "expected one job to claim");
+    jobs.remove(0)
+}
+
+pub(super) async fn get(h: &Harness, id: i64) -> Job {
+    h.store.job_get(id).await.unwrap().expect("job exists")
+}
+
+pub(super) fn fence(job: &Job) -> Fence {
+    job.fence().expect("running job has a worker")
+}
+
+pub(super) fn chrono(d: Duration) -> ChronoDuration {
+    ChronoDuration::from_std(d).unwrap()
+}
