@@ -40,12 +40,23 @@ fn cores() -> usize {
 }
 
 fn usage() -> String {
-    format!("usage:\n  {}\n  {}", store::USAGE, worker::USAGE)
+    format!(
+        "usage:\n  {}\n  errand-bench worker --help\n  {}\n  {}",
+        store::USAGE,
+        dashboard::USAGE,
+        scheduler::USAGE
+    )
 }
 
 fn exit_with(msg: &str) -> ! {
     eprintln!("{msg}");
     std::process::exit(2)
+}
+
+/// Parses the arguments after the benchmark's name with clap (which prints help and errors
+/// and exits on its own).
+fn parse_rest<T: clap::Parser>(name: &str, args: impl Iterator<Item = String>) -> T {
+    T::parse_from(std::iter::once(format!("errand-bench {name}")).chain(args))
 }
 
 #[tokio::main]
@@ -60,19 +71,18 @@ async fn main() {
             Ok(opts) => dashboard::run(opts).await,
             Err(e) => exit_with(&format!("{e}\n{}", dashboard::USAGE)),
         },
-        Some("worker") => match worker::parse(&mut args) {
-            Ok(opts) => worker::run(opts).await,
-            Err(e) => exit_with(&format!("{e}\n{}", usage())),
-        },
+        Some("worker") => worker::run(parse_rest::<worker::Opts>("worker", args)).await,
         Some("scheduler") => match scheduler::parse(&mut args) {
             Ok(opts) => scheduler::run(opts).await,
             Err(e) => exit_with(&format!("{e}\n{}", scheduler::USAGE)),
         },
         // Hidden: the worker process of W1/W3, started by `worker` itself.
-        Some("worker-child") => worker::child(&mut args).await,
+        Some("worker-child") => {
+            worker::child(parse_rest::<worker::ChildOpts>("worker-child", args)).await
+        }
         Some("--help") | Some("-h") | None => exit_with(&usage()),
         Some(other) => exit_with(&format!(
-            "unknown benchmark `{other}` (known: store, worker, dashboard)\n{}",
+            "unknown benchmark `{other}` (known: store, worker, dashboard, scheduler)\n{}",
             usage()
         )),
     }

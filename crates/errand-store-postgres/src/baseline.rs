@@ -1,9 +1,11 @@
-//! Benchmark baseline, not used by Errand.
+//! Benchmark baseline, not used by Errand: compiled only with the `bench` feature, which
+//! errand-bench turns on.
 //!
 //! The worker benchmarks (`cargo run --release -p errand-bench -- worker`) compare Errand's
 //! worker pool with the smallest job loop one could write by hand on the same server, and
 //! need a few bulk operations on Errand's own tables that the [`errand_store::Store`] trait
-//! does not offer. Both live here because SQL is allowed only in the store crates.
+//! does not offer. Both live here because SQL (and the driver) belong only to the store
+//! crates.
 //!
 //! - [`setup`] / [`drain`]: a bare jobs table (`errand_bench_bare`: id, status, run_at,
 //!   payload, and one partial index for the claim) and concurrent loops that each claim

@@ -28,6 +28,7 @@
 //!   `errand_ready_<schema>` (delivered on commit), and [`errand_store::Store::subscribe`]
 //!   starts one `LISTEN` task per store that forwards them and reconnects on its own.
 
+#[cfg(feature = "bench")]
 pub mod baseline;
 mod enqueue;
 mod error;

@@ -39,6 +39,7 @@
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
 
 mod backup;
+#[cfg(feature = "bench")]
 pub mod baseline;
 mod checkpoint;
 mod error;
