@@ -1,5 +1,5 @@
 //! `dashboard`: the server time of every API request the dashboard's pages make, on a
-//! database of 1,000,000 jobs (SPEC: every page under 300 ms of server time).
+//! database of 1,000,000 jobs (the goal: every page under 300 ms of server time).
 //!
 //! Seeds `--jobs N` jobs in every state over four queues and five kinds, finished over the
 //! last seven days (the stores' `baseline::seed_mixed`; 92 % succeeded, 3 % failed, 1 %

@@ -17,8 +17,8 @@ pub const EXIT_CODES: &str = "Exit codes:\n  \
 #[command(
     name = "errand",
     version,
-    about = "Errand: a durable job queue on SQLite or PostgreSQL",
-    long_about = "Errand: a durable job queue on SQLite or PostgreSQL.\n\n\
+    about = "Errand: a durable job queue and cron scheduler on SQLite or PostgreSQL",
+    long_about = "Errand: a durable job queue and cron scheduler on SQLite or PostgreSQL.\n\n\
         With no errand.toml and no --database, Errand keeps its jobs in ./errand.db.\n\n\
         Examples:\n  \
         errand serve                                  # run with ./errand.toml, or zero config\n  \
@@ -81,10 +81,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run Errand: the worker pool for the configured tasks (and, later, the API and scheduler)
+    /// Run Errand: the worker pool, maintenance, the scheduler, the HTTP API and the dashboard
     #[command(
         long_about = "Run Errand until SIGTERM or SIGINT: migrate the database, then \
-        start the worker pool with every configured queue and a handler per configured task. \
+        start the worker pool with every configured queue and a handler per configured task, \
+        the maintenance service (rescue of expired leases, retention), the cron scheduler for \
+        [schedules.NAME] and run-time schedules, and the HTTP API with the dashboard on \
+        [server] listen (default http://127.0.0.1:7070/). \
         On SIGTERM it stops claiming, lets running jobs finish within workers.shutdown_grace, \
         hands the rest back to their queue, and exits 0.\n\n\
         Nothing is claimed when no task is configured, or with ERRAND_WORKERS_ENABLED=false \
@@ -95,8 +98,9 @@ pub enum Command {
 
     /// Run only the worker pool, optionally on some queues
     #[command(
-        long_about = "Run only the worker pool until SIGTERM or SIGINT, like `serve` \
-        without the other services.\n\n\
+        long_about = "Run the worker pool and the maintenance service (rescue of expired \
+        leases, retention) until SIGTERM or SIGINT, like `serve` without the scheduler, the \
+        HTTP API and the dashboard: the process to scale out beside one or more `serve`.\n\n\
         Examples:\n  errand worker\n  errand worker --queues email,default --concurrency 2"
     )]
     Worker(WorkerArgs),

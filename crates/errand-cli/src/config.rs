@@ -34,7 +34,7 @@ pub const DEFAULT_PATH: &str = "errand.toml";
 pub const DEFAULT_DATABASE: &str = "errand.db";
 /// Concurrency of each task's queue when the file has no `[queues]` at all.
 pub const IMPLICIT_CONCURRENCY: u32 = 10;
-/// A task's execution limit when it sets none (SPEC section 2).
+/// A task's execution limit when it sets none (design.md, Job model).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// A task's attempt budget when it sets none.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 4;

@@ -1,4 +1,4 @@
-//! Retry backoff: `min(base * 2^(attempt-1), cap) * (1 ± jitter)` (SPEC section 4).
+//! Retry backoff: `min(base * 2^(attempt-1), cap) * (1 ± jitter)` (design.md, Delivery guarantees).
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

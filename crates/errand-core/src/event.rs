@@ -1,7 +1,7 @@
 //! Events: the append-only history of what happened to a job beyond the happy path.
 //!
 //! The happy path (created, started, succeeded) is read off the job's own timestamps, so a
-//! job that succeeds first time writes no event row at all (SPEC section 3).
+//! job that succeeds first time writes no event row at all (design.md, States).
 
 use crate::job::JobId;
 use chrono::{DateTime, Utc};

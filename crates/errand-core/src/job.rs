@@ -19,7 +19,7 @@ pub fn parse_job_id(text: &str) -> Option<JobId> {
     text.parse::<JobId>().ok().filter(|id| *id > 0)
 }
 
-/// The five stored states of a job (SPEC section 3).
+/// The five stored states of a job (design.md, States).
 ///
 /// `queued -> running -> succeeded | failed | cancelled`; a retry puts a running job back to
 /// `queued` with a later `run_at`.

@@ -145,7 +145,7 @@ pub enum RescueAction {
     Cancel,
 }
 
-/// The rescue rule of SPEC section 3: a lost attempt counts; a job someone asked to cancel
+/// The rescue rule of design.md, States: a lost attempt counts; a job someone asked to cancel
 /// is not brought back.
 pub fn decide_rescue(attempt: i32, max_attempts: i32, cancel_requested: bool) -> RescueAction {
     if cancel_requested {

@@ -1,5 +1,5 @@
 //! Redaction of secret-looking values in job arguments, so that tokens and passwords in
-//! payloads never reach logs, events or read-only views (SPEC section 8).
+//! payloads never reach logs, events or read-only views (design.md, Interfaces).
 
 use serde_json::Value;
 

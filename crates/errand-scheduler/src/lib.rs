@@ -39,7 +39,7 @@
 //!
 //! # Design of the stateful scheduler (a later step)
 //!
-//! SPEC section 6 asks that with several scheduler processes on one database each fire
+//! design.md, Schedules asks that with several scheduler processes on one database each fire
 //! enqueues exactly one job, with no single point of failure. So every process runs the same
 //! loop, with no leader, and the rules that make them agree live here, as functions of the
 //! schedule and of times:

@@ -98,7 +98,7 @@ export function num(n) {
 }
 
 // Same key fragments as errand-core's redaction: the dashboard never shows these values,
-// whatever role the token has (SPEC section 8).
+// whatever role the token has (design.md, Interfaces).
 const SECRET_FRAGMENTS = ["token", "password", "passwd", "secret", "authorization", "api_key",
   "apikey", "private_key", "credential", "cookie"];
 export const REDACTED = "[redacted]";

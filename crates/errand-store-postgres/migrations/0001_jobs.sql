@@ -38,7 +38,7 @@ CREATE TABLE errand_jobs (
 CREATE INDEX errand_jobs_claim ON errand_jobs (queue, priority DESC, run_at, id)
     WHERE status = 'queued';
 
--- Uniqueness while a job is live (SPEC section 5); finished jobs free their key.
+-- Uniqueness while a job is live (docs/design.md, Uniqueness); finished jobs free their key.
 CREATE UNIQUE INDEX errand_jobs_unique_live ON errand_jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('queued', 'running');
 

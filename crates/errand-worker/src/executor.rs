@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinHandle};
 
-/// The execution limit when neither the job nor its task sets one (SPEC section 2).
+/// The execution limit when neither the job nor its task sets one (design.md, Job model).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Registers a claimed job with the worker (see [`crate::pool::Registry::hold`]) before it

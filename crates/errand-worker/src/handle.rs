@@ -1,4 +1,4 @@
-//! A started pool, and its graceful shutdown (SPEC section 4).
+//! A started pool, and its graceful shutdown (design.md, Delivery guarantees).
 //!
 //! Shutdown, in order:
 //! 1. Stop claiming: every producer leaves its loop; the jobs it claimed but had not started

@@ -1,5 +1,5 @@
 //! Errand's in-process worker pool: claims jobs from a [`Store`], runs their handlers, and
-//! records the outcomes, with the delivery guarantees of SPEC section 4.
+//! records the outcomes, with the delivery guarantees of design.md, Delivery guarantees.
 //!
 //! ```no_run
 //! use errand_worker::{HandlerError, JobContext, Store, Task, TaskOptions, Worker};

@@ -93,3 +93,81 @@ fn every_crate_has_a_crate_doc_and_is_on_the_map() {
         );
     }
 }
+
+/// Every file git would show a reader: crates, docs, examples, scripts and the top-level docs.
+fn text_files() -> Vec<PathBuf> {
+    let root = workspace();
+    let mut out = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap_or("");
+            if name == "target" || name.starts_with('.') && name != ".ci" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out);
+            } else if ["rs", "md", "toml", "sh", "js", "sql", "py", "yml", "yaml"]
+                .iter()
+                .any(|e| path.extension().is_some_and(|x| x == *e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    for dir in ["crates", "docs", "examples", "scripts", ".ci"] {
+        if root.join(dir).is_dir() {
+            walk(&root.join(dir), &mut out);
+        }
+    }
+    for top in [
+        "README.md",
+        "ARCHITECTURE.md",
+        "CHANGELOG.md",
+        "CONTRIBUTING.md",
+    ] {
+        out.push(root.join(top));
+    }
+    out
+}
+
+/// The repository stands on its own: code and docs cite only documents it contains. The
+/// product's design is docs/design.md; a reference such as "docs/x.md" or "[x](x.md)" must
+/// name a file that exists.
+#[test]
+fn every_document_cited_is_in_the_repository() {
+    let root = workspace();
+    let this = Path::new(file!()).file_name().unwrap();
+    let mut offenders = Vec::new();
+    for file in text_files().iter().filter(|f| f.file_name() != Some(this)) {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        for (n, line) in text.lines().enumerate() {
+            let at = format!(
+                "{}:{}",
+                file.strip_prefix(&root).unwrap_or(file).display(),
+                n + 1
+            );
+            if line.contains("SPEC section") || line.contains("SPEC.md") || line.contains("(SPEC") {
+                offenders.push(format!(
+                    "{at}: cites a specification the repository does not hold"
+                ));
+            }
+            // Paths of markdown documents: `docs/name.md` anywhere, relative to the root.
+            let mut rest = line;
+            while let Some(i) = rest.find("docs/") {
+                let tail = &rest[i..];
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "/_-.".contains(c)))
+                    .unwrap_or(tail.len());
+                let cited = tail[..end].trim_end_matches('.');
+                if cited.ends_with(".md") && !root.join(cited).exists() {
+                    offenders.push(format!("{at}: cites {cited}, which does not exist"));
+                }
+                rest = &tail[end.max(1)..];
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}

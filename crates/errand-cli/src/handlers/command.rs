@@ -1,4 +1,4 @@
-//! Command handlers (SPEC section 7): a program from `errand.toml` runs once per attempt.
+//! Command handlers (design.md, Handlers): a program from `errand.toml` runs once per attempt.
 //!
 //! | the program | the job |
 //! | --- | --- |

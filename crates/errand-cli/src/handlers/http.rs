@@ -1,4 +1,4 @@
-//! HTTP handlers (SPEC section 7): each attempt POSTs the job's args JSON to a URL from
+//! HTTP handlers (design.md, Handlers): each attempt POSTs the job's args JSON to a URL from
 //! `errand.toml`, with the configured headers and `Errand-Job-Id`, `Errand-Attempt`,
 //! `Errand-Kind` and `Errand-Queue`.
 //!

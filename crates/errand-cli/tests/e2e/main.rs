@@ -15,6 +15,7 @@ mod connections;
 mod crash_storm;
 mod demo;
 mod disk;
+mod docs;
 mod edges;
 mod fixture;
 mod golden;
