@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
     JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
@@ -58,6 +59,9 @@ pub struct Counting {
 impl Store for Counting {
     fn backend(&self) -> Backend {
         self.inner.backend()
+    }
+    fn tuning(&self) -> StoreTuning {
+        self.inner.tuning()
     }
     async fn migrate(&self) -> StoreResult<MigrationStatus> {
         self.inner.migrate().await

@@ -6,6 +6,7 @@ use crate::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
     JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
@@ -22,6 +23,14 @@ use sqlx::Connection;
 impl Store for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn tuning(&self) -> StoreTuning {
+        // Many connections: overlapping round trips (and commits) is what scales.
+        StoreTuning {
+            claims_in_flight: 4,
+            completions_in_flight: 4,
+        }
     }
 
     async fn migrate(&self) -> StoreResult<MigrationStatus> {

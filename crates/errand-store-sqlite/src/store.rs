@@ -6,6 +6,7 @@ use crate::{backup, jobs, migrate, ops, reads, schedules, workers, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete,
     JobFail, JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
@@ -21,6 +22,16 @@ use errand_store::{
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn tuning(&self) -> StoreTuning {
+        // One writer per file, which commits the writes queued together as one group: a
+        // second write in flight queues behind the one running and shares the next group's
+        // commit with whatever else arrived meanwhile. More would only wait longer.
+        StoreTuning {
+            claims_in_flight: 2,
+            completions_in_flight: 2,
+        }
     }
 
     async fn migrate(&self) -> StoreResult<MigrationStatus> {

@@ -46,11 +46,24 @@ impl Backend {
     }
 }
 
+/// How the worker pool drives a store: what overlaps well on its engine. Each store reports
+/// its own ([`Store::tuning`]), so no code outside the stores branches on the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTuning {
+    /// Claims one queue's claim loop may have in flight at once.
+    pub claims_in_flight: usize,
+    /// Success batches (`job_complete_many`) a pool may be writing at once.
+    pub completions_in_flight: usize,
+}
+
 /// Everything Errand persists goes through this trait.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
+
+    /// How the worker pool should drive this store (writes in flight).
+    fn tuning(&self) -> StoreTuning;
 
     // ---- schema -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ use crate::pool::{Config, Registry, Shared};
 use crate::signal::Signal;
 use crate::{heartbeat, producer, rescuer};
 use errand_core::{Backoff, HandlerError, Task, TaskCatalog};
-use errand_store::{Backend, Store, StoreError, WorkerQueue, WorkerRegistration};
+use errand_store::{Store, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
@@ -287,14 +287,7 @@ impl WorkerBuilder {
         self.store.worker_register(&registration).await?;
 
         let (complete_tx, complete_rx) = mpsc::unbounded_channel();
-        let writes_in_flight = match self.store.backend() {
-            // One writer per file, which commits the writes queued together as one group:
-            // a second write in flight queues behind the one running and shares the next
-            // group's commit with whatever else arrived meanwhile.
-            Backend::Sqlite => 2,
-            // Many connections: overlapping round trips (and commits) is what scales.
-            Backend::Postgres => 4,
-        };
+        let tuning = self.store.tuning();
         let shared = Arc::new(Shared {
             store: self.store,
             worker_id: worker_id.as_str().into(),
@@ -306,7 +299,8 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 max_claim_batch: self.max_claim_batch,
                 record_retry_for: self.lease * 10,
-                writes_in_flight,
+                claims_in_flight: tuning.claims_in_flight,
+                completions_in_flight: tuning.completions_in_flight,
                 own_rescuer: self.own_rescuer,
             },
             handlers: self.handlers,

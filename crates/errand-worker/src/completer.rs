@@ -4,10 +4,11 @@
 //! whatever is queued (up to [`MAX_BATCH`]) and writes it with one `job_complete_many`, with
 //! no artificial delay: under light load a success is written at once, under heavy load the
 //! successes that piled up during one write go in the next, so batches grow with the load.
-//! On PostgreSQL up to four batches are written at once (`Config::writes_in_flight`), so
-//! that their round trips and commits overlap; on SQLite two, so that the next batch waits
-//! at the store's one writer and shares a commit with whatever else is queued there (a
-//! claim, usually: the store commits queued writes together).
+//! As many batches are written at once as the store's tuning says
+//! (`StoreTuning::completions_in_flight`): on PostgreSQL four, so that their round trips and
+//! commits overlap; on SQLite two, so that the next batch waits at the store's one writer and
+//! shares a commit with whatever else is queued there (a claim, usually: the store commits
+//! queued writes together).
 //!
 //! A batch the store refuses (a row it cannot take) is split until the bad row is alone, so
 //! one job's output never fails its neighbours' successes (see [`record::write_isolated`]).
@@ -34,7 +35,7 @@ pub(crate) struct CompleteRequest {
 /// Runs until aborted (after shutdown has seen every executor get its answer).
 pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<CompleteRequest>) {
     let mut writes = JoinSet::new();
-    let limit = shared.config.writes_in_flight.max(1);
+    let limit = shared.config.completions_in_flight.max(1);
     loop {
         // At the limit, wait for a write to finish before taking more.
         if writes.len() >= limit {

@@ -26,9 +26,11 @@ pub(crate) struct Config {
     /// How long recording one outcome is retried through store errors before giving up
     /// (the job is then left to the rescuer).
     pub record_retry_for: Duration,
-    /// How many claims per queue, and how many success batches, may be in flight at once:
-    /// several on a database that serves many connections, one where writes queue anyway.
-    pub writes_in_flight: usize,
+    /// How many claims per queue may be in flight at once (the store's
+    /// [`errand_store::StoreTuning`]).
+    pub claims_in_flight: usize,
+    /// How many success batches may be written at once (the store's tuning).
+    pub completions_in_flight: usize,
     /// Whether the pool runs its own rescuer (off where the process runs the maintenance
     /// service).
     pub own_rescuer: bool,

@@ -5,7 +5,7 @@
 //! free up. The loop claims whenever the jobs it holds (running, waiting, and asked for by
 //! claims in flight) fall below `concurrency + ahead`, up to `max_claim_batch` per claim, so
 //! that jobs keep starting while the next claim is on its way. On PostgreSQL up to four
-//! claims may be in flight at once (`Config::writes_in_flight`), served side by side; on
+//! claims may be in flight at once (`Config::claims_in_flight`, from the store's tuning), served side by side; on
 //! SQLite two, the second queued at the store's one writer, where it shares a commit with
 //! whatever else waits there.
 //!
@@ -149,7 +149,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: String, concurrency: u32) {
     let mut hints = Some(shared.store.subscribe());
     let mut retry = RetryDelay::new();
     let max_batch = shared.config.max_claim_batch.max(1) as usize;
-    let claims_in_flight = shared.config.writes_in_flight.max(1);
+    let claims_in_flight = shared.config.claims_in_flight.max(1);
     // Room for every claim in flight to come back full, and one more batch, so that a claim
     // waits for, and brings, a whole batch.
     let ahead_cap = max_batch * (claims_in_flight + 1);
