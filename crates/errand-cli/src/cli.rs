@@ -12,11 +12,19 @@ pub const EXIT_CODES: &str = "Exit codes:\n  \
     3  some of the named jobs (or a schedule) were not in a state the action applies to (left as they were; the rest done)\n  \
     4  declined at the confirmation prompt; nothing changed";
 
+/// `errand --version`: the release and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ERRAND_GIT_COMMIT"),
+    ")"
+);
+
 /// Errand: a durable job queue.
 #[derive(Debug, Parser)]
 #[command(
     name = "errand",
-    version,
+    version = VERSION,
     about = "Errand: a durable job queue and cron scheduler on SQLite or PostgreSQL",
     long_about = "Errand: a durable job queue and cron scheduler on SQLite or PostgreSQL.\n\n\
         With no errand.toml and no --database, Errand keeps its jobs in ./errand.db.\n\n\
@@ -169,6 +177,29 @@ pub enum Command {
         after_help = "Examples:\n  errand backup /var/backups/errand-$(date +%F).db\n  errand --database /srv/errand.db backup copy.db --json"
     )]
     Backup(BackupArgs),
+
+    /// Probe: is the database reachable and migrated (and this host's worker alive)?
+    #[command(
+        long_about = "The health probe for containers, orchestrators and monitoring. Exit 0 \
+        when the database answers and its schema is at this errand's version; with --workers, \
+        also when a worker process of this host (HOSTNAME) has heartbeated within two leases. \
+        Otherwise exit 1, with the reason on stdout. It changes nothing, never creates a \
+        database, and gives up after --timeout, so a probe never hangs on a database that is \
+        down. Over HTTP, `errand serve` answers the same question at /health/ready.",
+        after_help = "Examples:\n  errand health\n  errand health --workers --json\n  \
+        HEALTHCHECK CMD [\"errand\", \"health\", \"--workers\"]   # in a Dockerfile"
+    )]
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Also require a live worker process on this host
+    #[arg(long)]
+    pub workers: bool,
+    /// Give up (unhealthy) after this long, e.g. 1500ms, 5s
+    #[arg(long, value_name = "DURATION", default_value = "1500ms")]
+    pub timeout: String,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@
 //! | `handlers` | command and HTTP handlers for configured tasks, one file each |
 //! | `guard` | the process each command attempt runs under, which dies with errand and takes the attempt with it (the hidden subcommand `errand __guard`) |
 //! | `migrate`, `enqueue`, `backup` | the one-shot commands |
+//! | `health` | the probe for containers and orchestrators |
 //! | `stats`, `jobs`, `queues`, `schedules` | the operator commands (`queues` also has `workers list`) |
 //! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
 //! | `output` | tables, colour, times, `--json`, progress: how every command prints |
@@ -33,6 +34,7 @@ mod config;
 mod enqueue;
 mod guard;
 mod handlers;
+mod health;
 mod jobs;
 mod logging;
 mod migrate;
@@ -111,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers(command) => queues::workers(&config, &command, &out).await,
         Command::Schedules(command) => schedules::run(&config, &command, &out).await,
         Command::Backup(args) => backup::run(&config, &args, &out).await,
+        Command::Health(args) => health::run(&config, &args, &out).await,
     }
 }
 

@@ -77,7 +77,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Client> {
 }
 
 /// The file an SQLite URL names (`sqlite:PATH`, `sqlite://PATH` or a plain path).
-fn sqlite_path(url: &str) -> Option<&str> {
+pub fn sqlite_path(url: &str) -> Option<&str> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return None;
     }

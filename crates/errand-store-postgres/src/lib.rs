@@ -52,9 +52,12 @@ use chrono::{DateTime, Utc};
 use errand_core::Clock;
 use errand_store::{StoreError, StoreResult};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
+
+/// How long a new connection may take before the database counts as unreachable.
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How to build a [`PgStore`].
 #[derive(Debug, Clone)]
@@ -115,6 +118,21 @@ impl PgStore {
                 })
             });
         }
+        // Fail fast, and say why: one direct connection first. The pool's own first connect
+        // retries a refused connection until its acquire timeout (30 s), then reports only
+        // "timed out"; a direct attempt reports the cause (refused, unknown host, password,
+        // TLS) at once, and one that hangs (a firewall dropping packets) ends after
+        // CONNECT_TIMEOUT.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no answer from the server within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(error::map)?;
+        let _ = first.close().await;
         let pool = pool.connect_with(connect).await.map_err(error::map)?;
         Ok(PgStore {
             pool,

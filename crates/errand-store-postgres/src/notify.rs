@@ -25,7 +25,7 @@
 //! - when no receiver is left, noticed at the next notification or at an idle check every
 //!   5 s (a later `subscribe` starts a new task).
 
-use crate::PgStore;
+use crate::{PgStore, CONNECT_TIMEOUT};
 use errand_store::JobsReady;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
@@ -47,8 +47,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often an idle listener checks whether anyone still subscribes.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
-/// Longest wait for the listener's connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the listener to close its connection when stopped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 

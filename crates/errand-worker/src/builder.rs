@@ -331,7 +331,8 @@ impl WorkerBuilder {
     }
 }
 
-fn host_name() -> String {
+/// This host's name as the worker registry records it (`HOSTNAME`, else the kernel's).
+pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())

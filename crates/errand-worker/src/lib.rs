@@ -84,7 +84,7 @@ mod rescuer;
 mod retry;
 mod signal;
 
-pub use builder::{StartError, TaskOptions, WorkerBuilder};
+pub use builder::{host_name, StartError, TaskOptions, WorkerBuilder};
 pub use errand_core::{Backoff, HandlerError, Job, JobId, Task};
 pub use errand_store::Store;
 pub use event::{JobOutcome, WorkerEvent};

@@ -21,6 +21,7 @@ mod fixture;
 mod golden;
 mod guard;
 mod hardening;
+mod health;
 mod http;
 mod lifecycle;
 mod ops;

@@ -1,0 +1,108 @@
+//! `errand health`, the probe of containers and orchestrators: healthy only when the database
+//! answers and is migrated (and, with `--workers`, a worker of this host heartbeats); unhealthy
+//! with the reason, fast, when the database is missing, behind or down.
+
+use crate::common::{e2e, json, Env};
+use std::time::{Duration, Instant};
+
+e2e!(health_probe_reports_schema_and_workers,);
+
+async fn health_probe_reports_schema_and_workers(env: Env) {
+    // Before `migrate`: the database may exist (PostgreSQL) or not (SQLite); either way, not
+    // healthy, and the probe created nothing.
+    let before = env.run(&["health"]).await;
+    assert_eq!(before.code, Some(1), "{before:?}");
+    assert!(before.stdout.starts_with("unhealthy: "), "{before:?}");
+    assert!(
+        before.stdout.contains("no database at") || before.stdout.contains("no Errand schema"),
+        "{before:?}"
+    );
+    if !env.url.starts_with("postgres") {
+        assert!(
+            !std::path::Path::new(&env.url).exists(),
+            "the probe created the database"
+        );
+    }
+
+    assert_eq!(env.run(&["migrate"]).await.code, Some(0));
+    let ok = env.run(&["health"]).await;
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+    assert!(ok.stdout.starts_with("ok: "), "{ok:?}");
+    let doc = json(&env.run(&["health", "--json"]).await);
+    assert_eq!(doc["status"], "ok", "{doc}");
+    assert!(doc["schema_version"].as_i64().unwrap() >= 1, "{doc}");
+    assert!(doc["problem"].is_null(), "{doc}");
+
+    // --workers: no worker runs yet, so this host has none.
+    let none = env.run(&["health", "--workers", "--json"]).await;
+    assert_eq!(none.code, Some(1), "{none:?}");
+    let doc: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!(doc["status"], "unhealthy");
+    assert!(
+        doc["problem"]
+            .as_str()
+            .unwrap()
+            .contains("no worker of host"),
+        "{doc}"
+    );
+
+    // A worker of this host: healthy while it runs.
+    env.config("[queues.default]\nconcurrency = 1\n[tasks.noop]\ncommand = [\"true\"]\n");
+    let worker = env.spawn(&["worker"], &[]);
+    worker.ready().await;
+    let live = env.run(&["health", "--workers", "--json"]).await;
+    assert_eq!(live.code, Some(0), "{live:?}");
+    let doc: serde_json::Value = serde_json::from_str(&live.stdout).unwrap();
+    assert_eq!(doc["live_workers"], 1, "{doc}");
+    worker.stop().await;
+    // A clean stop removes the worker's row: unhealthy again at once.
+    let gone = env.run(&["health", "--workers"]).await;
+    assert_eq!(gone.code, Some(1), "{gone:?}");
+}
+
+/// A PostgreSQL server that does not answer (a port nobody listens on, and a server that
+/// accepts the connection and then says nothing, as one behind a stalled network does):
+/// unhealthy within the probe's 2 s, with the cause and no password shown.
+#[tokio::test]
+async fn health_probe_is_fast_when_postgres_is_down() {
+    let dir = std::env::temp_dir().join(format!("errand-e2e-{}", crate::common::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn); // keep it open, answer nothing
+        }
+    });
+    let hanging = format!("postgres://errand:hunter2@127.0.0.1:{silent_port}/jobs");
+    for (url, cause) in [
+        ("postgres://errand:hunter2@127.0.0.1:1/jobs", "refused"),
+        (hanging.as_str(), "did not answer"),
+    ] {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(["--database", url, "health"])
+            .env_remove("ERRAND_CONFIG")
+            .env_remove("ERRAND_DATABASE_URL")
+            .current_dir(&dir)
+            .output()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {stdout} {stderr}");
+        assert!(stdout.to_lowercase().contains(cause), "{url}: {stdout}");
+        assert!(
+            !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+            "{stdout} {stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{url}: the probe took {took:?}"
+        );
+    }
+    held.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
