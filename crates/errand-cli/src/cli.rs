@@ -190,6 +190,32 @@ pub enum Command {
         HEALTHCHECK CMD [\"errand\", \"health\", \"--workers\"]   # in a Dockerfile"
     )]
     Health(HealthArgs),
+
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout
+    #[command(
+        long_about = "Print the completion script of a shell on stdout, generated from \
+        these commands and flags.",
+        after_help = "Examples:\n  errand completions bash > /etc/bash_completion.d/errand\n  \
+        errand completions zsh > \"${fpath[1]}/_errand\"\n  \
+        errand completions fish > ~/.config/fish/completions/errand.fish"
+    )]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+
+    /// Write man pages (errand.1 and one per command) into a directory
+    #[command(
+        long_about = "Write the man pages of errand and of every command (errand.1, \
+        errand-serve.1, errand-jobs-list.1, ...) into DIR, generated from these --help texts.",
+        after_help = "Examples:\n  errand manpages /usr/local/share/man/man1\n  \
+        errand manpages target/man && man -l target/man/errand-jobs-retry.1"
+    )]
+    Manpages {
+        /// The directory to write into (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@
 //! | `guard` | the process each command attempt runs under, which dies with errand and takes the attempt with it (the hidden subcommand `errand __guard`) |
 //! | `migrate`, `enqueue`, `backup` | the one-shot commands |
 //! | `health` | the probe for containers and orchestrators |
+//! | `docs` | shell completions and man pages, generated from the clap definitions |
 //! | `stats`, `jobs`, `queues`, `schedules` | the operator commands (`queues` also has `workers list`) |
 //! | `operate` | what operator commands share: opening without migrating, ids and ages, the confirmation prompt |
 //! | `output` | tables, colour, times, `--json`, progress: how every command prints |
@@ -31,6 +32,7 @@
 mod backup;
 mod cli;
 mod config;
+mod docs;
 mod enqueue;
 mod guard;
 mod handlers;
@@ -93,6 +95,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Generated from the command definitions alone: no configuration, no database.
+    match &cli.command {
+        Command::Completions { shell } => {
+            docs::completions(*shell);
+            return Ok(());
+        }
+        Command::Manpages { dir } => {
+            let written = docs::manpages(dir)?;
+            eprintln!("wrote {written} man pages into {}", dir.display());
+            return Ok(());
+        }
+        _ => {}
+    }
     let env = |name: &str| std::env::var(name).ok();
     let config = config::load(cli.config.as_deref(), &env, cli.database.as_deref())?;
     let mut out = output::Out::detect(cli.json);
@@ -114,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedules(command) => schedules::run(&config, &command, &out).await,
         Command::Backup(args) => backup::run(&config, &args, &out).await,
         Command::Health(args) => health::run(&config, &args, &out).await,
+        Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
     }
 }
 

@@ -97,3 +97,49 @@ fn version_names_the_release_and_the_commit() {
         )
     );
 }
+
+/// Completions and man pages come from the clap definitions: every command is in them, and
+/// they need no configuration or database (an invalid errand.toml in the directory is not read).
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let dir = std::env::temp_dir().join(format!("errand-docs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("errand.toml"), "this is not toml [").unwrap();
+    let errand = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("ERRAND_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "errand {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = commands(&help(&[]));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = errand(&["completions", shell]);
+        for command in &top {
+            assert!(script.contains(command.as_str()), "{shell} lacks {command}");
+        }
+    }
+    assert!(errand(&["completions", "bash"]).contains("complete -F"));
+
+    let pages = dir.join("man");
+    errand(&["manpages", pages.to_str().unwrap()]);
+    for command in &top {
+        let page = pages.join(format!("errand-{command}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("no {page:?}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page:?}");
+        for sub in commands(&help(&[command])) {
+            assert!(
+                pages.join(format!("errand-{command}-{sub}.1")).exists(),
+                "{command} {sub}"
+            );
+        }
+    }
+    assert!(std::fs::read_to_string(pages.join("errand.1"))
+        .unwrap()
+        .contains("serve"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
