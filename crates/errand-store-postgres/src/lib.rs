@@ -16,7 +16,9 @@
 //!   `coalesce($n::timestamptz, now())`, and `now()` is fixed for a whole transaction.
 //! - **Enqueue inside the application's transaction**: [`enqueue_in`] inserts jobs on a
 //!   connection the caller controls, so a job exists only if the caller's own writes commit
-//!   (the transactional outbox). [`errand_store::Store::job_insert_many`] runs the same code.
+//!   (the transactional outbox); `transaction` implements [`errand_store::CallerTransaction`]
+//!   with it for sqlx's connection and transaction. [`errand_store::Store::job_insert_many`]
+//!   runs the same code.
 //! - **Fenced acknowledgements**: complete, fail, cancel-ack, release, rescue and heartbeat
 //!   match on job id, attempt, worker id and `status = 'running'`; batches are one statement
 //!   over `unnest` arrays, and the event rows they write are inserted by a data-modifying CTE
@@ -40,6 +42,7 @@ mod rows;
 mod schedules;
 mod sql;
 mod store;
+mod transaction;
 mod worker;
 mod workers;
 
@@ -47,6 +50,11 @@ mod workers;
 mod tests;
 
 pub use enqueue::enqueue_in;
+/// The sqlx this store is built on: the caller's-transaction enqueue
+/// ([`errand_store::CallerTransaction`]) is implemented for its `PgConnection` and
+/// `Transaction<Postgres>`, so an application uses this version for the pool it enqueues in.
+pub use sqlx;
+pub use transaction::PgMarker;
 
 use chrono::{DateTime, Utc};
 use errand_core::Clock;

@@ -18,9 +18,11 @@
 
 mod error;
 mod params;
+mod transaction;
 
 pub use error::{StoreError, StoreResult};
 pub use params::*;
+pub use transaction::CallerTransaction;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

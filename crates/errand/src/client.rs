@@ -13,8 +13,6 @@ use errand_store::{
     JobThroughput, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome, Store,
     ThroughputBucket, WorkerRecord,
 };
-use errand_store_postgres::{PgOptions, PgStore};
-use errand_store_sqlite::{SqliteOptions, SqliteStore};
 use errand_worker::maintenance::{self, BULK_BATCH};
 use std::sync::Arc;
 
@@ -37,7 +35,9 @@ pub struct ClientBuilder {
     migrate: bool,
     limits: Limits,
     clock: Option<Arc<dyn Clock>>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pg_schema: Option<String>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pg_max_connections: u32,
 }
 
@@ -75,28 +75,9 @@ impl ClientBuilder {
 
     /// Opens the store the URL names and, unless turned off, migrates it.
     pub async fn connect(self) -> Result<Client, Error> {
-        let store: Arc<dyn Store> = match parse_url(&self.url)? {
-            Target::Postgres(url) => Arc::new(
-                PgStore::connect(
-                    url,
-                    PgOptions {
-                        clock: self.clock.clone(),
-                        schema: self.pg_schema.clone(),
-                        max_connections: self.pg_max_connections,
-                    },
-                )
-                .await?,
-            ),
-            Target::Sqlite(path) => Arc::new(
-                SqliteStore::open(
-                    path,
-                    SqliteOptions {
-                        clock: self.clock.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await?,
-            ),
+        let store = match parse_url(&self.url)? {
+            Target::Postgres(url) => self.open_postgres(url).await?,
+            Target::Sqlite(path) => self.open_sqlite(path).await?,
         };
         if self.migrate {
             let status = store.migrate().await?;
@@ -115,6 +96,50 @@ impl ClientBuilder {
                 .clock
                 .unwrap_or_else(|| Arc::new(errand_core::SystemClock)),
         })
+    }
+}
+
+impl ClientBuilder {
+    #[cfg(feature = "postgres")]
+    async fn open_postgres(&self, url: &str) -> Result<Arc<dyn Store>, Error> {
+        let options = errand_store_postgres::PgOptions {
+            clock: self.clock.clone(),
+            schema: self.pg_schema.clone(),
+            max_connections: self.pg_max_connections,
+        };
+        Ok(Arc::new(
+            errand_store_postgres::PgStore::connect(url, options).await?,
+        ))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn open_postgres(&self, url: &str) -> Result<Arc<dyn Store>, Error> {
+        Err(not_built(Backend::Postgres, url))
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn open_sqlite(&self, path: &str) -> Result<Arc<dyn Store>, Error> {
+        let options = errand_store_sqlite::SqliteOptions {
+            clock: self.clock.clone(),
+            ..Default::default()
+        };
+        Ok(Arc::new(
+            errand_store_sqlite::SqliteStore::open(path, options).await?,
+        ))
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    async fn open_sqlite(&self, path: &str) -> Result<Arc<dyn Store>, Error> {
+        Err(not_built(Backend::Sqlite, path))
+    }
+}
+
+/// The error for a URL whose backend this build left out (its cargo feature is off).
+#[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+fn not_built(backend: Backend, url: &str) -> Error {
+    Error::BackendNotBuilt {
+        backend: backend.as_str(),
+        url: redact_url(url),
     }
 }
 
@@ -525,5 +550,25 @@ mod tests {
         assert!(msg.contains("mysql://root:***@h/db"), "{msg}");
         assert!(!msg.contains("hunter2"));
         assert!(parse_url("").is_err());
+    }
+
+    /// Built with one backend (`--no-default-features --features sqlite`, or `postgres`), a
+    /// URL of the other is refused before anything is opened, naming the feature to turn on.
+    #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+    #[tokio::test]
+    async fn a_backend_left_out_of_the_build_is_named() {
+        let (url, feature) = if cfg!(feature = "postgres") {
+            ("errand.db", "sqlite")
+        } else {
+            ("postgres://u:secret@h/db", "postgres")
+        };
+        let err = Client::builder(url).connect().await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, Error::BackendNotBuilt { backend, .. } if backend == feature),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("`{feature}` feature")), "{msg}");
+        assert!(!msg.contains("secret"), "{msg}");
     }
 }

@@ -1,12 +1,12 @@
 //! The enqueue builder: options on top of a task, then `send` (own transaction) or `send_in`
-//! (the caller's PostgreSQL transaction).
+//! (the caller's transaction, through the store's [`CallerTransaction`]).
 
 use crate::client::Client;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use errand_core::Task;
 use errand_core::{JobInsert, NewJob, TaskSettings};
-use errand_store::Enqueued;
+use errand_store::{CallerTransaction, Enqueued};
 use std::time::Duration;
 
 /// A job about to be enqueued. Built by [`Client::enqueue`] or [`Client::enqueue_kind`].
@@ -136,11 +136,15 @@ impl<'a> Enqueue<'a> {
         Ok(out.remove(0))
     }
 
-    /// Validates and stores the job inside the caller's PostgreSQL transaction: the job
-    /// exists only if that transaction commits, and workers see it only after the commit.
+    /// Validates and stores the job inside the caller's transaction: the job exists only if
+    /// that transaction commits, and workers see it only after the commit. A store crate
+    /// implements [`CallerTransaction`] for its driver's transaction types: with the
+    /// `postgres` feature, sqlx's `Transaction<Postgres>` and `PgConnection` (see
+    /// [`crate::postgres`]).
     ///
     /// ```no_run
-    /// # async fn demo(client: errand::Client, pool: errand::sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn demo(client: errand::Client, pool: errand::postgres::sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut tx = pool.begin().await?;
     /// // ... the application's own writes on `tx` ...
     /// client.enqueue_kind("send_receipt", serde_json::json!({"order": 7})).send_in(&mut tx).await?;
@@ -148,11 +152,15 @@ impl<'a> Enqueue<'a> {
     /// # Ok(()) }
     /// ```
     ///
-    /// The transaction's connection must see Errand's tables (same database, and the same
-    /// schema if the client uses [`crate::ClientBuilder::postgres_schema`]).
-    pub async fn send_in(self, conn: &mut sqlx::PgConnection) -> Result<Enqueued, Error> {
+    /// The transaction must see Errand's tables (same database, and the same schema if the
+    /// client uses [`crate::ClientBuilder::postgres_schema`]). Invalid input is refused
+    /// before the transaction is touched.
+    pub async fn send_in<M, T>(self, tx: &mut T) -> Result<Enqueued, Error>
+    where
+        T: CallerTransaction<M> + ?Sized,
+    {
         let (_, insert) = self.validated()?;
-        let mut out = errand_store_postgres::enqueue_in(conn, &[insert]).await?;
+        let mut out = tx.job_insert_many(&[insert]).await?;
         Ok(out.remove(0))
     }
 }

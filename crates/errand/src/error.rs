@@ -39,6 +39,9 @@ pub enum Error {
     /// The database URL names no backend Errand knows.
     #[error("unsupported database URL `{0}`: use a file path, `sqlite:PATH`, or `postgres://...`")]
     UnsupportedUrl(String),
+    /// The URL names a backend this build of the library left out (its cargo feature is off).
+    #[error("`{url}` names a {backend} database, but this build of errand has no {backend} support: turn on the `{backend}` feature of the `errand` crate")]
+    BackendNotBuilt { backend: &'static str, url: String },
     /// An operator action named a queue that no configuration declares and the store does not
     /// know (see [`crate::Client::check_queue_known`]); nothing was changed.
     #[error("queue `{queue}` is unknown: the configuration does not declare it and it has no jobs or settings (known queues: {})", list(known))]

@@ -29,6 +29,10 @@
 //!
 //! [`Client`] enqueues and administers jobs; [`Enqueue::send_in`] enqueues inside your own
 //! PostgreSQL transaction, so the job exists only if that transaction commits.
+//!
+//! Cargo features (both on by default): `sqlite` (the embedded store) and `postgres`
+//! (PostgreSQL, and [`postgres`] for the caller's transaction). A URL of a backend left out
+//! of the build is refused with [`Error::BackendNotBuilt`].
 //! [`Client::worker`] starts an in-process worker pool beside your server (see [`worker`]).
 
 mod client;
@@ -66,5 +70,15 @@ pub use errand_store::{
 pub use errand_worker as worker;
 pub use errand_worker::{JobContext, Worker, WorkerHandle};
 
-/// The sqlx version Errand's PostgreSQL support is built on, for [`Enqueue::send_in`].
-pub use sqlx;
+/// What a store implements so that [`Enqueue::send_in`] can write into the caller's own
+/// transaction.
+pub use errand_store::CallerTransaction;
+
+/// PostgreSQL specifics (the `postgres` feature): the sqlx Errand is built on, whose
+/// `Transaction<Postgres>` and `PgConnection` implement [`CallerTransaction`], so
+/// [`Enqueue::send_in`] takes them. Use this sqlx (or the same version) for the pool your
+/// application enqueues in.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use errand_store_postgres::sqlx;
+}

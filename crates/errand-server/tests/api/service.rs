@@ -198,7 +198,7 @@ async fn openapi_documents_every_route(h: Harness) {
 /// A database that cannot be reached: `/health` says so with 503, and so do the endpoints.
 #[tokio::test]
 async fn health_is_503_when_the_database_is_unreachable() {
-    use errand::sqlx::postgres::PgPoolOptions;
+    use errand_store_postgres::sqlx::postgres::PgPoolOptions;
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(500))
         .connect_lazy("postgres://postgres@127.0.0.1:1/nothing")
