@@ -157,6 +157,50 @@ def run_job(api, worker_id, job, beat):
         beat.release(job["id"])
 
 
+def run_worker(url, token, queues, limit=4, lease=30.0, wait=10.0, exit_when_idle=False, max_jobs=0, stop=None):
+    """Claims and runs jobs of `queues` until `stop` (a threading.Event) is set, or the
+    worker is idle (`exit_when_idle`), or `max_jobs` are done. Returns how many it ran. A
+    program embeds a worker by calling this in a thread (see examples/compose/app/app.py)."""
+    worker_id = f"py-{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 10000}"
+    api = Api(url, token, timeout=30)
+    stop = stop or threading.Event()
+    log(f"{worker_id} claiming from {','.join(queues)} at {url}")
+    done = 0
+    while not stop.is_set():
+        claim = {
+            "worker_id": worker_id,
+            "queues": queues,
+            "limit": limit,
+            "lease": f"{int(lease * 1000)}ms",
+            "wait": f"{int(wait * 1000)}ms",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": "worker.py",
+        }
+        try:
+            jobs = api.post("/v1/worker/claim", claim, timeout=wait + 30)["jobs"]
+        except (OSError, RuntimeError) as e:
+            log(f"claim failed, retrying in 1s: {e}")
+            stop.wait(1)
+            continue
+        if not jobs and exit_when_idle:
+            log(f"idle: exiting after {done} jobs")
+            return done
+        beat = Heartbeat(api, worker_id, jobs, max(lease / 3, 0.5))
+        beat.start()
+        try:
+            for job in jobs:
+                run_job(api, worker_id, job, beat)
+                done += 1
+        finally:
+            beat.done.set()
+            beat.join()
+        if max_jobs and done >= max_jobs:
+            log(f"done {done} jobs")
+            return done
+    return done
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("ERRAND_URL", "http://127.0.0.1:7070"))
@@ -168,44 +212,17 @@ def main():
     parser.add_argument("--exit-when-idle", action="store_true", help="stop after a claim that found nothing")
     parser.add_argument("--max-jobs", type=int, default=0, help="stop after this many jobs (0: never)")
     options = parser.parse_args()
-
-    worker_id = f"py-{socket.gethostname()}-{os.getpid()}"
-    api = Api(options.url, options.token, timeout=30)
-    queues = [q for q in options.queues.split(",") if q]
-    log(f"{worker_id} claiming from {','.join(queues)} at {options.url}")
-    done = 0
-    while True:
-        claim = {
-            "worker_id": worker_id,
-            "queues": queues,
-            "limit": options.limit,
-            "lease": f"{int(options.lease * 1000)}ms",
-            "wait": f"{int(options.wait * 1000)}ms",
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "version": "worker.py",
-        }
-        try:
-            jobs = api.post("/v1/worker/claim", claim, timeout=options.wait + 30)["jobs"]
-        except (OSError, RuntimeError) as e:
-            log(f"claim failed, retrying in 1s: {e}")
-            time.sleep(1)
-            continue
-        if not jobs and options.exit_when_idle:
-            log(f"idle: exiting after {done} jobs")
-            return 0
-        beat = Heartbeat(api, worker_id, jobs, max(options.lease / 3, 0.5))
-        beat.start()
-        try:
-            for job in jobs:
-                run_job(api, worker_id, job, beat)
-                done += 1
-        finally:
-            beat.done.set()
-            beat.join()
-        if options.max_jobs and done >= options.max_jobs:
-            log(f"done {done} jobs")
-            return 0
+    run_worker(
+        options.url,
+        options.token,
+        [q for q in options.queues.split(",") if q],
+        limit=options.limit,
+        lease=options.lease,
+        wait=options.wait,
+        exit_when_idle=options.exit_when_idle,
+        max_jobs=options.max_jobs,
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ mod sink;
 mod api;
 mod cli;
 mod command;
+mod compose;
 mod connections;
 mod crash_storm;
 mod demo;
