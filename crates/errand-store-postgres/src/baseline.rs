@@ -227,7 +227,7 @@ pub async fn settle(store: &PgStore) -> StoreResult<()> {
 pub async fn explain_claim(store: &PgStore, queue: &str, limit: u32) -> StoreResult<String> {
     let mut conn = store.pool().acquire().await.map_err(map)?;
     let mut tx = conn.begin().await.map_err(map)?;
-    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", crate::worker::CLAIM);
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", crate::worker_path::CLAIM);
     let rows = sqlx::query(&sql)
         .bind(queue)
         .bind("bench-explain")

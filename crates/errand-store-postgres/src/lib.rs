@@ -43,7 +43,7 @@ mod schedules;
 mod sql;
 mod store;
 mod transaction;
-mod worker;
+mod worker_path;
 mod workers;
 
 #[cfg(test)]

@@ -10,12 +10,14 @@ use crate::error::map;
 use crate::rows;
 use crate::sql::limit;
 use crate::PgStore;
-use errand_core::{decide_cancel, may_retry, CancelAction, JobId, JobStatus};
-use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreResult};
-use sqlx::{Connection, Row};
+use chrono::{DateTime, Utc};
+use errand_core::JobId;
+use errand_store::steps::{self, LockedJob, OperatorTx};
+use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreError, StoreResult};
+use sqlx::{Postgres, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 
-const LOCK: &str = "SELECT id, status, attempt, unique_key,
+const LOCK: &str = "SELECT id, status, attempt, worker_id, unique_key,
            cancel_requested_at IS NOT NULL AS cancel_requested
     FROM errand_jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 
@@ -77,138 +79,106 @@ fn retry_sql(prev: &str, now: &str) -> String {
     )
 }
 
+/// PostgreSQL's steps of the shared cancel and retry (`errand_store::steps`), in one
+/// transaction.
+struct Operator {
+    tx: Transaction<'static, Postgres>,
+    now: Option<DateTime<Utc>>,
+}
+
+impl OperatorTx for Operator {
+    type Error = StoreError;
+
+    async fn lock_jobs(&mut self, ids: &[JobId]) -> StoreResult<HashMap<JobId, LockedJob>> {
+        let locked = sqlx::query(LOCK)
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        locked
+            .iter()
+            .map(|r| {
+                let status = rows::status(r.try_get::<&str, _>("status").map_err(map)?)?;
+                let job = LockedJob {
+                    status,
+                    attempt: r.try_get("attempt").map_err(map)?,
+                    worker_id: r.try_get("worker_id").map_err(map)?,
+                    cancel_requested: r.try_get("cancel_requested").map_err(map)?,
+                    unique_key: r.try_get("unique_key").map_err(map)?,
+                };
+                Ok((r.try_get("id").map_err(map)?, job))
+            })
+            .collect()
+    }
+
+    async fn apply_cancel(
+        &mut self,
+        cancel: &[JobId],
+        stop: &[JobId],
+        reason: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(CANCEL)
+            .bind(cancel)
+            .bind(stop)
+            .bind(reason)
+            .bind(self.now)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn live_keys(&mut self, keys: &[&str]) -> StoreResult<HashSet<String>> {
+        let live = sqlx::query_scalar::<_, String>(
+            "SELECT unique_key FROM errand_jobs \
+             WHERE unique_key = ANY($1::text[]) AND status IN ('queued', 'running')",
+        )
+        .bind(keys)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(map)?;
+        Ok(live.into_iter().collect())
+    }
+
+    async fn apply_retry(&mut self, ids: &[JobId]) -> StoreResult<()> {
+        let sql = retry_sql(
+            "SELECT id, status, attempt FROM errand_jobs WHERE id = ANY($1::bigint[])",
+            "coalesce($2::timestamptz, now())",
+        );
+        sqlx::query(&sql)
+            .bind(ids)
+            .bind(self.now)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+}
+
 impl PgStore {
     pub(crate) async fn cancel_impl(
         &self,
         ids: &[JobId],
         reason: Option<&str>,
     ) -> StoreResult<Vec<CancelOutcome>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        let mut tx = conn.begin().await.map_err(map)?;
-        let locked = sqlx::query(LOCK)
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?;
-        let mut current: HashMap<JobId, (JobStatus, bool)> = HashMap::new();
-        for r in &locked {
-            let status = rows::status(r.try_get::<&str, _>("status").map_err(map)?)?;
-            current.insert(
-                r.try_get("id").map_err(map)?,
-                (status, r.try_get("cancel_requested").map_err(map)?),
-            );
-        }
-        let mut queued = Vec::new();
-        let mut running = Vec::new();
-        for (&id, &(status, asked)) in &current {
-            match decide_cancel(status, asked) {
-                CancelAction::Cancel => queued.push(id),
-                CancelAction::RequestStop => running.push(id),
-                CancelAction::Unchanged => {}
-            }
-        }
-        if !queued.is_empty() || !running.is_empty() {
-            sqlx::query(CANCEL)
-                .bind(&queued)
-                .bind(&running)
-                .bind(reason)
-                .bind(self.now())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        let queued: HashSet<JobId> = queued.into_iter().collect();
-        let running: HashSet<JobId> = running.into_iter().collect();
-        Ok(ids
-            .iter()
-            .map(|&id| match current.get(&id) {
-                None => CancelOutcome::NotFound { id },
-                Some(_) if queued.contains(&id) => CancelOutcome::Cancelled { id },
-                Some(_) if running.contains(&id) => CancelOutcome::CancelRequested { id },
-                Some(&(status, _)) => CancelOutcome::Unchanged { id, status },
-            })
-            .collect())
+        let mut op = self.operator().await?;
+        let out = steps::job_cancel(&mut op, ids, reason).await?;
+        op.tx.commit().await.map_err(map)?;
+        Ok(out)
     }
 
     pub(crate) async fn retry_impl(&self, ids: &[JobId]) -> StoreResult<Vec<RetryOutcome>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        let mut tx = conn.begin().await.map_err(map)?;
-        let locked = sqlx::query(LOCK)
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?;
-        let mut current: HashMap<JobId, (JobStatus, Option<String>)> = HashMap::new();
-        for r in &locked {
-            let status = rows::status(r.try_get::<&str, _>("status").map_err(map)?)?;
-            current.insert(
-                r.try_get("id").map_err(map)?,
-                (status, r.try_get("unique_key").map_err(map)?),
-            );
-        }
-        // Keys already held by a live job cannot be given to a retried one.
-        let keys: Vec<&str> = current
-            .values()
-            .filter(|(s, _)| may_retry(*s))
-            .filter_map(|(_, k)| k.as_deref())
-            .collect();
-        let mut taken: HashSet<String> = if keys.is_empty() {
-            HashSet::new()
-        } else {
-            sqlx::query_scalar::<_, String>(
-                "SELECT unique_key FROM errand_jobs \
-                 WHERE unique_key = ANY($1::text[]) AND status IN ('queued', 'running')",
-            )
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?
-            .into_iter()
-            .collect()
-        };
-        let mut chosen: Vec<JobId> = Vec::new();
-        for &id in ids {
-            let Some((status, key)) = current.get(&id) else {
-                continue;
-            };
-            if !may_retry(*status) || chosen.contains(&id) {
-                continue;
-            }
-            if let Some(k) = key {
-                if !taken.insert(k.clone()) {
-                    continue;
-                }
-            }
-            chosen.push(id);
-        }
-        if !chosen.is_empty() {
-            let sql = retry_sql(
-                "SELECT id, status, attempt FROM errand_jobs WHERE id = ANY($1::bigint[])",
-                "coalesce($2::timestamptz, now())",
-            );
-            sqlx::query(&sql)
-                .bind(&chosen)
-                .bind(self.now())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(ids
-            .iter()
-            .map(|&id| match current.get(&id) {
-                None => RetryOutcome::NotFound { id },
-                Some(_) if chosen.contains(&id) => RetryOutcome::Retried { id },
-                Some(&(status, _)) => RetryOutcome::Unchanged { id, status },
-            })
-            .collect())
+        let mut op = self.operator().await?;
+        let out = steps::job_retry(&mut op, ids).await?;
+        op.tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn operator(&self) -> StoreResult<Operator> {
+        Ok(Operator {
+            tx: self.pool.begin().await.map_err(map)?,
+            now: self.now(),
+        })
     }
 
     pub(crate) async fn retry_failed_impl(&self, filter: &RetryFailed) -> StoreResult<u64> {

@@ -1,19 +1,21 @@
 //! Schedules (`errand_schedules`) and their fire records (`errand_schedule_fires`): the
 //! stored side of the scheduler. The decisions (what is due, what is skipped and why) are
-//! taken by the caller; `schedule_fire` applies one only if its conditional `UPDATE` of the
-//! schedule row matches. Concurrent callers with the same expectation queue on that row's
+//! taken by the caller; the steps of applying one are shared (`errand_store::steps`), and
+//! here are PostgreSQL's: the compare-and-set is a conditional `UPDATE` of the schedule row. Concurrent callers with the same expectation queue on that row's
 //! lock; after the first commits, the others re-check the condition against the new row
 //! (READ COMMITTED), match nothing, and roll back.
 
 use crate::error::map;
 use crate::{rows, PgStore};
+use chrono::{DateTime, Utc};
 use errand_core::JobInsert;
+use errand_store::steps::{self, FireRow, ScheduleTx};
 use errand_store::{
-    DueSchedules, Enqueued, FireKind, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList,
+    DueSchedules, Enqueued, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList,
     ScheduleRecord, ScheduleWrite, StoreError, StoreResult, FIRE_HISTORY_KEPT,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{Acquire, PgConnection, Row};
+use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
 
 /// The columns [`record`] reads, with the latest run's status joined.
 const SELECT: &str = "SELECT s.name, s.spec, s.kind, s.queue, s.paused, s.source, \
@@ -95,42 +97,83 @@ async fn must_get_on(conn: &mut PgConnection, name: &str) -> StoreResult<Schedul
         .ok_or_else(|| StoreError::ScheduleNotFound(name.to_string()))
 }
 
-/// One fire row to record: fire time, outcome, reason, job id.
-type FireRow<'a> = (
-    chrono::DateTime<chrono::Utc>,
-    FireKind,
-    Option<&'a str>,
-    Option<i64>,
-);
+/// PostgreSQL's steps of the shared fire and trigger (`errand_store::steps`), in one
+/// transaction.
+struct Firing {
+    tx: Transaction<'static, Postgres>,
+    now: Option<DateTime<Utc>>,
+}
 
-/// Inserts fire rows.
-async fn record_fires(
-    conn: &mut PgConnection,
-    name: &str,
-    now: Option<chrono::DateTime<chrono::Utc>>,
-    fires: &[FireRow<'_>],
-) -> StoreResult<()> {
-    let at: Vec<_> = fires.iter().map(|f| f.0).collect();
-    let outcome: Vec<&str> = fires.iter().map(|f| f.1.as_str()).collect();
-    let reason: Vec<Option<&str>> = fires.iter().map(|f| f.2).collect();
-    let job: Vec<Option<i64>> = fires.iter().map(|f| f.3).collect();
-    sqlx::query(RECORD)
-        .bind(name)
-        .bind(now)
-        .bind(at)
-        .bind(outcome)
-        .bind(reason)
-        .bind(job)
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
-    sqlx::query(TRIM)
-        .bind(name)
-        .bind(i64::from(FIRE_HISTORY_KEPT - 1))
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
-    Ok(())
+impl ScheduleTx for Firing {
+    type Error = StoreError;
+
+    async fn move_fire_times(&mut self, f: &ScheduleFire) -> StoreResult<bool> {
+        let moved = sqlx::query(CAS)
+            .bind(&f.name)
+            .bind(f.expected_last_fire_at)
+            .bind(f.expected_updated_at)
+            .bind(f.last_fire_at)
+            .bind(f.due_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(moved.rows_affected() == 1)
+    }
+
+    async fn lock_schedule(&mut self, name: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM errand_schedules WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(row.is_some())
+    }
+
+    async fn insert_jobs(&mut self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
+        crate::enqueue::insert_batch(&mut self.tx, jobs, self.now).await
+    }
+
+    async fn now(&mut self) -> StoreResult<DateTime<Utc>> {
+        sqlx::query_scalar("SELECT coalesce($1::timestamptz, now())")
+            .bind(self.now)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map)
+    }
+
+    async fn record_fires(&mut self, name: &str, fires: &[FireRow<'_>]) -> StoreResult<()> {
+        let at: Vec<_> = fires.iter().map(|f| f.fire_at).collect();
+        let outcome: Vec<&str> = fires.iter().map(|f| f.outcome.as_str()).collect();
+        let reason: Vec<Option<&str>> = fires.iter().map(|f| f.reason).collect();
+        let job: Vec<Option<i64>> = fires.iter().map(|f| f.job_id).collect();
+        sqlx::query(RECORD)
+            .bind(name)
+            .bind(self.now)
+            .bind(at)
+            .bind(outcome)
+            .bind(reason)
+            .bind(job)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        sqlx::query(TRIM)
+            .bind(name)
+            .bind(i64::from(FIRE_HISTORY_KEPT - 1))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
+
+    async fn set_last_job(&mut self, name: &str, job: i64) -> StoreResult<()> {
+        sqlx::query(SET_LAST_JOB)
+            .bind(name)
+            .bind(job)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(())
+    }
 }
 
 impl PgStore {
@@ -250,51 +293,12 @@ impl PgStore {
     }
 
     pub(crate) async fn schedule_fire_impl(&self, f: &ScheduleFire) -> StoreResult<FireOutcome> {
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        let mut tx = conn.begin().await.map_err(map)?;
-        let moved = sqlx::query(CAS)
-            .bind(&f.name)
-            .bind(f.expected_last_fire_at)
-            .bind(f.expected_updated_at)
-            .bind(f.last_fire_at)
-            .bind(f.due_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        if moved.rows_affected() == 0 {
-            tx.rollback().await.map_err(map)?;
-            return Ok(FireOutcome::Lost);
+        let mut firing = self.firing().await?;
+        let out = steps::schedule_fire(&mut firing, f).await?;
+        if let FireOutcome::Fired { .. } = out {
+            firing.tx.commit().await.map_err(map)?;
         }
-        let jobs: Vec<JobInsert> = f.runs.iter().map(|(_, j)| j.clone()).collect();
-        let enqueued: Vec<Enqueued> = if jobs.is_empty() {
-            Vec::new()
-        } else {
-            crate::enqueue::insert_batch(&mut tx, &jobs, self.now()).await?
-        };
-        let fires: Vec<_> = f
-            .runs
-            .iter()
-            .zip(&enqueued)
-            .map(|((at, _), e)| (*at, FireKind::Enqueued, None, Some(e.id)))
-            .chain(
-                f.skipped
-                    .iter()
-                    .map(|(at, reason)| (*at, FireKind::Skipped, Some(reason.as_str()), None)),
-            )
-            .collect();
-        if !fires.is_empty() {
-            record_fires(&mut tx, &f.name, self.now(), &fires).await?;
-        }
-        if let Some(last) = enqueued.last() {
-            sqlx::query(SET_LAST_JOB)
-                .bind(&f.name)
-                .bind(last.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-        }
-        tx.commit().await.map_err(map)?;
-        Ok(FireOutcome::Fired { enqueued })
+        Ok(out)
     }
 
     pub(crate) async fn schedule_trigger_impl(
@@ -302,60 +306,33 @@ impl PgStore {
         name: &str,
         job: &JobInsert,
     ) -> StoreResult<Enqueued> {
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        let mut tx = conn.begin().await.map_err(map)?;
-        // Locks the row, so a concurrent delete cannot leave a fire record behind.
-        let exists = sqlx::query("SELECT 1 FROM errand_schedules WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map)?;
-        if exists.is_none() {
-            return Err(StoreError::ScheduleNotFound(name.to_string()));
-        }
-        let e =
-            crate::enqueue::insert_batch(&mut tx, std::slice::from_ref(job), self.now()).await?[0];
-        let at: chrono::DateTime<chrono::Utc> =
-            sqlx::query_scalar("SELECT coalesce($1::timestamptz, now())")
-                .bind(self.now())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map)?;
-        record_fires(
-            &mut tx,
-            name,
-            self.now(),
-            &[(at, FireKind::Triggered, None, Some(e.id))],
-        )
-        .await?;
-        sqlx::query(SET_LAST_JOB)
-            .bind(name)
-            .bind(e.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        tx.commit().await.map_err(map)?;
-        Ok(e)
+        let mut firing = self.firing().await?;
+        let out = steps::schedule_trigger(&mut firing, name, job).await?;
+        firing.tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+
+    async fn firing(&self) -> StoreResult<Firing> {
+        Ok(Firing {
+            tx: self.pool.begin().await.map_err(map)?,
+            now: self.now(),
+        })
     }
 
     pub(crate) async fn schedule_fire_list_impl(
         &self,
         l: &ScheduleFireList,
     ) -> StoreResult<Vec<FireRecord>> {
-        let filter = if l.skipped {
-            "f.outcome = 'skipped'"
-        } else {
-            "f.outcome IN ('enqueued', 'triggered')"
-        };
-        let sql = format!(
-            "SELECT f.id, f.schedule, f.fire_at, f.recorded_at, f.outcome, f.reason, f.job_id, \
-             j.status, j.started_at, j.finished_at \
-             FROM errand_schedule_fires f LEFT JOIN errand_jobs j ON j.id = f.job_id \
-             WHERE f.schedule = $1 AND {filter} ORDER BY f.id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
+        // `$3`: the skipped fires, or the runs (enqueued and triggered).
+        let sql = "SELECT f.id, f.schedule, f.fire_at, f.recorded_at, f.outcome, f.reason, \
+                   f.job_id, j.status, j.started_at, j.finished_at \
+                   FROM errand_schedule_fires f LEFT JOIN errand_jobs j ON j.id = f.job_id \
+                   WHERE f.schedule = $1 AND (f.outcome = 'skipped') = $3 \
+                   ORDER BY f.id DESC LIMIT $2";
+        let rows = sqlx::query(sql)
             .bind(&l.name)
             .bind(i64::from(l.limit))
+            .bind(l.skipped)
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;

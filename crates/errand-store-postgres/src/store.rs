@@ -1,5 +1,5 @@
 //! The [`Store`] trait implementation: each operation delegates to the module that holds its
-//! SQL (`enqueue`, `worker`, `ops`, `reads`, `workers`, `migrate`); `subscribe` to `notify`.
+//! SQL (`enqueue`, `worker_path`, `ops`, `schedules`, `reads`, `workers`, `migrate`); `subscribe` to `notify`.
 
 use crate::error::map;
 use crate::PgStore;

@@ -97,7 +97,7 @@ async fn migrate_twice_is_a_no_op_at_the_latest_version() {
         // the list this build knows rather than with a number each migration would edit.
         let known: Vec<(i64, String)> = crate::migrate::MIGRATIONS
             .iter()
-            .map(|m| (m.version, m.name.to_string()))
+            .map(|m| (m.version(), m.name().to_string()))
             .collect();
         let latest = known.last().unwrap().0;
         assert_eq!(
@@ -133,7 +133,7 @@ async fn concurrent_migrations_apply_once() {
         for h in handles {
             assert_eq!(
                 h.await.unwrap().unwrap().current_version,
-                crate::migrate::MIGRATIONS.last().unwrap().version
+                crate::migrate::MIGRATIONS.last().unwrap().version()
             );
         }
         assert_eq!(
@@ -160,7 +160,7 @@ async fn unmigrated_and_newer_schemas_are_schema_errors() {
         let err = store.migrate().await.unwrap_err();
         assert!(
             matches!(&err, StoreError::Schema(m) if m.contains("99")
-                && m.contains(&format!("version {}", crate::migrate::MIGRATIONS.last().unwrap().version))),
+                && m.contains(&format!("version {}", crate::migrate::MIGRATIONS.last().unwrap().version()))),
             "{err:?}"
         );
         assert!(matches!(
@@ -176,7 +176,7 @@ async fn claim_query_uses_the_claim_index() {
     with_store(None, true, |store| async move {
         let mut conn = store.pool().acquire().await.unwrap();
         conn.execute("SET enable_seqscan = off").await.unwrap();
-        let explain = format!("EXPLAIN {}", crate::worker::CLAIM);
+        let explain = format!("EXPLAIN {}", crate::worker_path::CLAIM);
         let rows = sqlx::query(&explain)
             .bind("default")
             .bind("w")
@@ -195,7 +195,7 @@ async fn claim_query_uses_the_claim_index() {
 }
 
 /// The acknowledgements reach their jobs through the primary key even in a generic plan
-/// made with statistics taken while nothing ran (see the `worker` module's doc): here such
+/// made with statistics taken while nothing ran (see the `worker_path` module's doc): here such
 /// a plan walked `errand_jobs_lease` and joined every running row with every item.
 #[tokio::test]
 async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics() {
@@ -214,7 +214,7 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
         let (ids, attempts, workers) = (vec![1_i64, 2], vec![1_i32, 1], vec!["w", "w"]);
         let explain = |sql: &str| format!("EXPLAIN {sql}");
         let plans = [
-            sqlx::query(&explain(crate::worker::COMPLETE))
+            sqlx::query(&explain(crate::worker_path::COMPLETE))
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(&workers)
@@ -223,7 +223,7 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
                 .fetch_all(&mut *conn)
                 .await
                 .unwrap(),
-            sqlx::query(&explain(crate::worker::HEARTBEAT))
+            sqlx::query(&explain(crate::worker_path::HEARTBEAT))
                 .bind(&ids)
                 .bind(&attempts)
                 .bind("w")
@@ -232,7 +232,7 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
                 .fetch_all(&mut *conn)
                 .await
                 .unwrap(),
-            sqlx::query(&explain(&crate::worker::FAIL))
+            sqlx::query(&explain(&crate::worker_path::FAIL))
                 .bind(1_i64)
                 .bind(1_i32)
                 .bind("w")

@@ -1,6 +1,6 @@
 //! The registry of worker processes (`errand_workers`): register, heartbeat, list, remove,
 //! prune. One row per live worker process; its jobs are tracked by their leases, not here.
-//! (The worker *path* of jobs, claim to complete, is in `worker`.)
+//! (The worker *path* of jobs, claim to complete, is in `worker_path`.)
 
 use crate::error::map;
 use crate::PgStore;

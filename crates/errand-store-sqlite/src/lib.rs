@@ -42,8 +42,8 @@ mod backup;
 #[cfg(feature = "bench")]
 pub mod baseline;
 mod checkpoint;
+mod enqueue;
 mod error;
-mod jobs;
 mod migrate;
 mod notify;
 mod ops;
@@ -52,6 +52,7 @@ mod rows;
 mod schedules;
 mod store;
 mod target;
+mod worker_path;
 mod workers;
 mod writer;
 

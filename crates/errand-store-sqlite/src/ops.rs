@@ -3,116 +3,151 @@
 //! by a write (look at the status, then change it) cannot race another writer.
 
 use crate::error::OpError;
-use crate::jobs::insert_event;
 use crate::notify::ReadyQueues;
 use crate::rows::{micros_to_time, to_micros};
-use errand_core::{
-    decide_cancel, may_retry, CancelAction, Event, EventKind, JobId, JobStatus, NewEvent,
-};
+use crate::worker_path::insert_event;
+use errand_core::{Event, EventKind, JobId, JobStatus, NewEvent};
+use errand_store::steps::{self, LockedJob, OperatorTx};
 use errand_store::{CancelOutcome, JobPurge, RetryFailed, RetryOutcome, StoreError};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 
-/// Status, attempt, worker and whether a cancel was requested, for one job.
-struct Brief {
-    status: JobStatus,
-    attempt: i32,
-    worker_id: Option<String>,
-    cancel_requested: bool,
-}
-
-fn brief(tx: &Transaction<'_>, id: JobId) -> Result<Option<Brief>, OpError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT status, attempt, worker_id, cancel_requested_at IS NOT NULL \
-         FROM errand_jobs WHERE id = ?1",
-    )?;
-    let row = stmt
-        .query_row([id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let Some((status, attempt, worker_id, cancel_requested)) = row else {
-        return Ok(None);
-    };
-    let status = status
-        .parse::<JobStatus>()
-        .map_err(|e| StoreError::Database(format!("job {id}: {e}")))?;
-    Ok(Some(Brief {
-        status,
-        attempt,
-        worker_id,
-        cancel_requested,
-    }))
-}
-
-/// [`errand_store::Store::job_cancel`].
-pub(crate) fn cancel(
-    tx: &Transaction<'_>,
+/// SQLite's steps of the shared cancel and retry (`errand_store::steps`), inside the
+/// caller's write transaction. Keeps what [`OperatorTx::lock_jobs`] read for the events.
+struct Operator<'a, 't> {
+    tx: &'a Transaction<'t>,
     now: i64,
-    ids: &[JobId],
-    reason: Option<&str>,
-) -> Result<Vec<CancelOutcome>, OpError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for &id in ids {
-        let Some(job) = brief(tx, id)? else {
-            out.push(CancelOutcome::NotFound { id });
-            continue;
-        };
-        let outcome = match decide_cancel(job.status, job.cancel_requested) {
-            CancelAction::Cancel => {
-                tx.prepare_cached(
-                    "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![id, now])?;
-                insert_event(
-                    tx,
-                    now,
-                    id,
-                    EventKind::Cancelled,
-                    job.attempt,
-                    None,
-                    reason,
-                    None,
-                )?;
-                CancelOutcome::Cancelled { id }
-            }
-            CancelAction::RequestStop => {
-                tx.prepare_cached(
-                    "UPDATE errand_jobs SET cancel_requested_at = ?2, updated_at = ?2 WHERE id = ?1",
-                )?
-                .execute(params![id, now])?;
-                insert_event(
-                    tx,
-                    now,
-                    id,
-                    EventKind::CancelRequested,
-                    job.attempt,
-                    job.worker_id.as_deref(),
-                    reason,
-                    None,
-                )?;
-                CancelOutcome::CancelRequested { id }
-            }
-            CancelAction::Unchanged => CancelOutcome::Unchanged {
-                id,
-                status: job.status,
-            },
-        };
-        out.push(outcome);
-    }
-    Ok(out)
+    locked: HashMap<JobId, LockedJob>,
+    ready: Option<&'a mut ReadyQueues>,
 }
 
-/// Puts one failed or cancelled job back to `queued` and adds its queue to `ready`. Returns
-/// false when the job is in another state, or when another live (queued or running) job now
-/// holds its unique key: `UPDATE OR IGNORE` skips a row that would break the live-unique
-/// index.
+impl OperatorTx for Operator<'_, '_> {
+    type Error = OpError;
+
+    async fn lock_jobs(&mut self, ids: &[JobId]) -> Result<HashMap<JobId, LockedJob>, OpError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT status, attempt, worker_id, cancel_requested_at IS NOT NULL, unique_key \
+             FROM errand_jobs WHERE id = ?1",
+        )?;
+        for &id in ids {
+            let row = stmt
+                .query_row([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((status, attempt, worker_id, cancel_requested, unique_key)) = row else {
+                continue;
+            };
+            let status = status
+                .parse::<JobStatus>()
+                .map_err(|e| StoreError::Database(format!("job {id}: {e}")))?;
+            self.locked.insert(
+                id,
+                LockedJob {
+                    status,
+                    attempt,
+                    worker_id,
+                    cancel_requested,
+                    unique_key,
+                },
+            );
+        }
+        Ok(self.locked.clone())
+    }
+
+    async fn apply_cancel(
+        &mut self,
+        cancel: &[JobId],
+        stop: &[JobId],
+        reason: Option<&str>,
+    ) -> Result<(), OpError> {
+        let (tx, now) = (self.tx, self.now);
+        for &id in cancel {
+            tx.prepare_cached(
+                "UPDATE errand_jobs SET status = 'cancelled', finished_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+            let attempt = self.locked[&id].attempt;
+            insert_event(
+                tx,
+                now,
+                id,
+                EventKind::Cancelled,
+                attempt,
+                None,
+                reason,
+                None,
+            )?;
+        }
+        for &id in stop {
+            tx.prepare_cached(
+                "UPDATE errand_jobs SET cancel_requested_at = ?2, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, now])?;
+            let job = &self.locked[&id];
+            insert_event(
+                tx,
+                now,
+                id,
+                EventKind::CancelRequested,
+                job.attempt,
+                job.worker_id.as_deref(),
+                reason,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn live_keys(&mut self, keys: &[&str]) -> Result<HashSet<String>, OpError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT 1 FROM errand_jobs WHERE unique_key = ?1 AND status IN ('queued', 'running')",
+        )?;
+        let mut live = HashSet::new();
+        for &key in keys {
+            if stmt.query_row([key], |_| Ok(())).optional()?.is_some() {
+                live.insert(key.to_string());
+            }
+        }
+        Ok(live)
+    }
+
+    async fn apply_retry(&mut self, ids: &[JobId]) -> Result<(), OpError> {
+        for &id in ids {
+            let previous = &self.locked[&id];
+            let mut none = ReadyQueues::default();
+            let ready = self.ready.as_deref_mut().unwrap_or(&mut none);
+            retry_one(
+                self.tx,
+                self.now,
+                id,
+                previous.status,
+                previous.attempt,
+                ready,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Puts one failed or cancelled job back to `queued` with a `retried` event and adds its
+/// queue to `ready`. Returns false when the job is in another state, or when another live
+/// (queued or running) job now holds its unique key: `UPDATE OR IGNORE` skips a row that
+/// would break the live-unique index.
 fn retry_one(
     tx: &Transaction<'_>,
     now: i64,
     id: JobId,
-    previous: &Brief,
+    previous_status: JobStatus,
+    previous_attempt: i32,
     ready: &mut ReadyQueues,
 ) -> Result<bool, OpError> {
     let queue: Option<String> = tx
@@ -124,25 +159,41 @@ fn retry_one(
         )?
         .query_row(params![id, now], |r| r.get(0))
         .optional()?;
-    let done = queue.is_some();
-    if let Some(queue) = queue {
-        ready.insert(queue);
-        let data = json!({
-            "previous_status": previous.status.as_str(),
-            "previous_attempt": previous.attempt,
-        });
-        insert_event(
-            tx,
-            now,
-            id,
-            EventKind::Retried,
-            previous.attempt,
-            None,
-            None,
-            Some(&data),
-        )?;
-    }
-    Ok(done)
+    let Some(queue) = queue else {
+        return Ok(false);
+    };
+    ready.insert(queue);
+    let data = json!({
+        "previous_status": previous_status.as_str(),
+        "previous_attempt": previous_attempt,
+    });
+    insert_event(
+        tx,
+        now,
+        id,
+        EventKind::Retried,
+        previous_attempt,
+        None,
+        None,
+        Some(&data),
+    )?;
+    Ok(true)
+}
+
+/// [`errand_store::Store::job_cancel`].
+pub(crate) fn cancel(
+    tx: &Transaction<'_>,
+    now: i64,
+    ids: &[JobId],
+    reason: Option<&str>,
+) -> Result<Vec<CancelOutcome>, OpError> {
+    let mut op = Operator {
+        tx,
+        now,
+        locked: HashMap::new(),
+        ready: None,
+    };
+    steps::run_now(steps::job_cancel(&mut op, ids, reason))
 }
 
 /// [`errand_store::Store::job_retry`]. Adds the queues of retried jobs to `ready`.
@@ -152,23 +203,13 @@ pub(crate) fn retry(
     ids: &[JobId],
     ready: &mut ReadyQueues,
 ) -> Result<Vec<RetryOutcome>, OpError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for &id in ids {
-        let Some(job) = brief(tx, id)? else {
-            out.push(RetryOutcome::NotFound { id });
-            continue;
-        };
-        let retried = may_retry(job.status) && retry_one(tx, now, id, &job, ready)?;
-        out.push(if retried {
-            RetryOutcome::Retried { id }
-        } else {
-            RetryOutcome::Unchanged {
-                id,
-                status: job.status,
-            }
-        });
-    }
-    Ok(out)
+    let mut op = Operator {
+        tx,
+        now,
+        locked: HashMap::new(),
+        ready: Some(ready),
+    };
+    steps::run_now(steps::job_retry(&mut op, ids))
 }
 
 /// [`errand_store::Store::job_retry_failed`]. Oldest first. Jobs whose unique key is held by
@@ -201,13 +242,7 @@ pub(crate) fn retry_failed(
     };
     let mut retried = 0;
     for (id, attempt) in ids {
-        let previous = Brief {
-            status: JobStatus::Failed,
-            attempt,
-            worker_id: None,
-            cancel_requested: false,
-        };
-        if retry_one(tx, now, id, &previous, ready)? {
+        if retry_one(tx, now, id, JobStatus::Failed, attempt, ready)? {
             retried += 1;
         }
     }

@@ -1,15 +1,17 @@
 //! Schedules (`errand_schedules`) and their fire records (`errand_schedule_fires`): the
 //! stored side of the scheduler. The decisions (what is due, what is skipped and why) are
-//! taken by the caller; [`fire`] applies one only if the schedule row is unchanged since it
-//! was read, which the single write transaction makes race-free on SQLite.
+//! taken by the caller; the steps of applying one are shared (`errand_store::steps`), and
+//! here are SQLite's: the compare-and-set is race-free in the single write transaction.
 
+use crate::enqueue;
 use crate::error::OpError;
-use crate::jobs;
 use crate::notify::ReadyQueues;
-use crate::rows::{json, json_text, opt_time, time, to_micros};
-use errand_core::{JobInsert, JobStatus};
+use crate::rows::{json, json_text, micros_to_time, opt_time, time, to_micros};
+use chrono::{DateTime, Utc};
+use errand_core::{JobId, JobInsert, JobStatus};
+use errand_store::steps::{self, FireRow, ScheduleTx};
 use errand_store::{
-    DueSchedules, Enqueued, FireKind, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList,
+    DueSchedules, Enqueued, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList,
     ScheduleRecord, ScheduleWrite, StoreError, FIRE_HISTORY_KEPT,
 };
 use rusqlite::types::Type;
@@ -177,97 +179,93 @@ pub(crate) fn list_due(
     })
 }
 
-fn insert_fire(
-    tx: &Transaction<'_>,
+/// SQLite's steps of the shared fire and trigger (`errand_store::steps`), inside the
+/// caller's write transaction.
+struct Firing<'a, 't> {
+    tx: &'a Transaction<'t>,
     now: i64,
-    name: &str,
-    fire_at: i64,
-    outcome: FireKind,
-    reason: Option<&str>,
-    job_id: Option<i64>,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO errand_schedule_fires (schedule, fire_at, recorded_at, outcome, reason, \
-         job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        name,
-        fire_at,
-        now,
-        outcome.as_str(),
-        reason,
-        job_id
-    ])?;
-    Ok(())
+    ready: &'a mut ReadyQueues,
 }
 
-/// Keeps the newest [`FIRE_HISTORY_KEPT`] fire rows of a schedule.
-fn trim(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "DELETE FROM errand_schedule_fires WHERE schedule = ?1 AND id < (\
-         SELECT id FROM errand_schedule_fires WHERE schedule = ?1 \
-         ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-    )?
-    .execute(params![name, FIRE_HISTORY_KEPT - 1])?;
-    Ok(())
+impl ScheduleTx for Firing<'_, '_> {
+    type Error = OpError;
+
+    async fn move_fire_times(&mut self, f: &ScheduleFire) -> Result<bool, OpError> {
+        let moved = self
+            .tx
+            .prepare_cached(
+                "UPDATE errand_schedules SET last_fire_at = ?4, due_at = ?5 \
+                 WHERE name = ?1 AND last_fire_at = ?2 AND updated_at = ?3 AND paused = 0",
+            )?
+            .execute(params![
+                f.name,
+                to_micros(f.expected_last_fire_at),
+                to_micros(f.expected_updated_at),
+                to_micros(f.last_fire_at),
+                to_micros(f.due_at)
+            ])?;
+        Ok(moved == 1)
+    }
+
+    async fn lock_schedule(&mut self, name: &str) -> Result<bool, OpError> {
+        // The write transaction holds the only write lock already.
+        Ok(self
+            .tx
+            .prepare_cached("SELECT 1 FROM errand_schedules WHERE name = ?1")?
+            .query_row([name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    async fn insert_jobs(&mut self, jobs: &[JobInsert]) -> Result<Vec<Enqueued>, OpError> {
+        enqueue::insert_many(self.tx, self.now, jobs, self.ready)
+    }
+
+    async fn now(&mut self) -> Result<DateTime<Utc>, OpError> {
+        Ok(micros_to_time(self.now))
+    }
+
+    async fn record_fires(&mut self, name: &str, fires: &[FireRow<'_>]) -> Result<(), OpError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO errand_schedule_fires (schedule, fire_at, recorded_at, outcome, \
+             reason, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for f in fires {
+            insert.execute(params![
+                name,
+                to_micros(f.fire_at),
+                self.now,
+                f.outcome.as_str(),
+                f.reason,
+                f.job_id
+            ])?;
+        }
+        self.tx
+            .prepare_cached(
+                "DELETE FROM errand_schedule_fires WHERE schedule = ?1 AND id < (\
+                 SELECT id FROM errand_schedule_fires WHERE schedule = ?1 \
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![name, FIRE_HISTORY_KEPT - 1])?;
+        Ok(())
+    }
+
+    async fn set_last_job(&mut self, name: &str, job: JobId) -> Result<(), OpError> {
+        self.tx
+            .prepare_cached("UPDATE errand_schedules SET last_job_id = ?2 WHERE name = ?1")?
+            .execute(params![name, job])?;
+        Ok(())
+    }
 }
 
-/// [`errand_store::Store::schedule_fire`]: the compare-and-set, then the inserts, in the
-/// caller's (one) transaction.
+/// [`errand_store::Store::schedule_fire`], in the caller's (one) transaction.
 pub(crate) fn fire(
     tx: &Transaction<'_>,
     now: i64,
     f: &ScheduleFire,
     ready: &mut ReadyQueues,
 ) -> Result<FireOutcome, OpError> {
-    let moved = tx
-        .prepare_cached(
-            "UPDATE errand_schedules SET last_fire_at = ?4, due_at = ?5 \
-             WHERE name = ?1 AND last_fire_at = ?2 AND updated_at = ?3 AND paused = 0",
-        )?
-        .execute(params![
-            f.name,
-            to_micros(f.expected_last_fire_at),
-            to_micros(f.expected_updated_at),
-            to_micros(f.last_fire_at),
-            to_micros(f.due_at)
-        ])?;
-    if moved == 0 {
-        return Ok(FireOutcome::Lost);
-    }
-    let jobs: Vec<JobInsert> = f.runs.iter().map(|(_, j)| j.clone()).collect();
-    let enqueued: Vec<Enqueued> = if jobs.is_empty() {
-        Vec::new()
-    } else {
-        jobs::insert_many(tx, now, &jobs, ready)?
-    };
-    // Records in fire-time order, whatever mix of runs and skips.
-    let mut rows: Vec<(i64, FireKind, Option<&str>, Option<i64>)> = f
-        .runs
-        .iter()
-        .zip(&enqueued)
-        .map(|((at, _), e)| (to_micros(*at), FireKind::Enqueued, None, Some(e.id)))
-        .chain(f.skipped.iter().map(|(at, reason)| {
-            (
-                to_micros(*at),
-                FireKind::Skipped,
-                Some(reason.as_str()),
-                None,
-            )
-        }))
-        .collect();
-    rows.sort_by_key(|r| r.0);
-    for (at, outcome, reason, job_id) in &rows {
-        insert_fire(tx, now, &f.name, *at, *outcome, *reason, *job_id)?;
-    }
-    if let Some(last) = enqueued.last() {
-        tx.prepare_cached("UPDATE errand_schedules SET last_job_id = ?2 WHERE name = ?1")?
-            .execute(params![f.name, last.id])?;
-    }
-    if !rows.is_empty() {
-        trim(tx, &f.name)?;
-    }
-    Ok(FireOutcome::Fired { enqueued })
+    steps::run_now(steps::schedule_fire(&mut Firing { tx, now, ready }, f))
 }
 
 /// [`errand_store::Store::schedule_trigger`].
@@ -278,14 +276,11 @@ pub(crate) fn trigger(
     job: &JobInsert,
     ready: &mut ReadyQueues,
 ) -> Result<Enqueued, OpError> {
-    must_get(tx, name)?;
-    let enqueued = jobs::insert_many(tx, now, std::slice::from_ref(job), ready)?;
-    let e = enqueued[0];
-    insert_fire(tx, now, name, now, FireKind::Triggered, None, Some(e.id))?;
-    tx.prepare_cached("UPDATE errand_schedules SET last_job_id = ?2 WHERE name = ?1")?
-        .execute(params![name, e.id])?;
-    trim(tx, name)?;
-    Ok(e)
+    steps::run_now(steps::schedule_trigger(
+        &mut Firing { tx, now, ready },
+        name,
+        job,
+    ))
 }
 
 /// [`errand_store::Store::schedule_fire_list`].
@@ -293,19 +288,14 @@ pub(crate) fn fire_list(
     tx: &Transaction<'_>,
     l: &ScheduleFireList,
 ) -> Result<Vec<FireRecord>, OpError> {
-    let filter = if l.skipped {
-        "f.outcome = 'skipped'"
-    } else {
-        "f.outcome IN ('enqueued', 'triggered')"
-    };
-    let sql = format!(
-        "SELECT f.id, f.schedule, f.fire_at, f.recorded_at, f.outcome, f.reason, f.job_id, \
-         j.status, j.started_at, j.finished_at \
-         FROM errand_schedule_fires f LEFT JOIN errand_jobs j ON j.id = f.job_id \
-         WHERE f.schedule = ?1 AND {filter} ORDER BY f.id DESC LIMIT ?2"
-    );
-    let mut stmt = tx.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![l.name, l.limit], |row| {
+    // `?3`: the skipped fires, or the runs (enqueued and triggered).
+    let sql = "SELECT f.id, f.schedule, f.fire_at, f.recorded_at, f.outcome, f.reason, \
+               f.job_id, j.status, j.started_at, j.finished_at \
+               FROM errand_schedule_fires f LEFT JOIN errand_jobs j ON j.id = f.job_id \
+               WHERE f.schedule = ?1 AND (f.outcome = 'skipped') = ?3 \
+               ORDER BY f.id DESC LIMIT ?2";
+    let mut stmt = tx.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![l.name, l.limit, l.skipped], |row| {
         let outcome: String = row.get(4)?;
         Ok(FireRecord {
             id: row.get(0)?,

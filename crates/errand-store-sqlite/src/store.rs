@@ -1,8 +1,8 @@
 //! The [`Store`] implementation: each operation picks the writer or a reader and hands its
-//! (owned) arguments to the SQL in `jobs`, `ops`, `reads`, `workers` or `migrate`; the
+//! (owned) arguments to the SQL in `enqueue`, `worker_path`, `ops`, `schedules`, `reads`, `workers` or `migrate`; the
 //! operations that make jobs ready go through `write_waking` (see `notify`).
 
-use crate::{backup, jobs, migrate, ops, reads, schedules, workers, SqliteStore};
+use crate::{backup, enqueue, migrate, ops, reads, schedules, worker_path, workers, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
@@ -57,7 +57,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let jobs = jobs.to_vec();
-        self.write_waking(move |tx, now, ready| jobs::insert_many(tx, now, &jobs, ready))
+        self.write_waking(move |tx, now, ready| enqueue::insert_many(tx, now, &jobs, ready))
             .await
     }
 
@@ -66,7 +66,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let claim = claim.clone();
-        self.write(move |tx, now| jobs::claim(tx, now, &claim))
+        self.write(move |tx, now| worker_path::claim(tx, now, &claim))
             .await
     }
 
@@ -75,13 +75,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let items = items.to_vec();
-        self.write(move |tx, now| jobs::complete_many(tx, now, &items))
+        self.write(move |tx, now| worker_path::complete_many(tx, now, &items))
             .await
     }
 
     async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job> {
         let fail = fail.clone();
-        self.write(move |tx, now| jobs::fail(tx, now, &fail)).await
+        self.write(move |tx, now| worker_path::fail(tx, now, &fail))
+            .await
     }
 
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
@@ -89,14 +90,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let beat = beat.clone();
-        self.write(move |tx, now| jobs::heartbeat_many(tx, now, &beat))
+        self.write(move |tx, now| worker_path::heartbeat_many(tx, now, &beat))
             .await
     }
 
     async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {
         let fence = fence.clone();
         let message = message.map(str::to_owned);
-        self.write(move |tx, now| jobs::cancel_ack(tx, now, &fence, message.as_deref()))
+        self.write(move |tx, now| worker_path::cancel_ack(tx, now, &fence, message.as_deref()))
             .await
     }
 
@@ -105,7 +106,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let fences = fences.to_vec();
-        self.write_waking(move |tx, now, ready| jobs::release_many(tx, now, &fences, ready))
+        self.write_waking(move |tx, now, ready| worker_path::release_many(tx, now, &fences, ready))
             .await
     }
 
@@ -119,7 +120,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let items = items.to_vec();
-        self.write_waking(move |tx, now, ready| jobs::rescue_many(tx, now, &items, ready))
+        self.write_waking(move |tx, now, ready| worker_path::rescue_many(tx, now, &items, ready))
             .await
     }
 

@@ -67,9 +67,9 @@ async fn migrate_twice_is_a_no_op_and_reports_the_latest_version() {
     // list this build knows rather than with a number each new migration would have to edit.
     let known: Vec<(i64, String)> = crate::migrate::MIGRATIONS
         .iter()
-        .map(|m| (m.version, m.name.to_string()))
+        .map(|m| (m.version(), m.name().to_string()))
         .collect();
-    let latest = crate::migrate::latest_version();
+    let latest = crate::migrate::MIGRATIONS.last().unwrap().version();
     assert_eq!(before.current_version, 0);
     assert_eq!(before.latest_version, latest);
     assert_eq!(
@@ -98,7 +98,7 @@ async fn concurrent_migrations_from_two_stores_apply_once() {
     let a = open(&db, &clock).await;
     let b = open(&db, &clock).await;
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
-    let latest = crate::migrate::latest_version();
+    let latest = crate::migrate::MIGRATIONS.last().unwrap().version();
     assert_eq!(ra.unwrap().current_version, latest);
     assert_eq!(rb.unwrap().current_version, latest);
 }
@@ -207,7 +207,10 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
         assert!(matches!(err, StoreError::Schema(_)), "{msg}");
         assert!(
             msg.contains("version 99")
-                && msg.contains(&format!("version {}", crate::migrate::latest_version())),
+                && msg.contains(&format!(
+                    "version {}",
+                    crate::migrate::MIGRATIONS.last().unwrap().version()
+                )),
             "{msg}"
         );
     }
@@ -232,7 +235,7 @@ async fn claim_uses_the_claim_index() {
     let db = TempDb::new("plan");
     let store = open(&db, &ManualClock::new(start())).await;
     store.migrate().await.unwrap();
-    let claim = plan(&store, crate::jobs::CLAIM_SQL).await;
+    let claim = plan(&store, crate::worker_path::CLAIM_SQL).await;
     assert!(
         claim.contains("USING COVERING INDEX errand_jobs_claim (queue=?)"),
         "{claim}"
@@ -247,7 +250,7 @@ async fn completion_finds_each_job_by_primary_key() {
     let db = TempDb::new("plan-complete");
     let store = open(&db, &ManualClock::new(start())).await;
     store.migrate().await.unwrap();
-    let complete = plan(&store, crate::jobs::COMPLETE_SQL).await;
+    let complete = plan(&store, crate::worker_path::COMPLETE_SQL).await;
     assert!(complete.contains("SCAN json_each"), "{complete}");
     assert!(
         complete.contains("SEARCH errand_jobs USING INTEGER PRIMARY KEY"),

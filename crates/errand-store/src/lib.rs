@@ -18,6 +18,7 @@
 
 mod error;
 mod params;
+pub mod steps;
 mod transaction;
 
 pub use error::{StoreError, StoreResult};

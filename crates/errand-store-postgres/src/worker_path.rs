@@ -234,12 +234,7 @@ impl PgStore {
             .await
             .map_err(map)?;
         let mut jobs = rows::jobs(&rows)?;
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        errand_store::steps::claim_order(&mut jobs);
         Ok(jobs)
     }
 

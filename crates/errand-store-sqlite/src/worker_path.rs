@@ -1,13 +1,13 @@
-//! The enqueue and worker paths: insert, claim, and the fenced acknowledgements (complete,
-//! fail, heartbeat, cancel ack, release, rescue). Each function runs inside the caller's
-//! IMMEDIATE transaction and is given the operation's "now" in microseconds.
+//! The worker path: claim, and the fenced acknowledgements (complete, fail, heartbeat,
+//! cancel ack, release, rescue). Each function runs inside the caller's IMMEDIATE
+//! transaction and is given the operation's "now" in microseconds.
 
 use crate::error::OpError;
 use crate::notify::ReadyQueues;
-use crate::rows::{add_duration, job_columns, job_from_row, json_text, to_micros};
-use errand_core::{EventKind, FailAction, Fence, Job, JobInsert, RescueAction, RunAt};
+use crate::rows::{add_duration, job_columns, job_from_row, json_text};
+use errand_core::{EventKind, FailAction, Fence, Job, RescueAction};
 use errand_store::{
-    Ack, Enqueued, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
+    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
@@ -57,77 +57,6 @@ pub(crate) fn insert_event(
     )
 }
 
-/// [`errand_store::Store::job_insert_many`]. Adds the queue of every inserted job that is
-/// ready now (`run_at <= now`) to `ready`.
-pub(crate) fn insert_many(
-    tx: &Transaction<'_>,
-    now: i64,
-    jobs: &[JobInsert],
-    ready: &mut ReadyQueues,
-) -> Result<Vec<Enqueued>, OpError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt, \
-         max_attempts, unique_key, reference_type, reference_id, timeout_ms, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
-         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') \
-         DO NOTHING RETURNING id",
-    )?;
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let run_at = match job.run_at {
-            RunAt::Now => now,
-            RunAt::At(t) => to_micros(t),
-            RunAt::After(d) => add_duration(now, d),
-        };
-        let id: Option<i64> = insert
-            .query_row(
-                params![
-                    job.queue,
-                    job.kind,
-                    json_text(&job.args),
-                    job.priority,
-                    run_at,
-                    job.max_attempts,
-                    job.unique_key,
-                    job.reference_type,
-                    job.reference_id,
-                    job.timeout_ms,
-                    now,
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let enqueued = match (id, &job.unique_key) {
-            (Some(id), _) => {
-                if run_at <= now {
-                    ready.insert(job.queue.clone());
-                }
-                Enqueued { id, inserted: true }
-            }
-            (None, Some(key)) => {
-                // We hold the write lock, so the live job that blocked the insert still exists.
-                let mut existing = tx.prepare_cached(
-                    "SELECT id FROM errand_jobs WHERE unique_key = ?1 \
-                     AND unique_key IS NOT NULL AND status IN ('queued', 'running')",
-                )?;
-                let id = existing.query_row([key], |r| r.get(0))?;
-                Enqueued {
-                    id,
-                    inserted: false,
-                }
-            }
-            (None, None) => {
-                return Err(StoreError::Database(
-                    "insert without a unique key returned no id".into(),
-                )
-                .into())
-            }
-        };
-        out.push(enqueued);
-    }
-    Ok(out)
-}
-
 /// The claim statement. The subquery walks the partial index `errand_jobs_claim`
 /// (queue, priority DESC, run_at, id WHERE status = 'queued') in claim order and stops after
 /// `?5` ready rows. `INDEXED BY` pins that plan: the planner would pick it today, but the
@@ -162,13 +91,7 @@ pub(crate) fn claim(tx: &Transaction<'_>, now: i64, claim: &JobClaim) -> Result<
     )?;
     let mut jobs = rows.collect::<rusqlite::Result<Vec<Job>>>()?;
     move_counts(tx, &claim.queue, "queued", "running", jobs.len())?;
-    // RETURNING gives rows in no particular order.
-    jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.run_at.cmp(&b.run_at))
-            .then(a.id.cmp(&b.id))
-    });
+    errand_store::steps::claim_order(&mut jobs);
     Ok(jobs)
 }
 
