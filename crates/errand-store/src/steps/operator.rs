@@ -21,8 +21,8 @@ pub struct LockedJob {
 pub trait OperatorTx {
     type Error: From<StoreError>;
 
-    /// Reads the named jobs that exist, locked until the transaction ends (PostgreSQL:
-    /// `FOR UPDATE` in id order; SQLite: the write transaction).
+    /// Reads the named jobs that exist, locked until the transaction ends (PostgreSQL: row
+    /// locks taken in id order; SQLite: the write transaction).
     async fn lock_jobs(&mut self, ids: &[JobId]) -> Result<HashMap<JobId, LockedJob>, Self::Error>;
 
     /// Cancels the queued jobs `cancel` at once and asks the running jobs `stop` to stop,
