@@ -14,10 +14,13 @@
 
 mod server;
 
-pub use server::Server;
-#[cfg(test)]
-use server::DEFAULT_LISTEN;
 use server::SERVER_KEYS;
+
+pub use errand::worker::maintenance::Retention;
+pub use errand_runtime::{
+    Handler, RetentionSettings, SchedulerSettings, ServerSettings, TaskDefinition, WorkerSettings,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT,
+};
 
 use errand::{Backoff, Limits, NewJob, ScheduleSpec};
 use errand_core::parse_duration;
@@ -34,10 +37,6 @@ pub const DEFAULT_PATH: &str = "errand.toml";
 pub const DEFAULT_DATABASE: &str = "errand.db";
 /// Concurrency of each task's queue when the file has no `[queues]` at all.
 pub const IMPLICIT_CONCURRENCY: u32 = 10;
-/// A task's execution limit when it sets none (design.md, Job model).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// A task's attempt budget when it sets none.
-pub const DEFAULT_MAX_ATTEMPTS: i32 = 4;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,18 +44,18 @@ pub struct Config {
     /// Where it came from: a file, or `None` for zero config.
     pub source: Option<PathBuf>,
     pub database_url: String,
-    pub workers: Workers,
+    pub workers: WorkerSettings,
     pub limits: Limits,
     /// Queue name to concurrency.
     pub queues: BTreeMap<String, u32>,
     /// Task kind to its settings.
-    pub tasks: BTreeMap<String, TaskConfig>,
+    pub tasks: BTreeMap<String, TaskDefinition>,
     /// `[server]`: the HTTP API of `errand serve`.
-    pub server: Server,
+    pub server: ServerSettings,
     /// `[scheduler]`: whether `errand serve` runs the scheduler.
-    pub scheduler: Scheduler,
+    pub scheduler: SchedulerSettings,
     /// `[retention]`: how long finished jobs are kept, and how often old ones are removed.
-    pub retention: RetentionConfig,
+    pub retention: RetentionSettings,
     /// `[schedules.NAME]`, checked (every field valid); reconciled with the stored schedules
     /// when `errand serve` starts.
     pub schedules: BTreeMap<String, ScheduleSpec>,
@@ -65,6 +64,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// The tasks as the library's task settings (every new job of a configured kind takes
+    /// them, on every path).
+    pub fn task_catalog(&self) -> errand::TaskCatalog {
+        errand_runtime::task_catalog(&self.tasks)
+    }
+
+    /// Refuses an HTTP API that anyone on the network could call (a non-loopback address
+    /// without a token).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        self.server.check_exposure().map_err(|problem| ConfigError {
+            origin: "configuration".into(),
+            key: "server.listen".into(),
+            problem,
+        })
+    }
+
     /// Where a key's value came from, for messages: `ERRAND_WORKERS_ENABLED=false` when the
     /// environment set it, else `workers.enabled = false in errand.toml` (or "by default"
     /// without a file). `value` is the value as written in TOML.
@@ -73,140 +88,6 @@ impl Config {
             (Some(var), _) => format!("{var}={value}"),
             (None, Some(file)) => format!("{key} = {value} in {}", file.display()),
             (None, None) => format!("{key} = {value} by default"),
-        }
-    }
-}
-
-pub use errand::worker::maintenance::Retention;
-
-/// `[retention]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetentionConfig {
-    /// How long finished jobs are kept, by final state.
-    pub policy: Retention,
-    /// How often the maintenance service removes old finished jobs (default 1 minute).
-    pub interval: Duration,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            policy: Retention::default(),
-            interval: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Config {
-    /// The tasks as the library's task settings: what every new job of a configured kind
-    /// takes, on every path (enqueue, HTTP, schedules, triggers), and the backoff its failed
-    /// attempts wait.
-    pub fn task_catalog(&self) -> errand::TaskCatalog {
-        let mut catalog = errand::TaskCatalog::new();
-        for (kind, t) in &self.tasks {
-            catalog.insert(
-                kind.clone(),
-                errand::TaskSettings {
-                    queue: Some(t.queue.clone()),
-                    max_attempts: Some(t.max_attempts),
-                    priority: None,
-                    timeout: Some(t.timeout),
-                    backoff: Some(t.backoff),
-                    remote: t.handler == Handler::Remote,
-                },
-            );
-        }
-        catalog
-    }
-}
-
-/// `[scheduler]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scheduler {
-    /// False: `errand serve` still reconciles `[schedules]` but fires nothing (other
-    /// processes on the same database fire them).
-    pub enabled: bool,
-}
-
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler { enabled: true }
-    }
-}
-
-/// `[workers]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Workers {
-    /// False: claim nothing (the emergency stop).
-    pub enabled: bool,
-    pub lease: Duration,
-    pub poll_interval: Duration,
-    pub shutdown_grace: Duration,
-    pub cancel_grace: Duration,
-}
-
-impl Default for Workers {
-    fn default() -> Self {
-        Workers {
-            enabled: true,
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(30),
-            cancel_grace: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `[tasks.<kind>]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskConfig {
-    /// The queue `errand enqueue` puts this kind's jobs in by default.
-    pub queue: String,
-    pub handler: Handler,
-    /// Execution limit of one attempt; zero means none.
-    pub timeout: Duration,
-    /// The attempt budget `errand enqueue` gives this kind's jobs by default.
-    pub max_attempts: i32,
-    pub backoff: Backoff,
-}
-
-/// What runs a task's jobs.
-#[derive(Clone, PartialEq)]
-pub enum Handler {
-    /// A program: argv, the args JSON on stdin.
-    Command { argv: Vec<String> },
-    /// An HTTP endpoint the args JSON is POSTed to.
-    Http {
-        url: String,
-        headers: BTreeMap<String, String>,
-    },
-    /// Workers elsewhere claim the jobs over the HTTP API (`remote = true`); this process
-    /// only knows the kind and its settings.
-    Remote,
-}
-
-impl Handler {
-    /// `command` or `http`, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Handler::Command { .. } => "command",
-            Handler::Http { .. } => "http",
-            Handler::Remote => "remote",
-        }
-    }
-}
-
-impl fmt::Debug for Handler {
-    // Not derived: header values are often tokens.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Handler::Command { argv } => f.debug_struct("Command").field("argv", argv).finish(),
-            Handler::Remote => f.write_str("Remote"),
-            Handler::Http { url, headers } => f
-                .debug_struct("Http")
-                .field("url", url)
-                .field("headers", &headers.keys().collect::<Vec<_>>())
-                .finish(),
         }
     }
 }
@@ -705,7 +586,7 @@ impl Reader<'_> {
         };
         let workers = match root.remove("workers") {
             Some(v) => self.workers(v)?,
-            None => Workers::default(),
+            None => WorkerSettings::default(),
         };
         let limits = match root.remove("limits") {
             Some(v) => self.limits(v)?,
@@ -713,19 +594,19 @@ impl Reader<'_> {
         };
         let server = match root.remove("server") {
             Some(v) => self.server(v)?,
-            None => Server::default(),
+            None => ServerSettings::default(),
         };
         let scheduler = match root.remove("scheduler") {
             Some(v) => {
                 let mut t = self.table("scheduler", v, &names(SCHEDULER_KEYS))?;
-                Scheduler {
+                SchedulerSettings {
                     enabled: match t.remove("enabled") {
                         Some(v) => self.bool("scheduler.enabled", v)?,
                         None => true,
                     },
                 }
             }
-            None => Scheduler::default(),
+            None => SchedulerSettings::default(),
         };
         let mut schedules = BTreeMap::new();
         if let Some(v) = root.remove("schedules") {
@@ -742,7 +623,7 @@ impl Reader<'_> {
         }
         let retention = match root.remove("retention") {
             Some(v) => self.retention(v)?,
-            None => RetentionConfig::default(),
+            None => RetentionSettings::default(),
         };
         let mut queues = BTreeMap::new();
         if let Some(v) = root.remove("queues") {
@@ -850,9 +731,9 @@ impl Reader<'_> {
         Ok(spec)
     }
 
-    fn workers(&self, v: Value) -> Result<Workers, ConfigError> {
+    fn workers(&self, v: Value) -> Result<WorkerSettings, ConfigError> {
         let mut t = self.table("workers", v, &names(WORKERS_KEYS))?;
-        let mut w = Workers::default();
+        let mut w = WorkerSettings::default();
         if let Some(v) = t.remove("enabled") {
             w.enabled = self.bool("workers.enabled", v)?;
         }
@@ -877,9 +758,9 @@ impl Reader<'_> {
         Ok(w)
     }
 
-    fn retention(&self, v: Value) -> Result<RetentionConfig, ConfigError> {
+    fn retention(&self, v: Value) -> Result<RetentionSettings, ConfigError> {
         let mut t = self.table("retention", v, &names(RETENTION_KEYS))?;
-        let mut out = RetentionConfig::default();
+        let mut out = RetentionSettings::default();
         if let Some(v) = t.remove("interval") {
             out.interval = self.duration("retention.interval", v)?;
             if out.interval < Duration::from_millis(100) {
@@ -922,7 +803,7 @@ impl Reader<'_> {
         Ok(limits)
     }
 
-    fn task(&self, name: &str, v: Value) -> Result<TaskConfig, ConfigError> {
+    fn task(&self, name: &str, v: Value) -> Result<TaskDefinition, ConfigError> {
         let path = Self::child("tasks", name);
         if let Err(e) = NewJob::new(name, serde_json::json!({})).validate(&Limits::default()) {
             return Err(self.error(&path, format!("invalid task name: {}", e.problem)));
@@ -972,7 +853,7 @@ impl Reader<'_> {
             Some(v) => self.backoff(&key("backoff"), v)?,
             None => Backoff::default(),
         };
-        Ok(TaskConfig {
+        Ok(TaskDefinition {
             queue,
             handler,
             timeout,
@@ -1161,7 +1042,7 @@ timeout = "0"
         assert_eq!(c.database_url, "postgres://app@db/app");
         assert_eq!(
             c.workers,
-            Workers {
+            WorkerSettings {
                 enabled: true,
                 lease: Duration::from_secs(10),
                 poll_interval: Duration::from_millis(250),
@@ -1207,7 +1088,7 @@ timeout = "0"
     fn zero_config_is_the_local_file_and_no_tasks() {
         let c = parse_with(None, &[]).unwrap();
         assert_eq!(c.database_url, DEFAULT_DATABASE);
-        assert_eq!(c.workers, Workers::default());
+        assert_eq!(c.workers, WorkerSettings::default());
         assert_eq!(c.limits, Limits::default());
         assert!(c.queues.is_empty());
         assert!(c.tasks.is_empty());
@@ -1540,8 +1421,8 @@ timeout = "0"
     fn server_listen_and_tokens_from_the_file_and_the_environment() {
         use errand_server::Role;
         let c = parse_with(None, &[]).unwrap();
-        assert_eq!(c.server, Server::default());
-        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.server, ServerSettings::default());
+        assert_eq!(c.server.listen.to_string(), errand_runtime::DEFAULT_LISTEN);
         let text = r#"
 [server]
 listen = "0.0.0.0:8080"
@@ -1570,7 +1451,7 @@ role = "read"
                 ("read-1", "t-read", Role::Read)
             ]
         );
-        assert!(c.server.check_exposure().is_ok());
+        assert!(c.check_exposure().is_ok());
         // The environment replaces the file's tokens.
         let c = parse_with(
             Some(text),
@@ -1629,22 +1510,19 @@ role = "read"
     #[test]
     fn a_public_address_without_a_token_is_refused() {
         let c = parse_with(Some("[server]\nlisten = \"0.0.0.0:7070\"\n"), &[]).unwrap();
-        let e = c.server.check_exposure().unwrap_err().to_string();
+        let e = c.check_exposure().unwrap_err().to_string();
         assert!(
             e.starts_with("configuration: server.listen: refusing to serve the HTTP API on 0.0.0.0:7070 without a token"),
             "{e}"
         );
         let c = parse_with(Some("[server]\nlisten = \"[::1]:7070\"\n"), &[]).unwrap();
-        assert!(
-            c.server.check_exposure().is_ok(),
-            "IPv6 loopback is loopback"
-        );
+        assert!(c.check_exposure().is_ok(), "IPv6 loopback is loopback");
         let c = parse_with(
             Some("[server]\nlisten = \"0.0.0.0:7070\"\nenabled = false\n"),
             &[],
         )
         .unwrap();
-        assert!(c.server.check_exposure().is_ok(), "nothing is served");
+        assert!(c.check_exposure().is_ok(), "nothing is served");
     }
 
     #[test]

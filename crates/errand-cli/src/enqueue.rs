@@ -4,12 +4,12 @@
 use crate::cli::EnqueueArgs;
 use crate::config::Config;
 use crate::output::Out;
-use crate::serve::redact_url;
 use crate::UsageError;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use errand::{Client, NewJob, ValidationError};
 use errand_core::parse_duration;
+use errand_runtime::redact_url;
 use std::io::Read;
 
 pub async fn run(config: &Config, args: &EnqueueArgs, out: &Out) -> anyhow::Result<()> {

@@ -13,9 +13,7 @@
 //! | --- | --- |
 //! | `cli` | the commands and flags (clap) |
 //! | `config` | `errand.toml`: parsing, environment overrides, validation naming the key |
-//! | `serve` | `serve` and `worker`: the one list of services, signals, graceful stop |
-//! | `handlers` | command and HTTP handlers for configured tasks, one file each |
-//! | `guard` | the process each command attempt runs under, which dies with errand and takes the attempt with it (the hidden subcommand `errand __guard`) |
+//! | `serve` | `serve` and `worker`: the configuration as an `errand_runtime::Runtime`, the start-up banner |
 //! | `migrate`, `enqueue`, `backup` | the one-shot commands |
 //! | `health` | the probe for containers and orchestrators |
 //! | `docs` | shell completions and man pages, generated from the clap definitions |
@@ -34,8 +32,6 @@ mod cli;
 mod config;
 mod docs;
 mod enqueue;
-mod guard;
-mod handlers;
 mod health;
 mod jobs;
 mod logging;
@@ -68,9 +64,7 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     // The guard of a command attempt: before anything else (no runtime, no logging, no
     // configuration), and not a command of `--help`.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(guard::SUBCOMMAND)) {
-        guard::run(std::env::args_os().skip(2));
-    }
+    errand_runtime::guard::run_if_requested();
     let cli = Cli::parse(); // usage errors exit 2, --help and --version 0
     logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -3,12 +3,12 @@
 //! actions, and the errors that choose the exit code (see `EXIT_CODES` in `cli`).
 
 use crate::config::Config;
-use crate::serve::redact_url;
 use crate::UsageError;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use errand::{Client, JobId};
 use errand_core::parse_duration;
+use errand_runtime::redact_url;
 use std::io::{BufRead, IsTerminal, Write};
 
 /// Some named jobs (or a schedule) were not in a state the action applies to: exit code 3.

@@ -2,8 +2,8 @@
 //! held (header, body and idle timeouts, the connection cap; see `errand_server::serve`).
 
 use super::{names, type_name, ConfigError, Kind, Reader};
-use errand_server::{ApiToken, Role, ServeOptions, MAX_CONNECTIONS_LIMIT};
-use std::net::SocketAddr;
+use errand_runtime::ServerSettings;
+use errand_server::{ApiToken, Role, MAX_CONNECTIONS_LIMIT};
 use std::time::Duration;
 use toml::Value;
 
@@ -11,55 +11,6 @@ use toml::Value;
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// The longest: a day (longer is no timeout at all in practice).
 const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
-
-/// `[server]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Server {
-    /// False: `errand serve` answers no HTTP at all.
-    pub enabled: bool,
-    pub listen: SocketAddr,
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
-    /// `[[server.tokens]]`, or `ERRAND_SERVER_TOKENS="role:token,..."`.
-    pub tokens: Vec<ApiToken>,
-    /// How connections are held: header, body and idle timeouts, the connection cap.
-    pub connections: ServeOptions,
-}
-
-/// Where the API listens when nothing says: loopback, so no token is needed.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
-
-impl Default for Server {
-    fn default() -> Self {
-        Server {
-            enabled: true,
-            listen: DEFAULT_LISTEN.parse().expect("a socket address"),
-            max_body_bytes: 8 * 1024 * 1024,
-            tokens: Vec::new(),
-            connections: ServeOptions::default(),
-        }
-    }
-}
-
-impl Server {
-    /// Refuses an API that anyone on the network could call: a non-loopback address needs
-    /// at least one token.
-    pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.enabled && self.tokens.is_empty() && !self.listen.ip().is_loopback() {
-            return Err(ConfigError {
-                origin: "configuration".into(),
-                key: "server.listen".into(),
-                problem: format!(
-                    "refusing to serve the HTTP API on {} without a token: anyone who can reach \
-                     it could enqueue and cancel jobs. Add a [[server.tokens]] entry (token, role) \
-                     or set ERRAND_SERVER_TOKENS=\"admin:<secret>\", or listen on 127.0.0.1",
-                    self.listen
-                ),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// `tokens` is an array of tables in the file, or a `role:token,...` string from the
 /// environment (`ERRAND_SERVER_TOKENS`).
@@ -76,9 +27,9 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
 pub(super) const TOKEN_KEYS: &[&str] = &["name", "token", "role"];
 
 impl Reader<'_> {
-    pub(super) fn server(&self, v: Value) -> Result<Server, ConfigError> {
+    pub(super) fn server(&self, v: Value) -> Result<ServerSettings, ConfigError> {
         let mut t = self.table("server", v, &names(SERVER_KEYS))?;
-        let mut s = Server::default();
+        let mut s = ServerSettings::default();
         if let Some(v) = t.remove("enabled") {
             s.enabled = self.bool("server.enabled", v)?;
         }
@@ -201,9 +152,10 @@ impl Reader<'_> {
 mod tests {
     use super::super::parse;
     use super::*;
+    use errand_server::ServeOptions;
     use std::collections::HashMap;
 
-    fn read(text: &str, env: &[(&str, &str)]) -> Result<Server, String> {
+    fn read(text: &str, env: &[(&str, &str)]) -> Result<ServerSettings, String> {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

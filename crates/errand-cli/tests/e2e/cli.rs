@@ -323,6 +323,83 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
     );
 }
 
+/// The banner of a zero-config `serve` says where the dashboard is (the address it listens
+/// on), the database, that no task or queue is served, and how to add a first task; the task
+/// and the `errand enqueue` line it shows then work as shown.
+async fn first_task_from_the_banner(env: &Env, banner: &str, listening: &str, log: &str) {
+    let addr = listening
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {listening:?}"));
+    for expected in [
+        format!("dashboard  http://{addr}/"),
+        format!("API        http://{addr}/v1"),
+        "database   errand.db (sqlite)".to_string(),
+        "config     none (zero config".to_string(),
+        "tasks      none".to_string(),
+        "queues     none claimed here".to_string(),
+        "[tasks.hello]".to_string(),
+        format!("curl -X POST http://{addr}/v1/jobs"),
+    ] {
+        assert!(
+            banner.contains(&expected),
+            "{expected:?} not in the banner:\n{banner}\nlog:\n{log}"
+        );
+    }
+    // The snippet between `[tasks.hello]` and the blank line after it is a task that runs.
+    let start = banner.find("[tasks.hello]").unwrap();
+    let snippet: String = banner[start..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    env.config(&snippet);
+    let enqueue = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("errand enqueue hello"))
+        .unwrap_or_else(|| panic!("no `errand enqueue` line in the banner:\n{banner}"));
+    let args = enqueue
+        .split_once("--args '")
+        .and_then(|(_, rest)| rest.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("no --args in {enqueue:?}"));
+    let out = env
+        .errand_bare(&["enqueue", "hello", "--args", args])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let id: i64 = stdout
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {stdout:?}"));
+    let serve = env.spawn_command(env.errand_bare(&["serve"]), "errand serve (a first task)");
+    serve.ready().await;
+    let client = errand::Client::builder(env.path("errand.db"))
+        .connect()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let job = client.job(id).await.unwrap().expect("the enqueued job");
+        if job.status == JobStatus::Succeeded {
+            assert_eq!(job.kind, "hello");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !job.status.is_finished(),
+            "{job:?}; log:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    serve.stop().await;
+}
+
 /// README's quick start: `errand serve` in an empty folder, no errand.toml, no --database:
 /// it creates ./errand.db, migrates it, runs (claiming nothing: no task is configured), and
 /// Ctrl-C stops it cleanly.
@@ -334,7 +411,8 @@ async fn zero_config_serve_creates_errand_db_and_migrates_it() {
 async fn zero_config_serve(env: Env) {
     let db = env.dir.join("errand.db");
     assert!(!db.exists());
-    let serve = env.spawn_command(env.errand_bare(&["serve"]), "errand serve");
+    let mut serve = env.spawn_command(env.errand_bare(&["serve"]), "errand serve");
+    let mut stdout = serve.child.stdout.take().unwrap();
     let ready = serve.ready().await;
     for expected in [
         "database=errand.db",
@@ -348,7 +426,15 @@ async fn zero_config_serve(env: Env) {
         .wait_for_line("not claiming jobs: no tasks configured")
         .await;
     assert!(db.exists(), "no ./errand.db in {}", env.dir.display());
-    serve.stop_with(libc::SIGINT).await;
+    let listening = serve.wait_for_line("HTTP API listening on http://").await;
+    let log = serve.stop_with(libc::SIGINT).await;
+    let banner = {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    first_task_from_the_banner(&env, &banner, &listening, &log).await;
 
     // The schema is there (migrated by serve, not by this check).
     let client = errand::Client::builder(db.display().to_string())

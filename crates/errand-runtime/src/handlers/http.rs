@@ -1,5 +1,6 @@
 //! HTTP handlers (design.md, Handlers): each attempt POSTs the job's args JSON to a URL from
-//! `errand.toml`, with the configured headers and `Errand-Job-Id`, `Errand-Attempt`,
+//! the task's definition (`[tasks.NAME] http` in `errand.toml`), with the configured headers
+//! and `Errand-Job-Id`, `Errand-Attempt`,
 //! `Errand-Kind` and `Errand-Queue`.
 //!
 //! | the response | the job |
@@ -40,13 +41,16 @@ impl HttpHandler {
         client: reqwest::Client,
         url: &str,
         headers: &BTreeMap<String, String>,
-    ) -> anyhow::Result<Self> {
-        let url = Url::parse(url)?;
+    ) -> Result<Self, String> {
+        let url = Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
         let mut map = HeaderMap::new();
         for (name, value) in headers {
-            let mut value = HeaderValue::from_str(value)?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| format!("header {name}: not a valid HTTP header value"))?;
             value.set_sensitive(true);
-            map.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+            map.insert(name, value);
         }
         Ok(HttpHandler {
             client,
@@ -57,11 +61,12 @@ impl HttpHandler {
 
     /// The client every HTTP handler of a process shares: no redirects, a recognisable
     /// user agent.
-    pub fn client() -> anyhow::Result<reqwest::Client> {
-        Ok(reqwest::Client::builder()
+    pub fn client() -> Result<reqwest::Client, String> {
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("errand/", env!("CARGO_PKG_VERSION")))
-            .build()?)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
     }
 
     /// The URL without its query, for messages (a query may carry a token).

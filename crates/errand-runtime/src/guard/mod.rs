@@ -1,8 +1,10 @@
 //! Guards: a command never outlives the `errand` process that started it (Linux).
 //!
-//! Every attempt of a command task runs under a guard: the `errand` binary run again as the
-//! hidden subcommand `errand __guard --parent PID --status-fd 3 --lease-ms MS -- PROGRAM ...`
-//! (not in `--help`; `main` dispatches it before parsing the command line or starting a runtime). The
+//! Every attempt of a command task runs under a guard: the `errand` binary (or the runtime's
+//! `guard_program`) run again as the hidden subcommand
+//! `errand __guard --parent PID --status-fd 3 --lease-ms MS -- PROGRAM ...` (not in `--help`;
+//! `main` dispatches it through [`run_if_requested`] before parsing the command line or
+//! starting a runtime). The
 //! guard leads the attempt's process group, runs the program in it, and dies with errand:
 //!
 //! ```text
@@ -44,6 +46,8 @@ mod process;
 
 pub use process::run;
 
+use crate::handlers::GuardProgram;
+
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -55,6 +59,8 @@ use tokio::sync::oneshot;
 
 /// The hidden subcommand that runs a guard.
 pub const SUBCOMMAND: &str = "__guard";
+/// The running process's own executable, the guard's program by default.
+pub const SELF_EXE: &str = "/proc/self/exe";
 /// The signal the kernel sends a guard when errand dies (a catchable one, so that the guard
 /// can kill the attempt before it goes).
 pub const PARENT_DEATH: libc::c_int = libc::SIGHUP;
@@ -92,15 +98,22 @@ impl Status {
 /// A command that runs `argv` under a guard for a worker whose lease is `lease`, and the
 /// guard's status pipe. The caller adds the environment and stdio (which the program gets),
 /// then starts it with [`spawn`].
-pub fn command(argv: &[String], lease: Option<Duration>) -> io::Result<(Command, Status)> {
+pub fn command(
+    program: &GuardProgram,
+    argv: &[String],
+    lease: Option<Duration>,
+) -> io::Result<(Command, Status)> {
     let (read, write) = status_pipe()?;
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg0(
+    let mut command = Command::new(program.path());
+    if program.is_self() {
+        // `ps` shows the name this process was started as, not `/proc/self/exe`.
+        command.arg0(
             std::env::args_os()
                 .next()
                 .unwrap_or_else(|| OsString::from("errand")),
-        )
+        );
+    }
+    command
         .arg(SUBCOMMAND)
         .arg("--parent")
         .arg(std::process::id().to_string())
@@ -135,6 +148,15 @@ pub fn command(argv: &[String], lease: Option<Duration>) -> io::Result<(Command,
             write: Some(write),
         },
     ))
+}
+
+/// The entry function of a binary that runs command tasks: when this process was started as
+/// a guard (`PROGRAM __guard ...`, by [`command`]), runs it and never returns; else returns at
+/// once. Call it first thing in `main`, before any thread or runtime starts.
+pub fn run_if_requested() {
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(SUBCOMMAND)) {
+        run(std::env::args_os().skip(2));
+    }
 }
 
 /// Starts a guard built by [`command`], on the thread that forks every guard.

@@ -25,6 +25,7 @@
 //! keeping the last 64 KiB of each; the args and the output are never logged.
 
 use crate::guard;
+use crate::handlers::GuardProgram;
 use errand::worker::{JobContext, StopReason};
 use errand::HandlerError;
 use std::io;
@@ -60,6 +61,8 @@ pub struct CommandHandler {
     /// The worker's lease: the guard kills the attempt when errand has been stopped for half
     /// of it.
     lease: Option<Duration>,
+    /// The program the guard runs as.
+    guard: GuardProgram,
 }
 
 impl CommandHandler {
@@ -72,6 +75,7 @@ impl CommandHandler {
             term_grace: cancel_grace.saturating_sub(margin),
             kill_patience: margin / 2,
             lease: None,
+            guard: GuardProgram::new(None),
         }
     }
 
@@ -82,6 +86,12 @@ impl CommandHandler {
         self
     }
 
+    /// The handler whose attempts' guards run as `guard` (default: this executable).
+    pub fn with_guard(mut self, guard: GuardProgram) -> Self {
+        self.guard = guard;
+        self
+    }
+
     /// Runs the program for one attempt of `ctx`'s job.
     pub async fn run(
         &self,
@@ -89,8 +99,8 @@ impl CommandHandler {
         args: serde_json::Value,
     ) -> Result<Option<serde_json::Value>, HandlerError> {
         let program = &self.argv[0];
-        let (mut command, mut status) =
-            guard::command(&self.argv, self.lease).map_err(|e| HandlerError::Error {
+        let (mut command, mut status) = guard::command(&self.guard, &self.argv, self.lease)
+            .map_err(|e| HandlerError::Error {
                 message: format!("cannot start `{program}`: {e}"),
             })?;
         command
