@@ -7,10 +7,10 @@
 use crate::cli::HealthArgs;
 use crate::config::Config;
 use crate::output::Out;
-use crate::serve::redact_url;
 use chrono::Utc;
 use errand::Client;
 use errand_core::parse_duration;
+use errand_runtime::redact_url;
 use serde::Serialize;
 
 /// What the probe found; printed as one line, or as JSON with `--json`.

@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 const ERRAND_TARGETS: &[&str] = &[
     "errand",
     "errand_cli",
+    "errand_runtime",
     "errand_worker",
     "errand_store",
     "errand_store_sqlite",
