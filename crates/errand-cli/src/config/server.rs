@@ -1,7 +1,9 @@
 //! `[server]`: the HTTP API's address, tokens and body limit, and how its connections are
 //! held (header, body and idle timeouts, the connection cap; see `errand_server::serve`).
 
-use super::{names, type_name, ConfigError, Kind, Reader};
+use super::keys::{names, Kind};
+use super::read::{type_name, Reader};
+use super::ConfigError;
 use errand_runtime::ServerSettings;
 use errand_server::{ApiToken, Role, MAX_CONNECTIONS_LIMIT};
 use std::time::Duration;
