@@ -118,6 +118,28 @@ impl FreshDb {
     }
 }
 
+/// The store of a database a [`FreshDb`] made (from its [`FreshDb::child_args`]), with the
+/// options `errand::Client::connect` uses, without migrating: for a child process.
+pub async fn open_existing(target: &str, schema: Option<String>) -> Arc<dyn Store> {
+    if target.starts_with("postgres://") {
+        let opts = PgOptions {
+            schema,
+            ..Default::default()
+        };
+        Arc::new(
+            PgStore::connect(target, opts)
+                .await
+                .expect("connect postgres"),
+        )
+    } else {
+        Arc::new(
+            SqliteStore::open(target, SqliteOptions::default())
+                .await
+                .expect("open sqlite"),
+        )
+    }
+}
+
 /// The no-op job every benchmark enqueues.
 pub fn noop_job() -> JobInsert {
     NewJob::new("bench_noop", serde_json::json!({"n": 1}))

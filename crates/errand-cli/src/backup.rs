@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::operate::connect;
 use crate::output::Out;
 use crate::UsageError;
-use errand::StoreError;
+use errand::{Error, StoreError};
 use serde_json::json;
 use std::path::Path;
 
@@ -16,9 +16,9 @@ pub async fn run(config: &Config, args: &BackupArgs, out: &Out) -> anyhow::Resul
     check_destination(to)?;
     let client = connect(config).await?;
     let started = std::time::Instant::now();
-    let report = match client.store().backup(to).await {
+    let report = match client.backup(to).await {
         Ok(report) => report,
-        Err(e @ (StoreError::Unsupported(_) | StoreError::Conflict(_))) => {
+        Err(e @ Error::Store(StoreError::Unsupported(_) | StoreError::Conflict(_))) => {
             return Err(UsageError(format!("{e}; nothing was written")).into())
         }
         Err(e) => {

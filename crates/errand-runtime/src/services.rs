@@ -160,14 +160,11 @@ async fn start_all(
     // 0. Maintenance (`errand::worker::maintenance`): rescue of expired leases (local and
     //    remote workers' alike), pruning of dead workers' rows, retention. Every process that
     //    holds the database for work runs it, whether or not it runs handlers.
-    services.maintenance = Some(errand::worker::maintenance::start(
-        client.store().clone(),
-        MaintenanceOptions {
-            lease: rt.workers.lease,
-            retention: rt.retention.policy,
-            retention_every: rt.retention.interval,
-        },
-    ));
+    services.maintenance = Some(client.start_maintenance(MaintenanceOptions {
+        lease: rt.workers.lease,
+        retention: rt.retention.policy,
+        retention_every: rt.retention.interval,
+    }));
 
     // 1. Workers: claim and run the jobs of the local tasks (`errand-worker`).
     services.worker = start_workers(rt, client, &metrics).await?;

@@ -50,7 +50,7 @@ pub async fn health(State(s): State<AppState>) -> Response {
             "schema at version {}, this build needs {}: run `errand migrate`",
             m.current_version, m.latest_version
         )),
-        Ok(Ok(_)) => match s.client.store().write_problem() {
+        Ok(Ok(_)) => match s.client.write_problem() {
             Some(problem) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
@@ -71,7 +71,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = Exposition::default();
     s.config.metrics.render(&mut out);
     let stats = s.client.queue_stats().await;
-    let workers = s.client.store().worker_list().await;
+    let workers = s.client.workers().await;
     let up = stats.is_ok() && workers.is_ok();
     out.family(
         "errand_database_up",

@@ -141,7 +141,7 @@ pub async fn resume(
 }
 
 pub async fn workers(State(s): State<AppState>) -> JsonResult {
-    let workers = s.client.store().worker_list().await?;
+    let workers = s.client.workers().await?;
     let workers: Vec<Value> = workers.iter().map(views::worker).collect();
     Ok(Json(json!({ "workers": workers })))
 }

@@ -21,7 +21,7 @@ use chrono::Utc;
 use errand::worker::record;
 use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
-use errand_core::{AfterError, Backoff, FailAction, Fence, HandlerError, Job, JobId};
+use errand_core::{AfterError, FailAction, Fence, HandlerError, Job, JobId};
 use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -82,8 +82,8 @@ async fn register(
     id: &str,
     describe: impl FnOnce() -> WorkerRegistration,
 ) -> Result<(), ApiError> {
-    if !s.client.store().worker_heartbeat(id).await? {
-        s.client.store().worker_register(&describe()).await?;
+    if !s.client.worker_heartbeat(id).await? {
+        s.client.worker_register(&describe()).await?;
     }
     Ok(())
 }
@@ -164,13 +164,13 @@ pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> 
     };
     if req.host.is_some() || req.pid.is_some() || req.version.is_some() {
         // The worker describes itself: keep the registry row up to date.
-        s.client.store().worker_register(&registration()).await?;
+        s.client.worker_register(&registration()).await?;
     } else {
         register(&s, &req.worker_id, registration).await?;
     }
 
     // Subscribe before the first try, so a job enqueued between it and the wait is not missed.
-    let mut hints = s.client.store().subscribe();
+    let mut hints = s.client.subscribe();
     let mut shutdown = s.config.shutdown.clone();
     let deadline = Instant::now() + wait;
     loop {
@@ -204,8 +204,7 @@ async fn claim_round(
         }
         let jobs = s
             .client
-            .store()
-            .job_claim(&JobClaim {
+            .claim(&JobClaim {
                 queue: queue.clone(),
                 worker_id: req.worker_id.clone(),
                 limit: want,
@@ -286,8 +285,7 @@ pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatReque
     }
     let states = s
         .client
-        .store()
-        .job_heartbeat_many(&JobHeartbeat {
+        .heartbeat(&JobHeartbeat {
             worker_id: req.worker_id.clone(),
             lease,
             jobs: req.jobs.iter().map(|j| (j.id, j.attempt)).collect(),
@@ -352,9 +350,7 @@ pub async fn complete(
         worker_id: req.worker_id.clone(),
     };
     let success = record::success(&job, fence, req.result.as_ref());
-    let answer = record::write_isolated(s.client.store().as_ref(), std::slice::from_ref(&success))
-        .await
-        .remove(0)?;
+    let answer = s.client.record_success(&success).await?;
     match answer {
         Ack::Done => {
             s.config.metrics.succeeded(run_seconds(&job));
@@ -405,18 +401,11 @@ pub async fn fail(
         worker_id: req.worker_id.clone(),
     };
     let seconds = run_seconds(&job);
-    let backoff = s.client.tasks().backoff(&job.kind);
-    let recorded = record::failure(
-        s.client.store().as_ref(),
-        &fence,
-        &error,
-        &backoff,
-        Backoff::random_unit(),
-    )
-    .await;
-    let done = match recorded {
+    let done = match s.client.record_failure(&job, &fence, &error).await {
         Ok(done) => done,
-        Err(StoreError::Stale { .. }) => return Err(stale(id, req.attempt, &req.worker_id)),
+        Err(errand::Error::Store(StoreError::Stale { .. })) => {
+            return Err(stale(id, req.attempt, &req.worker_id))
+        }
         Err(e) => return Err(e.into()),
     };
     match done.decision {

@@ -39,6 +39,7 @@ mod client;
 mod enqueue;
 mod error;
 mod queues;
+mod remote;
 pub mod scheduler;
 mod schedules;
 
@@ -81,4 +82,20 @@ pub use errand_store::CallerTransaction;
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use errand_store_postgres::sqlx;
+}
+
+/// Not part of the API and not covered by semver: the store underneath a client, for
+/// Errand's own tests and benchmarks, which put jobs in states no public call makes (a
+/// claim by a fake worker, a failure at a chosen attempt). Applications go through
+/// [`Client`]; `crates/errand/tests/tidy.rs` keeps this out of the workspace's non-test code
+/// except the benchmarks.
+#[doc(hidden)]
+pub mod __private {
+    use crate::{Client, Store};
+    use std::sync::Arc;
+
+    /// The client's store.
+    pub fn store(client: &Client) -> &Arc<dyn Store> {
+        client.store()
+    }
 }

@@ -171,3 +171,38 @@ fn every_document_cited_is_in_the_repository() {
     }
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
+
+/// The store underneath a client is not part of the library's API: outside `errand` itself,
+/// only tests and the benchmarks reach it, through `errand::__private` (the compiler keeps
+/// everyone else out: `Client::store` is not public). The server, the CLI and the examples
+/// go through `Client` methods.
+#[test]
+fn only_tests_and_benchmarks_reach_the_store_under_a_client() {
+    let mut offenders = Vec::new();
+    let mut dirs: Vec<PathBuf> = crates()
+        .into_iter()
+        .filter(|k| {
+            let name = k.file_name().unwrap().to_str().unwrap();
+            name != "errand" && name != "errand-bench"
+        })
+        .map(|k| k.join("src"))
+        .collect();
+    dirs.push(workspace().join("examples"));
+    for dir in dirs.iter().filter(|d| d.exists()) {
+        let mut files = Vec::new();
+        rust_files(dir, &mut files);
+        for f in files {
+            let text = fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.contains("__private") {
+                    offenders.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "non-test code reaching the store under a client (add a Client method instead):\n{}",
+        offenders.join("\n")
+    );
+}

@@ -192,20 +192,11 @@ pub async fn child(opts: ChildOpts) {
         expect_succeeded: expect,
     } = opts;
     let counts = Arc::new(Counts::default());
-    let mut connect = Client::builder(target).migrate(false);
-    if let Some(schema) = &schema {
-        connect = connect.postgres_schema(schema.clone());
-    }
-    let connected = connect
-        .connect()
-        .await
-        .expect("connect the worker's client");
-    // The same client, its store wrapped to count the worker's claims and completes.
+    // The store the client would open, wrapped to count the worker's claims and completes.
     let client = Client::from_store(Arc::new(Counting {
-        inner: connected.store().clone(),
+        inner: crate::db::open_existing(&target, schema).await,
         counts: counts.clone(),
     }));
-    let store = client.store().clone();
     let builder = client
         .worker()
         .queue(QUEUE, CONCURRENCY)
@@ -247,7 +238,7 @@ pub async fn child(opts: ChildOpts) {
     if lagged {
         // Missed events: wait on the store's counts instead (the parent verifies each job).
         loop {
-            let stats = store.queue_stats().await.expect("queue stats");
+            let stats = client.queue_stats().await.expect("queue stats");
             if stats
                 .iter()
                 .any(|s| s.queue == QUEUE && s.succeeded >= expect)

@@ -34,7 +34,7 @@ struct Seeded {
 /// Jobs in every state over three queues, a failed job with a secret in its arguments, and a
 /// registered worker.
 async fn seed(client: &Client) -> Seeded {
-    let store = client.store();
+    let store = errand::__private::store(client);
     // A nightly schedule in New York time, so the schedules page and the overview's next
     // fires have something to show.
     let nightly: errand::ScheduleSpec = serde_json::from_value(json!({
@@ -259,8 +259,7 @@ async fn every_page_loads_and_shows_its_data() {
         else {
             panic!("the schedule has no live run: the trigger enqueues");
         };
-        let run = client
-            .store()
+        let run = errand::__private::store(client)
             .job_claim(&JobClaim {
                 queue: "reports".into(),
                 worker_id: "seed-worker".into(),
@@ -274,7 +273,10 @@ async fn every_page_loads_and_shows_its_data() {
             fence: run[0].fence().unwrap(),
             result: Some(json!({"processed_users": 42, "due_items": 7})),
         };
-        client.store().job_complete_many(&[done]).await.unwrap();
+        errand::__private::store(client)
+            .job_complete_many(&[done])
+            .await
+            .unwrap();
         b.goto(&format!("{url}/#/schedules/nightly-report")).await;
         let last = b.wait_text("#last-run", "processed_users").await;
         assert!(

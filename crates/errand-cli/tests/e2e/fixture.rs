@@ -61,8 +61,7 @@ fn job(queue: &str, kind: &str, args: serde_json::Value) -> NewJob {
 
 /// Claims the one ready job of `queue` for `worker`.
 async fn claim(client: &Client, queue: &str, worker: &str, lease: Duration) -> errand::Job {
-    let mut jobs = client
-        .store()
+    let mut jobs = errand::__private::store(client)
         .job_claim(&JobClaim {
             queue: queue.into(),
             worker_id: worker.into(),
@@ -76,8 +75,7 @@ async fn claim(client: &Client, queue: &str, worker: &str, lease: Duration) -> e
 }
 
 async fn complete(client: &Client, job: &errand::Job, result: serde_json::Value) {
-    client
-        .store()
+    errand::__private::store(client)
         .job_complete_many(&[JobComplete {
             fence: job.fence().unwrap(),
             result: Some(result),
@@ -87,8 +85,7 @@ async fn complete(client: &Client, job: &errand::Job, result: serde_json::Value)
 }
 
 async fn fail(client: &Client, job: &errand::Job, error: &str, action: FailAction) {
-    client
-        .store()
+    errand::__private::store(client)
         .job_fail(&JobFail {
             fence: job.fence().unwrap(),
             error: error.into(),
@@ -259,8 +256,7 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
         // Back to the present: the running job's worker is heartbeating.
         c.set(chrono::Utc::now() - chrono::TimeDelta::seconds(3));
         let running = client.job(RUNNING).await.unwrap().unwrap();
-        client
-            .store()
+        errand::__private::store(client)
             .job_heartbeat_many(&errand_store::JobHeartbeat {
                 worker_id: w1.into(),
                 lease: LEASE,
@@ -270,8 +266,7 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
             .unwrap();
     }
 
-    client
-        .store()
+    errand::__private::store(client)
         .worker_register(&WorkerRegistration {
             id: w1.into(),
             host: "demo-host".into(),
@@ -346,9 +341,12 @@ async fn pass_at(
     at: chrono::DateTime<chrono::Utc>,
 ) -> (usize, usize) {
     clock.set(at);
-    let r = errand::scheduler::run_pass(client.store().as_ref(), &Default::default())
-        .await
-        .unwrap();
+    let r = errand::scheduler::run_pass(
+        errand::__private::store(client).as_ref(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     (r.enqueued, r.skipped)
 }
 
@@ -476,8 +474,7 @@ pub async fn schedules(client: &Client, clock: &ManualClock) {
 
     // Stored by an errand whose time zone database knew a zone this one does not.
     clock.set(now - TimeDelta::seconds(2));
-    client
-        .store()
+    errand::__private::store(client)
         .schedule_create(&errand_store::ScheduleWrite {
             name: LEGACY.into(),
             spec: json!({"cron": "0 4 * * *", "timezone": "Europe/Atlantis", "kind": "export_legacy"}),

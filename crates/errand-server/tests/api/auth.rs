@@ -548,5 +548,5 @@ async fn bad_input_is_a_4xx_that_names_the_problem_and_changes_nothing(h: Harnes
         .unwrap()
         .iter()
         .all(|q| !q.paused));
-    assert!(api.client.store().worker_list().await.unwrap().is_empty());
+    assert!(api.client.workers().await.unwrap().is_empty());
 }
