@@ -206,3 +206,51 @@ fn only_tests_and_benchmarks_reach_the_store_under_a_client() {
         offenders.join("\n")
     );
 }
+
+/// Only the store crates depend on a database driver, so only they can run SQL: every other
+/// crate's `[dependencies]` leaves sqlx and rusqlite out (the library reaches the stores
+/// through its `sqlite` / `postgres` features). The behaviour suite's harness
+/// (`errand-store-tests`) makes and drops databases with sqlx; a test-only dependency on a
+/// driver (`[dev-dependencies]`) must say why on the line above it.
+#[test]
+fn only_the_store_crates_depend_on_a_database_driver() {
+    const DRIVERS: &[&str] = &["sqlx", "rusqlite"];
+    const MAY: &[&str] = &[
+        "errand-store-sqlite",
+        "errand-store-postgres",
+        "errand-store-tests",
+    ];
+    let mut offenders = Vec::new();
+    let mut manifests: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
+    manifests.push(workspace().join("examples/embed/Cargo.toml"));
+    for manifest in manifests {
+        let name = manifest.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let text = fs::read_to_string(&manifest).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut section = "";
+        for (n, line) in lines.iter().enumerate() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            let key = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            if !DRIVERS.contains(&key) {
+                continue;
+            }
+            let ok = match section {
+                "[dependencies]" => MAY.contains(&name),
+                "[dev-dependencies]" => n > 0 && lines[n - 1].trim_start().starts_with('#'),
+                _ => true,
+            };
+            if !ok {
+                offenders.push(format!("{}:{}: {line} ({section})", manifest.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "a database driver outside the store crates (or a test-only one without its reason):\n{}",
+        offenders.join("\n")
+    );
+}
