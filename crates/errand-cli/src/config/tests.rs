@@ -696,3 +696,75 @@ fn the_example_configuration_is_valid() {
     assert!(c.tasks.values().any(|t| t.handler.kind() == "http"));
     assert!(c.schedules.contains_key("nightly_reindex"));
 }
+
+/// The README's errand.toml reference lists every key this reader knows, each table's keys in
+/// that table's part of the block, so a key cannot be added without its documentation.
+#[test]
+fn the_readme_reference_lists_every_key() {
+    use super::keys::*;
+    use super::server::{SERVER_KEYS, TOKEN_KEYS};
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("### errand.toml")
+        .expect("README has an errand.toml section");
+    let block = &readme[start..];
+    let block = &block[block.find("```toml").unwrap() + 7..];
+    let block = &block[..block.find("```").unwrap()];
+    // The block is TOML (with alternatives commented out).
+    toml::from_str::<toml::Table>(block).expect("README's errand.toml block parses");
+
+    // Each table's lines: from its header to the next header. A key counts when a line starts
+    // with `key =`, also as a commented-out alternative (`# every = ...`).
+    let section = |header: &str| -> String {
+        let mut out = String::new();
+        let mut inside = header.is_empty();
+        for line in block.lines() {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                inside = t.starts_with(header) && !header.is_empty();
+                continue;
+            }
+            if inside {
+                out.push_str(t.trim_start_matches('#').trim_start());
+                out.push('\n');
+            }
+        }
+        out
+    };
+    let mut missing = Vec::new();
+    let mut check = |header: &str, keys: &[&str]| {
+        let text = section(header);
+        for key in keys {
+            // A key of its own line, of an inline table (`{ base = ..., cap = ... }`), or a
+            // table of its own (`[[server.tokens]]`).
+            let found = text.lines().any(|l| l.starts_with(&format!("{key} =")))
+                || text.contains(&format!("{{ {key} ="))
+                || text.contains(&format!(", {key} ="))
+                || block.contains(&format!("[[{}.{key}]]", header.trim_matches(['[', ']'])));
+            if !found {
+                missing.push(format!("{header} {key}"));
+            }
+        }
+    };
+    check("", &["database_url"]);
+    check("[workers]", &names(WORKERS_KEYS));
+    check("[limits]", &names(LIMITS_KEYS));
+    check("[queues.", &names(QUEUE_KEYS));
+    check("[tasks.", TASK_ALL_KEYS);
+    check("[tasks.", HTTP_KEYS);
+    check("[tasks.", &names(BACKOFF_KEYS));
+    check("[retention]", &names(RETENTION_KEYS));
+    check("[server]", &names(SERVER_KEYS));
+    check("[[server.tokens]]", TOKEN_KEYS);
+    check("[scheduler]", &names(SCHEDULER_KEYS));
+    check("[schedules.", &names(SCHEDULE_KEYS));
+    for root in ROOT_KEYS {
+        if !block.contains(&format!("[{root}")) && !block.contains(&format!("{root} =")) {
+            missing.push(format!("[{root}]"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's errand.toml reference lacks: {missing:?}"
+    );
+}
