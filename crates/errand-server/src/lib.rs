@@ -24,8 +24,8 @@
 //! | `serve` | the connection loop `errand serve` runs: header, body and idle timeouts, and a cap on open connections that pushes out the longest-waiting idle ones first |
 //! | `dashboard` | the web dashboard: the files under `assets/`, embedded, served at `/` and `/assets/*` (see docs/dashboard.md) |
 //!
-//! Every handler goes through [`errand::Client`] or the [`errand_store::Store`] trait: there
-//! is no SQL here. Arguments are never logged; values under secret-looking keys are redacted
+//! Every handler goes through [`errand::Client`] (the store underneath it is not reachable
+//! from here, and this crate has no database driver): there is no SQL here. Arguments are never logged; values under secret-looking keys are redacted
 //! for every role but `admin`.
 
 mod auth;
