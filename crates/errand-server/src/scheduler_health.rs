@@ -21,10 +21,9 @@ use serde_json::json;
 pub async fn scheduler(State(s): State<AppState>) -> Result<Response, ApiError> {
     let stats = s.client.queue_stats().await?;
     let pending: u64 = stats.iter().map(|q| q.queued).sum();
-    let store = s.client.store();
-    let schedules = store.schedule_list().await?;
+    let schedules = s.client.schedule_records().await?;
     // The store's now: what the scheduler decides with.
-    let store_now = store.schedule_list_due(1).await?.now;
+    let store_now = s.client.scheduler_now().await?;
     let state = s.config.scheduler.state();
 
     let mut problems = Vec::new();

@@ -1,14 +1,17 @@
 //! What the HTTP API's remote-worker protocol and health endpoints need from the store,
-//! through the client: the worker registry, wake-up hints, claims and lease heartbeats of
-//! remote workers, and the one outcome recorder (`errand_worker::record`) the in-process
-//! pool uses too. With these, no crate outside the library calls the store itself.
+//! through the client: the write problem, backup, maintenance, the stored schedules with the
+//! store's now, the worker registry, wake-up hints, claims and lease heartbeats of remote
+//! workers, and the one outcome recorder (`errand_worker::record`) the in-process pool uses
+//! too. With these, no crate outside the library calls the store itself.
 
 use crate::client::Client;
 use crate::error::Error;
+use chrono::{DateTime, Utc};
 use errand_core::{Backoff, Fence};
 use errand_core::{HandlerError, Job};
 use errand_store::{
-    Ack, BackupReport, JobClaim, JobHeartbeat, JobsReady, LeaseState, WorkerRegistration,
+    Ack, BackupReport, JobClaim, JobHeartbeat, JobsReady, LeaseState, ScheduleRecord,
+    WorkerRegistration,
 };
 use errand_worker::maintenance::{self, MaintenanceHandle, MaintenanceOptions};
 use errand_worker::record::{self, Failure, Success};
@@ -34,6 +37,20 @@ impl Client {
     /// pruning of dead workers' registry rows, retention.
     pub fn start_maintenance(&self, options: MaintenanceOptions) -> MaintenanceHandle {
         maintenance::start(self.store().clone(), options)
+    }
+
+    // ---- scheduler health ---------------------------------------------------------------
+
+    /// Every stored schedule as written (no next fires or run figures computed), by name:
+    /// for checks over the raw rows, such as `/health/scheduler`'s overdue fires.
+    pub async fn schedule_records(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        Ok(self.store().schedule_list().await?)
+    }
+
+    /// The store's now, which the scheduler decides with (on PostgreSQL the database's
+    /// clock, so hosts agree), unless the client was given a clock.
+    pub async fn scheduler_now(&self) -> Result<DateTime<Utc>, Error> {
+        Ok(self.store().schedule_list_due(1).await?.now)
     }
 
     // ---- the worker registry ------------------------------------------------------------

@@ -224,7 +224,13 @@ fn only_the_store_crates_depend_on_a_database_driver() {
     let mut manifests: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
     manifests.push(workspace().join("examples/embed/Cargo.toml"));
     for manifest in manifests {
-        let name = manifest.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let name = manifest
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
         let text = fs::read_to_string(&manifest).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let mut section = "";
@@ -244,7 +250,11 @@ fn only_the_store_crates_depend_on_a_database_driver() {
                 _ => true,
             };
             if !ok {
-                offenders.push(format!("{}:{}: {line} ({section})", manifest.display(), n + 1));
+                offenders.push(format!(
+                    "{}:{}: {line} ({section})",
+                    manifest.display(),
+                    n + 1
+                ));
             }
         }
     }
