@@ -100,9 +100,10 @@ pub enum Command {
         hands the rest back to their queue, and exits 0.\n\n\
         Nothing is claimed when no task is configured, or with ERRAND_WORKERS_ENABLED=false \
         (the emergency stop).\n\n\
-        Example:\n  errand --config /etc/errand/errand.toml serve"
+        Examples:\n  errand --config /etc/errand/errand.toml serve\n  \
+        ERRAND_SERVER_TOKENS=admin:s3cret errand serve --listen 0.0.0.0:7070"
     )]
-    Serve,
+    Serve(ServeArgs),
 
     /// Run only the worker pool, optionally on some queues
     #[command(
@@ -573,6 +574,14 @@ pub struct ScheduleNextArgs {
     /// How many fire times (1 to 1000)
     #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 10, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub count: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve the HTTP API and the dashboard on ADDR (overrides server.listen and
+    /// ERRAND_SERVER_LISTEN), e.g. 0.0.0.0:7070; an address other than loopback needs a token
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

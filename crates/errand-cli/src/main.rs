@@ -106,7 +106,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = config::load(cli.config.as_deref(), &env, cli.database.as_deref())?;
     let mut out = output::Out::detect(cli.json);
     match cli.command {
-        Command::Serve => serve::run(config, serve::Role::Serve).await,
+        Command::Serve(args) => {
+            let mut config = config;
+            if let Some(listen) = args.listen {
+                config.server.listen = listen; // the flag beats the environment and the file
+            }
+            serve::run(config, serve::Role::Serve).await
+        }
         Command::Worker(args) => {
             let role = serve::Role::Worker {
                 queues: args.queues,

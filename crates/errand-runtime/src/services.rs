@@ -157,6 +157,22 @@ async fn start_all(
 ) -> Result<(), RuntimeError> {
     let metrics = Arc::new(Metrics::default());
 
+    // The API's address first, before anything claims a job: a port already in use fails
+    // the start while nothing has been taken from a queue.
+    let listener = if rt.workers_only || !rt.server.enabled {
+        None
+    } else {
+        let bind_error = |source| RuntimeError::Bind {
+            addr: rt.server.listen,
+            source,
+        };
+        Some(
+            tokio::net::TcpListener::bind(rt.server.listen)
+                .await
+                .map_err(bind_error)?,
+        )
+    };
+
     // 0. Maintenance (`errand::worker::maintenance`): rescue of expired leases (local and
     //    remote workers' alike), pruning of dead workers' rows, retention. Every process that
     //    holds the database for work runs it, whether or not it runs handlers.
@@ -180,7 +196,7 @@ async fn start_all(
         SchedulerStatus::disabled()
     };
     // 2. HTTP API and dashboard (`errand-server`).
-    if let Some((http, addr)) = start_http(rt, client, metrics, status.clone()).await? {
+    if let Some((http, addr)) = start_http(rt, client, listener, metrics, status.clone())? {
         services.http = Some(http);
         info.http_addr = Some(addr);
     }
@@ -223,26 +239,23 @@ async fn start_scheduler(
     })))
 }
 
-/// Binds the API's address and serves it until stopped.
-async fn start_http(
+/// Serves the API on `listener` (bound by the caller before any worker started) until stopped.
+fn start_http(
     rt: &Runtime,
     client: &Client,
+    listener: Option<tokio::net::TcpListener>,
     metrics: Arc<Metrics>,
     scheduler: SchedulerStatus,
 ) -> Result<Option<(HttpHandle, SocketAddr)>, RuntimeError> {
     let server = &rt.server;
-    if !server.enabled {
+    let Some(listener) = listener else {
         tracing::info!("HTTP API off (server.enabled = false)");
         return Ok(None);
-    }
-    let bind_error = |source| RuntimeError::Bind {
+    };
+    let addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
         addr: server.listen,
         source,
-    };
-    let listener = tokio::net::TcpListener::bind(server.listen)
-        .await
-        .map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
+    })?;
     let (stop, stopped) = watch::channel(false);
     let api = errand_server::router(
         client.clone(),

@@ -25,6 +25,7 @@ mod hardening;
 mod health;
 mod http;
 mod lifecycle;
+mod listen;
 mod ops;
 mod postgres_only;
 mod schedule_ops;
