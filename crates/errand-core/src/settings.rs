@@ -138,7 +138,7 @@ impl TaskCatalog {
 
 /// The known name closest to `name` by edit distance, if it is close enough to be a typo
 /// (at most a third of the name's length, and at least one edit away).
-fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn nearest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     known
         .map(|k| (edit_distance(name, k), k))

@@ -109,20 +109,19 @@ impl EnvApplier<'_> {
             return Ok(());
         };
         let dotted = dotted(&path);
-        let value = env_value(&raw, kind).map_err(|problem| ConfigError {
-            origin: var.clone(),
-            key: dotted.clone(),
-            problem,
-        })?;
+        let value = env_value(&raw, kind)
+            .map_err(|problem| ConfigError::new(var.clone(), dotted.clone(), problem))?;
         let mut table = root;
         for (i, p) in parents.iter().enumerate() {
             let entry = table
                 .entry(p.to_string())
                 .or_insert_with(|| Value::Table(Table::new()));
-            table = entry.as_table_mut().ok_or_else(|| ConfigError {
-                origin: var.clone(),
-                key: dotted_prefix(parents, i + 1),
-                problem: "is not a table, so its keys cannot be set from the environment".into(),
+            table = entry.as_table_mut().ok_or_else(|| {
+                ConfigError::new(
+                    var.clone(),
+                    dotted_prefix(parents, i + 1),
+                    "is not a table, so its keys cannot be set from the environment",
+                )
             })?;
         }
         table.insert(key.to_string(), value);

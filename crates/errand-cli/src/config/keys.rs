@@ -1,6 +1,6 @@
-//! The schema of `errand.toml`: the keys of each table with their types (which the
-//! environment overlay reads values as, and unknown-key errors list), and the name of each
-//! key's environment variable.
+//! The keys the environment can set, with their types (an `ERRAND_*` value is read as its
+//! key's type), and the name of each key's variable. Which keys exist at all is the serde
+//! shape in `raw`; a test keeps these tables inside it.
 
 /// The type of a key, for reading environment values and for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,17 +13,6 @@ pub(super) enum Kind {
     StrList,
 }
 
-pub(super) const ROOT_KEYS: &[&str] = &[
-    "database_url",
-    "workers",
-    "limits",
-    "queues",
-    "tasks",
-    "server",
-    "scheduler",
-    "schedules",
-    "retention",
-];
 /// `[retention]`: a duration per final state, or `enabled = false` to keep everything.
 pub(super) const RETENTION_KEYS: &[(&str, Kind)] = &[
     ("enabled", Kind::Bool),
@@ -65,25 +54,11 @@ pub(super) const TASK_KEYS: &[(&str, Kind)] = &[
     ("timeout", Kind::Duration),
     ("max_attempts", Kind::Int),
 ];
-pub(super) const TASK_ALL_KEYS: &[&str] = &[
-    "queue",
-    "command",
-    "http",
-    "remote",
-    "timeout",
-    "max_attempts",
-    "backoff",
-];
-pub(super) const HTTP_KEYS: &[&str] = &["url", "headers"];
 pub(super) const BACKOFF_KEYS: &[(&str, Kind)] = &[
     ("base", Kind::Duration),
     ("cap", Kind::Duration),
     ("jitter", Kind::Float),
 ];
-
-pub(super) fn names(keys: &[(&'static str, Kind)]) -> Vec<&'static str> {
-    keys.iter().map(|(k, _)| *k).collect()
-}
 
 /// The environment variable of a key path: `ERRAND_` + the path joined with `_`, upper-cased,
 /// every other non-alphanumeric character as `_`.

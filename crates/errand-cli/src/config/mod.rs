@@ -9,20 +9,23 @@
 //! task declares. An environment value is read as the key's type; a bad one is reported
 //! with the variable's name and the key. Precedence: flag > environment > file > default.
 //!
-//! Errors name the key path and the problem:
-//! `errand.toml: tasks.send_email: unknown key "comand" (expected one of: queue, command, ...)`.
+//! Errors name the place in the file (line and column), the key path and the problem:
+//! `errand.toml:2:1: tasks.send_email: unknown key "comand" (did you mean "command"?);
+//! expected one of: queue, command, ...`, or the variable that set a bad value.
 //!
 //! | module | owns |
 //! | --- | --- |
 //! | this one | [`Config`], [`ConfigError`], [`load`] and [`parse`] |
 //! | `keys` | the schema: every key, its type, and its environment variable's name |
 //! | `env` | the `ERRAND_*` overlay on the parsed file |
+//! | `raw` | the file's shape as serde types (unknown keys named, with a suggestion), and where a key is in the file |
 //! | `read` | the tree read into a [`Config`], each value checked and errors naming the key |
 //! | `tasks` | `[tasks.NAME]`: queue, handler (command, http, remote), timeout, attempts, backoff |
 //! | `server` | `[server]`: address, tokens, body and connection limits |
 
 mod env;
 mod keys;
+mod raw;
 mod read;
 mod server;
 mod tasks;
@@ -82,11 +85,9 @@ impl Config {
     /// Refuses an HTTP API that anyone on the network could call (a non-loopback address
     /// without a token).
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        self.server.check_exposure().map_err(|problem| ConfigError {
-            origin: "configuration".into(),
-            key: "server.listen".into(),
-            problem,
-        })
+        self.server
+            .check_exposure()
+            .map_err(|problem| ConfigError::new("configuration", "server.listen", problem))
     }
 
     /// Where a key's value came from, for messages: `ERRAND_WORKERS_ENABLED=false` when the
@@ -110,15 +111,38 @@ pub struct ConfigError {
     /// The key path, e.g. `tasks.send_email.timeout`; empty for the whole file.
     pub key: String,
     pub problem: String,
+    /// Where in the file (line, column, from 1), when the file is what is wrong.
+    pub position: Option<(usize, usize)>,
+}
+
+impl ConfigError {
+    /// An error about `key` from `origin`, at no particular place.
+    pub fn new(
+        origin: impl Into<String>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            origin: origin.into(),
+            key: key.into(),
+            problem: problem.into(),
+            position: None,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
+    /// `errand.toml:3:1: tasks.send_email: unknown key ...`: the file, line and column as
+    /// editors read them, then the key and the problem.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.origin, self.problem)
-        } else {
-            write!(f, "{}: {}: {}", self.origin, self.key, self.problem)
+        f.write_str(&self.origin)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
         }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.problem)
     }
 }
 
@@ -136,22 +160,22 @@ pub fn load(
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => (Some(path.to_path_buf()), Some(text)),
             Err(e) => {
-                return Err(ConfigError {
-                    origin: path.display().to_string(),
-                    key: String::new(),
-                    problem: format!("cannot read the configuration file: {e}"),
-                })
+                return Err(ConfigError::new(
+                    path.display().to_string(),
+                    "",
+                    format!("cannot read the configuration file: {e}"),
+                ))
             }
         },
         None => match std::fs::read_to_string(DEFAULT_PATH) {
             Ok(text) => (Some(PathBuf::from(DEFAULT_PATH)), Some(text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
             Err(e) => {
-                return Err(ConfigError {
-                    origin: DEFAULT_PATH.into(),
-                    key: String::new(),
-                    problem: format!("cannot read the configuration file: {e}"),
-                })
+                return Err(ConfigError::new(
+                    DEFAULT_PATH,
+                    "",
+                    format!("cannot read the configuration file: {e}"),
+                ))
             }
         },
     };
@@ -163,11 +187,11 @@ pub fn load(
     config.source = path;
     if let Some(url) = database_flag {
         if url.trim().is_empty() {
-            return Err(ConfigError {
-                origin: "--database".into(),
-                key: "database_url".into(),
-                problem: "must not be empty".into(),
-            });
+            return Err(ConfigError::new(
+                "--database",
+                "database_url",
+                "must not be empty",
+            ));
         }
         config.database_url = url.to_string();
     }
@@ -184,15 +208,19 @@ pub fn parse(
     let mut root: Table = match text {
         None => Table::new(),
         Some(text) => text.parse::<Table>().map_err(|e| ConfigError {
-            origin: origin.to_string(),
-            key: String::new(),
-            problem: format!("not valid TOML: {}", e.to_string().trim_end()),
+            position: e.span().map(|span| raw::position(text, span.start)),
+            ..ConfigError::new(
+                origin,
+                "",
+                format!("not valid TOML: {}", e.message().trim_end()),
+            )
         })?,
     };
     let queues_declared = root.contains_key("queues");
     let overridden = env::apply_env(&mut root, env)?;
     let reader = read::Reader {
         origin,
+        text,
         overridden: &overridden,
     };
     let mut config = reader.config(root, queues_declared)?;

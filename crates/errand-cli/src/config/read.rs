@@ -1,15 +1,15 @@
-//! The parsed (and overlaid) tree read into a [`Config`]: each table checked for unknown
-//! keys, each value for its type and range, every error naming the key and where its value
-//! came from (the file, or the variable that set it).
+//! The parsed (and overlaid) tree read into a [`Config`]: its shape through `raw` (serde),
+//! each value checked for its type and range here, every error naming the key and where its
+//! value came from (the file with line and column, or the variable that set it).
 
 use super::env::{dotted, Overridden};
-use super::keys::*;
+use super::raw::{self, RawConfig, RawLimits, RawRetention, RawWorkers, ShapeError};
 use super::{
     Config, ConfigError, RetentionSettings, SchedulerSettings, ServerSettings, WorkerSettings,
     DEFAULT_DATABASE, IMPLICIT_CONCURRENCY,
 };
 use errand::worker::maintenance::Retention;
-use errand::{Limits, ScheduleSpec};
+use errand::Limits;
 use errand_core::parse_duration;
 use errand_core::validate::validate_queue_name;
 use errand_runtime::Handler;
@@ -17,45 +17,52 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::{Table, Value};
 
+/// Reads values into settings, naming the key and the origin of a bad one.
 pub(super) struct Reader<'a> {
+    /// The file's name in messages.
     pub(super) origin: &'a str,
+    /// The file's text, to point at a key's line and column.
+    pub(super) text: Option<&'a str>,
+    /// Which keys the environment set, and by which variable.
     pub(super) overridden: &'a Overridden,
 }
 
 impl Reader<'_> {
+    /// An error about `key`: from the variable that set it, else from the file, at the key's
+    /// line and column.
     pub(super) fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
-        let origin = self
-            .overridden
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| self.origin.to_string());
-        ConfigError {
-            origin,
-            key: key.to_string(),
-            problem: problem.into(),
+        self.error_at(key, &raw::parts(key), problem)
+    }
+
+    /// An error about `key`, pointing at `at` in the file (an unknown key inside `key`).
+    fn error_at(&self, key: &str, at: &[String], problem: impl Into<String>) -> ConfigError {
+        match self.overridden.get(key) {
+            Some(var) => ConfigError::new(var.clone(), key, problem),
+            None => ConfigError {
+                position: self.text.and_then(|text| raw::locate(text, at)),
+                ..ConfigError::new(self.origin, key, problem)
+            },
         }
     }
 
-    /// Checks that `value` is a table holding only `allowed` keys.
-    pub(super) fn table(
+    /// Reads `value`, sitting at `path`, into the serde shape `T`.
+    pub(super) fn shape<T: serde::de::DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[String],
         value: Value,
-        allowed: &[&str],
-    ) -> Result<Table, ConfigError> {
-        let Value::Table(table) = value else {
-            return Err(self.error(path, format!("expected a table, got {}", type_name(&value))));
-        };
-        if let Some(unknown) = table.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(self.error(
-                path,
-                format!(
-                    "unknown key \"{unknown}\" (expected one of: {})",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-        Ok(table)
+    ) -> Result<T, ConfigError> {
+        raw::shape(path, value).map_err(|ShapeError { path, at, problem }| {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            let key = dotted_path(&parts);
+            // A value the environment set (or one inside it) is the variable's fault.
+            let var = (0..=parts.len())
+                .rev()
+                .find_map(|n| self.overridden.get(&dotted_path(&parts[..n])));
+            match var {
+                Some(var) => ConfigError::new(var.clone(), key, problem),
+                None => self.error_at(&key, &at, problem),
+            }
+        })
     }
 
     pub(super) fn child(path: &str, key: &str) -> String {
@@ -123,8 +130,8 @@ impl Reader<'_> {
     }
 
     pub(super) fn config(&self, root: Table, queues_declared: bool) -> Result<Config, ConfigError> {
-        let mut root = self.table("", Value::Table(root), ROOT_KEYS)?;
-        let database_url = match root.remove("database_url") {
+        let root: RawConfig = self.shape(&[], Value::Table(root))?;
+        let database_url = match root.database_url {
             Some(v) => {
                 let url = self.string("database_url", v)?;
                 if url.trim().is_empty() {
@@ -134,81 +141,55 @@ impl Reader<'_> {
             }
             None => DEFAULT_DATABASE.to_string(),
         };
-        let workers = match root.remove("workers") {
-            Some(v) => self.workers(v)?,
+        let workers = match root.workers {
+            Some(w) => self.workers(w)?,
             None => WorkerSettings::default(),
         };
-        let limits = match root.remove("limits") {
-            Some(v) => self.limits(v)?,
+        let limits = match root.limits {
+            Some(l) => self.limits(l)?,
             None => Limits::default(),
         };
-        let server = match root.remove("server") {
-            Some(v) => self.server(v)?,
+        let server = match root.server {
+            Some(s) => self.server(s)?,
             None => ServerSettings::default(),
         };
-        let scheduler = match root.remove("scheduler") {
-            Some(v) => {
-                let mut t = self.table("scheduler", v, &names(SCHEDULER_KEYS))?;
-                SchedulerSettings {
-                    enabled: match t.remove("enabled") {
-                        Some(v) => self.bool("scheduler.enabled", v)?,
-                        None => true,
-                    },
-                }
-            }
+        let scheduler = match root.scheduler.and_then(|s| s.enabled) {
+            Some(v) => SchedulerSettings {
+                enabled: self.bool("scheduler.enabled", v)?,
+            },
             None => SchedulerSettings::default(),
         };
         let mut schedules = BTreeMap::new();
-        if let Some(v) = root.remove("schedules") {
-            let Value::Table(table) = v else {
-                return Err(self.error(
-                    "schedules",
-                    format!("expected a table, got {}", type_name(&v)),
-                ));
-            };
-            for (name, v) in table {
-                let spec = self.schedule(&name, v)?;
-                schedules.insert(name, spec);
-            }
+        for (name, spec) in root.schedules.map(|t| t.0).unwrap_or_default() {
+            spec.validate(&name)
+                .map_err(|e| self.error(&e.path, e.problem))?;
+            schedules.insert(name, spec);
         }
-        let retention = match root.remove("retention") {
-            Some(v) => self.retention(v)?,
+        let retention = match root.retention {
+            Some(r) => self.retention(r)?,
             None => RetentionSettings::default(),
         };
         let mut queues = BTreeMap::new();
-        if let Some(v) = root.remove("queues") {
-            let Value::Table(table) = v else {
-                return Err(
-                    self.error("queues", format!("expected a table, got {}", type_name(&v)))
-                );
-            };
-            for (name, v) in table {
-                let path = Self::child("queues", &name);
-                if let Err(e) = validate_queue_name(&name) {
-                    return Err(self.error(&path, format!("invalid queue name: {}", e.problem)));
-                }
-                let mut q = self.table(&path, v, &names(QUEUE_KEYS))?;
-                let concurrency = match q.remove("concurrency") {
-                    Some(v) => self.int(
-                        &Self::child(&path, "concurrency"),
-                        v,
-                        1,
-                        i64::from(u32::MAX),
-                    )? as u32,
-                    None => return Err(self.error(&path, "missing key \"concurrency\"")),
-                };
-                queues.insert(name, concurrency);
+        for (name, q) in root.queues.map(|t| t.0).unwrap_or_default() {
+            let path = Self::child("queues", &name);
+            if let Err(e) = validate_queue_name(&name) {
+                return Err(self.error(&path, format!("invalid queue name: {}", e.problem)));
             }
+            let concurrency = match q.concurrency {
+                Some(v) => self.int(
+                    &Self::child(&path, "concurrency"),
+                    v,
+                    1,
+                    i64::from(u32::MAX),
+                )? as u32,
+                None => return Err(self.error(&path, "missing key \"concurrency\"")),
+            };
+            queues.insert(name, concurrency);
         }
         let mut tasks = BTreeMap::new();
-        if let Some(v) = root.remove("tasks") {
-            let Value::Table(table) = v else {
-                return Err(self.error("tasks", format!("expected a table, got {}", type_name(&v))));
-            };
-            for (name, v) in table {
-                let task = self.task(&name, v)?;
-                tasks.insert(name, task);
-            }
+        for (name, t) in root.tasks.map(|t| t.0).unwrap_or_default() {
+            let task = self.task(&name, t)?;
+            tasks.insert(name, task);
         }
         for (name, task) in &tasks {
             if task.handler != Handler::Remote {
@@ -266,64 +247,47 @@ impl Reader<'_> {
         })
     }
 
-    /// One `[schedules.NAME]` table: read as a [`ScheduleSpec`] (an unknown or mistyped key
-    /// is named), then checked field by field (`schedules.NAME.cron: ...`).
-    fn schedule(&self, name: &str, v: Value) -> Result<ScheduleSpec, ConfigError> {
-        let path = Self::child("schedules", name);
-        if !v.is_table() {
-            return Err(self.error(&path, format!("expected a table, got {}", type_name(&v))));
-        }
-        let spec: ScheduleSpec = v
-            .try_into()
-            .map_err(|e: toml::de::Error| self.error(&path, e.message().trim_end().to_string()))?;
-        spec.validate(name)
-            .map_err(|e| self.error(&e.path, e.problem))?;
-        Ok(spec)
-    }
-
-    fn workers(&self, v: Value) -> Result<WorkerSettings, ConfigError> {
-        let mut t = self.table("workers", v, &names(WORKERS_KEYS))?;
+    fn workers(&self, t: RawWorkers) -> Result<WorkerSettings, ConfigError> {
         let mut w = WorkerSettings::default();
-        if let Some(v) = t.remove("enabled") {
+        if let Some(v) = t.enabled {
             w.enabled = self.bool("workers.enabled", v)?;
         }
-        if let Some(v) = t.remove("lease") {
+        if let Some(v) = t.lease {
             w.lease = self.duration("workers.lease", v)?;
             if w.lease < Duration::from_millis(30) {
                 return Err(self.error("workers.lease", "must be at least 30ms"));
             }
         }
-        if let Some(v) = t.remove("poll_interval") {
+        if let Some(v) = t.poll_interval {
             w.poll_interval = self.duration("workers.poll_interval", v)?;
             if w.poll_interval.is_zero() {
                 return Err(self.error("workers.poll_interval", "must not be zero"));
             }
         }
-        if let Some(v) = t.remove("shutdown_grace") {
+        if let Some(v) = t.shutdown_grace {
             w.shutdown_grace = self.duration("workers.shutdown_grace", v)?;
         }
-        if let Some(v) = t.remove("cancel_grace") {
+        if let Some(v) = t.cancel_grace {
             w.cancel_grace = self.duration("workers.cancel_grace", v)?;
         }
         Ok(w)
     }
 
-    fn retention(&self, v: Value) -> Result<RetentionSettings, ConfigError> {
-        let mut t = self.table("retention", v, &names(RETENTION_KEYS))?;
+    fn retention(&self, t: RawRetention) -> Result<RetentionSettings, ConfigError> {
         let mut out = RetentionSettings::default();
-        if let Some(v) = t.remove("interval") {
+        if let Some(v) = t.interval {
             out.interval = self.duration("retention.interval", v)?;
             if out.interval < Duration::from_millis(100) {
                 return Err(self.error("retention.interval", "must be at least 100ms"));
             }
         }
         let mut r = Retention::default();
-        for (key, slot) in [
-            ("succeeded", &mut r.succeeded),
-            ("cancelled", &mut r.cancelled),
-            ("failed", &mut r.failed),
+        for (key, value, slot) in [
+            ("succeeded", t.succeeded, &mut r.succeeded),
+            ("cancelled", t.cancelled, &mut r.cancelled),
+            ("failed", t.failed, &mut r.failed),
         ] {
-            if let Some(v) = t.remove(key) {
+            if let Some(v) = value {
                 let path = format!("retention.{key}");
                 let d = self.duration(&path, v)?;
                 if d.is_zero() {
@@ -335,7 +299,7 @@ impl Reader<'_> {
                 *slot = Some(d);
             }
         }
-        if let Some(v) = t.remove("enabled") {
+        if let Some(v) = t.enabled {
             if !self.bool("retention.enabled", v)? {
                 r = Retention::OFF;
             }
@@ -344,10 +308,9 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    fn limits(&self, v: Value) -> Result<Limits, ConfigError> {
-        let mut t = self.table("limits", v, &names(LIMITS_KEYS))?;
+    fn limits(&self, t: RawLimits) -> Result<Limits, ConfigError> {
         let mut limits = Limits::default();
-        if let Some(v) = t.remove("max_args_bytes") {
+        if let Some(v) = t.max_args_bytes {
             limits.max_args_bytes = self.int("limits.max_args_bytes", v, 1, i64::MAX)? as usize;
         }
         Ok(limits)
@@ -364,4 +327,25 @@ pub(super) fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Table(_) => "a table",
     }
+}
+
+/// A key path for messages: each part quoted when it needs it, array indices kept as
+/// `[i]` (`server.tokens[0]`, `tasks.t.http.headers."Bad Header"`).
+pub(super) fn dotted_path(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|part| {
+            let (name, indices) = raw::split_indices(part);
+            let mut out = if name.is_empty() {
+                String::new()
+            } else {
+                dotted(&[name])
+            };
+            for i in indices {
+                out.push_str(&format!("[{i}]"));
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }

@@ -1,7 +1,8 @@
 //! `[server]`: the HTTP API's address, tokens and body limit, and how its connections are
 //! held (header, body and idle timeouts, the connection cap; see `errand_server::serve`).
 
-use super::keys::{names, Kind};
+use super::keys::Kind;
+use super::raw::{RawServer, RawToken};
 use super::read::{type_name, Reader};
 use super::ConfigError;
 use errand_runtime::ServerSettings;
@@ -26,16 +27,14 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("keep_alive_timeout", Kind::Duration),
     ("max_connections", Kind::Int),
 ];
-pub(super) const TOKEN_KEYS: &[&str] = &["name", "token", "role"];
 
 impl Reader<'_> {
-    pub(super) fn server(&self, v: Value) -> Result<ServerSettings, ConfigError> {
-        let mut t = self.table("server", v, &names(SERVER_KEYS))?;
+    pub(super) fn server(&self, t: RawServer) -> Result<ServerSettings, ConfigError> {
         let mut s = ServerSettings::default();
-        if let Some(v) = t.remove("enabled") {
+        if let Some(v) = t.enabled {
             s.enabled = self.bool("server.enabled", v)?;
         }
-        if let Some(v) = t.remove("listen") {
+        if let Some(v) = t.listen {
             let raw = self.string("server.listen", v)?;
             s.listen = raw.trim().parse().map_err(|_| {
                 self.error(
@@ -46,19 +45,31 @@ impl Reader<'_> {
                 )
             })?;
         }
-        if let Some(v) = t.remove("max_body_bytes") {
+        if let Some(v) = t.max_body_bytes {
             s.max_body_bytes = self.int("server.max_body_bytes", v, 1024, i64::MAX)? as usize;
         }
-        if let Some(v) = t.remove("tokens") {
+        if let Some(v) = t.tokens {
             s.tokens = self.tokens(v)?;
         }
         let c = &mut s.connections;
-        for (key, slot) in [
-            ("header_read_timeout", &mut c.header_read_timeout),
-            ("body_read_timeout", &mut c.body_read_timeout),
-            ("keep_alive_timeout", &mut c.keep_alive_timeout),
+        for (key, value, slot) in [
+            (
+                "header_read_timeout",
+                t.header_read_timeout,
+                &mut c.header_read_timeout,
+            ),
+            (
+                "body_read_timeout",
+                t.body_read_timeout,
+                &mut c.body_read_timeout,
+            ),
+            (
+                "keep_alive_timeout",
+                t.keep_alive_timeout,
+                &mut c.keep_alive_timeout,
+            ),
         ] {
-            if let Some(v) = t.remove(key) {
+            if let Some(v) = value {
                 let path = format!("server.{key}");
                 let d = self.duration(&path, v)?;
                 if d < MIN_TIMEOUT || d > MAX_TIMEOUT {
@@ -70,7 +81,7 @@ impl Reader<'_> {
                 *slot = d;
             }
         }
-        if let Some(v) = t.remove("max_connections") {
+        if let Some(v) = t.max_connections {
             let limit = MAX_CONNECTIONS_LIMIT as i64;
             c.max_connections = self.int("server.max_connections", v, 1, limit)? as usize;
         }
@@ -118,16 +129,17 @@ impl Reader<'_> {
                 .enumerate()
                 .map(|(i, item)| {
                     let path = format!("server.tokens[{i}]");
-                    let mut t = self.table(&path, item, TOKEN_KEYS)?;
+                    let t: RawToken =
+                        self.shape(&["server".into(), format!("tokens[{i}]")], item)?;
                     let name = t
-                        .remove("name")
+                        .name
                         .map(|v| self.string(&format!("{path}.name"), v))
                         .transpose()?;
-                    let secret = match t.remove("token") {
+                    let secret = match t.token {
                         Some(v) => self.string(&format!("{path}.token"), v)?,
                         None => return Err(self.error(&path, "missing key \"token\"")),
                     };
-                    let role = match t.remove("role") {
+                    let role = match t.role {
                         Some(v) => self.string(&format!("{path}.role"), v)?,
                         None => {
                             return Err(self.error(
@@ -166,7 +178,13 @@ mod tests {
             env.get(name).cloned()
         })
         .map(|c| c.server)
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            ConfigError {
+                position: None,
+                ..e
+            }
+            .to_string()
+        })
     }
 
     #[test]

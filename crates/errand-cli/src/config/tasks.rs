@@ -1,7 +1,7 @@
 //! `[tasks.NAME]`: the task's queue, its handler (a command, an HTTP endpoint, or `remote`),
 //! timeout, attempt budget and backoff, each checked with the key named.
 
-use super::keys::*;
+use super::raw::{RawBackoff, RawHttp, RawTask};
 use super::read::{type_name, Reader};
 use super::{ConfigError, Handler, TaskDefinition, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
 use errand::{Backoff, Limits, NewJob};
@@ -10,14 +10,13 @@ use std::collections::BTreeMap;
 use toml::Value;
 
 impl Reader<'_> {
-    pub(super) fn task(&self, name: &str, v: Value) -> Result<TaskDefinition, ConfigError> {
+    pub(super) fn task(&self, name: &str, t: RawTask) -> Result<TaskDefinition, ConfigError> {
         let path = Self::child("tasks", name);
         if let Err(e) = NewJob::new(name, serde_json::json!({})).validate(&Limits::default()) {
             return Err(self.error(&path, format!("invalid task name: {}", e.problem)));
         }
-        let mut t = self.table(&path, v, TASK_ALL_KEYS)?;
         let key = |k: &str| Self::child(&path, k);
-        let queue = match t.remove("queue") {
+        let queue = match t.queue {
             Some(v) => {
                 let q = self.string(&key("queue"), v)?;
                 if let Err(e) = validate_queue_name(&q) {
@@ -27,11 +26,11 @@ impl Reader<'_> {
             }
             None => "default".to_string(),
         };
-        let remote = match t.remove("remote") {
+        let remote = match t.remote {
             Some(v) => self.bool(&key("remote"), v)?,
             None => false,
         };
-        let handler = match (t.remove("command"), t.remove("http"), remote) {
+        let handler = match (t.command, t.http, remote) {
             (Some(cmd), None, false) => self.command(&key("command"), cmd)?,
             (None, Some(http), false) => self.http(&key("http"), http)?,
             (None, None, true) => Handler::Remote,
@@ -48,15 +47,15 @@ impl Reader<'_> {
                 ))
             }
         };
-        let timeout = match t.remove("timeout") {
+        let timeout = match t.timeout {
             Some(v) => self.duration(&key("timeout"), v)?,
             None => DEFAULT_TIMEOUT,
         };
-        let max_attempts = match t.remove("max_attempts") {
+        let max_attempts = match t.max_attempts {
             Some(v) => self.int(&key("max_attempts"), v, 1, i64::from(i32::MAX))? as i32,
             None => DEFAULT_MAX_ATTEMPTS,
         };
-        let backoff = match t.remove("backoff") {
+        let backoff = match t.backoff {
             Some(v) => self.backoff(&key("backoff"), v)?,
             None => Backoff::default(),
         };
@@ -100,10 +99,9 @@ impl Reader<'_> {
         }
     }
 
-    fn http(&self, path: &str, v: Value) -> Result<Handler, ConfigError> {
-        let mut t = self.table(path, v, HTTP_KEYS)?;
+    fn http(&self, path: &str, t: RawHttp) -> Result<Handler, ConfigError> {
         let url_key = Self::child(path, "url");
-        let url = match t.remove("url") {
+        let url = match t.url {
             Some(v) => self.string(&url_key, v)?,
             None => return Err(self.error(path, "missing key \"url\"")),
         };
@@ -122,7 +120,7 @@ impl Reader<'_> {
             Err(e) => return Err(self.error(&url_key, format!("invalid URL \"{url}\": {e}"))),
         }
         let mut headers = BTreeMap::new();
-        if let Some(v) = t.remove("headers") {
+        if let Some(v) = t.headers {
             let headers_key = Self::child(path, "headers");
             let Value::Table(table) = v else {
                 return Err(self.error(
@@ -148,16 +146,15 @@ impl Reader<'_> {
         Ok(Handler::Http { url, headers })
     }
 
-    fn backoff(&self, path: &str, v: Value) -> Result<Backoff, ConfigError> {
-        let mut t = self.table(path, v, &names(BACKOFF_KEYS))?;
+    fn backoff(&self, path: &str, t: RawBackoff) -> Result<Backoff, ConfigError> {
         let mut b = Backoff::default();
-        if let Some(v) = t.remove("base") {
+        if let Some(v) = t.base {
             b.base = self.duration(&Self::child(path, "base"), v)?;
         }
-        if let Some(v) = t.remove("cap") {
+        if let Some(v) = t.cap {
             b.cap = self.duration(&Self::child(path, "cap"), v)?;
         }
-        if let Some(v) = t.remove("jitter") {
+        if let Some(v) = t.jitter {
             let key = Self::child(path, "jitter");
             b.jitter = match v {
                 Value::Float(f) => f,

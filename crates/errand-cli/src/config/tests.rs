@@ -20,10 +20,15 @@ fn parse_with(text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, Config
     parse("errand.toml", text, &move |name| env.get(name).cloned())
 }
 
+/// The error of `text`, without its line and column (which
+/// `errors_in_the_file_name_their_line_and_column` checks).
 fn error(text: &str) -> String {
-    parse("errand.toml", Some(text), &no_env)
-        .unwrap_err()
-        .to_string()
+    let e = parse("errand.toml", Some(text), &no_env).unwrap_err();
+    ConfigError {
+        position: None,
+        ..e
+    }
+    .to_string()
 }
 
 const FULL: &str = r#"
@@ -115,13 +120,13 @@ fn zero_config_is_the_local_file_and_no_tasks() {
 fn unknown_keys_are_named_with_their_path_and_the_expected_ones() {
     assert_eq!(
         error("[tasks.send_email]\ncomand = [\"x\"]\n"),
-        "errand.toml: tasks.send_email: unknown key \"comand\" (expected one of: queue, command, \
-         http, remote, timeout, max_attempts, backoff)"
+        "errand.toml: tasks.send_email: unknown key \"comand\" (did you mean \"command\"?); \
+         expected one of: queue, command, http, remote, timeout, max_attempts, backoff"
     );
     assert_eq!(
         error("databse_url = \"x\"\n"),
-        "errand.toml: unknown key \"databse_url\" (expected one of: database_url, workers, limits, \
-         queues, tasks, server, scheduler, schedules, retention)"
+        "errand.toml: unknown key \"databse_url\" (did you mean \"database_url\"?); expected one \
+         of: database_url, workers, limits, queues, tasks, server, scheduler, schedules, retention"
     );
     assert!(error("[workers]\nleese = \"1s\"\n")
         .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -188,7 +193,7 @@ fn every_validation_error_names_the_key_and_the_problem() {
         ),
         (
             "[queues]\nemail = 4",
-            "errand.toml: queues.email: expected a table, got an integer",
+            "errand.toml: queues.email: expected a table, got integer `4`",
         ),
         (
             "[tasks.regen]\ntimeout = \"1m\"",
@@ -260,7 +265,7 @@ fn every_validation_error_names_the_key_and_the_problem() {
         ),
         (
             "tasks = 3",
-            "errand.toml: tasks: expected a table, got an integer",
+            "errand.toml: tasks: expected a table, got integer `3`",
         ),
         ("[workers\n", "errand.toml: not valid TOML"),
     ] {
@@ -671,12 +676,12 @@ kind = "tick"
     );
     let e = error("[schedules.x]\ncrn = \"0 2 * * *\"\nkind = \"k\"\n");
     assert!(
-        e.starts_with("errand.toml: schedules.x: unknown field `crn`"),
+        e.starts_with("errand.toml: schedules.x: unknown key \"crn\" (did you mean \"cron\"?)"),
         "{e}"
     );
     let e = error("[schedules.x]\nevery = 5\nkind = \"k\"\n");
     assert!(
-        e.starts_with("errand.toml: schedules.x: invalid type"),
+        e.starts_with("errand.toml: schedules.x.every: expected a string, got integer `5`"),
         "{e}"
     );
     let e = parse_with(Some(text), &[("ERRAND_SCHEDULES_TICK_EVERY", "0s")])
@@ -701,8 +706,7 @@ fn the_example_configuration_is_valid() {
 /// that table's part of the block, so a key cannot be added without its documentation.
 #[test]
 fn the_readme_reference_lists_every_key() {
-    use super::keys::*;
-    use super::server::{SERVER_KEYS, TOKEN_KEYS};
+    use super::raw::*;
     let readme = include_str!("../../../../README.md");
     let start = readme
         .find("### errand.toml")
@@ -747,18 +751,18 @@ fn the_readme_reference_lists_every_key() {
         }
     };
     check("", &["database_url"]);
-    check("[workers]", &names(WORKERS_KEYS));
-    check("[limits]", &names(LIMITS_KEYS));
-    check("[queues.", &names(QUEUE_KEYS));
-    check("[tasks.", TASK_ALL_KEYS);
-    check("[tasks.", HTTP_KEYS);
-    check("[tasks.", &names(BACKOFF_KEYS));
-    check("[retention]", &names(RETENTION_KEYS));
-    check("[server]", &names(SERVER_KEYS));
-    check("[[server.tokens]]", TOKEN_KEYS);
-    check("[scheduler]", &names(SCHEDULER_KEYS));
-    check("[schedules.", &names(SCHEDULE_KEYS));
-    for root in ROOT_KEYS {
+    check("[workers]", keys_of::<RawWorkers>());
+    check("[limits]", keys_of::<RawLimits>());
+    check("[queues.", keys_of::<RawQueue>());
+    check("[tasks.", keys_of::<RawTask>());
+    check("[tasks.", keys_of::<RawHttp>());
+    check("[tasks.", keys_of::<RawBackoff>());
+    check("[retention]", keys_of::<RawRetention>());
+    check("[server]", keys_of::<RawServer>());
+    check("[[server.tokens]]", keys_of::<RawToken>());
+    check("[scheduler]", keys_of::<RawScheduler>());
+    check("[schedules.", keys_of::<errand::ScheduleSpec>());
+    for root in keys_of::<RawConfig>() {
         if !block.contains(&format!("[{root}")) && !block.contains(&format!("{root} =")) {
             missing.push(format!("[{root}]"));
         }
@@ -767,4 +771,86 @@ fn the_readme_reference_lists_every_key() {
         missing.is_empty(),
         "README's errand.toml reference lacks: {missing:?}"
     );
+}
+
+#[test]
+fn errors_in_the_file_name_their_line_and_column() {
+    let located = |text: &str| {
+        parse("errand.toml", Some(text), &no_env)
+            .unwrap_err()
+            .to_string()
+    };
+    // An unknown key: at the key itself.
+    let e =
+        located("[workers]\nlease = \"1s\"\n\n[tasks.send_email]\ncommand = [\"x\"]\ncomand = 1\n");
+    assert!(
+        e.starts_with("errand.toml:6:1: tasks.send_email: unknown key \"comand\""),
+        "{e}"
+    );
+    // A bad value: at its key, inside an inline table too.
+    let e = located("[tasks.t]\ncommand = [\"x\"]\nbackoff = { base = \"1m\", jitter = 2.0 }\n");
+    assert!(
+        e.starts_with("errand.toml:3:26: tasks.t.backoff.jitter: must be between 0 and 1"),
+        "{e}"
+    );
+    // In an array of tables.
+    let e = located("[[server.tokens]]\ntoken = \"a\"\nrole = \"read\"\n[[server.tokens]]\ntoken = \"b\"\nrle = \"read\"\n");
+    assert!(
+        e.starts_with(
+            "errand.toml:6:1: server.tokens[1]: unknown key \"rle\" (did you mean \"role\"?)"
+        ),
+        "{e}"
+    );
+    // A missing key: at its table.
+    let e = located("\n[queues.email]\n");
+    assert!(
+        e.starts_with("errand.toml:2:9: queues.email: missing key \"concurrency\""),
+        "{e}"
+    );
+    // Not TOML at all.
+    let e = located("[workers\n");
+    assert!(e.starts_with("errand.toml:1:"), "{e}");
+    assert!(e.contains("not valid TOML"), "{e}");
+    // A value from the environment names the variable, with no place in the file.
+    let e = parse_with(Some("[workers]\n"), &[("ERRAND_WORKERS_LEASE", "1ms")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "ERRAND_WORKERS_LEASE: workers.lease: must be at least 30ms"
+    );
+}
+
+#[test]
+fn the_environment_sets_only_keys_the_file_may_hold() {
+    // Every key of the environment's tables is a key of the file's shape.
+    use super::keys::*;
+    use super::raw::*;
+    let tables: [(&str, &[(&str, Kind)], &[&str]); 9] = [
+        ("workers", WORKERS_KEYS, keys_of::<RawWorkers>()),
+        ("limits", LIMITS_KEYS, keys_of::<RawLimits>()),
+        ("scheduler", SCHEDULER_KEYS, keys_of::<RawScheduler>()),
+        ("retention", RETENTION_KEYS, keys_of::<RawRetention>()),
+        ("server", super::server::SERVER_KEYS, keys_of::<RawServer>()),
+        ("queues.NAME", QUEUE_KEYS, keys_of::<RawQueue>()),
+        ("tasks.NAME", TASK_KEYS, keys_of::<RawTask>()),
+        ("tasks.NAME.backoff", BACKOFF_KEYS, keys_of::<RawBackoff>()),
+        (
+            "schedules.NAME",
+            SCHEDULE_KEYS,
+            keys_of::<errand::ScheduleSpec>(),
+        ),
+    ];
+    for (table, env_keys, file_keys) in tables {
+        assert!(
+            !file_keys.is_empty(),
+            "{table}: no keys read from its shape"
+        );
+        for (key, _) in env_keys {
+            assert!(
+                file_keys.contains(key),
+                "{table}.{key} is not a key of the file"
+            );
+        }
+    }
 }

@@ -280,8 +280,8 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(
         out.stderr.trim(),
-        "error: errand.toml: tasks.send_email: unknown key \"comand\" (expected one of: queue, \
-         command, http, remote, timeout, max_attempts, backoff)"
+        "error: errand.toml:2:1: tasks.send_email: unknown key \"comand\" (did you mean \
+         \"command\"?); expected one of: queue, command, http, remote, timeout, max_attempts, backoff"
     );
 
     env.config("[workers]\nlease = \"30x\"\n");
@@ -289,7 +289,7 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(
         out.stderr
-            .contains("errand.toml: workers.lease: invalid duration `30x`: unknown unit `x`"),
+            .contains("errand.toml:2:1: workers.lease: invalid duration `30x`: unknown unit `x`"),
         "{out:?}"
     );
 
