@@ -826,7 +826,9 @@ fn the_environment_sets_only_keys_the_file_may_hold() {
     // Every key of the environment's tables is a key of the file's shape.
     use super::keys::*;
     use super::raw::*;
-    let tables: [(&str, &[(&str, Kind)], &[&str]); 9] = [
+    /// A table's name, the keys the environment sets in it, the keys its shape holds.
+    type Table<'a> = (&'a str, &'a [(&'a str, Kind)], &'a [&'a str]);
+    let tables: [Table; 9] = [
         ("workers", WORKERS_KEYS, keys_of::<RawWorkers>()),
         ("limits", LIMITS_KEYS, keys_of::<RawLimits>()),
         ("scheduler", SCHEDULER_KEYS, keys_of::<RawScheduler>()),
