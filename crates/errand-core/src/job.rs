@@ -186,6 +186,34 @@ pub struct Fence {
     pub worker_id: String,
 }
 
+/// A job as a claim hands it to its worker: the job, and the fence the worker presents from
+/// then on (the registry of running jobs is keyed by it, the heartbeat sends it and gets it
+/// back, and every acknowledgement carries it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub fence: Fence,
+    pub job: Job,
+}
+
+/// A claimed job reads as its job (`claimed.kind`, `&claimed` where a `&Job` is taken).
+impl std::ops::Deref for ClaimedJob {
+    type Target = Job;
+
+    fn deref(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl ClaimedJob {
+    /// A claimed job: it is running under a worker, so it has a fence. `None` otherwise.
+    pub fn new(job: Job) -> Option<ClaimedJob> {
+        Some(ClaimedJob {
+            fence: job.fence()?,
+            job,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

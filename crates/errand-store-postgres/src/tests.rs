@@ -226,7 +226,7 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
             sqlx::query(&explain(crate::worker_path::HEARTBEAT))
                 .bind(&ids)
                 .bind(&attempts)
-                .bind("w")
+                .bind(&workers)
                 .bind(30_000_000_i64)
                 .bind(now)
                 .fetch_all(&mut *conn)
@@ -473,9 +473,8 @@ async fn worker_path_with_fences_and_events() {
         store.job_cancel(&[other.id], Some("stop")).await.unwrap();
         let beats = store
             .job_heartbeat_many(&JobHeartbeat {
-                worker_id: "w1".into(),
                 lease: Duration::from_secs(60),
-                jobs: vec![(j.id, 1), (other.id, 1)],
+                fences: vec![j.fence.clone(), other.fence.clone()],
             })
             .await
             .unwrap();
@@ -483,12 +482,12 @@ async fn worker_path_with_fences_and_events() {
             beats,
             vec![
                 LeaseState {
-                    job_id: j.id,
+                    fence: j.fence.clone(),
                     held: false,
                     cancel_requested: false
                 },
                 LeaseState {
-                    job_id: other.id,
+                    fence: other.fence.clone(),
                     held: true,
                     cancel_requested: true
                 },

@@ -52,16 +52,15 @@ pub struct JobFail {
 /// Parameters of [`crate::Store::job_heartbeat_many`].
 #[derive(Debug, Clone)]
 pub struct JobHeartbeat {
-    pub worker_id: String,
     pub lease: Duration,
-    /// (job id, attempt) of each running job the worker holds.
-    pub jobs: Vec<(JobId, i32)>,
+    /// The fence of each running job the worker holds, as its claim gave it.
+    pub fences: Vec<Fence>,
 }
 
-/// What a heartbeat learned about one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a heartbeat learned about one job, named by the fence it was sent with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseState {
-    pub job_id: JobId,
+    pub fence: Fence,
     /// False when the worker lost the job (rescued, or cancelled and acknowledged elsewhere):
     /// it must stop the handler and record nothing.
     pub held: bool,
