@@ -3,7 +3,7 @@
 
 use crate::signal::{JobStop, StopReason};
 use errand_core::{HandlerError, Job, JobId, Task};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
