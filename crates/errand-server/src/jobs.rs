@@ -316,13 +316,7 @@ pub async fn list(
         limit,
     };
     let page = list_union(&s, &states, base).await?;
-    let now = Utc::now();
-    let jobs: Vec<Value> = page
-        .jobs
-        .iter()
-        .map(|j| views::job(j, &caller, now))
-        .collect();
-    Ok(Json(json!({"jobs": jobs, "next_cursor": page.next_cursor})))
+    Ok(Json(json!(views::page(&page, &caller, Utc::now()))))
 }
 
 /// One page of the jobs in any of `states` (all jobs when empty): one list per state,
@@ -370,10 +364,12 @@ pub async fn get(
     IdParam(id): IdParam,
 ) -> JsonResult {
     let (job, events) = s.client.job_with_events(id).await?;
-    let events: Vec<Value> = events.iter().map(|e| views::event(e, &caller)).collect();
-    Ok(Json(
-        json!({"job": views::job(&job, &caller, Utc::now()), "events": events}),
-    ))
+    Ok(Json(json!(views::detail(
+        &job,
+        &events,
+        &caller,
+        Utc::now()
+    ))))
 }
 
 async fn job_envelope(s: &AppState, caller: &Caller, id: JobId) -> JsonResult {

@@ -147,13 +147,11 @@ impl std::str::FromStr for StateFilter {
         if let Ok(st) = s.parse::<JobStatus>() {
             return Ok(StateFilter::Status(st));
         }
-        match s {
-            "scheduled" => Ok(StateFilter::Derived(DerivedState::Scheduled)),
-            "retrying" => Ok(StateFilter::Derived(DerivedState::Retrying)),
-            "stuck" => Ok(StateFilter::Derived(DerivedState::Stuck)),
-            _ => Err(format!(
-                "unknown state `{s}` (expected one of: queued, running, succeeded, failed, \
-                 cancelled, scheduled, retrying, stuck)"
+        match s.parse::<DerivedState>() {
+            Ok(d) => Ok(StateFilter::Derived(d)),
+            Err(_) => Err(format!(
+                "unknown state `{s}` (expected one of: {})",
+                errand_core::job::words(&DerivedState::state_words())
             )),
         }
     }
@@ -301,6 +299,9 @@ pub enum ScheduleSource {
 }
 
 impl ScheduleSource {
+    /// Every source.
+    pub const ALL: [ScheduleSource; 2] = [ScheduleSource::Config, ScheduleSource::Api];
+
     /// The stored word: `config` or `api`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -425,6 +426,9 @@ pub enum FireKind {
 }
 
 impl FireKind {
+    /// Every outcome.
+    pub const ALL: [FireKind; 3] = [FireKind::Enqueued, FireKind::Skipped, FireKind::Triggered];
+
     /// The stored word.
     pub const fn as_str(self) -> &'static str {
         match self {
