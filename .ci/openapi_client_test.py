@@ -26,8 +26,6 @@ from errand_http_api_client.models import (
     CompleteRequest,
     DerivedState,
     EnqueueRequest,
-    EnqueueRequestArgs,
-    EnqueueRequestReference,
     Enqueued,
     FailRequest,
     HeartbeatRequest,
@@ -63,11 +61,13 @@ def main(base_url: str, token: str) -> None:
     plain = expect(
         enqueue.sync(
             client=client,
-            body=EnqueueRequest(
-                kind="send_email",
-                queue="client",
-                args=EnqueueRequestArgs.from_dict({"to": "ada@example.com", "password": "x"}),
-                reference=EnqueueRequestReference(type_="user", id=42),
+            body=EnqueueRequest.from_dict(
+                {
+                    "kind": "send_email",
+                    "queue": "client",
+                    "args": {"to": "ada@example.com", "password": "x"},
+                    "reference": {"type": "user", "id": 42},
+                }
             ),
         ),
         Enqueued,

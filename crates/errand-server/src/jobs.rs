@@ -295,7 +295,8 @@ pub async fn list(
         Some(c) => Some(number::<JobId>("cursor", c)?),
         None => None,
     };
-    let (reference_type, reference_id) = reference(q.reference.as_deref());
+    let (reference_type, reference_id) =
+        reference(name_filter("reference", q.reference.clone())?.as_deref());
     let base = JobList {
         state: None,
         queue: name_filter("queue", q.queue.clone())?,
@@ -490,7 +491,8 @@ pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>
                 .await?
         }
         None => {
-            let (reference_type, reference_id) = reference(req.reference.as_deref());
+            let (reference_type, reference_id) =
+                reference(name_filter("reference", req.reference)?.as_deref());
             let base = JobList {
                 queue: name_filter("queue", req.queue)?,
                 kind: name_filter("kind", req.kind)?,
@@ -550,7 +552,8 @@ pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelReques
             let state: StateFilter = status
                 .parse()
                 .map_err(|e: String| ApiError::invalid("status", format!("`status`: {e}")))?;
-            let (reference_type, reference_id) = reference(req.reference.as_deref());
+            let (reference_type, reference_id) =
+                reference(name_filter("reference", req.reference)?.as_deref());
             let base = JobList {
                 queue: name_filter("queue", req.queue)?,
                 kind: name_filter("kind", req.kind)?,

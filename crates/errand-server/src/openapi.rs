@@ -60,9 +60,9 @@ has this kind), `database_error` (500), `unsupported` (501), `unavailable` and `
 (503).
 
 **Remote workers**: `POST /v1/worker/claim` takes up to `limit` jobs (default 1, at most 100) \
-and long-polls up to `wait` (default 0: answer at once; at most the server's `max_wait`, 30 s \
-unless configured) for one to arrive. Each claimed job is leased for `lease` (1 s to 1 h; default \
-the server's `default_lease`, 30 s unless configured). Heartbeat the jobs you hold \
+and long-polls up to `wait` (default 0: answer at once; at most 30 s, `ServerConfig::max_wait` \
+when embedding the server) for one to arrive. Each claimed job is leased for `lease` (1 s to 1 h; \
+default 30 s, `ServerConfig::default_lease`). Heartbeat the jobs you hold \
 (`POST /v1/worker/heartbeat`) every third of the lease or so (10 s for the default lease): \
 each heartbeat extends the lease from now. A job whose lease expires is taken back by the \
 rescuer and may run again elsewhere. The heartbeat answers each job's state: `held`, `lost` \
@@ -274,6 +274,60 @@ fn schedule_spec(with_name: bool) -> Value {
     object(&props, &required, true)
 }
 
+/// The optional fields of request bodies that the server reads as absent when null (they are
+/// `Option`s of the request types), so the document says null is valid for them.
+const ACCEPTS_NULL: &[(&str, &[&str])] = &[
+    (
+        "EnqueueRequest",
+        &[
+            "queue",
+            "priority",
+            "run_at",
+            "delay",
+            "unique_key",
+            "reference",
+            "max_attempts",
+            "timeout",
+        ],
+    ),
+    ("RetryRequest", &["ids", "queue", "kind", "reference"]),
+    (
+        "CancelRequest",
+        &["ids", "status", "queue", "kind", "reference"],
+    ),
+    (
+        "ClaimRequest",
+        &["limit", "lease", "wait", "host", "pid", "version"],
+    ),
+    ("HeartbeatRequest", &["lease"]),
+    ("CompleteRequest", &["result"]),
+    ("FailRequest", &["retry_after"]),
+    (
+        "ScheduleSpec",
+        &[
+            "cron",
+            "every",
+            "timezone",
+            "queue",
+            "priority",
+            "max_attempts",
+            "misfire_grace",
+        ],
+    ),
+    (
+        "ScheduleCreateRequest",
+        &[
+            "cron",
+            "every",
+            "timezone",
+            "queue",
+            "priority",
+            "max_attempts",
+            "misfire_grace",
+        ],
+    ),
+];
+
 /// The schemas of the resources, generated from the views the API and the CLI print
 /// (`errand::views`): the document cannot say other than what the types serialise.
 fn view_schemas() -> Map<String, Value> {
@@ -469,8 +523,8 @@ pub fn schemas() -> Value {
                 ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
                 ("queues", json!({"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "minItems": 1, "maxItems": 50})),
                 ("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 1, "description": "most jobs to take (default 1)"})),
-                ("lease", duration("lease of each claimed job, 1s to 1h (default: the server's default_lease, 30s unless configured); heartbeat every third of it")),
-                ("wait", duration("wait this long for a job when none is ready (default 0: answer at once; at most the server's max_wait, 30s unless configured)")),
+                ("lease", duration("lease of each claimed job, 1s to 1h (default 30s); heartbeat every third of it")),
+                ("wait", duration("wait this long for a job when none is ready (default 0: answer at once; at most 30s)")),
                 ("host", string()),
                 ("pid", json!({"type": "integer", "minimum": 0})),
                 ("version", string()),
@@ -484,7 +538,7 @@ pub fn schemas() -> Value {
             &[
                 ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
                 ("jobs", json!({"type": "array", "maxItems": 1000, "items": object(&[("id", int()), ("attempt", int32())], &["id", "attempt"], true)})),
-                ("lease", duration("new lease from now, 1s to 1h (default: the server's default_lease, 30s unless configured)")),
+                ("lease", duration("new lease from now, 1s to 1h (default 30s)")),
             ],
             &["worker_id"],
             true,
@@ -513,6 +567,13 @@ pub fn schemas() -> Value {
     all["ScheduleCreateRequest"] = schedule_spec(true);
     all["ScheduleDeleted"] = object(&[("deleted", string())], &["deleted"], false);
     let all_map = all.as_object_mut().expect("an object");
+    for (name, fields) in ACCEPTS_NULL {
+        for field in *fields {
+            let property = &mut all_map[*name]["properties"][*field];
+            assert!(property.is_object(), "{name}.{field} is not a property");
+            property["nullable"] = json!(true);
+        }
+    }
     for (name, schema) in view_schemas() {
         all_map.insert(name, schema);
     }
