@@ -7,7 +7,7 @@ use crate::output::Out;
 use crate::UsageError;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use errand::{Client, NewJob, ValidationError};
+use errand::{NewJob, ValidationError};
 use errand_core::parse_duration;
 use errand_runtime::redact_url;
 use std::io::Read;
@@ -20,7 +20,8 @@ pub async fn run(config: &Config, args: &EnqueueArgs, out: &Out) -> anyhow::Resu
         .prepare(&job, None, &config.limits)
         .map_err(flag_error)?;
 
-    let client = Client::builder(config.database_url.clone())
+    let client = config
+        .client()
         .max_args_bytes(config.limits.max_args_bytes)
         .connect()
         .await

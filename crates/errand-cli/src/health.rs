@@ -8,7 +8,6 @@ use crate::cli::HealthArgs;
 use crate::config::Config;
 use crate::output::Out;
 use chrono::Utc;
-use errand::Client;
 use errand_core::parse_duration;
 use errand_runtime::redact_url;
 use serde::Serialize;
@@ -99,7 +98,8 @@ async fn check(config: &Config, workers: bool) -> Checked {
             return Err((None, format!("no database at {path}")));
         }
     }
-    let client = Client::builder(url.clone())
+    let client = config
+        .client()
         .migrate(false)
         .postgres_max_connections(1)
         .connect()

@@ -65,6 +65,11 @@ fn main() -> ExitCode {
     // The guard of a command attempt: before anything else (no runtime, no logging, no
     // configuration), and not a command of `--help`.
     errand_runtime::guard::run_if_requested();
+    // The process's one TLS crypto provider (ring, which builds with a C compiler only; it
+    // lacks post-quantum key exchange, hence rustls's deprecation note), for PostgreSQL and
+    // HTTP alike.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse(); // usage errors exit 2, --help and --version 0
     logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

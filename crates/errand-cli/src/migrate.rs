@@ -4,11 +4,12 @@ use crate::cli::MigrateArgs;
 use crate::config::Config;
 use crate::output::{Cell, Out, Style, Table};
 use anyhow::Context;
-use errand::{Client, MigrationStatus};
+use errand::MigrationStatus;
 use errand_runtime::redact_url;
 
 pub async fn run(config: &Config, args: &MigrateArgs, out: &Out) -> anyhow::Result<()> {
-    let client = Client::builder(config.database_url.clone())
+    let client = config
+        .client()
         .migrate(false)
         .connect()
         .await

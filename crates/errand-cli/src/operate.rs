@@ -49,7 +49,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Client> {
             .into());
         }
     }
-    let client = Client::builder(url.clone())
+    let client = config
+        .client()
         .migrate(false)
         .postgres_max_connections(2)
         .max_args_bytes(config.limits.max_args_bytes)

@@ -39,6 +39,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         );
     }
     let mut runtime = Runtime::builder(config.database_url.clone())
+        .postgres_tls(config.database_tls.clone())
         .limits(config.limits)
         .tasks(config.tasks.clone())
         .queues(queues)

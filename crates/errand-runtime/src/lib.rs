@@ -101,6 +101,7 @@ enum Database {
 #[derive(Debug)]
 pub struct Runtime {
     database: Database,
+    postgres_tls: errand::postgres::PgTls,
     limits: Limits,
     tasks: BTreeMap<String, TaskDefinition>,
     queues: BTreeMap<String, u32>,
@@ -129,6 +130,7 @@ impl Runtime {
     fn on(database: Database) -> Runtime {
         Runtime {
             database,
+            postgres_tls: Default::default(),
             limits: Limits::default(),
             tasks: BTreeMap::new(),
             queues: BTreeMap::new(),
@@ -140,6 +142,13 @@ impl Runtime {
             guard_program: None,
             workers_only: false,
         }
+    }
+
+    /// TLS to PostgreSQL over the URL's own settings (for a runtime built from a URL; see
+    /// [`errand::ClientBuilder::postgres_tls`]).
+    pub fn postgres_tls(mut self, tls: errand::postgres::PgTls) -> Self {
+        self.postgres_tls = tls;
+        self
     }
 
     /// The limits new jobs are checked against (for a runtime built from a URL).

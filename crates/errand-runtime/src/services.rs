@@ -109,6 +109,7 @@ pub(crate) async fn start(rt: Runtime) -> Result<RuntimeHandle, RuntimeError> {
     let (client, database) = match &rt.database {
         Database::Url(url) => {
             let client = Client::builder(url.clone())
+                .postgres_tls(rt.postgres_tls.clone())
                 .max_args_bytes(rt.limits.max_args_bytes)
                 .connect()
                 .await

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 fn main() {
     errand_runtime::guard::run_if_requested();
+    // The test's own HTTP client: reqwest is built with rustls and no crypto provider of its
+    // own, so the process installs ring, as the errand binary does.
+    #[allow(deprecated)]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

@@ -21,8 +21,15 @@ fn is_unavailable_code(code: &str) -> bool {
 /// Converts a driver error into the store's error vocabulary.
 pub(crate) fn map(err: sqlx::Error) -> StoreError {
     match err {
-        sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Tls(e) => StoreError::Unavailable(format!("TLS: {e}")),
+        // A failed handshake reaches here as an I/O error carrying rustls's error.
+        sqlx::Error::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref()) {
+            Some(tls) => StoreError::Unavailable(format!("TLS: {}", tls_message(tls))),
+            None => StoreError::Unavailable(e.to_string()),
+        },
+        sqlx::Error::Tls(e) => StoreError::Unavailable(match e.downcast_ref() {
+            Some(tls) => format!("TLS: {}", tls_message(tls)),
+            None => format!("TLS: {e}"),
+        }),
         sqlx::Error::PoolTimedOut => {
             StoreError::Unavailable("timed out waiting for a database connection".into())
         }
@@ -49,6 +56,33 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
         }
         other => StoreError::Database(other.to_string()),
     }
+}
+
+/// A failed TLS handshake in words that say what to fix: for a certificate the client does
+/// not trust, why and which setting decides it, then rustls's own words.
+fn tls_message(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let hint = match e {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer | C::BadSignature | C::UnhandledCriticalExtension => {
+                "the server's certificate is not signed by a CA this client trusts \
+                 (sslrootcert names the CA to trust besides the system's)"
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the server's certificate does not name the host connected to \
+                 (sslmode=verify-full checks it; connect by a name the certificate holds)"
+            }
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => {
+                "the server's certificate is outside its validity period"
+            }
+            _ => "the server's certificate is not trusted",
+        },
+        _ => return e.to_string(),
+    };
+    format!("{hint}: {e}")
 }
 
 /// The SQLSTATE of a database error, if it is one.

@@ -29,6 +29,8 @@
 //! - **Wake-ups**: the statements that make jobs ready `NOTIFY` the channel
 //!   `errand_ready_<schema>` (delivered on commit), and [`errand_store::Store::subscribe`]
 //!   starts one `LISTEN` task per store that forwards them and reconnects on its own.
+//! - **TLS** (`tls`): libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`, from the URL
+//!   or [`PgOptions::tls`], over rustls with the ring provider.
 
 #[cfg(feature = "bench")]
 pub mod baseline;
@@ -42,6 +44,7 @@ mod rows;
 mod schedules;
 mod sql;
 mod store;
+mod tls;
 mod transaction;
 mod worker_path;
 mod workers;
@@ -54,6 +57,7 @@ pub use enqueue::enqueue_in;
 /// ([`errand_store::CallerTransaction`]) is implemented for its `PgConnection` and
 /// `Transaction<Postgres>`, so an application uses this version for the pool it enqueues in.
 pub use sqlx;
+pub use tls::{PgTls, SslMode, UnknownSslMode};
 pub use transaction::PgMarker;
 
 use chrono::{DateTime, Utc};
@@ -80,6 +84,9 @@ pub struct PgOptions {
     pub schema: Option<String>,
     /// Pool size. Default 10.
     pub max_connections: u32,
+    /// TLS settings on top of the URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`
+    /// (see [`PgTls`]). Default: none, the URL decides.
+    pub tls: PgTls,
 }
 
 impl Default for PgOptions {
@@ -88,6 +95,7 @@ impl Default for PgOptions {
             clock: None,
             schema: None,
             max_connections: 10,
+            tls: PgTls::default(),
         }
     }
 }
@@ -104,8 +112,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Opens a pool to `url` (`postgres://user@host:port/db`). Connections report
-    /// `application_name = errand` and, with [`PgOptions::schema`], use that schema.
+    /// Opens a pool to `url` (`postgres://user@host:port/db`, with libpq's `sslmode`,
+    /// `sslrootcert`, `sslcert` and `sslkey` if wanted, overridden by [`PgOptions::tls`]).
+    /// Connections report `application_name = errand` and, with [`PgOptions::schema`], use
+    /// that schema.
     /// Opens one connection to check the database is reachable
     /// ([`StoreError::Unavailable`] if not). Does not migrate.
     pub async fn connect(url: &str, options: PgOptions) -> StoreResult<PgStore> {
@@ -115,6 +125,7 @@ impl PgStore {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database(format!("invalid database URL: {e}")))?
             .application_name("errand");
+        let connect = tls::apply(connect, url, &options.tls)?;
         let mut pool = PgPoolOptions::new().max_connections(options.max_connections.max(1));
         if let Some(schema) = options.schema.clone() {
             let set = format!("SET search_path TO {schema}");

@@ -4,12 +4,13 @@
 //! An unreachable server fails the tests: nothing is skipped.
 //!
 //! The cross-backend behaviour suite lives in `errand-store-tests`; these cover what is
-//! specific to PostgreSQL: migrations, the query plans, in-transaction enqueue, the database's
-//! clock, `LISTEN`/`NOTIFY` and the queue-count deltas.
+//! specific to PostgreSQL: migrations, the claim plan, in-transaction enqueue, concurrency.
 
 use crate::{enqueue_in, PgOptions, PgStore};
-use chrono::{DateTime, Utc};
-use errand_core::{JobInsert, JobStatus, ManualClock, NewJob, RunAt};
+use chrono::{DateTime, TimeZone, Utc};
+use errand_core::{
+    EventKind, FailAction, JobInsert, JobStatus, ManualClock, NewJob, RescueAction, RunAt,
+};
 use errand_store::*;
 use serde_json::json;
 use sqlx::{Connection, Executor, Row};
@@ -35,6 +36,10 @@ fn random_schema() -> String {
     format!("errand_t_{:016x}", h.finish())
 }
 
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
 /// Runs `body` with a store in a fresh schema (migrated if `migrate`), then drops the schema,
 /// whatever happened.
 async fn with_store<F, Fut>(clock: Option<ManualClock>, migrate: bool, body: F)
@@ -47,6 +52,7 @@ where
         clock: clock.map(|c| Arc::new(c) as Arc<dyn errand_core::Clock>),
         schema: Some(schema),
         max_connections: 8,
+        ..Default::default()
     };
     let store = PgStore::connect(&url(), options)
         .await
@@ -65,6 +71,13 @@ fn job(kind: &str) -> JobInsert {
     NewJob::new(kind, json!({"n": 1}))
         .validate(&Default::default())
         .unwrap()
+}
+
+fn keyed(kind: &str, key: &str) -> JobInsert {
+    JobInsert {
+        unique_key: Some(key.into()),
+        ..job(kind)
+    }
 }
 
 fn claim(worker: &str, limit: u32) -> JobClaim {
@@ -214,7 +227,7 @@ async fn acknowledgements_find_their_jobs_by_primary_key_whatever_the_statistics
             sqlx::query(&explain(crate::worker_path::HEARTBEAT))
                 .bind(&ids)
                 .bind(&attempts)
-                .bind(&workers)
+                .bind("w")
                 .bind(30_000_000_i64)
                 .bind(now)
                 .fetch_all(&mut *conn)
@@ -260,6 +273,491 @@ async fn enqueue_in_follows_the_callers_transaction() {
         let got = store.job_get(out[0].id).await.unwrap().unwrap();
         assert_eq!(got.kind, "c");
         assert_eq!(got.status, JobStatus::Queued);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batch_insert_keeps_input_order_and_dedupes_keys() {
+    let clock = ManualClock::new(t0());
+    with_store(Some(clock.clone()), true, |store| async move {
+        let mut delayed = job("d");
+        delayed.run_at = RunAt::After(Duration::from_millis(1500));
+        let batch = vec![
+            job("a"),
+            keyed("b", "k1"),
+            keyed("c", "k1"),
+            delayed,
+            keyed("e", "k2"),
+        ];
+        let out = store.job_insert_many(&batch).await.unwrap();
+        assert_eq!(out.len(), 5);
+        assert!(out[0].inserted && out[1].inserted && !out[2].inserted);
+        assert_eq!(out[1].id, out[2].id);
+        assert!(out[3].inserted && out[4].inserted);
+        assert!(out[0].id < out[1].id && out[1].id < out[3].id && out[3].id < out[4].id);
+        for (e, want) in out.iter().zip(["a", "b", "b", "d", "e"]) {
+            assert_eq!(store.job_get(e.id).await.unwrap().unwrap().kind, want);
+        }
+        let d = store.job_get(out[3].id).await.unwrap().unwrap();
+        assert_eq!(d.run_at, t0() + chrono::Duration::milliseconds(1500));
+        assert_eq!(d.created_at, t0());
+
+        // The key is live: a second enqueue returns the existing job.
+        let again = store.job_insert_many(&[keyed("x", "k1")]).await.unwrap();
+        assert_eq!(
+            again,
+            vec![Enqueued {
+                id: out[1].id,
+                inserted: false
+            }]
+        );
+
+        // Finished jobs free their key.
+        let claimed = store.job_claim(&claim("w", 10)).await.unwrap();
+        let b = claimed.iter().find(|j| j.id == out[1].id).unwrap();
+        let acks = store
+            .job_complete_many(&[JobComplete {
+                fence: b.fence().unwrap(),
+                result: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(acks, vec![Ack::Done]);
+        let fresh = store.job_insert_many(&[keyed("x", "k1")]).await.unwrap();
+        assert!(fresh[0].inserted);
+        assert_ne!(fresh[0].id, out[1].id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_enqueues_with_one_key_make_one_job() {
+    with_store(None, true, |store| async move {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    let mut batch = vec![keyed("k", "same")];
+                    if i % 2 == 0 {
+                        batch.push(job("plain"));
+                        batch.push(keyed("k", "same"));
+                    }
+                    s.job_insert_many(&batch).await
+                })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        let mut inserted = 0;
+        for h in handles {
+            let out = h.await.unwrap().unwrap();
+            ids.insert(out[0].id);
+            inserted += usize::from(out[0].inserted);
+            if out.len() == 3 {
+                assert_eq!(out[2].id, out[0].id);
+                assert!(!out[2].inserted);
+            }
+        }
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(inserted, 1);
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM errand_jobs WHERE unique_key = 'same'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(n, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_job() {
+    with_store(None, true, |store| async move {
+        let batch: Vec<_> = (0..200).map(|_| job("k")).collect();
+        store.job_insert_many(&batch).await.unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let s = store.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    loop {
+                        let jobs = s.job_claim(&claim(&format!("w{w}"), 7)).await.unwrap();
+                        if jobs.is_empty() {
+                            return got;
+                        }
+                        got.extend(jobs.into_iter().map(|j| j.id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!((n, all.len()), (200, 200));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn worker_path_with_fences_and_events() {
+    let clock = ManualClock::new(t0());
+    let c = clock.clone();
+    with_store(Some(clock), true, move |store| async move {
+        let mut hi = job("hi");
+        hi.priority = 5;
+        let ids: Vec<_> = store
+            .job_insert_many(&[job("lo"), hi, job("lo2")])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        store.queue_pause("default").await.unwrap();
+        assert!(store.job_claim(&claim("w1", 10)).await.unwrap().is_empty());
+        store.queue_resume("default").await.unwrap();
+
+        let got = store.job_claim(&claim("w1", 2)).await.unwrap();
+        assert_eq!(
+            got.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[1], ids[0]]
+        );
+        let j = &got[0];
+        assert_eq!((j.status, j.attempt), (JobStatus::Running, 1));
+        assert_eq!(j.started_at, Some(t0()));
+        assert_eq!(
+            j.lease_expires_at,
+            Some(t0() + chrono::Duration::seconds(30))
+        );
+
+        // Fail with retry: queued later, an error event with the run_at.
+        let failed = store
+            .job_fail(&JobFail {
+                fence: j.fence().unwrap(),
+                error: "boom".into(),
+                action: FailAction::Retry {
+                    delay: Duration::from_millis(5250),
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.status, JobStatus::Queued);
+        assert_eq!(failed.run_at, t0() + chrono::Duration::milliseconds(5250));
+        assert_eq!(failed.last_error.as_deref(), Some("boom"));
+        let ev = store.event_list(j.id).await.unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Error);
+        assert_eq!(ev[0].attempt, 1);
+        assert_eq!(ev[0].worker_id.as_deref(), Some("w1"));
+        assert_eq!(
+            ev[0].data,
+            Some(json!({"next": "retry", "run_at": "2026-01-01T12:00:05.250Z"}))
+        );
+        // The same fence again is stale.
+        let stale = store
+            .job_fail(&JobFail {
+                fence: j.fence().unwrap(),
+                error: "again".into(),
+                action: FailAction::Fail,
+            })
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Stale { attempt: 1, .. })),
+            "{stale:?}"
+        );
+
+        // Heartbeat: held for the live one, not for the failed one; cancel is reported.
+        let other = &got[1];
+        store.job_cancel(&[other.id], Some("stop")).await.unwrap();
+        let beats = store
+            .job_heartbeat_many(&JobHeartbeat {
+                worker_id: "w1".into(),
+                lease: Duration::from_secs(60),
+                jobs: vec![(j.id, 1), (other.id, 1)],
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            beats,
+            vec![
+                LeaseState {
+                    job_id: j.id,
+                    held: false,
+                    cancel_requested: false
+                },
+                LeaseState {
+                    job_id: other.id,
+                    held: true,
+                    cancel_requested: true
+                },
+            ]
+        );
+        let acked = store
+            .job_cancel_ack(&other.fence().unwrap(), Some("stopped"))
+            .await
+            .unwrap();
+        assert_eq!(acked.status, JobStatus::Cancelled);
+        let kinds: Vec<_> = store
+            .event_list(other.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![EventKind::CancelRequested, EventKind::Cancelled]
+        );
+
+        // Rescue: the lease of the remaining job expires.
+        let third = store.job_claim(&claim("w2", 1)).await.unwrap().remove(0);
+        assert_eq!(third.id, ids[2]);
+        let rescue = JobRescue {
+            fence: third.fence().unwrap(),
+            action: RescueAction::Requeue,
+            message: "lease expired".into(),
+        };
+        assert_eq!(
+            store
+                .job_rescue_many(std::slice::from_ref(&rescue))
+                .await
+                .unwrap(),
+            vec![Ack::Stale]
+        );
+        c.advance(Duration::from_secs(31));
+        let stuck = store.job_list_stuck(10).await.unwrap();
+        assert_eq!(
+            stuck.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![third.id]
+        );
+        assert_eq!(
+            store.job_rescue_many(&[rescue]).await.unwrap(),
+            vec![Ack::Done]
+        );
+        let ev = store.event_list(third.id).await.unwrap();
+        assert_eq!(ev[0].kind, EventKind::Rescued);
+        assert_eq!(ev[0].data, Some(json!({"action": "requeue"})));
+
+        // Release gives the attempt back.
+        let again = store.job_claim(&claim("w3", 10)).await.unwrap();
+        let pairs: Vec<_> = again.iter().map(|j| (j.id, j.attempt)).collect();
+        assert_eq!(pairs, vec![(ids[1], 2), (third.id, 2)]);
+        let fences: Vec<_> = again.iter().map(|j| j.fence().unwrap()).collect();
+        assert_eq!(
+            store.job_release_many(&fences).await.unwrap(),
+            vec![Ack::Done, Ack::Done]
+        );
+        assert_eq!(
+            store.job_release_many(&fences).await.unwrap(),
+            vec![Ack::Stale, Ack::Stale]
+        );
+        let back = store.job_get(third.id).await.unwrap().unwrap();
+        assert_eq!((back.status, back.attempt), (JobStatus::Queued, 1));
+
+        // Complete.
+        c.advance(Duration::from_secs(10));
+        let all = store.job_claim(&claim("w4", 10)).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let items: Vec<_> = all
+            .iter()
+            .map(|j| JobComplete {
+                fence: j.fence().unwrap(),
+                result: Some(json!({"ok": true})),
+            })
+            .collect();
+        assert_eq!(
+            store.job_complete_many(&items).await.unwrap(),
+            vec![Ack::Done, Ack::Done]
+        );
+        assert_eq!(
+            store.job_complete_many(&items).await.unwrap(),
+            vec![Ack::Stale, Ack::Stale]
+        );
+        let done = store.job_get(all[0].id).await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Succeeded);
+        assert_eq!(done.result, Some(json!({"ok": true})));
+        assert_eq!(done.lease_expires_at, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operator_actions_lists_and_stats() {
+    let clock = ManualClock::new(t0());
+    let c = clock.clone();
+    with_store(Some(clock), true, move |store| async move {
+        let mut later = job("later");
+        later.run_at = RunAt::At(t0() + chrono::Duration::hours(1));
+        let ids: Vec<_> = store
+            .job_insert_many(&[job("a"), keyed("b", "k"), later])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        store.queue_pause("idle").await.unwrap();
+        let stats = store.queue_stats().await.unwrap();
+        assert_eq!(stats.len(), 2);
+        let d = &stats[0];
+        assert_eq!((d.queue.as_str(), d.queued, d.scheduled), ("default", 3, 1));
+        assert_eq!(d.oldest_ready_run_at, Some(t0()));
+        assert_eq!(d.as_of, t0());
+        assert_eq!((stats[1].queue.as_str(), stats[1].paused), ("idle", true));
+
+        // Fail the keyed job permanently, enqueue another with its key, retry is refused.
+        let jobs = store.job_claim(&claim("w", 2)).await.unwrap();
+        let b = jobs.iter().find(|j| j.id == ids[1]).unwrap();
+        store
+            .job_fail(&JobFail {
+                fence: b.fence().unwrap(),
+                error: "bad".into(),
+                action: FailAction::Fail,
+            })
+            .await
+            .unwrap();
+        let newer = store.job_insert_many(&[keyed("b", "k")]).await.unwrap()[0];
+        assert!(newer.inserted);
+        assert_eq!(
+            store.job_retry(&[ids[1], 999_999]).await.unwrap(),
+            vec![
+                RetryOutcome::Unchanged {
+                    id: ids[1],
+                    status: JobStatus::Failed
+                },
+                RetryOutcome::NotFound { id: 999_999 }
+            ]
+        );
+        store.job_cancel(&[newer.id], None).await.unwrap();
+        assert_eq!(
+            store.job_retry(&[ids[1]]).await.unwrap(),
+            vec![RetryOutcome::Retried { id: ids[1] }]
+        );
+        let r = store.job_get(ids[1]).await.unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.attempt, r.worker_id),
+            (JobStatus::Queued, 0, None)
+        );
+        let ev = store.event_list(ids[1]).await.unwrap();
+        assert_eq!(ev.last().unwrap().kind, EventKind::Retried);
+        assert_eq!(
+            ev.last().unwrap().data,
+            Some(json!({"previous_status": "failed", "previous_attempt": 1}))
+        );
+
+        // Bulk retry of failed ones.
+        let a = jobs.iter().find(|j| j.id == ids[0]).unwrap();
+        store
+            .job_fail(&JobFail {
+                fence: a.fence().unwrap(),
+                error: "x".into(),
+                action: FailAction::Fail,
+            })
+            .await
+            .unwrap();
+        let filter = RetryFailed {
+            queue: Some("default".into()),
+            kind: Some("a".into()),
+            limit: 10,
+        };
+        assert_eq!(store.job_retry_failed(&filter).await.unwrap(), 1);
+        assert_eq!(store.job_retry_failed(&filter).await.unwrap(), 0);
+
+        // Lists: derived states and paging.
+        let list = |state: &str| JobList {
+            state: Some(state.parse().unwrap()),
+            ..Default::default()
+        };
+        let scheduled = store.job_list(&list("scheduled")).await.unwrap();
+        assert_eq!(
+            scheduled.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[2]]
+        );
+        assert_eq!(
+            store.job_list(&list("cancelled")).await.unwrap().jobs.len(),
+            1
+        );
+        let page1 = store
+            .job_list(&JobList {
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page1.jobs.len(), 2);
+        let page2 = store
+            .job_list(&JobList {
+                limit: 2,
+                before_id: page1.next_cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page2.jobs.len(), 2);
+        assert_eq!(page2.next_cursor, None);
+
+        // Purge finished jobs.
+        c.advance(Duration::from_secs(3600));
+        let purge = JobPurge {
+            statuses: vec![JobStatus::Cancelled, JobStatus::Succeeded],
+            finished_before: t0() + chrono::Duration::minutes(1),
+            limit: 10,
+        };
+        assert_eq!(store.job_purge(&purge).await.unwrap(), 1);
+        assert_eq!(store.job_get(newer.id).await.unwrap(), None);
+        assert!(store.event_list(newer.id).await.unwrap().is_empty());
+
+        // Events on a missing job.
+        let missing = store
+            .event_insert(&errand_core::NewEvent {
+                job_id: 999_999,
+                kind: EventKind::Cancelled,
+                attempt: 0,
+                worker_id: None,
+                message: None,
+                data: None,
+            })
+            .await;
+        assert!(
+            matches!(missing, Err(StoreError::NotFound(999_999))),
+            "{missing:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bulk_retry_never_makes_two_live_jobs_share_a_key() {
+    with_store(Some(ManualClock::new(t0())), true, |store| async move {
+        let mut failed = Vec::new();
+        for _ in 0..2 {
+            let id = store.job_insert_many(&[keyed("k", "one")]).await.unwrap()[0].id;
+            let j = store.job_claim(&claim("w", 1)).await.unwrap().remove(0);
+            assert_eq!(j.id, id);
+            store
+                .job_fail(&JobFail {
+                    fence: j.fence().unwrap(),
+                    error: "x".into(),
+                    action: FailAction::Fail,
+                })
+                .await
+                .unwrap();
+            failed.push(id);
+        }
+        let all = RetryFailed {
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.job_retry_failed(&all).await.unwrap(), 1);
+        assert_eq!(store.job_retry_failed(&all).await.unwrap(), 0);
+        let first = store.job_get(failed[0]).await.unwrap().unwrap();
+        let second = store.job_get(failed[1]).await.unwrap().unwrap();
+        assert_eq!(
+            (first.status, second.status),
+            (JobStatus::Queued, JobStatus::Failed)
+        );
     })
     .await;
 }

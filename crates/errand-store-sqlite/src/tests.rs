@@ -371,6 +371,128 @@ async fn options_and_target_suffix() {
     assert!(format!("{store:?}").contains("SqliteStore"));
 }
 
+#[tokio::test]
+async fn claim_orders_by_priority_then_run_at_then_id() {
+    let db = TempDb::new("claim");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    let mk = |prio: i32, delay_ms: i64| {
+        let mut j = NewJob::new("k", serde_json::json!({}));
+        j.priority = Some(prio);
+        j.run_at = Some(start() + chrono::Duration::milliseconds(delay_ms));
+        j.validate(&Limits::default()).unwrap()
+    };
+    let ids: Vec<i64> = store
+        .job_insert_many(&[mk(0, 0), mk(5, 2), mk(5, 1), mk(0, 0), mk(9, 60_000)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    clock.advance(Duration::from_secs(1));
+    let claim = JobClaim {
+        queue: "default".into(),
+        worker_id: "w1".into(),
+        limit: 10,
+        lease: Duration::from_secs(30),
+    };
+    let got: Vec<i64> = store
+        .job_claim(&claim)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![ids[2], ids[1], ids[0], ids[3]]);
+}
+
+/// Retrying a failed job whose unique key is now held by a live job would break the
+/// live-unique index: the job is left failed (reported unchanged), and bulk retry skips it
+/// so that callers looping until 0 stop.
+#[tokio::test]
+async fn retry_leaves_a_failed_job_whose_unique_key_is_live_again() {
+    use errand_core::{FailAction, JobStatus};
+    use errand_store::{JobComplete, JobFail, RetryFailed, RetryOutcome};
+    let db = TempDb::new("retry-unique");
+    let clock = ManualClock::new(start());
+    let store = open(&db, &clock).await;
+    store.migrate().await.unwrap();
+    let keyed = || {
+        let mut j = NewJob::new("nightly", serde_json::json!({}));
+        j.unique_key = Some("K".into());
+        j.max_attempts = Some(1);
+        j.validate(&Limits::default()).unwrap()
+    };
+    let claim = JobClaim {
+        queue: "default".into(),
+        worker_id: "w".into(),
+        limit: 1,
+        lease: Duration::from_secs(30),
+    };
+    let mut failed = Vec::new();
+    for _ in 0..2 {
+        store.job_insert_many(&[keyed()]).await.unwrap();
+        let job = store.job_claim(&claim).await.unwrap().remove(0);
+        store
+            .job_fail(&JobFail {
+                fence: job.fence().unwrap(),
+                error: "boom".into(),
+                action: FailAction::Fail,
+            })
+            .await
+            .unwrap();
+        failed.push(job.id);
+    }
+    let live = store.job_insert_many(&[keyed()]).await.unwrap()[0];
+    assert!(live.inserted);
+
+    let out = store.job_retry(&failed).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            RetryOutcome::Unchanged {
+                id: failed[0],
+                status: JobStatus::Failed
+            },
+            RetryOutcome::Unchanged {
+                id: failed[1],
+                status: JobStatus::Failed
+            },
+        ]
+    );
+    let all = RetryFailed {
+        queue: None,
+        kind: None,
+        limit: 10,
+    };
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 0);
+
+    // Once the live job finishes, the first failed one comes back; the second then finds
+    // the key taken again.
+    let job = store.job_claim(&claim).await.unwrap().remove(0);
+    assert_eq!(job.id, live.id);
+    store
+        .job_complete_many(&[JobComplete {
+            fence: job.fence().unwrap(),
+            result: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 1);
+    assert_eq!(store.job_retry_failed(&all).await.unwrap(), 0);
+    let statuses: Vec<_> = statuses_of(&store, &failed).await;
+    assert_eq!(statuses, vec![JobStatus::Queued, JobStatus::Failed]);
+}
+
+async fn statuses_of(store: &SqliteStore, ids: &[i64]) -> Vec<errand_core::JobStatus> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(store.job_get(*id).await.unwrap().unwrap().status);
+    }
+    out
+}
+
 /// Hints go out after commit to every subscriber of the store and its clones; a write that
 /// rolls back sends nothing; a second store on the same file (another process, in effect)
 /// hears nothing.

@@ -93,6 +93,7 @@ async fn harness(backend: TestBackend) -> (Harness, Cleanup) {
                     clock: Some(Arc::new(clock.clone())),
                     schema: Some(schema),
                     max_connections: 12,
+                    ..Default::default()
                 },
             )
             .await

@@ -52,15 +52,16 @@ pub struct JobFail {
 /// Parameters of [`crate::Store::job_heartbeat_many`].
 #[derive(Debug, Clone)]
 pub struct JobHeartbeat {
+    pub worker_id: String,
     pub lease: Duration,
-    /// The fence of each running job the worker holds, as its claim gave it.
-    pub fences: Vec<Fence>,
+    /// (job id, attempt) of each running job the worker holds.
+    pub jobs: Vec<(JobId, i32)>,
 }
 
-/// What a heartbeat learned about one job, named by the fence it was sent with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a heartbeat learned about one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseState {
-    pub fence: Fence,
+    pub job_id: JobId,
     /// False when the worker lost the job (rescued, or cancelled and acknowledged elsewhere):
     /// it must stop the handler and record nothing.
     pub held: bool,
@@ -147,11 +148,13 @@ impl std::str::FromStr for StateFilter {
         if let Ok(st) = s.parse::<JobStatus>() {
             return Ok(StateFilter::Status(st));
         }
-        match s.parse::<DerivedState>() {
-            Ok(d) => Ok(StateFilter::Derived(d)),
-            Err(_) => Err(format!(
-                "unknown state `{s}` (expected one of: {})",
-                errand_core::job::words(&DerivedState::state_words())
+        match s {
+            "scheduled" => Ok(StateFilter::Derived(DerivedState::Scheduled)),
+            "retrying" => Ok(StateFilter::Derived(DerivedState::Retrying)),
+            "stuck" => Ok(StateFilter::Derived(DerivedState::Stuck)),
+            _ => Err(format!(
+                "unknown state `{s}` (expected one of: queued, running, succeeded, failed, \
+                 cancelled, scheduled, retrying, stuck)"
             )),
         }
     }
@@ -299,9 +302,6 @@ pub enum ScheduleSource {
 }
 
 impl ScheduleSource {
-    /// Every source.
-    pub const ALL: [ScheduleSource; 2] = [ScheduleSource::Config, ScheduleSource::Api];
-
     /// The stored word: `config` or `api`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -426,9 +426,6 @@ pub enum FireKind {
 }
 
 impl FireKind {
-    /// Every outcome.
-    pub const ALL: [FireKind; 3] = [FireKind::Enqueued, FireKind::Skipped, FireKind::Triggered];
-
     /// The stored word.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -39,6 +39,8 @@ pub struct ClientBuilder {
     pg_schema: Option<String>,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pg_max_connections: u32,
+    #[cfg(feature = "postgres")]
+    pg_tls: errand_store_postgres::PgTls,
 }
 
 impl ClientBuilder {
@@ -70,6 +72,14 @@ impl ClientBuilder {
     /// PostgreSQL only: size of the connection pool (default 10).
     pub fn postgres_max_connections(mut self, n: u32) -> Self {
         self.pg_max_connections = n;
+        self
+    }
+
+    /// PostgreSQL only: TLS settings that override the URL's `sslmode`, `sslrootcert`,
+    /// `sslcert` and `sslkey` (default: none, the URL decides).
+    #[cfg(feature = "postgres")]
+    pub fn postgres_tls(mut self, tls: crate::postgres::PgTls) -> Self {
+        self.pg_tls = tls;
         self
     }
 
@@ -106,6 +116,7 @@ impl ClientBuilder {
             clock: self.clock.clone(),
             schema: self.pg_schema.clone(),
             max_connections: self.pg_max_connections,
+            tls: self.pg_tls.clone(),
         };
         Ok(Arc::new(
             errand_store_postgres::PgStore::connect(url, options).await?,
@@ -191,6 +202,8 @@ impl Client {
             clock: None,
             pg_schema: None,
             pg_max_connections: 10,
+            #[cfg(feature = "postgres")]
+            pg_tls: Default::default(),
         }
     }
 

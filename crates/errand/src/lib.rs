@@ -42,7 +42,6 @@ mod queues;
 mod remote;
 pub mod scheduler;
 mod schedules;
-pub mod views;
 
 pub use client::{Client, ClientBuilder};
 pub use enqueue::Enqueue;
@@ -79,10 +78,13 @@ pub use errand_store::CallerTransaction;
 /// PostgreSQL specifics (the `postgres` feature): the sqlx Errand is built on, whose
 /// `Transaction<Postgres>` and `PgConnection` implement [`CallerTransaction`], so
 /// [`Enqueue::send_in`] takes them. Use this sqlx (or the same version) for the pool your
-/// application enqueues in.
+/// application enqueues in. [`PgTls`](postgres::PgTls) and [`SslMode`](postgres::SslMode)
+/// are the TLS settings of [`ClientBuilder::postgres_tls`] (libpq's `sslmode`,
+/// `sslrootcert`, `sslcert`, `sslkey`).
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use errand_store_postgres::sqlx;
+    pub use errand_store_postgres::{PgTls, SslMode, UnknownSslMode};
 }
 
 /// Not part of the API and not covered by semver: the store underneath a client, for

@@ -4,6 +4,7 @@
 
 use super::keys::*;
 use super::server::SERVER_KEYS;
+use super::tls::DATABASE_TLS_KEYS;
 use super::ConfigError;
 use std::collections::{BTreeSet, HashMap};
 use toml::{Table, Value};
@@ -23,6 +24,7 @@ pub(super) fn apply_env(
     };
     applier.set_in(root, &[], "database_url", Kind::Str)?;
     for (section, keys) in [
+        ("database_tls", DATABASE_TLS_KEYS),
         ("workers", WORKERS_KEYS),
         ("limits", LIMITS_KEYS),
         ("server", SERVER_KEYS),

@@ -22,6 +22,7 @@
 //! | `read` | the tree read into a [`Config`], each value checked and errors naming the key |
 //! | `tasks` | `[tasks.NAME]`: queue, handler (command, http, remote), timeout, attempts, backoff |
 //! | `server` | `[server]`: address, tokens, body and connection limits |
+//! | `tls` | `[database_tls]`: TLS to PostgreSQL beside `database_url` |
 
 mod env;
 mod keys;
@@ -31,6 +32,7 @@ mod server;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use errand_runtime::{
     Handler, RetentionSettings, SchedulerSettings, ServerSettings, TaskDefinition, WorkerSettings,
@@ -56,6 +58,8 @@ pub struct Config {
     /// Where it came from: a file, or `None` for zero config.
     pub source: Option<PathBuf>,
     pub database_url: String,
+    /// `[database_tls]`: TLS to PostgreSQL, over the URL's own `sslmode` and friends.
+    pub database_tls: errand::postgres::PgTls,
     pub workers: WorkerSettings,
     pub limits: Limits,
     /// Queue name to concurrency.
@@ -76,6 +80,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// A client builder on the configured database, with its TLS settings: the one way the
+    /// commands open it.
+    pub fn client(&self) -> errand::ClientBuilder {
+        errand::Client::builder(self.database_url.clone()).postgres_tls(self.database_tls.clone())
+    }
+
     /// The tasks as the library's task settings (every new job of a configured kind takes
     /// them, on every path).
     pub fn task_catalog(&self) -> errand::TaskCatalog {

@@ -18,6 +18,7 @@ use toml::Value;
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawConfig {
     pub database_url: Option<Value>,
+    pub database_tls: Option<RawDatabaseTls>,
     pub workers: Option<RawWorkers>,
     pub limits: Option<RawLimits>,
     pub queues: Option<Tables<RawQueue>>,
@@ -26,6 +27,16 @@ pub(super) struct RawConfig {
     pub scheduler: Option<RawScheduler>,
     pub schedules: Option<Tables<errand::ScheduleSpec>>,
     pub retention: Option<RawRetention>,
+}
+
+/// `[database_tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawDatabaseTls {
+    pub mode: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub cert_file: Option<Value>,
+    pub key_file: Option<Value>,
 }
 
 /// `[workers]`.

@@ -141,6 +141,10 @@ impl Reader<'_> {
             }
             None => DEFAULT_DATABASE.to_string(),
         };
+        let database_tls = match root.database_tls {
+            Some(t) => self.database_tls(t)?,
+            None => Default::default(),
+        };
         let workers = match root.workers {
             Some(w) => self.workers(w)?,
             None => WorkerSettings::default(),
@@ -231,6 +235,7 @@ impl Reader<'_> {
         Ok(Config {
             source: None,
             database_url,
+            database_tls,
             workers,
             limits,
             queues,

@@ -126,7 +126,7 @@ fn unknown_keys_are_named_with_their_path_and_the_expected_ones() {
     assert_eq!(
         error("databse_url = \"x\"\n"),
         "errand.toml: unknown key \"databse_url\" (did you mean \"database_url\"?); expected one \
-         of: database_url, workers, limits, queues, tasks, server, scheduler, schedules, retention"
+         of: database_url, database_tls, workers, limits, queues, tasks, server, scheduler, schedules, retention"
     );
     assert!(error("[workers]\nleese = \"1s\"\n")
         .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -751,6 +751,7 @@ fn the_readme_reference_lists_every_key() {
         }
     };
     check("", &["database_url"]);
+    check("[database_tls]", keys_of::<RawDatabaseTls>());
     check("[workers]", keys_of::<RawWorkers>());
     check("[limits]", keys_of::<RawLimits>());
     check("[queues.", keys_of::<RawQueue>());

@@ -84,7 +84,7 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_bin}: {e}; {INSTALL}"));
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PATIENCE;
         loop {

@@ -32,7 +32,7 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
     env.run(&["migrate"]).await;
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let post = |path: &str, body: Value, token: &str| {
         http.post(format!("{base}{path}"))
             .bearer_auth(token)

@@ -54,6 +54,20 @@ pub fn postgres_server() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
+/// A client for the tests' own HTTP requests. reqwest is built with rustls and no crypto
+/// provider of its own (the binary installs ring at start), so the test process installs ring
+/// first.
+pub fn http_client() -> reqwest::Client {
+    http_builder().build().unwrap()
+}
+
+/// [`http_client`]'s builder, for tests that need other settings.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    #[allow(deprecated)] // ring has no post-quantum key exchange; the binary uses it too
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 pub fn unique() -> String {
     format!("{}_{:016x}", std::process::id(), fastrand_u64())
 }

@@ -93,7 +93,7 @@ async fn full_disk(env: Env) {
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
     serve.ready().await;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let enqueue = |args: Value| {
         http.post(format!("{base}/v1/jobs"))
             .json(&json!({"kind": "k", "args": args}))

@@ -55,7 +55,7 @@ async fn an_unknown_queue_is_refused_unless_forced(env: Env) {
     // The same rule over HTTP: 404 without force=true.
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let r = http
         .post(format!("{base}/v1/queues/typo/pause"))
         .send()
@@ -108,7 +108,7 @@ async fn durations_and_ids_are_read_strictly(env: Env) {
     let id = common::enqueued_id(&env.run(&["enqueue", "k", "--delay", "1m30s"]).await);
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let r = http
         .post(format!("{base}/v1/jobs"))
         .json(&json!({"kind": "k", "delay": "1s1s"}))

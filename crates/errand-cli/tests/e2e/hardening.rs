@@ -31,7 +31,7 @@ async fn a_job_enqueued_over_http_takes_its_task_queue_and_runs(env: Env) {
     );
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
-    let r = reqwest::Client::new()
+    let r = crate::common::http_client()
         .post(format!("{base}/v1/jobs"))
         .json(&json!({"kind": "send_email", "args": {"to": "ada@example.com"}}))
         .send()
@@ -77,7 +77,7 @@ async fn a_server_without_local_tasks_rescues_remote_workers_jobs(env: Env) {
     let id = enqueued_id(&env.run(&["enqueue", "embed"]).await);
     let serve = env.spawn(&["serve"], &[]);
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
-    let r: Value = reqwest::Client::new()
+    let r: Value = crate::common::http_client()
         .post(format!("{base}/v1/worker/claim"))
         .json(&json!({"worker_id": "gone", "queues": ["gpu"], "lease": "1s"}))
         .send()

@@ -4,6 +4,7 @@
 //! backend. `postgres_only` holds what needs several processes on one PostgreSQL database
 //! or a private PostgreSQL server to restart.
 
+mod certs;
 mod common;
 mod private_pg;
 mod sink;
@@ -30,3 +31,4 @@ mod ops;
 mod postgres_only;
 mod schedule_ops;
 mod schedules;
+mod tls_postgres;

@@ -5,7 +5,7 @@
 //! `initdb` refuses to run as root, so as root the server's programs run as the `postgres`
 //! user (`runuser`) in a folder owned by it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ pub struct PrivatePostgres {
     dir: PathBuf,
     /// The user the programs run as (`Some` when the test runs as root).
     run_as: Option<&'static str>,
+    /// Server options beyond the usual ones (see [`start_with`](Self::start_with)).
+    extra: String,
     pub port: u16,
 }
 
@@ -29,6 +31,17 @@ impl PrivatePostgres {
 
     /// initdb and start a server; panics (after cleaning up) if that fails.
     pub async fn start(bin: PathBuf) -> PrivatePostgres {
+        PrivatePostgres::start_with(bin, |_| String::new()).await
+    }
+
+    /// Like [`start`](Self::start), with `configure` run on the fresh data folder first: it
+    /// may write files there (given to the server's user afterwards; `pg_hba.conf`,
+    /// certificates) and returns server options added to the usual ones (`-c ssl=on ...`;
+    /// a later `-c` of the same setting wins).
+    pub async fn start_with(
+        bin: PathBuf,
+        configure: impl FnOnce(&Path) -> String,
+    ) -> PrivatePostgres {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let dir = std::env::temp_dir().join(format!("errand-e2e-pg-{}", crate::common::unique()));
@@ -37,6 +50,7 @@ impl PrivatePostgres {
             bin,
             dir,
             run_as: root.then_some("postgres"),
+            extra: String::new(),
             port: 0,
         };
         if root {
@@ -61,6 +75,16 @@ impl PrivatePostgres {
             ],
         )
         .await;
+        pg.extra = configure(&pg.data());
+        if root {
+            let (uid, gid) = user_ids("postgres").expect("checked above");
+            for entry in std::fs::read_dir(pg.data()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+                }
+            }
+        }
         // A free port can be taken between our probe and the server's bind: try a few.
         let mut last = String::new();
         for _ in 0..5 {
@@ -130,10 +154,22 @@ impl PrivatePostgres {
     fn options(&self) -> String {
         format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c fsync=off -c full_page_writes=off -c max_connections=60",
+             -c fsync=off -c full_page_writes=off -c max_connections=60 {}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         )
+    }
+
+    /// `createdb NAME` over the server's Unix socket.
+    pub async fn create_database(&self, name: &str) {
+        let dir = self.dir.display().to_string();
+        let port = self.port.to_string();
+        self.run(
+            "createdb",
+            &["-h", &dir, "-p", &port, "-U", "postgres", name],
+        )
+        .await;
     }
 
     /// The server's log so far.

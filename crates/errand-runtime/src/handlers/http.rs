@@ -21,6 +21,8 @@ use reqwest::{StatusCode, Url};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::tls::{client_config, HttpTls};
+
 /// How much of an error response's body goes into the job's error.
 const ERROR_BODY_BYTES: usize = 1024;
 /// The largest 2xx body read as a result; past it the job succeeds without one.
@@ -59,10 +61,11 @@ impl HttpHandler {
         })
     }
 
-    /// The client every HTTP handler of a process shares: no redirects, a recognisable
-    /// user agent.
-    pub fn client() -> Result<reqwest::Client, String> {
+    /// A client for HTTP handlers, shared by every task with the same `tls` so connections are
+    /// pooled: no redirects, a recognisable user agent, TLS as [`HttpTls`] says.
+    pub fn client(tls: &HttpTls) -> Result<reqwest::Client, String> {
         reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(tls)?)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("errand/", env!("CARGO_PKG_VERSION")))
             .build()

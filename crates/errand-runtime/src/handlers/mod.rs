@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod http;
+pub mod tls;
 
 use crate::settings::{Handler, TaskDefinition, WorkerSettings};
 use crate::RuntimeError;
@@ -67,7 +68,9 @@ pub fn register_all(
             Handler::Http { url, headers } => {
                 let client = match &http_client {
                     Some(c) => c,
-                    None => http_client.insert(HttpHandler::client().map_err(setup)?),
+                    None => {
+                        http_client.insert(HttpHandler::client(&Default::default()).map_err(setup)?)
+                    }
                 };
                 let handler =
                     Arc::new(HttpHandler::new(client.clone(), url, headers).map_err(setup)?);

@@ -161,7 +161,7 @@ async fn bad_input_is_a_4xx_that_names_the_problem_and_changes_nothing(h: Harnes
     let mut api = start_with(&h, |c| c.max_body_bytes = 64 * 1024).await;
     // The server answers 413 without reading the body and then closes the connection: no
     // reuse, or the next request may go out on the closed one.
-    api.http = reqwest::Client::builder()
+    api.http = crate::common::http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();

@@ -63,10 +63,18 @@ async fn serve(client: Client, configure: impl FnOnce(&mut ServerConfig)) -> Api
     tokio::spawn(async move { axum::serve(listener, app).await });
     Api {
         base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
+        http: http_builder().build().unwrap(),
         token: with_tokens.then(|| "tok-admin".to_string()),
         client,
     }
+}
+
+/// A reqwest client builder. reqwest is built with rustls and no crypto provider of its own
+/// (the errand binary installs ring at start), so the test process installs ring first.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    #[allow(deprecated)] // ring has no post-quantum key exchange; the binary uses it too
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 /// A response: status and body (JSON, or the text as a JSON string).
