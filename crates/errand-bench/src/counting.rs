@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
@@ -78,7 +78,7 @@ impl Store for Counting {
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
         self.inner.job_insert_many(jobs).await
     }
-    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
         let t = Instant::now();
         let jobs = self.inner.job_claim(claim).await?;
         let us = t.elapsed().as_micros() as u64;

@@ -313,10 +313,20 @@ pub enum JobsCommand {
     Rescue,
 }
 
+/// The help of `--state`: the stored states and the derived views, from their definitions.
+fn state_help() -> String {
+    let words = |w: &[&str]| w.join(", ");
+    format!(
+        "{}, or derived: {}",
+        words(&errand::JobStatus::ALL.map(errand::JobStatus::as_str)),
+        words(&errand::DerivedState::ALL.map(errand::DerivedState::as_str))
+    )
+}
+
 #[derive(Debug, Args)]
 pub struct JobsListArgs {
-    /// queued, running, succeeded, failed, cancelled, or derived: scheduled, retrying, stuck
-    #[arg(long, visible_alias = "status", value_name = "STATE")]
+    /// A stored or a derived state (the list comes from `state_help`)
+    #[arg(long, visible_alias = "status", value_name = "STATE", help = state_help())]
     pub state: Option<String>,
 
     /// Only this queue

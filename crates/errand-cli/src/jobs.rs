@@ -10,6 +10,7 @@ use crate::output::{absolute, age, rfc3339, when, Cell, Out, Progress, Style, Ta
 use crate::views::{self, state_word};
 use crate::UsageError;
 use chrono::{DateTime, Utc};
+use errand::views::{JobDetailView, JobPageView, JobView, Redact};
 use errand::{
     CancelOutcome, Client, Event, EventKind, Job, JobList, JobStatus, RetryOutcome, StateFilter,
 };
@@ -121,8 +122,7 @@ async fn list(config: &Config, args: &JobsListArgs, out: &Out) -> anyhow::Result
     let page = client.list(&filter).await?;
     let now = out.now();
     if out.json() {
-        let jobs: Vec<_> = page.jobs.iter().map(|j| views::job(j, now)).collect();
-        return out.print_json(&json!({"jobs": jobs, "next_cursor": page.next_cursor}));
+        return out.print_json(&JobPageView::new(&page, now).redacted());
     }
     out.table(&job_table(&page.jobs, now), "no jobs match");
     if let Some(cursor) = page.next_cursor {
@@ -146,8 +146,7 @@ async fn show(config: &Config, arg: &JobIdArg, out: &Out) -> anyhow::Result<()> 
     let events = client.job_with_events(id).await?.1;
     let now = out.now();
     if out.json() {
-        let events: Vec<_> = events.iter().map(views::event).collect();
-        return out.print_json(&json!({"job": views::job(&job, now), "events": events}));
+        return out.print_json(&JobDetailView::new(&job, &events, now).redacted());
     }
     print_job(&job, &events, out);
     Ok(())
@@ -613,7 +612,10 @@ async fn stuck(config: &Config, args: &LimitArg, out: &Out) -> anyhow::Result<()
     let jobs = client.stuck(args.limit).await?;
     let now = out.now();
     if out.json() {
-        let jobs: Vec<_> = jobs.iter().map(|j| views::job(j, now)).collect();
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|j| JobView::new(j, now).redacted())
+            .collect();
         return out.print_json(&json!({"jobs": jobs}));
     }
     let mut table = Table::new([

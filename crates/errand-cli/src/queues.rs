@@ -4,8 +4,8 @@
 use crate::cli::{QueueNameArgs, QueuesCommand, WorkersCommand};
 use crate::config::Config;
 use crate::operate::connect;
-use crate::output::{rfc3339, Cell, Out, Style, Table};
-use crate::views;
+use crate::output::{Cell, Out, Style, Table};
+use errand::views::{QueueView, WorkerView};
 use errand::Client;
 use serde_json::json;
 
@@ -32,19 +32,10 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
             .and_then(|s| s.paused_at)
     };
     if out.json() {
-        let queues: Vec<_> = stats
-            .iter()
-            .map(|s| {
-                json!({
-                    "name": s.queue,
-                    "paused": s.paused,
-                    "paused_at": paused_at(&s.queue).map(rfc3339),
-                    "queued": s.queued,
-                    "running": s.running,
-                    "failed": s.failed,
-                })
-            })
-            .collect();
+        // The view `errand stats` and `GET /v1/queues` print: what finished in the last hour.
+        let window = chrono::TimeDelta::hours(1);
+        let finished = client.finished_stats(now - window, None, None).await?;
+        let queues = QueueView::list(&stats, &settings, &finished, window);
         return out.print_json(&json!({"queues": queues}));
     }
     let mut table = Table::new([
@@ -155,7 +146,7 @@ pub async fn workers(config: &Config, command: &WorkersCommand, out: &Out) -> an
     let workers = client.workers().await?;
     let now = out.now();
     if out.json() {
-        let list: Vec<_> = workers.iter().map(|w| views::worker(w, now)).collect();
+        let list: Vec<_> = workers.iter().map(|w| WorkerView::new(w, now)).collect();
         return out.print_json(&json!({"workers": list}));
     }
     let mut table = Table::new([

@@ -9,10 +9,9 @@ use crate::cli::{
 use crate::config::Config;
 use crate::operate::{connect, plural, PartlyApplied};
 use crate::output::{format_duration_ms, when, Cell, Out, Style, Table};
-use crate::views::{self, written};
 use crate::UsageError;
 use chrono::{DateTime, Utc};
-use errand::schedule::Schedule;
+use errand::views::{Redact, ScheduleDetailView, ScheduleView, Written};
 use errand::{Client, FireRecord, Job, ScheduleDetail, ScheduleInfo, StoreError};
 use serde_json::json;
 
@@ -125,7 +124,7 @@ async fn list(config: &Config, out: &Out) -> anyhow::Result<()> {
     if out.json() {
         let list: Vec<_> = rows
             .iter()
-            .map(|(i, j)| views::schedule(i, j.as_ref()))
+            .map(|(i, j)| ScheduleView::new(i, j.as_ref()).redacted())
             .collect();
         return out.print_json(&json!({"schedules": list}));
     }
@@ -162,21 +161,20 @@ async fn list(config: &Config, out: &Out) -> anyhow::Result<()> {
 
 /// `in 5h (2026-11-24 02:00:00Z)`, and the wall clock of a cron schedule's zone when that is
 /// not UTC.
-fn fire_cells(now: DateTime<Utc>, checked: Option<&Schedule>, at: DateTime<Utc>) -> (Cell, Cell) {
-    let local = views::local(checked, at).map(|(_, text)| text);
+fn fire_cells(now: DateTime<Utc>, written: &Written, at: DateTime<Utc>) -> (Cell, Cell) {
+    let local = written.local(at).map(|(_, text)| text);
     (Cell::time(now, at), Cell::opt(local))
 }
 
 /// The zone column's header, when the schedule has a zone other than UTC.
 fn zone_header(info: &ScheduleInfo) -> Option<String> {
-    let spec = written(info).spec?;
-    views::timezone(&spec).filter(|tz| tz != "UTC")
+    Written::of(info).timezone().filter(|tz| tz != "UTC")
 }
 
 fn fires_table(
     out: &Out,
     info: &ScheduleInfo,
-    checked: Option<&Schedule>,
+    written: &Written,
     fires: &[DateTime<Utc>],
 ) -> Table {
     let now = out.now();
@@ -184,7 +182,7 @@ fn fires_table(
         Some(tz) => {
             let mut t = Table::new(["#", "WHEN (UTC)", tz.as_str()]);
             for (i, at) in fires.iter().enumerate() {
-                let (utc, local) = fire_cells(now, checked, *at);
+                let (utc, local) = fire_cells(now, written, *at);
                 t.row([Cell::num(i + 1), utc, local]);
             }
             t
@@ -214,16 +212,16 @@ fn no_fires(info: &ScheduleInfo) -> String {
 async fn next(config: &Config, args: &ScheduleNextArgs, out: &Out) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let d = detail(&client, &args.name, args.count as usize, false).await?;
-    let w = written(&d.info);
+    let w = Written::of(&d.info);
     if out.json() {
         let fires: Vec<_> = d
             .next
             .iter()
-            .map(|t| views::next_fire(w.checked.as_ref(), *t))
+            .map(|t| errand::views::NextFireView::new(&w, *t))
             .collect();
         return out.print_json(&json!({
             "name": d.info.name,
-            "timezone": w.spec.as_ref().and_then(views::timezone),
+            "timezone": w.timezone(),
             "paused": d.info.paused,
             "problem": d.info.problem,
             "next_fires": fires,
@@ -239,7 +237,7 @@ async fn next(config: &Config, args: &ScheduleNextArgs, out: &Out) -> anyhow::Re
         describe(&d.info),
         plural(d.next.len() as u64, "fire", "fires")
     ));
-    out.table(&fires_table(out, &d.info, w.checked.as_ref(), &d.next), "");
+    out.table(&fires_table(out, &d.info, &w, &d.next), "");
     Ok(())
 }
 
@@ -272,15 +270,9 @@ async fn show(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Resu
     let client = connect(config).await?;
     let d = detail(&client, &arg.name, SHOW_NEXT, false).await?;
     let job = last_job(&client, &d.info).await?;
-    let w = written(&d.info);
+    let w = Written::of(&d.info);
     if out.json() {
-        return out.print_json(&json!({
-            "schedule": views::schedule(&d.info, job.as_ref()),
-            "next_fires": d.next.iter().map(|t| views::next_fire(w.checked.as_ref(), *t)).collect::<Vec<_>>(),
-            "stats": views::run_stats(&d.stats),
-            "runs": d.runs.iter().map(views::schedule_run).collect::<Vec<_>>(),
-            "skipped": d.skipped.iter().map(views::skipped_fire).collect::<Vec<_>>(),
-        }));
+        return out.print_json(&ScheduleDetailView::new(&d, job.as_ref()).redacted());
     }
     let now = out.now();
     let info = &d.info;
@@ -372,7 +364,7 @@ async fn show(config: &Config, arg: &ScheduleNameArg, out: &Out) -> anyhow::Resu
     if d.next.is_empty() {
         out.line(&no_fires(info));
     } else {
-        out.table(&fires_table(out, info, w.checked.as_ref(), &d.next), "");
+        out.table(&fires_table(out, info, &w, &d.next), "");
     }
 
     out.line("");

@@ -6,7 +6,7 @@ use crate::cli::StatsArgs;
 use crate::config::Config;
 use crate::operate::{connect, parse_age};
 use crate::output::{absolute, age, Cell, Out, Style, Table};
-use crate::views;
+use errand::views::QueueView;
 use serde_json::json;
 
 pub async fn run(config: &Config, args: &StatsArgs, out: &mut Out) -> anyhow::Result<()> {
@@ -23,13 +23,11 @@ pub async fn run(config: &Config, args: &StatsArgs, out: &mut Out) -> anyhow::Re
     let now = out.now();
     let since = now - window;
     let finished = client.finished_stats(since, None, None).await?;
+    let settings = client.queues().await?;
     let recent = |q: &str| finished.iter().find(|f| f.queue == q);
 
     if out.json() {
-        let queues: Vec<_> = stats
-            .iter()
-            .map(|s| views::queue_stats(s, recent(&s.queue), window))
-            .collect();
+        let queues = QueueView::list(&stats, &settings, &finished, window);
         return out.print_json(&json!({
             "as_of": crate::output::rfc3339(now),
             "window_ms": window.num_milliseconds(),

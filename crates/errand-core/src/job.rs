@@ -76,10 +76,13 @@ impl fmt::Display for JobStatus {
 
 /// A status word that is not one of the five.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown job status `{0}` (expected one of: queued, running, succeeded, failed, cancelled)"
-)]
+#[error("unknown job status `{0}` (expected one of: {list})", list = words(&JobStatus::ALL.map(JobStatus::as_str)))]
 pub struct UnknownStatus(pub String);
+
+/// `a, b, c`: a list of state words for a message or a help text.
+pub fn words(words: &[&str]) -> String {
+    words.join(", ")
+}
 
 impl FromStr for JobStatus {
     type Err = UnknownStatus;
@@ -104,6 +107,13 @@ pub enum DerivedState {
 }
 
 impl DerivedState {
+    /// Every derived view.
+    pub const ALL: [DerivedState; 3] = [
+        DerivedState::Scheduled,
+        DerivedState::Retrying,
+        DerivedState::Stuck,
+    ];
+
     /// The word for this view.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +121,25 @@ impl DerivedState {
             DerivedState::Retrying => "retrying",
             DerivedState::Stuck => "stuck",
         }
+    }
+
+    /// Every word a state filter takes: the stored statuses, then the derived views.
+    pub fn state_words() -> Vec<&'static str> {
+        JobStatus::ALL
+            .map(JobStatus::as_str)
+            .into_iter()
+            .chain(DerivedState::ALL.map(DerivedState::as_str))
+            .collect()
+    }
+}
+
+impl FromStr for DerivedState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DerivedState::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown derived state `{s}`"))
     }
 }
 
@@ -184,6 +213,34 @@ pub struct Fence {
     pub job_id: JobId,
     pub attempt: i32,
     pub worker_id: String,
+}
+
+/// A job as a claim hands it to its worker: the job, and the fence the worker presents from
+/// then on (the registry of running jobs is keyed by it, the heartbeat sends it and gets it
+/// back, and every acknowledgement carries it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub fence: Fence,
+    pub job: Job,
+}
+
+/// A claimed job reads as its job (`claimed.kind`, `&claimed` where a `&Job` is taken).
+impl std::ops::Deref for ClaimedJob {
+    type Target = Job;
+
+    fn deref(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl ClaimedJob {
+    /// A claimed job: it is running under a worker, so it has a fence. `None` otherwise.
+    pub fn new(job: Job) -> Option<ClaimedJob> {
+        Some(ClaimedJob {
+            fence: job.fence()?,
+            job,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::{parse_duration, DurationError};
 pub use event::{Event, EventKind, NewEvent};
-pub use job::{parse_job_id, DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus};
+pub use job::{
+    parse_job_id, ClaimedJob, DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus,
+};
 pub use outcome::{
     decide_after_error, decide_cancel, decide_failure, decide_rescue, may_retry, rescue_message,
     AfterError, CancelAction, FailAction, HandlerError, RescueAction,

@@ -90,6 +90,13 @@ pub enum OverlapPolicy {
 }
 
 impl OverlapPolicy {
+    /// Every policy.
+    pub const ALL: [OverlapPolicy; 3] = [
+        OverlapPolicy::Skip,
+        OverlapPolicy::Allow,
+        OverlapPolicy::Queue,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OverlapPolicy::Skip => "skip",

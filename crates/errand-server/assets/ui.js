@@ -35,9 +35,9 @@ export function s(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** The five stored states and the three derived views, in lifecycle order. */
-export const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
-export const DERIVED = ["scheduled", "retrying", "stuck"];
+// The stored states and the derived views, in lifecycle order: written by the server from
+// their definitions (errand::JobStatus::ALL, errand::DerivedState::ALL).
+export { STATES, DERIVED } from "./states.js";
 
 /** A coloured badge for a job's state; a derived view is shown beside its stored state. */
 export function stateBadge(status, derived) {

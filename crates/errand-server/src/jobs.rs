@@ -295,7 +295,8 @@ pub async fn list(
         Some(c) => Some(number::<JobId>("cursor", c)?),
         None => None,
     };
-    let (reference_type, reference_id) = reference(q.reference.as_deref());
+    let (reference_type, reference_id) =
+        reference(name_filter("reference", q.reference.clone())?.as_deref());
     let base = JobList {
         state: None,
         queue: name_filter("queue", q.queue.clone())?,
@@ -316,13 +317,7 @@ pub async fn list(
         limit,
     };
     let page = list_union(&s, &states, base).await?;
-    let now = Utc::now();
-    let jobs: Vec<Value> = page
-        .jobs
-        .iter()
-        .map(|j| views::job(j, &caller, now))
-        .collect();
-    Ok(Json(json!({"jobs": jobs, "next_cursor": page.next_cursor})))
+    Ok(Json(json!(views::page(&page, &caller, Utc::now()))))
 }
 
 /// One page of the jobs in any of `states` (all jobs when empty): one list per state,
@@ -370,10 +365,12 @@ pub async fn get(
     IdParam(id): IdParam,
 ) -> JsonResult {
     let (job, events) = s.client.job_with_events(id).await?;
-    let events: Vec<Value> = events.iter().map(|e| views::event(e, &caller)).collect();
-    Ok(Json(
-        json!({"job": views::job(&job, &caller, Utc::now()), "events": events}),
-    ))
+    Ok(Json(json!(views::detail(
+        &job,
+        &events,
+        &caller,
+        Utc::now()
+    ))))
 }
 
 async fn job_envelope(s: &AppState, caller: &Caller, id: JobId) -> JsonResult {
@@ -494,7 +491,8 @@ pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>
                 .await?
         }
         None => {
-            let (reference_type, reference_id) = reference(req.reference.as_deref());
+            let (reference_type, reference_id) =
+                reference(name_filter("reference", req.reference)?.as_deref());
             let base = JobList {
                 queue: name_filter("queue", req.queue)?,
                 kind: name_filter("kind", req.kind)?,
@@ -554,7 +552,8 @@ pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelReques
             let state: StateFilter = status
                 .parse()
                 .map_err(|e: String| ApiError::invalid("status", format!("`status`: {e}")))?;
-            let (reference_type, reference_id) = reference(req.reference.as_deref());
+            let (reference_type, reference_id) =
+                reference(name_filter("reference", req.reference)?.as_deref());
             let base = JobList {
                 queue: name_filter("queue", req.queue)?,
                 kind: name_filter("kind", req.kind)?,

@@ -5,6 +5,7 @@
 
 use crate::routes::{routes, Access, Route};
 use axum::Json;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -13,6 +14,63 @@ pub async fn serve() -> Json<Value> {
     static DOC: OnceLock<Value> = OnceLock::new();
     Json(DOC.get_or_init(document).clone())
 }
+
+/// The areas of the API, in the order a reader meets them (each route's is [`Route::tag`]).
+const TAGS: &[(&str, &str)] = &[
+    (
+        "jobs",
+        "Enqueue jobs, list and show them with their events, cancel, retry and purge them",
+    ),
+    ("queues", "Queue statistics, throughput, pause and resume"),
+    (
+        "schedules",
+        "Cron and interval schedules: list, show, create, update, delete, pause, resume, trigger",
+    ),
+    (
+        "workers",
+        "The registry of worker processes, in-process and remote",
+    ),
+    (
+        "remote-worker",
+        "The protocol a worker in any language speaks: claim, heartbeat, complete, fail",
+    ),
+    (
+        "service",
+        "Health, metrics, this document, and who the caller is",
+    ),
+];
+
+/// What the document says before its paths: authentication, errors, the remote-worker
+/// protocol's defaults and limits.
+const DESCRIPTION: &str = "Enqueue, inspect and operate Errand jobs; the remote-worker \
+protocol; health and metrics.
+
+**Authentication**: `Authorization: Bearer <token>`. Roles: `read` (every GET), `enqueue` (read \
+and enqueue), `worker` (read and the remote-worker protocol), `admin` (everything). Values under \
+secret-looking keys in arguments, results and event data are `[redacted]` for every role but \
+admin.
+
+**Errors** are `{\"error\": {\"code\", \"message\", \"field\"?}}`; a request that fails \
+changes nothing. Codes: `invalid_field` (400, `field` names the bad field), `bad_body` (400, 413 \
+over the body limit, 415 not JSON), `invalid_request` (400), `unauthorized` (401), `forbidden` \
+(403), `not_found` (404), `method_not_allowed` (405), `not_cancellable`, `not_retryable`, \
+`stale` (the caller no longer holds the job's lease), `overlap_skipped`, `config_owned` \
+(a schedule from errand.toml), `conflict` (all 409), `unknown_kind` (422, no configured task \
+has this kind), `database_error` (500), `unsupported` (501), `unavailable` and `disk_full` \
+(503).
+
+**Remote workers**: `POST /v1/worker/claim` takes up to `limit` jobs (default 1, at most 100) \
+and long-polls up to `wait` (default 0: answer at once; at most 30 s, `ServerConfig::max_wait` \
+when embedding the server) for one to arrive. Each claimed job is leased for `lease` (1 s to 1 h; \
+default 30 s, `ServerConfig::default_lease`). Heartbeat the jobs you hold \
+(`POST /v1/worker/heartbeat`) every third of the lease or so (10 s for the default lease): \
+each heartbeat extends the lease from now. A job whose lease expires is taken back by the \
+rescuer and may run again elsewhere. The heartbeat answers each job's state: `held`, `lost` \
+(drop it and report nothing: a report would get 409 `stale`), or `cancel_requested` (someone \
+asked it to stop). To acknowledge a cancel request, stop the work and report \
+`POST /v1/worker/jobs/{id}/fail` with the job's fence: a failure reported for a job with a \
+cancel request ends it `cancelled`, not retried. Every report carries the fence it was \
+claimed with (`worker_id`, `attempt`).";
 
 /// The whole document.
 pub fn document() -> Value {
@@ -26,10 +84,11 @@ pub fn document() -> Value {
         "info": {
             "title": "Errand HTTP API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Enqueue, inspect and operate Errand jobs; the remote-worker protocol; \
-                health and metrics. Authenticate with `Authorization: Bearer <token>`; roles: \
-                read < enqueue, worker < admin. Errors: `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+            "description": DESCRIPTION,
         },
+        // Relative to this document: the server that serves it.
+        "servers": [{"url": "/", "description": "the server this document comes from"}],
+        "tags": TAGS.iter().map(|(name, what)| json!({"name": name, "description": what})).collect::<Vec<_>>(),
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -121,6 +180,7 @@ fn operation(r: &Route) -> Value {
     }
     let mut op = json!({
         "operationId": r.operation_id,
+        "tags": [r.tag()],
         "summary": r.summary,
         "description": format!("Needs {}.", r.access.describe()),
         "parameters": parameters,
@@ -183,15 +243,6 @@ fn object(props: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
     o
 }
 
-const STATES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
-
-/// `schema`, or null.
-fn nullable(schema: &Value) -> Value {
-    let mut v = schema.clone();
-    v["nullable"] = json!(true);
-    v
-}
-
 /// The fields of a `[schedules.NAME]` table as a body; with `name` for a create.
 fn schedule_spec(with_name: bool) -> Value {
     let text = |d: &str| json!({"type": "string", "description": d});
@@ -223,74 +274,84 @@ fn schedule_spec(with_name: bool) -> Value {
     object(&props, &required, true)
 }
 
+/// The optional fields of request bodies that the server reads as absent when null (they are
+/// `Option`s of the request types), so the document says null is valid for them.
+const ACCEPTS_NULL: &[(&str, &[&str])] = &[
+    (
+        "EnqueueRequest",
+        &[
+            "queue",
+            "priority",
+            "run_at",
+            "delay",
+            "unique_key",
+            "reference",
+            "max_attempts",
+            "timeout",
+        ],
+    ),
+    ("RetryRequest", &["ids", "queue", "kind", "reference"]),
+    (
+        "CancelRequest",
+        &["ids", "status", "queue", "kind", "reference"],
+    ),
+    (
+        "ClaimRequest",
+        &["limit", "lease", "wait", "host", "pid", "version"],
+    ),
+    ("HeartbeatRequest", &["lease"]),
+    ("CompleteRequest", &["result"]),
+    ("FailRequest", &["retry_after"]),
+    (
+        "ScheduleSpec",
+        &[
+            "cron",
+            "every",
+            "timezone",
+            "queue",
+            "priority",
+            "max_attempts",
+            "misfire_grace",
+        ],
+    ),
+    (
+        "ScheduleCreateRequest",
+        &[
+            "cron",
+            "every",
+            "timezone",
+            "queue",
+            "priority",
+            "max_attempts",
+            "misfire_grace",
+        ],
+    ),
+];
+
+/// The schemas of the resources, generated from the views the API and the CLI print
+/// (`errand::views`): the document cannot say other than what the types serialise.
+fn view_schemas() -> Map<String, Value> {
+    use errand::views::*;
+    let settings = SchemaSettings::openapi3().for_serialize();
+    let mut generator = SchemaGenerator::new(settings);
+    generator.subschema_for::<JobView>();
+    generator.subschema_for::<JobPageView>();
+    generator.subschema_for::<JobDetailView>();
+    generator.subschema_for::<QueueView>();
+    generator.subschema_for::<WorkerView>();
+    generator.subschema_for::<ScheduleView>();
+    generator.subschema_for::<ScheduleDetailView>();
+    let mut definitions = Value::Object(generator.take_definitions(true));
+    errand::views::schema::nullable_references(&mut definitions);
+    match definitions {
+        Value::Object(map) => map,
+        _ => unreachable!("definitions are an object"),
+    }
+}
+
 /// Every schema the routes name.
 pub fn schemas() -> Value {
     let duration = |what: &str| json!({"type": "string", "description": format!("{what}: a duration such as 500ms, 30s, 5m, 2h, 1h30m")});
-    let job = object(
-        &[
-            ("id", int()),
-            ("queue", string()),
-            ("kind", string()),
-            (
-                "args",
-                json!({"type": "object", "description": "values under secret-looking keys are `[redacted]` for every role but admin"}),
-            ),
-            ("status", json!({"type": "string", "enum": STATES})),
-            (
-                "derived",
-                json!({"type": "string", "enum": ["scheduled", "retrying", "stuck"], "nullable": true}),
-            ),
-            ("priority", int32()),
-            ("run_at", time()),
-            ("attempt", int32()),
-            ("max_attempts", int32()),
-            ("unique_key", nstring()),
-            ("reference_type", nstring()),
-            ("reference_id", nstring()),
-            ("result", json!({"nullable": true})),
-            ("last_error", nstring()),
-            ("timeout_ms", nint()),
-            ("worker_id", nstring()),
-            ("lease_expires_at", ntime()),
-            ("cancel_requested_at", ntime()),
-            ("created_at", time()),
-            ("started_at", ntime()),
-            ("finished_at", ntime()),
-            ("updated_at", time()),
-        ],
-        &[
-            "id",
-            "queue",
-            "kind",
-            "args",
-            "status",
-            "derived",
-            "priority",
-            "run_at",
-            "attempt",
-            "max_attempts",
-            "created_at",
-            "updated_at",
-        ],
-        false,
-    );
-    let event = object(
-        &[
-            ("id", int()),
-            ("job_id", int()),
-            ("at", time()),
-            (
-                "kind",
-                json!({"type": "string", "enum": errand_core::EventKind::ALL.map(|k| k.as_str())}),
-            ),
-            ("attempt", int32()),
-            ("worker_id", nstring()),
-            ("message", nstring()),
-            ("data", json!({"nullable": true})),
-        ],
-        &["id", "job_id", "at", "kind", "attempt"],
-        false,
-    );
     let enqueue = object(
         &[
             (
@@ -343,97 +404,6 @@ pub fn schemas() -> Value {
         &["id", "inserted"],
         false,
     );
-    let counts = object(
-        &[
-            ("queued", int()),
-            ("running", int()),
-            ("succeeded", int()),
-            ("failed", int()),
-            ("cancelled", int()),
-            ("scheduled", int()),
-        ],
-        &[
-            "queued",
-            "running",
-            "succeeded",
-            "failed",
-            "cancelled",
-            "scheduled",
-        ],
-        false,
-    );
-    let queue = object(
-        &[
-            ("name", string()),
-            ("paused", boolean()),
-            ("counts", counts),
-            ("oldest_queued_at", ntime()),
-            ("oldest_queued_age_ms", nint()),
-            (
-                "throughput_1h",
-                object(
-                    &[
-                        ("succeeded", int()),
-                        ("failed", int()),
-                        ("cancelled", int()),
-                    ],
-                    &["succeeded", "failed", "cancelled"],
-                    false,
-                ),
-            ),
-            (
-                "duration_ms",
-                object(
-                    &[
-                        ("avg", json!({"type": "number", "nullable": true})),
-                        ("p95", json!({"type": "number", "nullable": true})),
-                        ("max", json!({"type": "number", "nullable": true})),
-                    ],
-                    &["avg", "p95", "max"],
-                    false,
-                ),
-            ),
-        ],
-        &[
-            "name",
-            "paused",
-            "counts",
-            "oldest_queued_at",
-            "oldest_queued_age_ms",
-            "throughput_1h",
-            "duration_ms",
-        ],
-        false,
-    );
-    let worker = object(
-        &[
-            ("id", string()),
-            ("host", string()),
-            ("pid", int()),
-            ("version", string()),
-            (
-                "queues",
-                array(object(
-                    &[("name", string()), ("concurrency", int())],
-                    &["name", "concurrency"],
-                    false,
-                )),
-            ),
-            ("concurrency", int()),
-            ("started_at", time()),
-            ("last_seen_at", time()),
-        ],
-        &[
-            "id",
-            "host",
-            "pid",
-            "version",
-            "queues",
-            "started_at",
-            "last_seen_at",
-        ],
-        false,
-    );
     let claimed = object(
         &[
             ("id", int()),
@@ -445,29 +415,6 @@ pub fn schemas() -> Value {
             ("timeout_ms", nint()),
         ],
         &["id", "attempt", "kind", "queue", "args"],
-        false,
-    );
-    // A schedule's latest run; in `/health/scheduler` with the schedule's name and `at`.
-    let last_run = object(
-        &[
-            ("job_id", int()),
-            (
-                "status",
-                json!({"type": "string", "enum": STATES, "nullable": true}),
-            ),
-            ("created_at", ntime()),
-            ("started_at", ntime()),
-            ("finished_at", ntime()),
-            ("duration_ms", nint()),
-            (
-                "result",
-                json!({"nullable": true, "description": "what the run returned (values under secret-looking keys are `[redacted]` for every role but admin)"}),
-            ),
-            ("last_error", nstring()),
-            ("schedule", string()),
-            ("at", time()),
-        ],
-        &["job_id", "status", "result", "last_error"],
         false,
     );
     let scheduler_health = object(
@@ -510,7 +457,17 @@ pub fn schemas() -> Value {
                 "next_run",
                 json!({"type": "object", "nullable": true, "properties": {"schedule": string(), "at": time()}}),
             ),
-            ("last_execution", nullable(&last_run)),
+            (
+                "last_execution",
+                json!({
+                    "nullable": true,
+                    "description": "the latest run of any schedule: a schedule's `last_run`, with the schedule's name and when it ran",
+                    "allOf": [
+                        reference("LastRun"),
+                        object(&[("schedule", string()), ("at", time())], &["schedule", "at"], false),
+                    ],
+                }),
+            ),
             ("pending_jobs", int()),
         ],
         &[
@@ -520,49 +477,6 @@ pub fn schemas() -> Value {
             "next_run",
             "last_execution",
             "pending_jobs",
-        ],
-        false,
-    );
-    let schedule = object(
-        &[
-            ("name", string()),
-            ("cron", nstring()),
-            ("every", nstring()),
-            ("timezone", nstring()),
-            ("kind", string()),
-            ("queue", string()),
-            (
-                "args",
-                json!({"nullable": true, "description": "values under secret-looking keys are `[redacted]` for every role but admin"}),
-            ),
-            ("priority", json!({"type": "integer", "nullable": true})),
-            ("max_attempts", json!({"type": "integer", "nullable": true})),
-            (
-                "overlap",
-                json!({"type": "string", "enum": ["skip", "allow", "queue"], "nullable": true}),
-            ),
-            ("misfire_grace_ms", nint()),
-            ("coalesce", json!({"type": "boolean", "nullable": true})),
-            ("paused", boolean()),
-            ("problem", nstring()),
-            (
-                "source",
-                json!({"type": "string", "enum": ["config", "api"], "description": "`config`: from errand.toml (the API may pause, resume and trigger it, not change or delete it); `api`: created through the API"}),
-            ),
-            ("next_fire_at", ntime()),
-            ("last_fire_at", time()),
-            ("last_run", nullable(&last_run)),
-            ("created_at", time()),
-            ("updated_at", time()),
-        ],
-        &[
-            "name",
-            "kind",
-            "queue",
-            "paused",
-            "next_fire_at",
-            "last_fire_at",
-            "last_run",
         ],
         false,
     );
@@ -578,10 +492,6 @@ pub fn schemas() -> Value {
         "Enqueued": enqueued,
         "EnqueueBatchRequest": object(&[("jobs", json!({"type": "array", "items": reference("EnqueueRequest"), "maxItems": crate::jobs::MAX_BATCH}))], &["jobs"], true),
         "EnqueueBatchResponse": object(&[("results", array(reference("Enqueued")))], &["results"], false),
-        "Job": job,
-        "Event": event,
-        "JobPage": object(&[("jobs", array(reference("Job"))), ("next_cursor", nint())], &["jobs", "next_cursor"], false),
-        "JobWithEvents": object(&[("job", reference("Job")), ("events", array(reference("Event")))], &["job", "events"], false),
         "JobEnvelope": object(&[("job", reference("Job"))], &["job"], false),
         "RetryRequest": object(
             &[("ids", ids.clone()), ("queue", filter("retry every failed job of this queue")), ("kind", filter("... of this kind")), ("reference", filter("... about this entity: `type` or `type:id`"))],
@@ -597,7 +507,6 @@ pub fn schemas() -> Value {
         "Cancelled": object(&[("cancelled", int())], &["cancelled"], false),
         "PurgeRequest": object(&[("older_than", duration("finished longer ago than")), ("include_failed", boolean())], &["older_than"], true),
         "Purged": object(&[("purged", int())], &["purged"], false),
-        "Queue": queue,
         "QueueList": object(&[("queues", array(reference("Queue")))], &["queues"], false),
         "QueueEnvelope": object(&[("queue", reference("Queue"))], &["queue"], false),
         "Throughput": object(
@@ -605,38 +514,17 @@ pub fn schemas() -> Value {
             &["buckets"],
             false,
         ),
-        "Schedule": schedule,
         "ScheduleList": object(&[("schedules", array(reference("Schedule")))], &["schedules"], false),
         "ScheduleEnvelope": object(&[("schedule", reference("Schedule"))], &["schedule"], false),
-        "ScheduleDetail": object(
-            &[
-                ("schedule", reference("Schedule")),
-                ("next_fires", array(time())),
-                ("history", array(object(
-                    &[("fire_at", time()), ("outcome", json!({"type": "string", "enum": ["enqueued", "triggered"]})), ("job_id", nint()), ("status", json!({"type": "string", "enum": STATES, "nullable": true})), ("duration_ms", nint())],
-                    &["fire_at", "outcome"],
-                    false,
-                ))),
-                ("stats", object(
-                    &[("runs", int()), ("avg_ms", nint()), ("p95_ms", nint()), ("max_ms", nint())],
-                    &["runs", "avg_ms", "p95_ms", "max_ms"],
-                    false,
-                )),
-                ("skipped", array(object(&[("fire_at", time()), ("reason", nstring())], &["fire_at"], false))),
-            ],
-            &["schedule", "next_fires", "history", "stats", "skipped"],
-            false,
-        ),
         "Triggered": object(&[("job_id", int())], &["job_id"], false),
-        "Worker": worker,
         "WorkerList": object(&[("workers", array(reference("Worker")))], &["workers"], false),
         "ClaimRequest": object(
             &[
                 ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
                 ("queues", json!({"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "minItems": 1, "maxItems": 50})),
-                ("limit", json!({"type": "integer", "minimum": 1, "maximum": 100})),
-                ("lease", duration("lease of each claimed job (1s to 1h, default 30s)")),
-                ("wait", duration("wait this long for a job when none is ready (at most the server's max_wait)")),
+                ("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 1, "description": "most jobs to take (default 1)"})),
+                ("lease", duration("lease of each claimed job, 1s to 1h (default 30s); heartbeat every third of it")),
+                ("wait", duration("wait this long for a job when none is ready (default 0: answer at once; at most 30s)")),
                 ("host", string()),
                 ("pid", json!({"type": "integer", "minimum": 0})),
                 ("version", string()),
@@ -650,7 +538,7 @@ pub fn schemas() -> Value {
             &[
                 ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
                 ("jobs", json!({"type": "array", "maxItems": 1000, "items": object(&[("id", int()), ("attempt", int32())], &["id", "attempt"], true)})),
-                ("lease", duration("new lease from now")),
+                ("lease", duration("new lease from now, 1s to 1h (default 30s)")),
             ],
             &["worker_id"],
             true,
@@ -678,5 +566,16 @@ pub fn schemas() -> Value {
     all["ScheduleSpec"] = schedule_spec(false);
     all["ScheduleCreateRequest"] = schedule_spec(true);
     all["ScheduleDeleted"] = object(&[("deleted", string())], &["deleted"], false);
+    let all_map = all.as_object_mut().expect("an object");
+    for (name, fields) in ACCEPTS_NULL {
+        for field in *fields {
+            let property = &mut all_map[*name]["properties"][*field];
+            assert!(property.is_object(), "{name}.{field} is not a property");
+            property["nullable"] = json!(true);
+        }
+    }
+    for (name, schema) in view_schemas() {
+        all_map.insert(name, schema);
+    }
     all
 }

@@ -2,10 +2,11 @@
 
 use crate::error::ApiError;
 use crate::extract::{duration, NameParam, Query};
-use crate::{views, AppState};
+use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
+use errand::views::{QueueView, WorkerView};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -13,14 +14,21 @@ use std::time::Duration;
 type JsonResult = Result<Json<Value>, ApiError>;
 
 pub async fn list(State(s): State<AppState>) -> JsonResult {
+    Ok(Json(json!({ "queues": queue_views(&s).await? })))
+}
+
+/// How far back a queue's `recent` figures look.
+fn window() -> chrono::TimeDelta {
+    chrono::TimeDelta::hours(1)
+}
+
+/// Every queue's view, with what finished in the last hour.
+async fn queue_views(s: &AppState) -> Result<Vec<QueueView>, ApiError> {
     let stats = s.client.queue_stats().await?;
-    let hour_ago = Utc::now() - chrono::Duration::hours(1);
-    let finished = s.client.finished_stats(hour_ago, None, None).await?;
-    let queues: Vec<Value> = stats
-        .iter()
-        .map(|q| views::queue(q, finished.iter().find(|f| f.queue == q.queue)))
-        .collect();
-    Ok(Json(json!({ "queues": queues })))
+    let settings = s.client.queues().await?;
+    let since = stats.first().map_or_else(Utc::now, |q| q.as_of) - window();
+    let finished = s.client.finished_stats(since, None, None).await?;
+    Ok(QueueView::list(&stats, &settings, &finished, window()))
 }
 
 /// `GET /v1/stats/throughput`.
@@ -116,10 +124,9 @@ async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> Json
         s.client.resume_queue(name).await
     };
     result.map_err(named)?;
-    let stats = s.client.queue_stats().await?;
-    let queue = match stats.iter().find(|q| q.queue == name) {
-        Some(q) => views::queue(q, None),
-        None => json!({"name": name, "paused": paused}),
+    let queue = match queue_views(s).await?.into_iter().find(|q| q.name == name) {
+        Some(q) => q,
+        None => QueueView::empty(name, paused, window()),
     };
     Ok(Json(json!({ "queue": queue })))
 }
@@ -142,6 +149,7 @@ pub async fn resume(
 
 pub async fn workers(State(s): State<AppState>) -> JsonResult {
     let workers = s.client.workers().await?;
-    let workers: Vec<Value> = workers.iter().map(views::worker).collect();
+    let now = Utc::now();
+    let workers: Vec<WorkerView> = workers.iter().map(|w| WorkerView::new(w, now)).collect();
     Ok(Json(json!({ "workers": workers })))
 }

@@ -21,7 +21,7 @@ use chrono::Utc;
 use errand::worker::record;
 use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
-use errand_core::{AfterError, FailAction, Fence, HandlerError, Job, JobId};
+use errand_core::{AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobId};
 use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -195,7 +195,7 @@ async fn claim_round(
     req: &ClaimRequest,
     limit: u32,
     lease: Duration,
-) -> Result<Vec<Job>, ApiError> {
+) -> Result<Vec<ClaimedJob>, ApiError> {
     let mut out = Vec::new();
     for queue in &req.queues {
         let want = limit - out.len() as u32;
@@ -216,10 +216,12 @@ async fn claim_round(
     Ok(out)
 }
 
-fn claimed(j: &Job) -> Value {
+/// A claimed job as a remote worker gets it: its fence is the id, the attempt and the worker
+/// id it claimed with, which it sends back with every heartbeat and outcome.
+fn claimed(j: &ClaimedJob) -> Value {
     json!({
-        "id": j.id,
-        "attempt": j.attempt,
+        "id": j.fence.job_id,
+        "attempt": j.fence.attempt,
         "kind": j.kind,
         "queue": j.queue,
         "args": j.args,
@@ -286,9 +288,16 @@ pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatReque
     let states = s
         .client
         .heartbeat(&JobHeartbeat {
-            worker_id: req.worker_id.clone(),
             lease,
-            jobs: req.jobs.iter().map(|j| (j.id, j.attempt)).collect(),
+            fences: req
+                .jobs
+                .iter()
+                .map(|j| Fence {
+                    job_id: j.id,
+                    attempt: j.attempt,
+                    worker_id: req.worker_id.clone(),
+                })
+                .collect(),
         })
         .await?;
     let jobs: Vec<Value> = states
@@ -299,7 +308,7 @@ pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatReque
                 (true, true) => "cancel_requested",
                 (true, false) => "held",
             };
-            json!({"id": st.job_id, "state": state})
+            json!({"id": st.fence.job_id, "state": state})
         })
         .collect();
     Ok(Json(json!({ "jobs": jobs })))

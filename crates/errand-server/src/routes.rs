@@ -166,6 +166,24 @@ impl Route {
         self
     }
 
+    /// The area the route belongs to: its tag in the OpenAPI document, from its path.
+    pub fn tag(&self) -> &'static str {
+        let p = self.path;
+        if p.starts_with("/v1/worker/") {
+            "remote-worker"
+        } else if p.starts_with("/v1/jobs") {
+            "jobs"
+        } else if p.starts_with("/v1/queues") || p.starts_with("/v1/stats") {
+            "queues"
+        } else if p.starts_with("/v1/schedules") {
+            "schedules"
+        } else if p.starts_with("/v1/workers") {
+            "workers"
+        } else {
+            "service"
+        }
+    }
+
     /// The names of the path's `{parameters}`.
     pub fn path_params(&self) -> Vec<&'static str> {
         self.path

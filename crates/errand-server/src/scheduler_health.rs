@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use errand::views::{LastRunView, Redact};
 use errand_scheduler::{health, LoopState, ScheduleSpec};
 use serde_json::json;
 
@@ -47,7 +48,7 @@ pub async fn scheduler(State(s): State<AppState>) -> Result<Response, ApiError> 
         errand_core::Job,
     )> = None;
     for r in &schedules {
-        let Some(job) = crate::schedules::last_job(&s, r).await? else {
+        let Some(job) = crate::schedules::last_job(&s, r.last_job_id).await? else {
             continue;
         };
         let at = job.started_at.unwrap_or(job.created_at);
@@ -57,7 +58,8 @@ pub async fn scheduler(State(s): State<AppState>) -> Result<Response, ApiError> 
     }
     let last_execution = last.map(|(at, r, job)| {
         // The same fields as a schedule's `last_run`; public, so results are redacted.
-        let mut v = crate::schedules::last_run(job.id, r, Some(&job), false);
+        let run = LastRunView::new(job.id, r.last_job_status, Some(&job)).redacted();
+        let mut v = json!(run);
         v["schedule"] = json!(r.name);
         v["at"] = json!(at);
         v

@@ -5,7 +5,7 @@ use crate::error::map;
 use crate::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
@@ -71,7 +71,7 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
         self.claim_impl(claim).await
     }
 

@@ -16,7 +16,7 @@ use crate::error::map;
 use crate::rows;
 use crate::sql::{limit, micros, rfc3339};
 use crate::PgStore;
-use errand_core::{FailAction, Fence, Job, JobId, RescueAction};
+use errand_core::{ClaimedJob, FailAction, Fence, Job, JobId, RescueAction};
 use errand_store::{
     Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
     StoreResult,
@@ -93,9 +93,10 @@ pub(crate) static FAIL: LazyLock<String> = LazyLock::new(|| {
 pub(crate) const HEARTBEAT: &str = "UPDATE errand_jobs j
     SET lease_expires_at = coalesce($5::timestamptz, now()) + $4 * interval '1 microsecond',
         updated_at = coalesce($5::timestamptz, now())
-    FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = $3 AND j.status = (SELECT 'running')
-    RETURNING u.id, u.attempt, j.cancel_requested_at IS NOT NULL AS cancel_requested";
+    FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, worker_id)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
+      AND j.status = (SELECT 'running')
+    RETURNING u.id, u.attempt, u.worker_id, j.cancel_requested_at IS NOT NULL AS cancel_requested";
 
 const CANCEL_ACK: &str = "WITH upd AS (
         UPDATE errand_jobs
@@ -220,7 +221,7 @@ fn fence_arrays<'a>(fences: impl Iterator<Item = &'a Fence>) -> (Vec<i64>, Vec<i
 }
 
 impl PgStore {
-    pub(crate) async fn claim_impl(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+    pub(crate) async fn claim_impl(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
@@ -233,9 +234,7 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        let mut jobs = rows::jobs(&rows)?;
-        errand_store::steps::claim_order(&mut jobs);
-        Ok(jobs)
+        errand_store::steps::claimed(rows::jobs(&rows)?)
     }
 
     pub(crate) async fn complete_many_impl(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
@@ -283,15 +282,14 @@ impl PgStore {
         &self,
         beat: &JobHeartbeat,
     ) -> StoreResult<Vec<LeaseState>> {
-        if beat.jobs.is_empty() {
+        if beat.fences.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = beat.jobs.iter().map(|j| j.0).collect();
-        let attempts: Vec<i32> = beat.jobs.iter().map(|j| j.1).collect();
+        let (ids, attempts, workers) = fence_arrays(beat.fences.iter());
         let rows = sqlx::query(HEARTBEAT)
             .bind(ids)
             .bind(attempts)
-            .bind(&beat.worker_id)
+            .bind(workers)
             .bind(micros(beat.lease))
             .bind(self.now())
             .fetch_all(&self.pool)
@@ -301,23 +299,20 @@ impl PgStore {
         for r in &rows {
             let id: i64 = r.try_get("id").map_err(map)?;
             let attempt: i32 = r.try_get("attempt").map_err(map)?;
+            let worker: String = r.try_get("worker_id").map_err(map)?;
             let cancel: bool = r.try_get("cancel_requested").map_err(map)?;
-            held.insert((id, attempt), cancel);
+            held.insert((id, attempt, worker), cancel);
         }
         Ok(beat
-            .jobs
+            .fences
             .iter()
-            .map(|&(job_id, attempt)| match held.get(&(job_id, attempt)) {
-                Some(&cancel_requested) => LeaseState {
-                    job_id,
-                    held: true,
-                    cancel_requested,
-                },
-                None => LeaseState {
-                    job_id,
-                    held: false,
-                    cancel_requested: false,
-                },
+            .map(|fence| {
+                let cancel = held.get(&(fence.job_id, fence.attempt, fence.worker_id.clone()));
+                LeaseState {
+                    fence: fence.clone(),
+                    held: cancel.is_some(),
+                    cancel_requested: cancel.copied().unwrap_or(false),
+                }
             })
             .collect())
     }

@@ -5,7 +5,7 @@
 use crate::{backup, enqueue, migrate, ops, reads, schedules, worker_path, workers, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete,
@@ -61,7 +61,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>> {
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
@@ -86,7 +86,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
-        if beat.jobs.is_empty() {
+        if beat.fences.is_empty() {
             return Ok(Vec::new());
         }
         let beat = beat.clone();

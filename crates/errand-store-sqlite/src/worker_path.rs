@@ -5,7 +5,7 @@
 use crate::error::OpError;
 use crate::notify::ReadyQueues;
 use crate::rows::{add_duration, job_columns, job_from_row, json_text};
-use errand_core::{EventKind, FailAction, Fence, Job, RescueAction};
+use errand_core::{ClaimedJob, EventKind, FailAction, Fence, Job, RescueAction};
 use errand_store::{
     Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
 };
@@ -74,7 +74,11 @@ pub(crate) const CLAIM_SQL: &str = concat!(
 );
 
 /// [`errand_store::Store::job_claim`].
-pub(crate) fn claim(tx: &Transaction<'_>, now: i64, claim: &JobClaim) -> Result<Vec<Job>, OpError> {
+pub(crate) fn claim(
+    tx: &Transaction<'_>,
+    now: i64,
+    claim: &JobClaim,
+) -> Result<Vec<ClaimedJob>, OpError> {
     if claim.limit == 0 {
         return Ok(Vec::new());
     }
@@ -89,10 +93,9 @@ pub(crate) fn claim(tx: &Transaction<'_>, now: i64, claim: &JobClaim) -> Result<
         ],
         job_from_row,
     )?;
-    let mut jobs = rows.collect::<rusqlite::Result<Vec<Job>>>()?;
+    let jobs = rows.collect::<rusqlite::Result<Vec<Job>>>()?;
     move_counts(tx, &claim.queue, "queued", "running", jobs.len())?;
-    errand_store::steps::claim_order(&mut jobs);
-    Ok(jobs)
+    Ok(errand_store::steps::claimed(jobs)?)
 }
 
 fn ack(updated: bool) -> Ack {
@@ -263,15 +266,16 @@ pub(crate) fn heartbeat_many(
          RETURNING cancel_requested_at IS NOT NULL",
     )?;
     let lease = add_duration(now, beat.lease);
-    let mut out = Vec::with_capacity(beat.jobs.len());
-    for &(job_id, attempt) in &beat.jobs {
+    let mut out = Vec::with_capacity(beat.fences.len());
+    for fence in &beat.fences {
         let cancel: Option<bool> = stmt
-            .query_row(params![job_id, attempt, beat.worker_id, lease, now], |r| {
-                r.get(0)
-            })
+            .query_row(
+                params![fence.job_id, fence.attempt, fence.worker_id, lease, now],
+                |r| r.get(0),
+            )
             .optional()?;
         out.push(LeaseState {
-            job_id,
+            fence: fence.clone(),
             held: cancel.is_some(),
             cancel_requested: cancel.unwrap_or(false),
         });

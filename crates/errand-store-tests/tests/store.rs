@@ -28,6 +28,8 @@ errand_store_tests::store_suite!(
     job_cancel_queued_running_finished_and_missing,
     job_retry_gives_failed_and_cancelled_jobs_a_fresh_budget,
     job_retry_failed_in_batches_filtered_by_queue,
+    job_retry_never_gives_a_live_unique_key_to_a_second_job,
+    job_retry_of_several_jobs_with_one_key_retries_only_one,
     job_purge_deletes_old_finished_jobs_in_batches_with_their_events,
     job_list_filters_and_pages,
     job_list_finds_every_status_by_kind_state_and_queue,

@@ -27,7 +27,7 @@ pub use transaction::CallerTransaction;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 
 /// How many fire records each schedule keeps (the newest): enough for run history and
 /// duration figures, bounded so a per-second schedule does not grow the table forever.
@@ -105,9 +105,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Claims up to `limit` jobs of one queue for a worker: `queued`, `run_at <= now`, the
     /// queue not paused; highest priority first, then earliest `run_at`, then lowest id.
     /// Each becomes `running` with `attempt + 1`, `worker_id`, `started_at = now` and
-    /// `lease_expires_at = now + lease`. Returned in that order. Never hands one job to two
-    /// concurrent claimers.
-    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<Job>>;
+    /// `lease_expires_at = now + lease`. Returned in that order, each with the [`Fence`] its
+    /// worker acknowledges it under. Never hands one job to two concurrent claimers.
+    async fn job_claim(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>>;
 
     /// Records successes: `running -> succeeded` with the result, `finished_at = now`,
     /// lease cleared, for every item whose fence still holds. Writes no event. Returns one
@@ -121,9 +121,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Stale`] if the fence no longer holds (nothing written).
     async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job>;
 
-    /// Extends the leases of a worker's running jobs in one statement, to `now + lease`.
-    /// Returns one [`LeaseState`] per job in input order: whether the lease is still held
-    /// (fence matched) and whether someone asked the job to stop.
+    /// Extends the leases of running jobs in one statement, to `now + lease`, each only
+    /// under its fence. Returns one [`LeaseState`] per fence, carrying it: whether the lease
+    /// is still held (fence matched) and whether someone asked the job to stop.
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>>;
 
     /// A running job that was asked to stop (or whose handler gave up on cancellation) ends

@@ -52,16 +52,15 @@ pub struct JobFail {
 /// Parameters of [`crate::Store::job_heartbeat_many`].
 #[derive(Debug, Clone)]
 pub struct JobHeartbeat {
-    pub worker_id: String,
     pub lease: Duration,
-    /// (job id, attempt) of each running job the worker holds.
-    pub jobs: Vec<(JobId, i32)>,
+    /// The fence of each running job the worker holds, as its claim gave it.
+    pub fences: Vec<Fence>,
 }
 
-/// What a heartbeat learned about one job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a heartbeat learned about one job, named by the fence it was sent with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseState {
-    pub job_id: JobId,
+    pub fence: Fence,
     /// False when the worker lost the job (rescued, or cancelled and acknowledged elsewhere):
     /// it must stop the handler and record nothing.
     pub held: bool,
@@ -148,13 +147,11 @@ impl std::str::FromStr for StateFilter {
         if let Ok(st) = s.parse::<JobStatus>() {
             return Ok(StateFilter::Status(st));
         }
-        match s {
-            "scheduled" => Ok(StateFilter::Derived(DerivedState::Scheduled)),
-            "retrying" => Ok(StateFilter::Derived(DerivedState::Retrying)),
-            "stuck" => Ok(StateFilter::Derived(DerivedState::Stuck)),
-            _ => Err(format!(
-                "unknown state `{s}` (expected one of: queued, running, succeeded, failed, \
-                 cancelled, scheduled, retrying, stuck)"
+        match s.parse::<DerivedState>() {
+            Ok(d) => Ok(StateFilter::Derived(d)),
+            Err(_) => Err(format!(
+                "unknown state `{s}` (expected one of: {})",
+                errand_core::job::words(&DerivedState::state_words())
             )),
         }
     }
@@ -302,6 +299,9 @@ pub enum ScheduleSource {
 }
 
 impl ScheduleSource {
+    /// Every source.
+    pub const ALL: [ScheduleSource; 2] = [ScheduleSource::Config, ScheduleSource::Api];
+
     /// The stored word: `config` or `api`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -426,6 +426,9 @@ pub enum FireKind {
 }
 
 impl FireKind {
+    /// Every outcome.
+    pub const ALL: [FireKind; 3] = [FireKind::Enqueued, FireKind::Skipped, FireKind::Triggered];
+
     /// The stored word.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -28,7 +28,7 @@ use crate::producer::Slot;
 use crate::record;
 use crate::retry::persist;
 use crate::signal::{JobStop, StopReason};
-use errand_core::{AfterError, Backoff, FailAction, Fence, HandlerError, Job};
+use errand_core::{AfterError, Backoff, ClaimedJob, FailAction, Fence, HandlerError, Job};
 use errand_store::{Ack, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,16 +41,20 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Registers a claimed job with the worker (see [`crate::pool::Registry::hold`]) before it
 /// starts; false if the worker is closing (the job is left to the rescuer). `claim_sent` is
 /// when the claim that leased it was sent: the lease runs from no earlier than that.
-pub(crate) fn hold(shared: &Shared, job: &Job, claim_sent: tokio::time::Instant) -> bool {
+pub(crate) fn hold(
+    shared: &Shared,
+    claimed: &ClaimedJob,
+    claim_sent: tokio::time::Instant,
+) -> bool {
     let held = shared.running.hold(
-        (job.id, job.attempt),
+        &claimed.fence,
         JobStop::default(),
         claim_sent + shared.config.lease,
     );
     if !held {
         tracing::warn!(
-            job_id = job.id,
-            attempt = job.attempt,
+            job_id = claimed.fence.job_id,
+            attempt = claimed.fence.attempt,
             "worker is closing: claimed job not started; the rescuer requeues it after its lease"
         );
     }
@@ -59,18 +63,18 @@ pub(crate) fn hold(shared: &Shared, job: &Job, claim_sent: tokio::time::Instant)
 
 /// Starts a held job. `permit` is the job's slot in its queue's concurrency; it is given back
 /// as soon as the handler has ended.
-pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: Slot) {
-    let key = (job.id, job.attempt);
-    let Some(stop) = shared.running.stop_signal(key) else {
+pub(crate) fn spawn(shared: &Arc<Shared>, claimed: ClaimedJob, permit: Slot) {
+    let fence = claimed.fence.clone();
+    let Some(stop) = shared.running.stop_signal(&fence) else {
         return;
     };
-    let started = shared.running.start(key, || {
-        tokio::spawn(supervise(shared.clone(), job, stop, permit))
+    let started = shared.running.start(&fence, || {
+        tokio::spawn(supervise(shared.clone(), claimed, stop, permit))
     });
     if !started {
         tracing::warn!(
-            job_id = key.0,
-            attempt = key.1,
+            job_id = fence.job_id,
+            attempt = fence.attempt,
             "worker is closing: claimed job not started; the rescuer requeues it after its lease"
         );
     }
@@ -79,17 +83,17 @@ pub(crate) fn spawn(shared: &Arc<Shared>, job: Job, permit: Slot) {
 /// Gives a held job that never started back to shutdown, which releases it to `queued`
 /// without spending its attempt (unless something stopped it first: a cancel is
 /// acknowledged, a lost lease records nothing).
-pub(crate) async fn hand_back(shared: &Shared, job: Job) {
-    let key = (job.id, job.attempt);
-    if let Some(stop) = shared.running.stop_signal(key) {
+pub(crate) async fn hand_back(shared: &Shared, claimed: ClaimedJob) {
+    let ClaimedJob { fence, job } = claimed;
+    if let Some(stop) = shared.running.stop_signal(&fence) {
         stop.stop(StopReason::Shutdown);
         let reason = stop.reason().unwrap_or(StopReason::Shutdown);
-        shared.running.handler_done(key);
+        shared.running.handler_done(&fence);
         let ending = Ending::Stopped {
             reason,
             aborted: false,
         };
-        if let Some(outcome) = record(shared, &job, ending).await {
+        if let Some(outcome) = record(shared, &job, &fence, ending).await {
             shared.emit(WorkerEvent::JobFinished {
                 job_id: job.id,
                 kind: job.kind.clone(),
@@ -97,17 +101,17 @@ pub(crate) async fn hand_back(shared: &Shared, job: Job) {
                 outcome,
             });
         }
-        shared.running.finish(key);
+        shared.running.finish(&fence);
     }
 }
 
-async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: Slot) {
+async fn supervise(shared: Arc<Shared>, claimed: ClaimedJob, stop: JobStop, permit: Slot) {
+    let ClaimedJob { fence, job } = claimed;
     let job = Arc::new(job);
-    let key = (job.id, job.attempt);
     // Stopped while it waited for a slot (cancelled, lease lost): the handler never runs.
     // Nor does it when the lease may have run out meanwhile (the process was frozen, or the
     // heartbeat could not reach the store): another worker may be running it already.
-    let left = shared.running.lease_left(key);
+    let left = shared.running.lease_left(&fence);
     let ending = match stop.reason() {
         Some(reason) => Ending::Stopped {
             reason,
@@ -138,9 +142,9 @@ async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: Slot) {
             run_handler(&shared, &job, &stop).await
         }
     };
-    shared.running.handler_done(key);
+    shared.running.handler_done(&fence);
     drop(permit);
-    if let Some(outcome) = record(&shared, &job, ending).await {
+    if let Some(outcome) = record(&shared, &job, &fence, ending).await {
         shared.emit(WorkerEvent::JobFinished {
             job_id: job.id,
             kind: job.kind.clone(),
@@ -148,7 +152,7 @@ async fn supervise(shared: Arc<Shared>, job: Job, stop: JobStop, permit: Slot) {
             outcome,
         });
     }
-    shared.running.finish(key);
+    shared.running.finish(&fence);
 }
 
 /// How the handler ended.
@@ -273,12 +277,9 @@ fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
-async fn record(shared: &Shared, job: &Job, ending: Ending) -> Option<JobOutcome> {
-    let fence = Fence {
-        job_id: job.id,
-        attempt: job.attempt,
-        worker_id: shared.worker_id.to_string(),
-    };
+/// Records how an attempt ended, under the fence its claim gave it.
+async fn record(shared: &Shared, job: &Job, fence: &Fence, ending: Ending) -> Option<JobOutcome> {
+    let fence = fence.clone();
     let aborted_note = |aborted: bool| {
         if aborted {
             format!(

@@ -141,7 +141,8 @@ where
     Arc::new(move |ctx: JobContext| {
         let f = f.clone();
         Box::pin(async move {
-            let args: T = serde_json::from_value(ctx.args().clone()).map_err(|e| {
+            // Decoded once, straight from the claimed job's args (no copy of the tree).
+            let args = T::deserialize(ctx.args()).map_err(|e| {
                 HandlerError::permanent(format!(
                     "the args of this `{}` job do not decode as {}: {}",
                     ctx.kind(),

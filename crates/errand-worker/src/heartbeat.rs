@@ -55,11 +55,11 @@ async fn watchdog(shared: &Shared, stop: &Signal) {
             () = stop.fired() => return,
             () = tokio::time::sleep(every) => {}
         }
-        for key in shared.running.expiring(margin) {
-            if shared.running.stop(key, StopReason::LeaseLost) {
+        for fence in shared.running.expiring(margin) {
+            if shared.running.stop(&fence, StopReason::LeaseLost) {
                 tracing::warn!(
-                    job_id = key.0,
-                    attempt = key.1,
+                    job_id = fence.job_id,
+                    attempt = fence.attempt,
                     "no heartbeat has renewed the job's lease in time: stopping its handler \
                      before the lease ends (the job will be rescued)"
                 );
@@ -69,41 +69,34 @@ async fn watchdog(shared: &Shared, stop: &Signal) {
 }
 
 async fn beat_jobs(shared: &Shared) {
-    let jobs = shared.running.keys();
-    if jobs.is_empty() {
+    let fences = shared.running.fences();
+    if fences.is_empty() {
         return;
     }
     let beat = JobHeartbeat {
-        worker_id: shared.worker_id.to_string(),
         lease: shared.config.lease,
-        jobs,
+        fences,
     };
     let sent = tokio::time::Instant::now();
     let states = match shared.store.job_heartbeat_many(&beat).await {
         Ok(states) => states,
         Err(e) => {
-            tracing::warn!(error = %e, jobs = beat.jobs.len(), "extending job leases failed");
+            tracing::warn!(error = %e, jobs = beat.fences.len(), "extending job leases failed");
             return;
         }
     };
-    for (&key, state) in beat.jobs.iter().zip(states) {
-        let (job_id, attempt) = key;
-        if state.job_id != job_id {
-            tracing::error!(
-                job_id,
-                got = state.job_id,
-                "job_heartbeat_many answered out of order"
-            );
-            return;
-        }
-        if state.held {
-            shared.running.extend(key, sent + shared.config.lease);
-        }
+    // Each state names its fence, which is the registry's key: no matching by position.
+    for state in states {
+        let fence = &state.fence;
+        let (job_id, attempt) = (fence.job_id, fence.attempt);
         if !state.held {
-            if shared.running.stop(key, StopReason::LeaseLost) {
+            if shared.running.stop(fence, StopReason::LeaseLost) {
                 tracing::warn!(job_id, attempt, "lease lost: telling the handler to stop");
             }
-        } else if state.cancel_requested && shared.running.stop(key, StopReason::Cancelled) {
+            continue;
+        }
+        shared.running.extend(fence, sent + shared.config.lease);
+        if state.cancel_requested && shared.running.stop(fence, StopReason::Cancelled) {
             tracing::info!(
                 job_id,
                 attempt,

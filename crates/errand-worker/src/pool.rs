@@ -6,7 +6,7 @@ use crate::completer::CompleteRequest;
 use crate::event::WorkerEvent;
 use crate::handler::ErasedHandler;
 use crate::signal::{JobStop, Signal, StopReason};
-use errand_core::{Fence, JobId, TaskCatalog};
+use errand_core::{Fence, TaskCatalog};
 use errand_store::{Store, WorkerRegistration};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,10 +74,6 @@ impl Shared {
     }
 }
 
-/// A running job: key (job id, attempt), so that a job this worker lost and claimed again is
-/// two entries.
-pub(crate) type RunKey = (JobId, i32);
-
 struct Entry {
     stop: JobStop,
     /// Until when the store's lease is known to be held: the send time of the claim or
@@ -93,11 +89,12 @@ struct Entry {
 #[derive(Default)]
 struct RegistryState {
     closed: bool,
-    jobs: HashMap<RunKey, Entry>,
+    jobs: HashMap<Fence, Entry>,
 }
 
-/// The jobs this worker holds, from claim until their outcome is recorded. The heartbeat
-/// extends their leases; shutdown waits for it to empty.
+/// The jobs this worker holds, from claim until their outcome is recorded, by the fence their
+/// claim gave them (so a job this worker lost and claimed again is two entries). The
+/// heartbeat extends their leases; shutdown waits for it to empty.
 #[derive(Default)]
 pub(crate) struct Registry {
     state: Mutex<RegistryState>,
@@ -113,13 +110,13 @@ impl Registry {
     /// Registers a claimed job that is not started yet (it waits for a free slot in its
     /// queue): from now on the heartbeat extends its lease and cancel or lease-loss reach its
     /// stop signal. False once closed.
-    pub(crate) fn hold(&self, key: RunKey, stop: JobStop, lease_until: Instant) -> bool {
+    pub(crate) fn hold(&self, key: &Fence, stop: JobStop, lease_until: Instant) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
         st.jobs.insert(
-            key,
+            key.clone(),
             Entry {
                 stop,
                 lease_until,
@@ -132,12 +129,12 @@ impl Registry {
 
     /// Spawns the supervisor of a held job under the lock, so that [`Registry::close`] sees
     /// every supervisor. False (nothing spawned) once closed or if the job is not held.
-    pub(crate) fn start(&self, key: RunKey, spawn: impl FnOnce() -> JoinHandle<()>) -> bool {
+    pub(crate) fn start(&self, key: &Fence, spawn: impl FnOnce() -> JoinHandle<()>) -> bool {
         let mut st = self.lock();
         if st.closed {
             return false;
         }
-        match st.jobs.get_mut(&key) {
+        match st.jobs.get_mut(key) {
             Some(entry) => {
                 entry.supervisor = Some(spawn().abort_handle());
                 true
@@ -147,24 +144,24 @@ impl Registry {
     }
 
     /// Records that the store extended a job's lease to `until` (this clock).
-    pub(crate) fn extend(&self, key: RunKey, until: Instant) {
-        if let Some(e) = self.lock().jobs.get_mut(&key) {
+    pub(crate) fn extend(&self, key: &Fence, until: Instant) {
+        if let Some(e) = self.lock().jobs.get_mut(key) {
             e.lease_until = e.lease_until.max(until);
         }
     }
 
     /// How long the job's lease is still known to be held (zero once past it).
-    pub(crate) fn lease_left(&self, key: RunKey) -> Duration {
+    pub(crate) fn lease_left(&self, key: &Fence) -> Duration {
         self.lock()
             .jobs
-            .get(&key)
+            .get(key)
             .map(|e| e.lease_until.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     }
 
     /// Jobs whose handler has not returned and whose lease is known to be held for less than
     /// `margin` more.
-    pub(crate) fn expiring(&self, margin: Duration) -> Vec<RunKey> {
+    pub(crate) fn expiring(&self, margin: Duration) -> Vec<Fence> {
         let now = Instant::now();
         self.lock()
             .jobs
@@ -172,30 +169,30 @@ impl Registry {
             .filter(|(_, e)| {
                 !e.handler_done && e.lease_until.saturating_duration_since(now) < margin
             })
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// The stop signal of a held or running job.
-    pub(crate) fn stop_signal(&self, key: RunKey) -> Option<JobStop> {
-        self.lock().jobs.get(&key).map(|e| e.stop.clone())
+    pub(crate) fn stop_signal(&self, key: &Fence) -> Option<JobStop> {
+        self.lock().jobs.get(key).map(|e| e.stop.clone())
     }
 
-    pub(crate) fn handler_done(&self, key: RunKey) {
-        if let Some(e) = self.lock().jobs.get_mut(&key) {
+    pub(crate) fn handler_done(&self, key: &Fence) {
+        if let Some(e) = self.lock().jobs.get_mut(key) {
             e.handler_done = true;
         }
     }
 
-    pub(crate) fn finish(&self, key: RunKey) {
-        self.lock().jobs.remove(&key);
+    pub(crate) fn finish(&self, key: &Fence) {
+        self.lock().jobs.remove(key);
         self.changed.notify_waiters();
     }
 
     /// Asks one job's handler to stop; true if this was the first request. Ignored once the
     /// handler has returned.
-    pub(crate) fn stop(&self, key: RunKey, reason: StopReason) -> bool {
-        match self.lock().jobs.get(&key) {
+    pub(crate) fn stop(&self, key: &Fence, reason: StopReason) -> bool {
+        match self.lock().jobs.get(key) {
             Some(e) if !e.handler_done => e.stop.stop(reason),
             _ => false,
         }
@@ -211,8 +208,8 @@ impl Registry {
             .count()
     }
 
-    pub(crate) fn keys(&self) -> Vec<RunKey> {
-        self.lock().jobs.keys().copied().collect()
+    pub(crate) fn fences(&self) -> Vec<Fence> {
+        self.lock().jobs.keys().cloned().collect()
     }
 
     pub(crate) fn len(&self) -> usize {

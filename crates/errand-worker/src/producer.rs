@@ -40,7 +40,7 @@ use crate::event::WorkerEvent;
 use crate::executor;
 use crate::pool::Shared;
 use crate::retry::RetryDelay;
-use errand_core::Job;
+use errand_core::ClaimedJob;
 use errand_store::{JobClaim, JobsReady, StoreResult};
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,15 +77,16 @@ struct Ended {
 
 /// What a claim task returns: how many it asked for, `Ended::count` when it was sent, when it
 /// was sent (the leases it took run from no earlier), and the store's answer.
-type ClaimDone = (usize, u64, Instant, StoreResult<Vec<Job>>);
+type ClaimDone = (usize, u64, Instant, StoreResult<Vec<ClaimedJob>>);
 
 /// A claimed job waiting for a slot, ordered like the claim (priority, then run_at, then id)
 /// so that overlapping claims still start the most urgent job first.
-struct Waiting(Job);
+struct Waiting(ClaimedJob);
 
 impl Waiting {
     fn key(&self) -> (std::cmp::Reverse<i32>, chrono::DateTime<chrono::Utc>, i64) {
-        (std::cmp::Reverse(self.0.priority), self.0.run_at, self.0.id)
+        let job = &self.0.job;
+        (std::cmp::Reverse(job.priority), job.run_at, job.id)
     }
 }
 
@@ -358,30 +359,33 @@ mod tests {
     fn waiting_jobs_start_in_claim_order() {
         let at = chrono::Utc::now();
         let job = |id, priority, secs| {
-            Waiting(Job {
-                id,
-                queue: "default".into(),
-                kind: "k".into(),
-                args: serde_json::json!({}),
-                status: errand_core::JobStatus::Running,
-                priority,
-                run_at: at + chrono::Duration::seconds(secs),
-                attempt: 1,
-                max_attempts: 3,
-                unique_key: None,
-                reference_type: None,
-                reference_id: None,
-                result: None,
-                last_error: None,
-                timeout_ms: None,
-                worker_id: Some("w".into()),
-                lease_expires_at: None,
-                cancel_requested_at: None,
-                created_at: at,
-                started_at: Some(at),
-                finished_at: None,
-                updated_at: at,
-            })
+            Waiting(
+                ClaimedJob::new(errand_core::Job {
+                    id,
+                    queue: "default".into(),
+                    kind: "k".into(),
+                    args: serde_json::json!({}),
+                    status: errand_core::JobStatus::Running,
+                    priority,
+                    run_at: at + chrono::Duration::seconds(secs),
+                    attempt: 1,
+                    max_attempts: 3,
+                    unique_key: None,
+                    reference_type: None,
+                    reference_id: None,
+                    result: None,
+                    last_error: None,
+                    timeout_ms: None,
+                    worker_id: Some("w".into()),
+                    lease_expires_at: None,
+                    cancel_requested_at: None,
+                    created_at: at,
+                    started_at: Some(at),
+                    finished_at: None,
+                    updated_at: at,
+                })
+                .unwrap(),
+            )
         };
         let mut heap: BinaryHeap<Waiting> = [
             job(4, 0, 0),

@@ -42,6 +42,7 @@ mod queues;
 mod remote;
 pub mod scheduler;
 mod schedules;
+pub mod views;
 
 pub use client::{Client, ClientBuilder};
 pub use enqueue::Enqueue;

@@ -8,7 +8,7 @@ use crate::client::Client;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use errand_core::{Backoff, Fence};
-use errand_core::{HandlerError, Job};
+use errand_core::{ClaimedJob, HandlerError, Job};
 use errand_store::{
     Ack, BackupReport, JobClaim, JobHeartbeat, JobsReady, LeaseState, ScheduleRecord,
     WorkerRegistration,
@@ -75,13 +75,14 @@ impl Client {
     }
 
     /// Claims up to `claim.limit` ready jobs of one queue for a worker, each under a lease
-    /// (see [`errand_store::Store::job_claim`]).
-    pub async fn claim(&self, claim: &JobClaim) -> Result<Vec<Job>, Error> {
+    /// and with the fence the worker acknowledges it under (see
+    /// [`errand_store::Store::job_claim`]).
+    pub async fn claim(&self, claim: &JobClaim) -> Result<Vec<ClaimedJob>, Error> {
         Ok(self.store().job_claim(claim).await?)
     }
 
-    /// Extends the leases of a worker's running jobs; per job, whether it is still held
-    /// and whether someone asked it to stop.
+    /// Extends the leases of a worker's running jobs, each under its fence; per fence,
+    /// whether the job is still held and whether someone asked it to stop.
     pub async fn heartbeat(&self, beat: &JobHeartbeat) -> Result<Vec<LeaseState>, Error> {
         Ok(self.store().job_heartbeat_many(beat).await?)
     }

@@ -112,7 +112,7 @@ async fn claim(h: &Harness) -> errand::Job {
         .await
         .unwrap();
     assert_eq!(j.len(), 1, "a job to claim");
-    j.remove(0)
+    j.remove(0).job
 }
 
 async fn complete(h: &Harness, job: &errand::Job) {

@@ -71,7 +71,7 @@ async fn claim(client: &Client, queue: &str, worker: &str, lease: Duration) -> e
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "one ready job in {queue}");
-    jobs.remove(0)
+    jobs.remove(0).job
 }
 
 async fn complete(client: &Client, job: &errand::Job, result: serde_json::Value) {
@@ -258,9 +258,8 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
         let running = client.job(RUNNING).await.unwrap().unwrap();
         errand::__private::store(client)
             .job_heartbeat_many(&errand_store::JobHeartbeat {
-                worker_id: w1.into(),
                 lease: LEASE,
-                jobs: vec![(RUNNING, running.attempt)],
+                fences: vec![running.fence().unwrap()],
             })
             .await
             .unwrap();

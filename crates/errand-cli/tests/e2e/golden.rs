@@ -3,6 +3,9 @@
 //! durations are replaced by `"<time>"` and `"<ms>"`; ids are kept (the fixture makes them
 //! the same on both backends). A mismatch fails with the differing lines.
 //!
+//! The HTTP API answers the same reads with the same files (`the_api_answers_*`): one view
+//! per resource, `errand::views`, printed by both.
+//!
 //! After a deliberate change of a shape, regenerate with
 //! `ERRAND_UPDATE_GOLDEN=1 cargo test -p errand-cli --test e2e golden` and review the diff.
 
@@ -12,8 +15,26 @@ use std::path::PathBuf;
 
 e2e!(
     json_shapes_match_the_golden_files,
-    schedule_json_shapes_match_the_golden_files
+    schedule_json_shapes_match_the_golden_files,
+    the_api_answers_with_the_golden_shapes,
+    the_api_answers_schedules_with_the_golden_shapes
 );
+
+/// (golden file, API path): the HTTP API's answer for the same resource as a command's
+/// `--json`, as a `read` caller (who, like a terminal, gets secrets redacted) sees it.
+const API_READS: &[(&str, &str)] = &[
+    ("jobs_list", "/v1/jobs?queue=reports"),
+    ("jobs_show", "/v1/jobs/2"),
+    ("queues_list", "/v1/queues"),
+    ("workers_list", "/v1/workers"),
+];
+
+/// The same for schedules, on the `fixture::schedules` database.
+const API_SCHEDULE_READS: &[(&str, &str)] = &[
+    ("schedules_list", "/v1/schedules"),
+    ("schedules_show", "/v1/schedules/nightly_report"),
+    ("schedules_show_every", "/v1/schedules/sync_crm"),
+];
 
 /// (golden file, command, expected exit code), run in this order: reads first, then actions.
 const COMMANDS: &[(&str, &[&str], i32)] = &[
@@ -139,6 +160,58 @@ async fn json_shapes_match_the_golden_files(env: Env) {
 async fn schedule_json_shapes_match_the_golden_files(env: Env) {
     crate::fixture::with_schedules(&env.url).await;
     check(&env, SCHEDULE_COMMANDS).await;
+}
+
+async fn the_api_answers_with_the_golden_shapes(env: Env) {
+    crate::fixture::every_state(env.client().await, None).await;
+    check_api(&env, API_READS).await;
+}
+
+async fn the_api_answers_schedules_with_the_golden_shapes(env: Env) {
+    crate::fixture::with_schedules(&env.url).await;
+    check_api(&env, API_SCHEDULE_READS).await;
+}
+
+/// Serves the API over the test's database (the router alone: no worker, rescuer or
+/// scheduler changes the fixture meanwhile) and compares each read with its golden file.
+async fn check_api(env: &Env, reads: &[(&str, &str)]) {
+    let config = errand_server::ServerConfig {
+        tokens: vec![errand_server::ApiToken {
+            name: "reader".into(),
+            token: "golden-read".into(),
+            role: errand_server::Role::Read,
+        }],
+        ..Default::default()
+    };
+    let app = errand_server::router(env.client().await.clone(), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for (name, path) in reads {
+        let r = http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth("golden-read")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        let mut v: Value = r.json().await.unwrap();
+        normalize(&mut v, None);
+        let actual = serde_json::to_string_pretty(&v).unwrap() + "\n";
+        let path_of = golden_dir().join(format!("{name}.json"));
+        let expected = std::fs::read_to_string(&path_of).unwrap();
+        if expected != actual {
+            failures.push(format!(
+                "GET {path} differs from {}\n{}",
+                path_of.display(),
+                diff(&expected, &actual)
+            ));
+        }
+    }
+    server.abort();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Runs `commands` in order with `--json` and compares each output with its golden file (or,

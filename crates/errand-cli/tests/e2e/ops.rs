@@ -48,7 +48,7 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
             .as_array()
             .unwrap()
             .iter()
-            .find(|q| q["queue"] == name)
+            .find(|q| q["name"] == name)
             .unwrap_or_else(|| panic!("no queue {name} in {v}"))
             .clone()
     };
@@ -62,7 +62,7 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
         "cancelled",
     ]
     .iter()
-    .map(|k| email[k].as_u64().unwrap())
+    .map(|k| email["counts"][k].as_u64().unwrap())
     .collect();
     assert_eq!(counts, vec![2, 1, 2, 1, 1, 1], "{email}");
     assert!(email["oldest_ready_run_at"].is_string(), "{email}");
@@ -90,7 +90,7 @@ async fn stats_counts_states_and_recent_runs(env: Env) {
     assert!(email["recent"]["duration_p95_ms"].as_f64().unwrap() >= 0.0);
     let reports = q("reports");
     assert_eq!(reports["recent"]["succeeded"], 2);
-    assert_eq!(reports["queued"], 1);
+    assert_eq!(reports["counts"]["queued"], 1);
     let indexing = q("indexing");
     assert_eq!(indexing["paused"], true);
     assert_eq!(indexing["recent"]["duration_avg_ms"], Value::Null);
@@ -160,7 +160,7 @@ async fn jobs_list_filters_by_state_queue_kind_reference_since_and_pages(env: En
         &env.run(&["jobs", "list", "--json", "--status", "stuck"])
             .await,
     );
-    assert_eq!(v["jobs"][0]["derived_state"], "stuck");
+    assert_eq!(v["jobs"][0]["derived"], "stuck");
     assert_eq!(v["jobs"][0]["status"], "running");
     assert_eq!(
         ids(&list(&["--queue", "reports"]).await["jobs"]),

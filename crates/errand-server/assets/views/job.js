@@ -85,8 +85,8 @@ function fields(j) {
     j.cancel_requested_at ? row("cancel requested", time(j.cancel_requested_at)) : null,
     row("timeout", j.timeout_ms === null || j.timeout_ms === undefined ? "task default" : j.timeout_ms === 0 ? "none" : duration(j.timeout_ms)),
     row("unique key", j.unique_key ? h("span", { class: "mono" }, j.unique_key) : h("span", { class: "muted" }, "—")),
-    row("reference", j.reference_type ? h("a", { class: "mono", href: `#/jobs?reference=${encodeURIComponent(`${j.reference_type}:${j.reference_id ?? ""}`)}` },
-      `${j.reference_type}:${j.reference_id ?? ""}`) : h("span", { class: "muted" }, "—")),
+    row("reference", j.reference ? h("a", { class: "mono", href: `#/jobs?reference=${encodeURIComponent(`${j.reference.type}:${j.reference.id}`)}` },
+      `${j.reference.type}:${j.reference.id}`) : h("span", { class: "muted" }, "—")),
     row("updated", time(j.updated_at))));
 }
 

@@ -103,7 +103,7 @@ export async function mount(root, ctx) {
         h("td", {}, j.queue),
         h("td", { class: "mono" }, j.kind),
         h("td", { class: "num" }, `${j.attempt}/${j.max_attempts}`),
-        h("td", { class: "mono small" }, j.reference_type ? `${j.reference_type}:${j.reference_id ?? ""}` : ""),
+        h("td", { class: "mono small" }, j.reference ? `${j.reference.type}:${j.reference.id}` : ""),
         h("td", {}, time(j.created_at, { compact: true })),
         h("td", {}, j.finished_at ? time(j.finished_at, { compact: true }) : time(j.run_at, { compact: true })),
         h("td", { class: "err-cell", title: j.last_error || "" }, j.last_error ? firstLine(j.last_error) : "")))))));

@@ -75,10 +75,10 @@ function renderQueues(el, res, ctx) {
     ...STATES.map((st) => ({ label: st, class: `num th-${st}`, cell: countCell(st) })),
     { label: "scheduled", class: "num th-scheduled", cell: countCell("scheduled") },
     { label: "Mix", cell: (q) => mixBar(q.counts || {}) },
-    { label: "Oldest queued", cell: (q) => q.oldest_queued_at ? h("span", { title: `waiting ${duration(q.oldest_queued_age_ms)}` }, time(q.oldest_queued_at, { compact: true })) : h("span", { class: "muted" }, "—") },
-    { label: "Last hour", class: "num", cell: (q) => h("span", {}, num(q.throughput_1h?.succeeded ?? 0), " ok",
-      (q.throughput_1h?.failed ?? 0) ? h("span", { class: "st-text-failed" }, ` · ${num(q.throughput_1h.failed)} failed`) : null) },
-    { label: "Duration avg / p95", class: "num", cell: (q) => `${duration(q.duration_ms?.avg)} / ${duration(q.duration_ms?.p95)}` },
+    { label: "Oldest ready", cell: (q) => q.oldest_ready_run_at ? h("span", { title: `waiting ${duration(q.oldest_ready_age_ms)}` }, time(q.oldest_ready_run_at, { compact: true })) : h("span", { class: "muted" }, "—") },
+    { label: "Last hour", class: "num", cell: (q) => h("span", {}, num(q.recent?.succeeded ?? 0), " ok",
+      (q.recent?.failed ?? 0) ? h("span", { class: "st-text-failed" }, ` · ${num(q.recent.failed)} failed`) : null) },
+    { label: "Duration avg / p95", class: "num", cell: (q) => `${duration(q.recent?.duration_avg_ms)} / ${duration(q.recent?.duration_p95_ms)}` },
   ];
   if (ctx.session.canAct) {
     cols.push({ label: "", class: "actions", cell: (q) => q.paused

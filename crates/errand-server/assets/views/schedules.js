@@ -119,15 +119,15 @@ async function detail(root, ctx, name) {
           h("tr", {}, h("th", {}, "runs avg / p95 / max"), h("td", {}, `${duration(st.avg_ms)} / ${duration(st.p95_ms)} / ${duration(st.max_ms)}`))))),
         lastRun(x.last_run),
         h("section", { class: "card", id: "next-fires" }, h("h2", {}, "Next fires"),
-          (d.next_fires || []).length ? h("ol", { class: "fires" }, d.next_fires.map((t) => h("li", {}, time(t))))
+          (d.next_fires || []).length ? h("ol", { class: "fires" }, d.next_fires.map((t) => h("li", {}, time(t.at))))
             : empty(x.paused ? "Paused" : "No upcoming fires", ""))),
       h("section", { class: "card", id: "history" }, h("h2", {}, "Recent runs"),
-        (d.history || []).length ? table([
+        (d.runs || []).length ? table([
           { label: "Fire time", cell: (r) => time(r.fire_at) },
           { label: "Job", cell: (r) => r.job_id ? h("a", { href: `#/jobs/${r.job_id}` }, `#${r.job_id}`) : "—" },
           { label: "State", cell: (r) => r.status ? stateBadge(r.status) : "—" },
           { label: "Duration", class: "num", cell: (r) => duration(r.duration_ms) },
-        ], d.history) : empty("No runs yet", "")),
+        ], d.runs) : empty("No runs yet", "")),
       (d.skipped || []).length ? h("section", { class: "card" }, h("h2", {}, `Skipped fires (${num(d.skipped.length)})`),
         table([{ label: "Fire time", cell: (r) => time(r.fire_at) }, { label: "Why", cell: (r) => r.reason }], d.skipped)) : null);
   }

@@ -26,7 +26,7 @@ export async function mount(root) {
       { label: "PID", class: "num", cell: (w) => String(w.pid) },
       { label: "Queues (concurrency)", cell: (w) => h("span", { class: "chips" },
         (w.queues || []).map((q) => h("span", { class: "chip" }, q.name, h("b", {}, ` ×${q.concurrency}`)))) },
-      { label: "Slots", class: "num", cell: (w) => num((w.queues || []).reduce((a, q) => a + q.concurrency, 0)) },
+      { label: "Slots", class: "num", cell: (w) => num(w.concurrency) },
       { label: "Version", cell: (w) => h("span", { class: "mono small" }, w.version) },
       { label: "Started", cell: (w) => time(w.started_at, { compact: true }) },
       { label: "Last heartbeat", cell: (w) => {

@@ -46,8 +46,7 @@ async fn enqueue_one_and_a_batch_then_get_with_every_field(h: Harness) {
     assert_eq!(job["priority"], 3);
     assert_eq!(job["max_attempts"], 5);
     assert_eq!(job["timeout_ms"], 30_000);
-    assert_eq!(job["reference_type"], "user");
-    assert_eq!(job["reference_id"], "42");
+    assert_eq!(job["reference"], json!({"type": "user", "id": "42"}));
     assert_eq!(job["args"], json!({"to": "ada@example.com"}));
     assert_eq!(got["events"], json!([]));
 
@@ -338,7 +337,7 @@ async fn queues_pause_resume_and_stats(h: Harness) {
     assert_eq!(q["paused"], true);
     assert_eq!(q["counts"]["queued"], 2);
     assert_eq!(q["counts"]["scheduled"], 1);
-    assert_eq!(q["oldest_queued_age_ms"], 4321, "{q}");
+    assert_eq!(q["oldest_ready_age_ms"], 4321, "{q}");
     let r = api.post_empty("/v1/queues/email/resume").await.expect(200);
     assert_eq!(r["queue"]["paused"], false);
     let claim = api
@@ -394,12 +393,19 @@ async fn queues_pause_resume_and_stats(h: Harness) {
         .find(|q| q["name"] == "email")
         .unwrap()
         .clone();
+    let recent = &q["recent"];
     assert_eq!(
-        q["throughput_1h"],
-        json!({"succeeded": 1, "failed": 0, "cancelled": 0})
+        [
+            &recent["succeeded"],
+            &recent["failed"],
+            &recent["cancelled"]
+        ],
+        [&json!(1), &json!(0), &json!(0)],
+        "{q}"
     );
+    assert_eq!(recent["window_ms"], 3_600_000);
     assert!(
-        q["duration_ms"]["avg"].is_number() && q["duration_ms"]["p95"].is_number(),
+        recent["duration_avg_ms"].is_number() && recent["duration_p95_ms"].is_number(),
         "{q}"
     );
     let t = api

@@ -45,8 +45,12 @@ async fn schedules_list_show_pause_resume_and_trigger(h: Harness) {
 
     let show = api.get("/v1/schedules/nightly?next=3").await.expect(200);
     assert_eq!(show["next_fires"].as_array().unwrap().len(), 3);
-    assert_eq!(show["next_fires"][0], show["schedule"]["next_fire_at"]);
-    assert_eq!(show["history"], json!([]));
+    assert_eq!(
+        show["next_fires"][0]["at"],
+        show["schedule"]["next_fire_at"]
+    );
+    assert!(show["next_fires"][0]["local"].is_string());
+    assert_eq!(show["runs"], json!([]));
     assert_eq!(show["stats"]["runs"], 0);
 
     // Trigger now, run it over the worker protocol: it shows as the last run with its duration.
@@ -85,8 +89,8 @@ async fn schedules_list_show_pause_resume_and_trigger(h: Harness) {
         as_read["schedules"][0]["last_run"]["result"],
         json!({"processed_users": 3, "api_token": "[redacted]"})
     );
-    assert_eq!(show["history"][0]["outcome"], "triggered");
-    assert_eq!(show["history"][0]["status"], "succeeded");
+    assert_eq!(show["runs"][0]["outcome"], "triggered");
+    assert_eq!(show["runs"][0]["status"], "succeeded");
     assert_eq!(show["stats"]["runs"], 1);
     assert!(show["stats"]["p95_ms"].is_number());
     assert_eq!(show["next_fires"].as_array().unwrap().len(), 5);

@@ -44,7 +44,7 @@ pub(super) async fn claim_one(h: &Harness, worker: &str) -> Job {
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "expected one job to claim");
-    jobs.remove(0)
+    jobs.remove(0).job
 }
 
 pub(super) async fn get(h: &Harness, id: i64) -> Job {

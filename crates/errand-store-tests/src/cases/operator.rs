@@ -270,3 +270,101 @@ pub async fn job_purge_deletes_old_finished_jobs_in_batches_with_their_events(h:
         0
     );
 }
+
+/// Fails the one ready job (which must be `id`) for good.
+async fn fail_for_good(h: &Harness, id: i64) {
+    let j = claim_one(h, "w").await;
+    assert_eq!(j.id, id);
+    h.store
+        .job_fail(&JobFail {
+            fence: fence(&j),
+            error: "x".into(),
+            action: FailAction::Fail,
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn job_retry_never_gives_a_live_unique_key_to_a_second_job(h: Harness) {
+    let mut keyed = new_job("k");
+    keyed.unique_key = Some("one".into());
+    let failed = h.insert(keyed.clone()).await;
+    fail_for_good(&h, failed).await;
+    // The key is free once its job finished: a new job takes it.
+    let live = h.insert(keyed).await;
+    assert_ne!(live, failed);
+    assert_eq!(
+        h.store.job_retry(&[failed, 999_999]).await.unwrap(),
+        vec![
+            RetryOutcome::Unchanged {
+                id: failed,
+                status: JobStatus::Failed
+            },
+            RetryOutcome::NotFound { id: 999_999 },
+        ],
+        "a live job holds the key"
+    );
+    let all = RetryFailed {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        h.store.job_retry_failed(&all).await.unwrap(),
+        0,
+        "bulk retry skips it, so a caller looping until 0 stops"
+    );
+    assert_eq!(get(&h, failed).await.status, JobStatus::Failed);
+    // Once the live job is gone, the failed one may have its key back.
+    h.store.job_cancel(&[live], None).await.unwrap();
+    assert_eq!(
+        h.store.job_retry(&[failed]).await.unwrap(),
+        vec![RetryOutcome::Retried { id: failed }]
+    );
+    assert_eq!(
+        h.store.job_retry(&[live]).await.unwrap(),
+        vec![RetryOutcome::Unchanged {
+            id: live,
+            status: JobStatus::Cancelled
+        }],
+        "now the retried job holds the key"
+    );
+}
+
+pub async fn job_retry_of_several_jobs_with_one_key_retries_only_one(h: Harness) {
+    let mut keyed = new_job("k");
+    keyed.unique_key = Some("one".into());
+    let mut failed = Vec::new();
+    for _ in 0..3 {
+        let id = h.insert(keyed.clone()).await;
+        fail_for_good(&h, id).await;
+        failed.push(id);
+    }
+    // By id: the first named one.
+    assert_eq!(
+        h.store.job_retry(&[failed[1], failed[0]]).await.unwrap(),
+        vec![
+            RetryOutcome::Retried { id: failed[1] },
+            RetryOutcome::Unchanged {
+                id: failed[0],
+                status: JobStatus::Failed
+            },
+        ]
+    );
+    h.store.job_cancel(&[failed[1]], None).await.unwrap();
+    // In bulk: the oldest, then nothing more.
+    let all = RetryFailed {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(h.store.job_retry_failed(&all).await.unwrap(), 1);
+    assert_eq!(h.store.job_retry_failed(&all).await.unwrap(), 0);
+    let statuses = [
+        get(&h, failed[0]).await.status,
+        get(&h, failed[1]).await.status,
+        get(&h, failed[2]).await.status,
+    ];
+    assert_eq!(
+        statuses,
+        [JobStatus::Queued, JobStatus::Cancelled, JobStatus::Failed]
+    );
+}

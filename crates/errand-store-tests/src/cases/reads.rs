@@ -5,7 +5,7 @@ use super::{claim_one, fence, get};
 use crate::harness::{new_job, Harness};
 use chrono::Duration as ChronoDuration;
 use errand_core::{EventKind, FailAction, JobStatus, NewEvent, RunAt};
-use errand_store::{Ack, JobComplete, JobFail, JobList, JobPage, StateFilter};
+use errand_store::{Ack, JobComplete, JobFail, JobList, JobPage, StateFilter, StoreError};
 use serde_json::json;
 use std::time::Duration;
 
@@ -328,4 +328,19 @@ pub async fn event_insert_and_list_in_order(h: Harness) {
     );
     assert_eq!(events[1].data, Some(json!({"by": "ops"})));
     assert!(events[0].id < events[1].id);
+    let missing = h
+        .store
+        .event_insert(&NewEvent {
+            job_id: 999_999,
+            kind: EventKind::Cancelled,
+            attempt: 0,
+            worker_id: None,
+            message: None,
+            data: None,
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(999_999))),
+        "{missing:?}"
+    );
 }

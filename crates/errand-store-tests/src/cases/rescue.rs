@@ -3,7 +3,7 @@
 
 use super::{claim, claim_one, fence, get, LEASE};
 use crate::harness::{new_job, Harness};
-use errand_core::{decide_rescue, EventKind, FailAction, JobStatus, RescueAction};
+use errand_core::{decide_rescue, EventKind, FailAction, Fence, JobStatus, RescueAction};
 use errand_store::{
     Ack, JobComplete, JobFail, JobHeartbeat, JobList, JobRescue, StateFilter, StoreError,
 };
@@ -92,9 +92,8 @@ pub async fn job_rescue_leaves_a_job_whose_lease_was_renewed(h: Harness) {
     assert_eq!(stuck.len(), 1);
     // The worker comes back to life and heartbeats before the rescuer acts.
     let beat = JobHeartbeat {
-        worker_id: "slow-worker".into(),
         lease: LEASE,
-        jobs: vec![(j.id, 1)],
+        fences: vec![fence(&j)],
     };
     assert!(h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
     let acks = h
@@ -142,9 +141,12 @@ pub async fn job_stale_worker_cannot_record_after_rescue(h: Harness) {
     );
     assert!(err.to_string().contains("stale"));
     let beat = JobHeartbeat {
-        worker_id: "worker-a".into(),
         lease: LEASE,
-        jobs: vec![(id, 1)],
+        fences: vec![Fence {
+            job_id: id,
+            attempt: 1,
+            worker_id: "worker-a".into(),
+        }],
     };
     assert!(!h.store.job_heartbeat_many(&beat).await.unwrap()[0].held);
     assert_eq!(

@@ -4,7 +4,9 @@
 use super::{chrono, claim, claim_one, fence, get, LEASE};
 use crate::harness::{new_job, Harness};
 use chrono::Duration as ChronoDuration;
-use errand_core::{decide_failure, Backoff, EventKind, FailAction, HandlerError, JobStatus, RunAt};
+use errand_core::{
+    decide_failure, Backoff, EventKind, FailAction, Fence, HandlerError, JobStatus, RunAt,
+};
 use errand_store::{Ack, JobComplete, JobFail, JobHeartbeat, Store};
 use serde_json::json;
 use std::collections::HashMap;
@@ -399,20 +401,35 @@ pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h:
         .job_cancel(&[jobs[1].id], Some("operator"))
         .await
         .unwrap();
+    // The claim hands each job its fence, the one the job's own row gives.
+    for c in &jobs {
+        assert_eq!(Some(c.fence.clone()), c.job.fence());
+        assert_eq!((c.fence.attempt, c.fence.worker_id.as_str()), (1, "w"));
+    }
+    let not_held = Fence {
+        attempt: jobs[2].attempt + 1, // not the attempt this worker holds
+        ..jobs[2].fence.clone()
+    };
+    let missing = Fence {
+        job_id: 999_999, // no such job
+        ..jobs[0].fence.clone()
+    };
     let beat = JobHeartbeat {
-        worker_id: "w".into(),
         lease: LEASE,
-        jobs: vec![
-            (jobs[0].id, jobs[0].attempt),
-            (jobs[1].id, jobs[1].attempt),
-            (jobs[2].id, jobs[2].attempt + 1), // not the attempt this worker holds
-            (999_999, 1),                      // no such job
+        fences: vec![
+            jobs[0].fence.clone(),
+            jobs[1].fence.clone(),
+            not_held.clone(),
+            missing.clone(),
         ],
     };
     let states = h.store.job_heartbeat_many(&beat).await.unwrap();
+    // Each answer names the fence it was sent with.
+    let sent: Vec<_> = states.iter().map(|s| s.fence.clone()).collect();
+    assert_eq!(sent, beat.fences);
     let summary: Vec<_> = states
         .iter()
-        .map(|s| (s.job_id, s.held, s.cancel_requested))
+        .map(|s| (s.fence.job_id, s.held, s.cancel_requested))
         .collect();
     assert_eq!(
         summary,
@@ -432,9 +449,11 @@ pub async fn job_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(h:
     );
     // A heartbeat from another worker never extends someone else's lease.
     let other = JobHeartbeat {
-        worker_id: "intruder".into(),
         lease: LEASE,
-        jobs: vec![(jobs[0].id, jobs[0].attempt)],
+        fences: vec![Fence {
+            worker_id: "intruder".into(),
+            ..jobs[0].fence.clone()
+        }],
     };
     assert!(!h.store.job_heartbeat_many(&other).await.unwrap()[0].held);
 }

@@ -27,7 +27,8 @@ pub use migrate::{migrate, migration_status, Migration, MigrationTx};
 pub use operator::{job_cancel, job_retry, LockedJob, OperatorTx};
 pub use schedule::{schedule_fire, schedule_trigger, FireRow, ScheduleTx};
 
-use errand_core::Job;
+use crate::{StoreError, StoreResult};
+use errand_core::{ClaimedJob, Job};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -48,15 +49,24 @@ pub fn run_now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// Puts claimed jobs in claim order (highest priority, then earliest `run_at`, then lowest
-/// id): `RETURNING` gives rows in no particular order, and `job_claim` promises this one.
-pub fn claim_order(jobs: &mut [Job]) {
+/// A claim's rows as `job_claim` answers them: in claim order (highest priority, then
+/// earliest `run_at`, then lowest id; `RETURNING` gives rows in no particular order), each
+/// with its fence.
+pub fn claimed(mut jobs: Vec<Job>) -> StoreResult<Vec<ClaimedJob>> {
     jobs.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
+    jobs.into_iter()
+        .map(|job| {
+            let id = job.id;
+            ClaimedJob::new(job).ok_or_else(|| {
+                StoreError::Database(format!("claimed job {id} came back without a worker"))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
