@@ -31,7 +31,7 @@ FROM docker.io/library/debian:bookworm-slim AS runtime
 # tini: PID 1 forwards SIGTERM to errand and reaps what exits under it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates tini \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin errand \
     && mkdir -p /data /etc/errand \
     && chown errand:errand /data

@@ -1,4 +1,5 @@
-//! What monitoring reads: `/health` (liveness and database reachability), `/metrics`
+//! What monitoring reads: `/health` and `/health/ready` (database reachability),
+//! `/health/live` (the process answers), `/metrics`
 //! (Prometheus text), and `/v1/me` (who the caller is). `/health/scheduler` is
 //! `scheduler_health`.
 
@@ -61,6 +62,12 @@ pub async fn health(State(s): State<AppState>) -> Response {
             None => Json(json!({"status": "ok", "database": "ok"})).into_response(),
         },
     }
+}
+
+/// `/health/live`: the process answers. No database call, so an orchestrator's liveness
+/// probe does not restart servers for a database outage (`/health/ready` reports that).
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
 }
 
 pub async fn me(Extension(caller): Extension<Caller>) -> Json<Value> {

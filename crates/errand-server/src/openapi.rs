@@ -487,6 +487,7 @@ pub fn schemas() -> Value {
         "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "degraded", "unavailable"]})), ("database", string())], &["status", "database"], false),
         "SchedulerHealth": scheduler_health,
         "OpenApi": {"type": "object"},
+        "Live": object(&[("status", json!({"type": "string", "enum": ["ok"]}))], &["status"], false),
         "Me": object(&[("role", json!({"type": "string", "enum": ["read", "enqueue", "worker", "admin"]})), ("auth", boolean())], &["role", "auth"], false),
         "EnqueueRequest": enqueue,
         "Enqueued": enqueued,

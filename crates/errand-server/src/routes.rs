@@ -205,6 +205,11 @@ pub fn routes() -> Vec<Route> {
         Route::new(Get, "/health", Public, "health", "Liveness and database reachability: 503 `unavailable` when the database does not answer within 2 s (or the schema is behind), 503 `degraded` while writes fail (a full disk)", health::health)
             .ok(200, "Health")
             .errors(&[503]),
+        Route::new(Get, "/health/live", Public, "health_live", "Liveness for orchestrators: 200 while the process answers HTTP, whatever the database does (a database outage must not restart every server at once)", health::live)
+            .ok(200, "Live"),
+        Route::new(Get, "/health/ready", Public, "health_ready", "Readiness for orchestrators: the answer of /health (200 `ok` when the database answers within 2 s and is migrated and writes succeed; 503 `unavailable` or `degraded`), the question `errand health` asks from the command line", health::health)
+            .ok(200, "Health")
+            .errors(&[503]),
         Route::new(Get, "/health/scheduler", Public, "health_scheduler", "Scheduling health: healthy, or degraded (503) with the reasons (the loop is off, stopped, failing or stalled; a schedule is overdue beyond its misfire grace); next run, last execution with its result and error, pending jobs", scheduler_health::scheduler)
             .ok(200, "SchedulerHealth"),
         Route::new(Get, "/metrics", Public, "metrics", "Prometheus metrics (text format 0.0.4)", health::metrics).text(),

@@ -298,7 +298,8 @@ async fn headers_bodies_and_idle_connections_are_cut_off_at_their_timeouts(env: 
     serve.stop().await;
 }
 
-/// `/health` with the database gone: 503 within about 2 s, not the pool's 30 s.
+/// `/health` and `/health/ready` with the database gone: 503 within about 2 s, not the pool's
+/// 30 s; `/health/live` still 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_health_answers_503_within_two_seconds() {
     let bin = PrivatePostgres::binaries().expect(
@@ -328,15 +329,21 @@ async fn health_with_the_database_down(env: Env, pg: Arc<PrivatePostgres>) {
     let addr = address(&serve.wait_for_line("HTTP API listening on").await);
     serve.ready().await;
     assert_eq!(get(&addr, "/health").await.0, 200);
+    assert_eq!(get(&addr, "/health/ready").await.0, 200);
+    assert_eq!(get(&addr, "/health/live").await.0, 200);
     pg.kill().await;
     for _ in 0..3 {
-        let (status, took) = get(&addr, "/health").await;
-        eprintln!("/health with PostgreSQL down: {status} in {took:?}");
-        assert_eq!(status, 503);
-        assert!(
-            took < Duration::from_millis(2500),
-            "/health took {took:?} with the database down"
-        );
+        for path in ["/health", "/health/ready"] {
+            let (status, took) = get(&addr, path).await;
+            eprintln!("{path} with PostgreSQL down: {status} in {took:?}");
+            assert_eq!(status, 503, "{path}");
+            assert!(
+                took < Duration::from_millis(2500),
+                "{path} took {took:?} with the database down"
+            );
+        }
+        // Liveness does not ask the database: the process is alive, no restart wanted.
+        assert_eq!(get(&addr, "/health/live").await.0, 200);
     }
     pg.start_again().await;
     let deadline = Instant::now() + PATIENCE;

@@ -18,6 +18,14 @@ async fn health_scheduler_health_and_metrics(h: Harness) {
         anonymous.get("/health").await.expect(200),
         json!({"status": "ok", "database": "ok"})
     );
+    assert_eq!(
+        anonymous.get("/health/ready").await.expect(200),
+        json!({"status": "ok", "database": "ok"})
+    );
+    assert_eq!(
+        anonymous.get("/health/live").await.expect(200),
+        json!({"status": "ok"})
+    );
     api.enqueue(json!({"kind": "a", "queue": "email"})).await;
     api.enqueue(json!({"kind": "a", "queue": "email", "delay": "1h"}))
         .await;
