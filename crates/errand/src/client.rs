@@ -264,8 +264,7 @@ impl Client {
     /// The store underneath: inside the library only. Everything a caller may do with it
     /// is a method of the client; Errand's own tests and benchmarks reach it through
     /// [`crate::__private::store`], which is not part of the API.
-    #[doc(hidden)]
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
