@@ -501,7 +501,7 @@ pub fn schemas() -> Value {
         ),
         "Retried": object(&[("retried", int())], &["retried"], false),
         "CancelRequest": object(
-            &[("ids", ids), ("status", filter("cancel every job in this state (queued, running, scheduled, retrying, stuck)")), ("queue", filter("queue")), ("kind", filter("kind")), ("reference", filter("`type` or `type:id`"))],
+            &[("ids", ids), ("status", filter(&format!("cancel every job in this state: {} (those in a state that cannot be cancelled are left)", errand_core::job::words(&errand_core::DerivedState::state_words())))), ("queue", filter("queue")), ("kind", filter("kind")), ("reference", filter("`type` or `type:id`"))],
             &[],
             true,
         ),

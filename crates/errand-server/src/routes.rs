@@ -10,6 +10,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
+use errand_core::{DerivedState, JobStatus};
+use std::sync::LazyLock;
 
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +195,23 @@ impl Route {
     }
 }
 
+/// The help of the list's `status` filter: the words from the states' definitions.
+static STATUS_HELP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "Comma-separated states, stored ({}) or derived ({}); a job matching any is listed",
+        errand_core::job::words(&JobStatus::ALL.map(JobStatus::as_str)),
+        errand_core::job::words(&DerivedState::ALL.map(DerivedState::as_str)),
+    )
+});
+
+/// The help of the list's `derived` filter.
+static DERIVED_HELP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "Comma-separated derived states ({}), added to `status`",
+        errand_core::job::words(&DerivedState::ALL.map(DerivedState::as_str)),
+    )
+});
+
 /// Every route of the API.
 pub fn routes() -> Vec<Route> {
     use Access::*;
@@ -228,8 +247,8 @@ pub fn routes() -> Vec<Route> {
             .errors(BAD_JOB),
         Route::new(Get, "/v1/jobs", Read, "list_jobs", "Jobs matching filters, newest first, a page at a time", jobs::list)
             .query(&[
-                ("status", "string", "Comma-separated states, stored (queued, running, succeeded, failed, cancelled) or derived (scheduled, retrying, stuck); a job matching any is listed"),
-                ("derived", "string", "Comma-separated derived states, added to `status`"),
+                ("status", "string", &STATUS_HELP),
+                ("derived", "string", &DERIVED_HELP),
                 ("queue", "string", "Queue name"),
                 ("kind", "string", "Task kind"),
                 ("reference", "string", "`type` or `type:id` of the entity the jobs are about"),
