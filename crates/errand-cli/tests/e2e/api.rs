@@ -161,9 +161,17 @@ async fn serve_refuses_a_public_address_without_a_token(env: Env) {
     );
     let base = base_url(&serve.wait_for_line("HTTP API listening on").await);
     let base = base.replace("0.0.0.0", "127.0.0.1");
-    let anonymous = reqwest::get(format!("{base}/v1/queues")).await.unwrap();
+    let anonymous = crate::common::http_client()
+        .get(format!("{base}/v1/queues"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    let health = crate::common::http_client()
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     serve.stop().await;
 }

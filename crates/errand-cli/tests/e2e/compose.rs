@@ -83,7 +83,7 @@ async fn the_compose_example_app_enqueues_and_works_its_jobs(env: Env) {
     let app = env.spawn_command(app, "app.py");
     app.wait_for_line("app: listening").await;
 
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let url = format!("http://127.0.0.1:{port}");
     let signup = |email: &'static str| {
         let http = http.clone();

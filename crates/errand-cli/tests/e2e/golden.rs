@@ -187,7 +187,7 @@ async fn check_api(env: &Env, reads: &[(&str, &str)]) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let mut failures = Vec::new();
     for (name, path) in reads {
         let r = http

@@ -38,7 +38,11 @@ async fn serve_listens_where_told_and_fails_before_claiming_when_the_port_is_tak
     let serve = env.spawn(&["serve", "--listen", &addr], &[]);
     let line = serve.wait_for_line("HTTP API listening on").await;
     assert!(line.contains(&format!("http://{addr}")), "{line}");
-    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    let health = crate::common::http_client()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     env.wait_job(id, "succeeded", |j| j.status == JobStatus::Succeeded)
         .await;

@@ -199,7 +199,9 @@ async fn serve_reports_scheduler_health(env: Env) {
     env.config("[scheduler]\nenabled = false\n[schedules.tick]\nevery = \"1h\"\nkind = \"tick\"\n");
     assert_eq!(env.run(&["migrate"]).await.code, Some(0));
     let get = |base: String| async move {
-        let r = reqwest::get(format!("{base}/health/scheduler"))
+        let r = crate::common::http_client()
+            .get(format!("{base}/health/scheduler"))
+            .send()
             .await
             .unwrap();
         let status = r.status().as_u16();

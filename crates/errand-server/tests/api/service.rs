@@ -217,7 +217,13 @@ async fn health_is_503_when_the_database_is_unreachable() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let resp = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    let resp = crate::common::http_builder()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
@@ -225,13 +231,21 @@ async fn health_is_503_when_the_database_is_unreachable() {
         body["database"].as_str().unwrap().contains("unavailable"),
         "{body}"
     );
-    let resp = reqwest::get(format!("http://{addr}/v1/queues"))
+    let resp = crate::common::http_builder()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/v1/queues"))
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
-    let text = reqwest::get(format!("http://{addr}/metrics"))
+    let text = crate::common::http_builder()
+        .build()
+        .unwrap()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
