@@ -48,6 +48,7 @@ pub use settings::{
 };
 pub use signals::{Signals, Stopped};
 
+use errand::worker::WorkerBuilder;
 use errand::{Client, Limits, ScheduleSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -112,6 +113,17 @@ pub struct Runtime {
     retention: RetentionSettings,
     guard_program: Option<PathBuf>,
     workers_only: bool,
+    pool_setup: Vec<PoolSetup>,
+}
+
+/// What the embedding program does to the worker pool before it starts (registering its
+/// in-process handlers).
+struct PoolSetup(Box<dyn FnOnce(WorkerBuilder) -> WorkerBuilder + Send>);
+
+impl std::fmt::Debug for PoolSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolSetup")
+    }
 }
 
 impl Runtime {
@@ -141,6 +153,7 @@ impl Runtime {
             retention: RetentionSettings::default(),
             guard_program: None,
             workers_only: false,
+            pool_setup: Vec::new(),
         }
     }
 
@@ -217,6 +230,17 @@ impl Runtime {
     /// Point it at the `errand` binary from a program that does not.
     pub fn guard_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.guard_program = Some(program.into());
+        self
+    }
+
+    /// Registers the embedding program's own handlers on the worker pool before it starts
+    /// (`builder.register(...)` or `register_kind`), for the tasks defined with
+    /// [`Handler::InProcess`]; called only when the pool runs.
+    pub fn on_pool(
+        mut self,
+        setup: impl FnOnce(WorkerBuilder) -> WorkerBuilder + Send + 'static,
+    ) -> Self {
+        self.pool_setup.push(PoolSetup(Box::new(setup)));
         self
     }
 

@@ -102,7 +102,7 @@ impl Services {
 }
 
 /// Connects, then starts every service of `rt` in order.
-pub(crate) async fn start(rt: Runtime) -> Result<RuntimeHandle, RuntimeError> {
+pub(crate) async fn start(mut rt: Runtime) -> Result<RuntimeHandle, RuntimeError> {
     if !rt.workers_only {
         rt.server.check_exposure().map_err(RuntimeError::Exposed)?;
     }
@@ -136,7 +136,8 @@ pub(crate) async fn start(rt: Runtime) -> Result<RuntimeHandle, RuntimeError> {
         scheduling: false,
         schedules: rt.schedules.keys().cloned().collect(),
     };
-    if let Err(e) = start_all(&rt, &client, &mut services, &mut info).await {
+    let pool_setup = std::mem::take(&mut rt.pool_setup);
+    if let Err(e) = start_all(&rt, pool_setup, &client, &mut services, &mut info).await {
         services.shutdown().await;
         return Err(e);
     }
@@ -152,6 +153,7 @@ pub(crate) async fn start(rt: Runtime) -> Result<RuntimeHandle, RuntimeError> {
 /// started should a later one fail).
 async fn start_all(
     rt: &Runtime,
+    pool_setup: Vec<crate::PoolSetup>,
     client: &Client,
     services: &mut Services,
     info: &mut RuntimeInfo,
@@ -184,7 +186,7 @@ async fn start_all(
     }));
 
     // 1. Workers: claim and run the jobs of the local tasks (`errand-worker`).
-    services.worker = start_workers(rt, client, &metrics).await?;
+    services.worker = start_workers(rt, pool_setup, client, &metrics).await?;
     info.claiming = services.worker.is_some();
     if rt.workers_only {
         return Ok(());
@@ -358,6 +360,7 @@ fn count_outcomes(
 /// disabled, when no task is known, or when every task is remote.
 async fn start_workers(
     rt: &Runtime,
+    pool_setup: Vec<crate::PoolSetup>,
     client: &Client,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<WorkerHandle>, RuntimeError> {
@@ -398,6 +401,9 @@ async fn start_workers(
     }
     let guard = handlers::GuardProgram::new(rt.guard_program.clone());
     builder = handlers::register_all(builder, &rt.tasks, w, &guard)?;
+    for setup in pool_setup {
+        builder = (setup.0)(builder);
+    }
     count_outcomes(builder.events(), metrics.clone());
     Ok(Some(builder.start().await?))
 }

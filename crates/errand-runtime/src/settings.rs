@@ -69,6 +69,10 @@ pub enum Handler {
     /// Workers elsewhere claim the jobs over the HTTP API; this process only knows the kind
     /// and its settings.
     Remote,
+    /// A handler the embedding program registers on the pool itself
+    /// ([`Runtime::on_pool`](crate::Runtime::on_pool)): a Rust function, or another
+    /// language's through its bindings.
+    InProcess,
 }
 
 impl Handler {
@@ -78,6 +82,7 @@ impl Handler {
             Handler::Command { .. } => "command",
             Handler::Http { .. } => "http",
             Handler::Remote => "remote",
+            Handler::InProcess => "in-process",
         }
     }
 }
@@ -88,6 +93,7 @@ impl fmt::Debug for Handler {
         match self {
             Handler::Command { argv } => f.debug_struct("Command").field("argv", argv).finish(),
             Handler::Remote => f.write_str("Remote"),
+            Handler::InProcess => f.write_str("InProcess"),
             Handler::Http { url, headers } => f
                 .debug_struct("Http")
                 .field("url", url)

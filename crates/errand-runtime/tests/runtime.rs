@@ -1,6 +1,7 @@
 //! A [`Runtime`] started from Rust, with no CLI and no configuration file, on SQLite and on
-//! PostgreSQL: a command task and an HTTP task run through its worker pool, a job is read back
-//! through its HTTP API, and a [`Stopper`](errand_runtime::Stopper) stops it.
+//! PostgreSQL: a command task, an HTTP task and an in-process Rust handler run through its
+//! worker pool, a job is read back through its HTTP API, and a
+//! [`Stopper`](errand_runtime::Stopper) stops it.
 //!
 //! This test binary has its own `main` (`harness = false`) because it is also its command
 //! attempts' guard program, as any binary embedding the runtime is: it calls
@@ -104,6 +105,13 @@ async fn a_runtime_runs_command_and_http_tasks(backend: &str) {
     let handle = Runtime::builder(url.clone())
         .task("shell", command)
         .task("hook", http)
+        .task("double", TaskDefinition::new(Handler::InProcess))
+        .on_pool(|pool| {
+            pool.register_kind("double", |_ctx, args: Value| async move {
+                let n = args["n"].as_i64().unwrap_or(0);
+                Ok::<_, errand::HandlerError>(json!({ "doubled": n * 2 }))
+            })
+        })
         .queue("default", 2)
         .queue("hooks", 1)
         .workers(WorkerSettings {
@@ -134,6 +142,11 @@ async fn a_runtime_runs_command_and_http_tasks(backend: &str) {
         .send()
         .await
         .unwrap();
+    let double = client
+        .enqueue_kind("double", json!({"n": 21}))
+        .send()
+        .await
+        .unwrap();
     let shell = finished(&client, shell.id).await;
     assert_eq!(shell.status, JobStatus::Succeeded, "{shell:?}");
     assert_eq!(
@@ -141,6 +154,9 @@ async fn a_runtime_runs_command_and_http_tasks(backend: &str) {
         Some(json!({"kind": "shell", "args": {"n": 1}})),
         "the command read its args on stdin and printed its result"
     );
+    let double = finished(&client, double.id).await;
+    assert_eq!(double.status, JobStatus::Succeeded, "{double:?}");
+    assert_eq!(double.result, Some(json!({"doubled": 42})));
     let hook = finished(&client, hook.id).await;
     assert_eq!(hook.status, JobStatus::Succeeded, "{hook:?}");
     assert_eq!(hook.queue, "hooks");

@@ -29,6 +29,8 @@ mod keys;
 mod raw;
 mod read;
 mod server;
+#[cfg(test)]
+mod shape_tests;
 mod tasks;
 #[cfg(test)]
 mod tests;

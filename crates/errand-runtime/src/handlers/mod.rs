@@ -79,7 +79,8 @@ pub fn register_all(
                     async move { handler.run(ctx, args).await }
                 })
             }
-            Handler::Remote => builder,
+            // Registered by the embedding program (`Runtime::on_pool`), or run elsewhere.
+            Handler::InProcess | Handler::Remote => builder,
         };
     }
     Ok(builder)
