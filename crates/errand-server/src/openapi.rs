@@ -580,3 +580,89 @@ pub fn schemas() -> Value {
     }
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand::{DerivedState, JobStatus};
+
+    fn words(schema: &Value) -> Vec<&str> {
+        schema["enum"]
+            .as_array()
+            .expect("an enumeration")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
+    /// The state enumerations come from the states' definitions, and a field that may be null
+    /// says so in the form generated clients read (the bug that made them refuse every job
+    /// without a derived view).
+    #[test]
+    fn state_enumerations_come_from_the_definitions_and_nullable_ones_accept_null() {
+        let s = schemas();
+        assert_eq!(
+            words(&s["JobStatus"]),
+            JobStatus::ALL.map(JobStatus::as_str).to_vec()
+        );
+        assert_eq!(
+            words(&s["DerivedState"]),
+            DerivedState::ALL.map(DerivedState::as_str).to_vec()
+        );
+        let derived = &s["Job"]["properties"]["derived"];
+        assert_eq!(derived["nullable"], true, "{derived}");
+        assert_eq!(
+            derived["allOf"][0]["$ref"],
+            "#/components/schemas/DerivedState"
+        );
+        for (schema, field) in [
+            ("Schedule", "overlap"),
+            ("LastRun", "status"),
+            ("ScheduleRun", "status"),
+            ("Job", "reference"),
+            ("Schedule", "last_run"),
+        ] {
+            let p = &s[schema]["properties"][field];
+            assert_eq!(p["nullable"], true, "{schema}.{field}: {p}");
+            assert!(p["allOf"][0]["$ref"].is_string(), "{schema}.{field}: {p}");
+        }
+        // Every field a view serialises is in its schema and required (always present).
+        let job = serde_json::to_value(errand::views::JobView {
+            id: 1,
+            queue: "q".into(),
+            kind: "k".into(),
+            status: JobStatus::Queued,
+            derived: None,
+            priority: 0,
+            attempt: 0,
+            max_attempts: 1,
+            run_at: chrono::Utc::now(),
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            updated_at: chrono::Utc::now(),
+            unique_key: None,
+            reference: None,
+            args: json!({}),
+            result: None,
+            last_error: None,
+            timeout_ms: None,
+            worker_id: None,
+            lease_expires_at: None,
+            cancel_requested_at: None,
+        })
+        .unwrap();
+        let required: Vec<&str> = s["Job"]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for key in job.as_object().unwrap().keys() {
+            assert!(
+                required.contains(&key.as_str()),
+                "Job.{key} is not required"
+            );
+        }
+    }
+}
