@@ -41,6 +41,7 @@ mod services;
 mod settings;
 mod signals;
 
+pub use handlers::tls::HttpTls;
 pub use services::{RuntimeInfo, Stopper};
 pub use settings::{
     task_catalog, Handler, RetentionSettings, SchedulerSettings, ServerSettings, TaskDefinition,

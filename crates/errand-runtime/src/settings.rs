@@ -65,6 +65,8 @@ pub enum Handler {
     Http {
         url: String,
         headers: BTreeMap<String, String>,
+        /// How an `https://` server's certificate is checked.
+        tls: crate::handlers::tls::HttpTls,
     },
     /// Workers elsewhere claim the jobs over the HTTP API; this process only knows the kind
     /// and its settings.
@@ -94,10 +96,11 @@ impl fmt::Debug for Handler {
             Handler::Command { argv } => f.debug_struct("Command").field("argv", argv).finish(),
             Handler::Remote => f.write_str("Remote"),
             Handler::InProcess => f.write_str("InProcess"),
-            Handler::Http { url, headers } => f
+            Handler::Http { url, headers, tls } => f
                 .debug_struct("Http")
                 .field("url", url)
                 .field("headers", &headers.keys().collect::<Vec<_>>())
+                .field("tls", tls)
                 .finish(),
         }
     }

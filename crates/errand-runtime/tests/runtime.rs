@@ -100,6 +100,7 @@ async fn a_runtime_runs_command_and_http_tasks(backend: &str) {
     let http = TaskDefinition::new(Handler::Http {
         url: hook,
         headers: BTreeMap::new(),
+        tls: Default::default(),
     })
     .queue("hooks");
     let handle = Runtime::builder(url.clone())

@@ -25,6 +25,7 @@ pub(super) fn apply_env(
     applier.set_in(root, &[], "database_url", Kind::Str)?;
     for (section, keys) in [
         ("database_tls", DATABASE_TLS_KEYS),
+        ("http", &[("ca_file", Kind::Str)]),
         ("workers", WORKERS_KEYS),
         ("limits", LIMITS_KEYS),
         ("server", SERVER_KEYS),
@@ -58,6 +59,13 @@ pub(super) fn apply_env(
             applier.set_in(root, &["tasks", task], key, *kind)?;
         }
         applier.set_in(root, &["tasks", task, "http"], "url", Kind::Str)?;
+        applier.set_in(root, &["tasks", task, "http"], "ca_file", Kind::Str)?;
+        applier.set_in(
+            root,
+            &["tasks", task, "http"],
+            "insecure_skip_verify",
+            Kind::Bool,
+        )?;
         let headers: Vec<String> = match lookup(root, &["tasks", task, "http", "headers"]) {
             Some(Value::Table(h)) => h.keys().cloned().collect(),
             _ => Vec::new(),

@@ -19,6 +19,7 @@ use toml::Value;
 pub(super) struct RawConfig {
     pub database_url: Option<Value>,
     pub database_tls: Option<RawDatabaseTls>,
+    pub http: Option<RawHttpDefaults>,
     pub workers: Option<RawWorkers>,
     pub limits: Option<RawLimits>,
     pub queues: Option<Tables<RawQueue>>,
@@ -83,6 +84,15 @@ pub(super) struct RawTask {
 pub(super) struct RawHttp {
     pub url: Option<Value>,
     pub headers: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub insecure_skip_verify: Option<Value>,
+}
+
+/// `[http]`: what every HTTP task shares.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawHttpDefaults {
+    pub ca_file: Option<Value>,
 }
 
 /// `[tasks.NAME] backoff`.

@@ -145,6 +145,11 @@ impl Reader<'_> {
             Some(t) => self.database_tls(t)?,
             None => Default::default(),
         };
+        // `[http] ca_file`: trusted by every HTTP task, besides its own `ca_file`.
+        let http_ca_file = match root.http.and_then(|h| h.ca_file) {
+            Some(v) => Some(self.path("http.ca_file", v)?),
+            None => None,
+        };
         let workers = match root.workers {
             Some(w) => self.workers(w)?,
             None => WorkerSettings::default(),
@@ -192,7 +197,10 @@ impl Reader<'_> {
         }
         let mut tasks = BTreeMap::new();
         for (name, t) in root.tasks.map(|t| t.0).unwrap_or_default() {
-            let task = self.task(&name, t)?;
+            let mut task = self.task(&name, t)?;
+            if let (Some(ca), Handler::Http { tls, .. }) = (&http_ca_file, &mut task.handler) {
+                tls.ca_files.insert(0, ca.clone());
+            }
             tasks.insert(name, task);
         }
         for (name, task) in &tasks {

@@ -57,6 +57,7 @@ fn the_readme_reference_lists_every_key() {
     };
     check("", &["database_url"]);
     check("[database_tls]", keys_of::<RawDatabaseTls>());
+    check("[http]", keys_of::<RawHttpDefaults>());
     check("[workers]", keys_of::<RawWorkers>());
     check("[limits]", keys_of::<RawLimits>());
     check("[queues.", keys_of::<RawQueue>());

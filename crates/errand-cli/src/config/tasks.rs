@@ -6,6 +6,7 @@ use super::read::{type_name, Reader};
 use super::{ConfigError, Handler, TaskDefinition, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
 use errand::{Backoff, Limits, NewJob};
 use errand_core::validate::validate_queue_name;
+use errand_runtime::HttpTls;
 use std::collections::BTreeMap;
 use toml::Value;
 
@@ -106,16 +107,12 @@ impl Reader<'_> {
             None => return Err(self.error(path, "missing key \"url\"")),
         };
         match reqwest::Url::parse(&url) {
-            Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
-            Ok(u) if u.scheme() == "https" => {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) => {
                 return Err(self.error(
                     &url_key,
-                    "https is not supported yet (this build has no TLS); use an http:// URL, \
-                     e.g. a local proxy",
+                    format!("expected an http:// or https:// URL, got \"{url}\""),
                 ))
-            }
-            Ok(_) => {
-                return Err(self.error(&url_key, format!("expected an http:// URL, got \"{url}\"")))
             }
             Err(e) => return Err(self.error(&url_key, format!("invalid URL \"{url}\": {e}"))),
         }
@@ -143,7 +140,15 @@ impl Reader<'_> {
                 headers.insert(name, value);
             }
         }
-        Ok(Handler::Http { url, headers })
+        let mut tls = HttpTls::default();
+        if let Some(v) = t.ca_file {
+            tls.ca_files
+                .push(self.path(&Self::child(path, "ca_file"), v)?);
+        }
+        if let Some(v) = t.insecure_skip_verify {
+            tls.insecure_skip_verify = self.bool(&Self::child(path, "insecure_skip_verify"), v)?;
+        }
+        Ok(Handler::Http { url, headers, tls })
     }
 
     fn backoff(&self, path: &str, t: RawBackoff) -> Result<Backoff, ConfigError> {

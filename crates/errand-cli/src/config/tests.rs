@@ -93,7 +93,7 @@ fn a_full_file_reads_into_every_setting() {
     assert_eq!(regen.timeout, Duration::ZERO);
     assert_eq!(regen.max_attempts, DEFAULT_MAX_ATTEMPTS);
     assert_eq!(regen.backoff, Backoff::default());
-    let Handler::Http { url, headers } = &regen.handler else {
+    let Handler::Http { url, headers, .. } = &regen.handler else {
         panic!()
     };
     assert_eq!(url, "http://127.0.0.1:8000/jobs/regen");
@@ -126,7 +126,7 @@ fn unknown_keys_are_named_with_their_path_and_the_expected_ones() {
     assert_eq!(
         error("databse_url = \"x\"\n"),
         "errand.toml: unknown key \"databse_url\" (did you mean \"database_url\"?); expected one \
-         of: database_url, database_tls, workers, limits, queues, tasks, server, scheduler, schedules, retention"
+         of: database_url, database_tls, http, workers, limits, queues, tasks, server, scheduler, schedules, retention"
     );
     assert!(error("[workers]\nleese = \"1s\"\n")
         .starts_with("errand.toml: workers: unknown key \"leese\""));
@@ -240,12 +240,12 @@ fn every_validation_error_names_the_key_and_the_problem() {
             "errand.toml: tasks.t.http: missing key \"url\"",
         ),
         (
-            "[tasks.t]\nhttp = { url = \"https://h/\" }",
-            "errand.toml: tasks.t.http.url: https is not supported yet",
+            "[tasks.t]\nhttp = { url = \"https://h/\", insecure_skip_verify = \"yes\" }",
+            "errand.toml: tasks.t.http.insecure_skip_verify: expected true or false",
         ),
         (
             "[tasks.t]\nhttp = { url = \"ftp://h/\" }",
-            "errand.toml: tasks.t.http.url: expected an http:// URL",
+            "errand.toml: tasks.t.http.url: expected an http:// or https:// URL",
         ),
         (
             "[tasks.t]\nhttp = { url = \"not a url\" }",

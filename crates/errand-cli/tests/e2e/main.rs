@@ -31,4 +31,5 @@ mod ops;
 mod postgres_only;
 mod schedule_ops;
 mod schedules;
+mod tls_https;
 mod tls_postgres;

@@ -11,8 +11,8 @@
 //! | 3xx | failed for good: redirects are not followed (a POST must not turn into a GET) |
 //! | no response (refused, reset, timed out) | an ordinary failed attempt, retried |
 //!
-//! The request's timeout is the job's execution timeout. Plain `http://` only: this build
-//! carries no TLS.
+//! The request's timeout is the job's execution timeout. `https://` servers are checked as
+//! `handlers::tls` says ([`HttpTls`]).
 
 use errand::worker::JobContext;
 use errand::HandlerError;

@@ -10,9 +10,10 @@ use crate::RuntimeError;
 use command::CommandHandler;
 use errand::worker::{JobContext, WorkerBuilder};
 use http::HttpHandler;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tls::HttpTls;
 
 /// The program a command attempt's guard runs as: this process's own executable by default
 /// (`/proc/self/exe`, the running binary even if its file was replaced since), or the one the
@@ -47,7 +48,8 @@ pub fn register_all(
     workers: &WorkerSettings,
     guard: &GuardProgram,
 ) -> Result<WorkerBuilder, RuntimeError> {
-    let mut http_client = None;
+    // One client per TLS setting, shared by the tasks that have it (pooled connections).
+    let mut http_clients: HashMap<HttpTls, reqwest::Client> = HashMap::new();
     for (kind, task) in tasks {
         let setup = |problem: String| RuntimeError::Handler {
             kind: kind.clone(),
@@ -65,11 +67,21 @@ pub fn register_all(
                     async move { handler.run(ctx, args).await }
                 })
             }
-            Handler::Http { url, headers } => {
-                let client = match &http_client {
-                    Some(c) => c,
+            Handler::Http { url, headers, tls } => {
+                if tls.insecure_skip_verify {
+                    tracing::warn!(
+                        task = %kind,
+                        "INSECURE: tasks.{kind}.http.insecure_skip_verify = true: the server's \
+                         certificate is not checked, so anyone on the path can read and change \
+                         this task's requests. For development only"
+                    );
+                }
+                let client = match http_clients.get(tls) {
+                    Some(c) => c.clone(),
                     None => {
-                        http_client.insert(HttpHandler::client(&Default::default()).map_err(setup)?)
+                        let c = HttpHandler::client(tls).map_err(setup)?;
+                        http_clients.insert(tls.clone(), c.clone());
+                        c
                     }
                 };
                 let handler =
