@@ -103,6 +103,36 @@ mod tests {
     }
 
     #[test]
+    fn http_ca_files_come_from_http_and_the_task_and_insecure_is_per_task() {
+        use errand_runtime::{Handler, HttpTls};
+        let c = read(
+            "[http]\nca_file = \"/etc/company.pem\"\n\
+             [tasks.a]\nhttp = { url = \"https://a.example/\", ca_file = \"/etc/a.pem\" }\n\
+             [tasks.b]\nhttp = { url = \"https://b.example/\", insecure_skip_verify = true }\n",
+            &[("ERRAND_TASKS_B_HTTP_CA_FILE", "/env/b.pem")],
+        )
+        .unwrap();
+        let tls_of = |kind: &str| match &c.tasks[kind].handler {
+            Handler::Http { tls, .. } => tls.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            tls_of("a"),
+            HttpTls {
+                ca_files: vec!["/etc/company.pem".into(), "/etc/a.pem".into()],
+                insecure_skip_verify: false,
+            }
+        );
+        assert_eq!(
+            tls_of("b"),
+            HttpTls {
+                ca_files: vec!["/etc/company.pem".into(), "/env/b.pem".into()],
+                insecure_skip_verify: true,
+            }
+        );
+    }
+
+    #[test]
     fn database_tls_mistakes_name_the_key() {
         for (text, env, expected) in [
             (
