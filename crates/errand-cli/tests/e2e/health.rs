@@ -106,3 +106,62 @@ async fn health_probe_is_fast_when_postgres_is_down() {
     held.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `errand serve` with a database it cannot use fails at once (well before the pool's 30 s),
+/// with the cause and the URL with its password hidden: connection refused, an unknown host,
+/// a role the server does not know. (TLS failures: `tls_postgres`, on a private server whose
+/// certificates the test makes.)
+#[tokio::test]
+async fn serve_fails_fast_naming_why_the_database_is_unusable() {
+    let dir = std::env::temp_dir().join(format!("errand-e2e-{}", crate::common::unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = crate::common::postgres_server(); // postgres://postgres@127.0.0.1:5432/...
+    let host = server
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let cases = [
+        (
+            "postgres://errand:hunter2@127.0.0.1:1/jobs".to_string(),
+            "refused",
+        ),
+        (
+            "postgres://errand:hunter2@no-such-host.invalid/jobs".to_string(),
+            "lookup",
+        ),
+        (
+            format!("postgres://no_such_role:hunter2@{host}/test"),
+            "no_such_role",
+        ),
+    ];
+    for (url, cause) in cases {
+        let started = Instant::now();
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_errand"))
+                .args(["--database", &url, "serve"])
+                .env_remove("ERRAND_CONFIG")
+                .env_remove("ERRAND_DATABASE_URL")
+                .env("ERRAND_SERVER_LISTEN", "127.0.0.1:0")
+                .current_dir(&dir)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{url}: serve did not give up within 20 s"))
+        .unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {stderr}");
+        assert!(stderr.to_lowercase().contains(cause), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password is shown: {stderr}"
+        );
+        assert!(took < Duration::from_secs(10), "{url}: took {took:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
