@@ -72,6 +72,17 @@ podman build "${build_opts[@]}" \
 podman image exists localhost/errand:ci || { echo "the image was not built" >&2; exit 1; }
 echo "built in $(( $(date +%s) - start ))s; size $(podman image inspect localhost/errand:ci --format '{{.Size}}') bytes"
 
+# The shipped binary is stripped (the release profile): no symbol table, no debug info.
+probe=$(podman create localhost/errand:ci)
+bin=$(mktemp)
+podman cp "$probe:/usr/local/bin/errand" "$bin" >/dev/null
+podman rm "$probe" >/dev/null
+if readelf -S "$bin" | grep -qE '\.symtab|\.debug_'; then
+    echo "the image's errand binary is not stripped" >&2; exit 1
+fi
+echo "binary: $(stat -c %s "$bin") bytes, stripped"
+rm -f "$bin"
+
 name=errand-ci-$$
 dir=$(mktemp -d)
 cleanup() {

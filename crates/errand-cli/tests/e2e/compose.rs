@@ -1,7 +1,8 @@
 //! The docker compose example (examples/compose) without the containers: its errand.toml under
 //! a real `errand serve` (tokens from the environment, as compose.yaml sets them), and its
 //! Python web app (standard library only) enqueueing over the HTTP API and running the remote
-//! worker that does the job. Also that compose.yaml gives errand longer to stop than its grace.
+//! worker that does the job. Also that compose.yaml and the systemd unit give errand longer to
+//! stop than its grace.
 
 use crate::common::{e2e, Env, PATIENCE};
 use serde_json::{json, Value};
@@ -48,6 +49,20 @@ async fn the_compose_example_app_enqueues_and_works_its_jobs(env: Env) {
             "stop_grace_period {period}s <= shutdown_grace {grace}s"
         );
     }
+
+    // The systemd example waits longer than the default grace before its SIGKILL, and sends
+    // SIGTERM to errand alone (its guard stops the command jobs).
+    let unit = std::fs::read_to_string(example("systemd/errand.service")).unwrap();
+    let stop = seconds_of(&unit, "TimeoutStopSec");
+    let default_grace = errand_runtime::WorkerSettings::default()
+        .shutdown_grace
+        .as_secs();
+    assert!(
+        stop > default_grace,
+        "TimeoutStopSec {stop}s <= {default_grace}s"
+    );
+    assert!(unit.lines().any(|l| l == "KillSignal=SIGTERM"), "{unit}");
+    assert!(unit.lines().any(|l| l == "KillMode=mixed"), "{unit}");
 
     // errand serve as compose runs it: the example's file, tokens from the environment.
     let tokens = "admin:adm-compose,enqueue:enq-compose,worker:wrk-compose";
