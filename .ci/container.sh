@@ -66,10 +66,26 @@ fi
 
 log "podman build -t errand:ci . (the Dockerfile; release build cached between runs)"
 start=$(date +%s)
-podman build "${build_opts[@]}" \
+podman rmi -f localhost/errand:ci >/dev/null 2>&1 || true # a tag left from an earlier run proves nothing
+build_log=$(mktemp)
+if ! podman build "${build_opts[@]}" \
     --build-arg "ERRAND_GIT_COMMIT=$(git rev-parse --short=12 HEAD)" \
-    -t localhost/errand:ci . 2>&1 | grep -E '^(STEP|COMMIT|Successfully|Error|error)' || true
+    -t localhost/errand:ci . >"$build_log" 2>&1; then
+    tail -n 40 "$build_log" >&2
+    echo "podman build failed" >&2
+    exit 1
+fi
+grep -E '^(STEP|COMMIT|Successfully)' "$build_log" || true
+rm -f "$build_log"
 podman image exists localhost/errand:ci || { echo "the image was not built" >&2; exit 1; }
+# What the Dockerfile promises an orchestrator, read back from the built image.
+config=$(podman image inspect localhost/errand:ci --format '{{.Config.StopSignal}}|{{.Config.ExposedPorts}}|{{.Config.Volumes}}|{{.Config.User}}|{{.Config.Entrypoint}}|{{.Config.Cmd}}')
+healthcheck=$(podman image inspect localhost/errand:ci --format '{{.HealthCheck.Test}}' 2>/dev/null || true)
+[ -n "$healthcheck" ] && [ "$healthcheck" != "<no value>" ] \
+    || healthcheck=$(podman image inspect localhost/errand:ci --format '{{.Config.Healthcheck.Test}}' 2>/dev/null || true)
+echo "image: $config; healthcheck: $healthcheck"
+case $config in SIGTERM\|*7070/tcp*\|*/data*\|errand\|*tini*errand*\|*serve*) ;; *) echo "unexpected image config: $config" >&2; exit 1 ;; esac
+case $healthcheck in *errand*health*) ;; *) echo "the image has no 'errand health' HEALTHCHECK: $healthcheck" >&2; exit 1 ;; esac
 echo "built in $(( $(date +%s) - start ))s; size $(podman image inspect localhost/errand:ci --format '{{.Size}}') bytes"
 
 # The shipped binary is stripped (the release profile): no symbol table, no debug info.
@@ -129,7 +145,6 @@ podman healthcheck run "$name" >/dev/null 2>&1 && echo "HEALTHCHECK: healthy" \
     || echo "HEALTHCHECK could not run here (needs systemd timers); errand health above is the same check"
 [ "$(podman exec "$name" id -u)" != 0 ] || fail "runs as root"
 podman exec "$name" test -s /data/errand.db || fail "no /data/errand.db in the volume"
-podman inspect localhost/errand:ci --format '{{.Config.StopSignal}} {{.Config.ExposedPorts}} {{.Config.Volumes}}'
 
 log "podman stop: a graceful drain (exit 0 within the grace)"
 podman stop -t 20 "$name" >/dev/null

@@ -13,7 +13,7 @@
 //! | `disable` | no | | |
 //! | `prefer` (default) | if the server offers it | no | no |
 //! | `require` | yes, or the connection fails | only with a root certificate (as libpq) | no |
-//! | `verify-ca` | yes | yes | no |
+//! | `verify-ca` | yes | yes | libpq: no; here yes, a limit of sqlx 0.8.6 (fails closed; see README) |
 //! | `verify-full` | yes | yes | yes |
 
 use errand_store::{StoreError, StoreResult};

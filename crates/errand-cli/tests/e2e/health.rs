@@ -58,6 +58,39 @@ async fn health_probe_reports_schema_and_workers(env: Env) {
     // A clean stop removes the worker's row: unhealthy again at once.
     let gone = env.run(&["health", "--workers"]).await;
     assert_eq!(gone.code, Some(1), "{gone:?}");
+
+    // A killed worker leaves its row behind: healthy while the row is fresh, unhealthy once it
+    // is two leases old (the liveness probe's case).
+    env.config(
+        "[workers]\nlease = \"1s\"\n[queues.default]\nconcurrency = 1\n\
+         [tasks.noop]\ncommand = [\"true\"]\n",
+    );
+    let worker = env.spawn(&["worker"], &[]);
+    worker.ready().await;
+    assert_eq!(env.run(&["health", "--workers"]).await.code, Some(0));
+    let mut worker = worker;
+    worker.signal(libc::SIGKILL);
+    worker.exit().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = env.run(&["health", "--workers", "--json"]).await;
+        if out.code == Some(1) {
+            let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            assert!(
+                doc["problem"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no worker of host"),
+                "{doc}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still healthy: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A PostgreSQL server that does not answer (a port nobody listens on, and a server that
@@ -116,6 +149,15 @@ async fn serve_fails_fast_naming_why_the_database_is_unusable() {
     let dir = std::env::temp_dir().join(format!("errand-e2e-{}", crate::common::unique()));
     std::fs::create_dir_all(&dir).unwrap();
     let server = crate::common::postgres_server(); // postgres://postgres@127.0.0.1:5432/...
+                                                   // A server that accepts and then says nothing: the connect gives up after its 5 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
     let host = server
         .split('@')
         .nth(1)
@@ -136,6 +178,10 @@ async fn serve_fails_fast_naming_why_the_database_is_unusable() {
         (
             format!("postgres://no_such_role:hunter2@{host}/test"),
             "no_such_role",
+        ),
+        (
+            format!("postgres://errand:hunter2@127.0.0.1:{silent_port}/jobs"),
+            "no answer",
         ),
     ];
     for (url, cause) in cases {
@@ -163,5 +209,6 @@ async fn serve_fails_fast_naming_why_the_database_is_unusable() {
         );
         assert!(took < Duration::from_secs(10), "{url}: took {took:?}");
     }
+    held.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
