@@ -26,7 +26,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 run_opts=(--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
-build_opts=(--pull=never --isolation=chroot)
+# --format docker: an OCI image has no HEALTHCHECK field (buildah drops it), a Docker one does.
+build_opts=(--pull=never --isolation=chroot --format docker)
 rust_version=$(sed -n 's/^ARG RUST_VERSION=//p' Dockerfile)
 toolchain=$(rustc --print sysroot)
 cache=target/container
