@@ -108,7 +108,8 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+source .ci/serve-lib.sh
+port=$(free_port)
 cat >"$dir/errand.toml" <<'TOML'
 [workers]
 shutdown_grace = "5s"

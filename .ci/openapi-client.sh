@@ -10,25 +10,10 @@ cd "$(dirname "$0")/.."
 
 errand=${1:-target/debug/errand}
 [ -x "$errand" ] || cargo build --locked --bin errand
+source .ci/serve-lib.sh
 venv=target/openapi-client-venv
-version=0.29.1
-if ! "$venv/bin/openapi-python-client" --version 2>/dev/null | grep -q "$version"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "openapi-python-client==$version"
-fi
-
-dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-token="client-$RANDOM$RANDOM"
-ERRAND_SERVER_LISTEN="127.0.0.1:$port" ERRAND_SERVER_TOKENS="admin:$token" \
-    "$errand" --database "$dir/jobs.db" serve >"$dir/serve.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+pinned_venv "$venv" openapi-python-client 0.29.1 openapi-python-client
+serve_sqlite "$errand" client
 curl -sf "http://127.0.0.1:$port/v1/openapi.json" -o "$dir/openapi.json"
 
 # The generated package is installed into the same venv (its own dependencies: httpx, attrs,

@@ -16,24 +16,10 @@ cd "$(dirname "$0")/.."
 
 errand=${1:-target/debug/errand}
 [ -x "$errand" ] || cargo build --locked --bin errand
+source .ci/serve-lib.sh
 venv=target/schemathesis-venv
-version=4.32.5
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
-fi
-
-dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-token="schemathesis-$RANDOM$RANDOM"
-ERRAND_SERVER_LISTEN="127.0.0.1:$port" ERRAND_SERVER_TOKENS="admin:$token" \
-    "$errand" --database "$dir/jobs.db" serve >"$dir/serve.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+pinned_venv "$venv" schemathesis 4.32.5 schemathesis
+serve_sqlite "$errand" schemathesis
 
 # Some jobs in several states, so reads and operator actions have something to act on.
 for i in 1 2 3; do
