@@ -100,14 +100,7 @@ async fn health_probe_reports_schema_and_workers(env: Env) {
 async fn health_probe_is_fast_when_postgres_is_down() {
     let dir = std::env::temp_dir().join(format!("errand-e2e-{}", crate::common::unique()));
     std::fs::create_dir_all(&dir).unwrap();
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            open.push(conn); // keep it open, answer nothing
-        }
-    });
+    let (silent_port, held) = silent_server().await;
     let hanging = format!("postgres://errand:hunter2@127.0.0.1:{silent_port}/jobs");
     for (url, cause) in [
         ("postgres://errand:hunter2@127.0.0.1:1/jobs", "refused"),
@@ -150,14 +143,7 @@ async fn serve_fails_fast_naming_why_the_database_is_unusable() {
     std::fs::create_dir_all(&dir).unwrap();
     let server = crate::common::postgres_server(); // postgres://postgres@127.0.0.1:5432/...
                                                    // A server that accepts and then says nothing: the connect gives up after its 5 s.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    let held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            open.push(conn);
-        }
-    });
+    let (silent_port, held) = silent_server().await;
     let host = server
         .split('@')
         .nth(1)
@@ -211,4 +197,18 @@ async fn serve_fails_fast_naming_why_the_database_is_unusable() {
     }
     held.abort();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server that accepts connections and never says a word, as a database behind a stalled
+/// network does: its port, and the task holding the connections (abort it when done).
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn); // keep it open, answer nothing
+        }
+    });
+    (port, held)
 }
