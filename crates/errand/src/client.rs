@@ -262,8 +262,8 @@ impl Client {
     }
 
     /// The store underneath: inside the library only. Everything a caller may do with it
-    /// is a method of the client; Errand's own tests and benchmarks reach it through
-    /// [`crate::__private::store`], which is not part of the API.
+    /// is a method of the client; Errand's own tests reach it through `errand::__private`
+    /// (the `internal` feature), which is not part of the API.
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -89,10 +89,11 @@ pub mod postgres {
 }
 
 /// Not part of the API and not covered by semver: the store underneath a client, for
-/// Errand's own tests and benchmarks, which put jobs in states no public call makes (a
-/// claim by a fake worker, a failure at a chosen attempt). Applications go through
-/// [`Client`]; `crates/errand/tests/tidy.rs` keeps this out of the workspace's non-test code
-/// except the benchmarks.
+/// Errand's own tests, which put jobs in states no public call makes (a claim by a fake
+/// worker, a failure at a chosen attempt). It exists only with the `internal` feature,
+/// which only the workspace's test builds turn on (`[dev-dependencies]`), so the compiler
+/// keeps applications, the server, the runtime and the binary on [`Client`].
+#[cfg(feature = "internal")]
 #[doc(hidden)]
 pub mod __private {
     use crate::{Client, Store};

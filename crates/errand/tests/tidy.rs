@@ -184,17 +184,19 @@ fn every_document_cited_is_in_the_repository() {
 }
 
 /// The store underneath a client is not part of the library's API: outside `errand` itself,
-/// only tests and the benchmarks reach it, through `errand::__private` (the compiler keeps
-/// everyone else out: `Client::store` is not public). The server, the CLI and the examples
-/// go through `Client` methods.
+/// only tests reach it, through `errand::__private`, which exists only with the `internal`
+/// feature (`Client::store` is not public). The server, the runtime, the CLI, the
+/// benchmarks and the examples go through `Client` methods. The compiler enforces this for
+/// any crate that does not turn the feature on; this test and the next keep the workspace
+/// from turning it on outside its test builds.
 #[test]
-fn only_tests_and_benchmarks_reach_the_store_under_a_client() {
+fn only_tests_reach_the_store_under_a_client() {
     let mut offenders = Vec::new();
     let mut dirs: Vec<PathBuf> = crates()
         .into_iter()
         .filter(|k| {
             let name = k.file_name().unwrap().to_str().unwrap();
-            name != "errand" && name != "errand-bench"
+            name != "errand"
         })
         .map(|k| k.join("src"))
         .collect();
@@ -215,6 +217,52 @@ fn only_tests_and_benchmarks_reach_the_store_under_a_client() {
         offenders.is_empty(),
         "non-test code reaching the store under a client (add a Client method instead):\n{}",
         offenders.join("\n")
+    );
+}
+
+/// `errand`'s `internal` feature (which builds `errand::__private`) is turned on only by
+/// test builds: in a `[dev-dependencies]` section, never in `[dependencies]` or another
+/// feature, so no binary or library of the workspace can reach the store under a client.
+#[test]
+fn the_internal_feature_is_for_test_builds_only() {
+    let mut offenders = Vec::new();
+    let mut manifests: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
+    manifests.push(workspace().join("examples/embed/Cargo.toml"));
+    manifests.push(workspace().join("Cargo.toml"));
+    let mut turned_on = 0;
+    for manifest in manifests.iter().filter(|m| m.exists()) {
+        let text = fs::read_to_string(manifest).unwrap();
+        let mut section = "";
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            if line.starts_with('#') || !line.contains("\"internal\"") {
+                continue;
+            }
+            if section == "[dev-dependencies]" {
+                turned_on += 1;
+            } else {
+                offenders.push(format!(
+                    "{}:{}: {line} ({section})",
+                    manifest.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "errand's `internal` feature turned on outside a test build:\n{}",
+        offenders.join("\n")
+    );
+    // The check above reads the manifests as they are written: at least the CLI's tests
+    // turn the feature on, so a change in how they do would show here.
+    assert!(
+        turned_on > 0,
+        "no manifest turns on `internal` in [dev-dependencies]"
     );
 }
 
