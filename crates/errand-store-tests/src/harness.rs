@@ -23,6 +23,7 @@ pub fn postgres_url() -> String {
 }
 
 /// What a test case gets: a migrated store on a database of its own, and the clock it reads.
+#[derive(Clone)]
 pub struct Harness {
     pub store: Arc<dyn Store>,
     pub clock: ManualClock,
@@ -41,6 +42,44 @@ impl Harness {
     }
 
     /// Inserts one job and returns its id.
+    /// A second store on the same database (file or schema) and the same clock, as another
+    /// process would open it: its own connections, on whichever runtime calls this.
+    pub async fn open_again(&self) -> Arc<dyn Store> {
+        let clock: Option<Arc<dyn errand_core::Clock>> = Some(Arc::new(self.clock.clone()));
+        match self.backend {
+            TestBackend::Sqlite => {
+                let path = self.sqlite_path.as_ref().expect("a SQLite harness");
+                let options = SqliteOptions {
+                    clock,
+                    ..Default::default()
+                };
+                Arc::new(
+                    SqliteStore::open(path.to_str().unwrap(), options)
+                        .await
+                        .expect("open the SQLite file again"),
+                )
+            }
+            TestBackend::Postgres => {
+                let schema = self
+                    .pg
+                    .as_ref()
+                    .and_then(|pg| pg.schema())
+                    .map(String::from);
+                let options = PgOptions {
+                    clock,
+                    schema,
+                    max_connections: 2,
+                    ..Default::default()
+                };
+                Arc::new(
+                    PgStore::connect(&postgres_url(), options)
+                        .await
+                        .expect("connect to PostgreSQL again"),
+                )
+            }
+        }
+    }
+
     pub async fn insert(&self, job: JobInsert) -> i64 {
         let r = self.store.job_insert_many(&[job]).await.expect("insert");
         r[0].id

@@ -19,6 +19,11 @@
 //! | shutdown after the grace | handed back by shutdown with `job_release_many` |
 //!
 //! Every record is fenced by (job id, attempt, worker id); a stale one is logged and dropped.
+//!
+//! A held job starts only while its lease is known to be held for a while yet: checked when
+//! the supervisor starts, and again as the first step of the handler's own task, so that a
+//! process frozen between the two (SIGSTOP, a stalled VM) does not run a job another worker
+//! may have taken back meanwhile.
 
 use crate::completer::CompleteRequest;
 use crate::event::{JobOutcome, WorkerEvent};
@@ -139,7 +144,7 @@ async fn supervise(shared: Arc<Shared>, claimed: ClaimedJob, stop: JobStop, perm
                 kind: job.kind.clone(),
                 attempt: job.attempt,
             });
-            run_handler(&shared, &job, &stop).await
+            run_handler(&shared, &job, &fence, &stop).await
         }
     };
     shared.running.handler_done(&fence);
@@ -172,7 +177,12 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn run_handler(shared: &Shared, job: &Arc<Job>, stop: &JobStop) -> Ending {
+async fn run_handler(
+    shared: &Arc<Shared>,
+    job: &Arc<Job>,
+    fence: &Fence,
+    stop: &JobStop,
+) -> Ending {
     let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
         // An ordinary error, retried per budget: another deployment may know the kind.
         return Ending::Returned(Err(HandlerError::Error {
@@ -184,7 +194,19 @@ async fn run_handler(shared: &Shared, job: &Arc<Job>, stop: &JobStop) -> Ending 
     };
     let timeout = effective_timeout(job.timeout_ms, shared.options(&job.kind).timeout);
     let ctx = JobContext::new(job.clone(), stop.clone(), shared.worker_id.clone(), timeout);
-    let mut task = AbortOnDrop(tokio::spawn(handler(ctx)));
+    let handler = handler(ctx);
+    let (held, fence, first_stop) = (shared.clone(), fence.clone(), stop.clone());
+    let margin = start_margin(shared.config.lease);
+    let mut task = AbortOnDrop(tokio::spawn(async move {
+        // The handler's first step, in its own task, checks the lease again: the process may
+        // have been frozen between the decision to start and this task's first poll, long
+        // enough for another worker to take the job back. Nothing of the handler runs then.
+        if held.running.lease_left(&fence) < margin {
+            first_stop.stop(StopReason::LeaseLost);
+            return Ok(None);
+        }
+        handler.await
+    }));
     let deadline = async move {
         match timeout {
             Some(d) => tokio::time::sleep(d).await,

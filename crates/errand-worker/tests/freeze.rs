@@ -2,13 +2,15 @@
 //! jobs it claimed before the freeze: another worker may hold them by then. Here the freeze
 //! is real for the pool: it runs on a one-thread runtime, and one handler blocks that thread
 //! for longer than the lease, so no heartbeat, claim or start can happen meanwhile, exactly
-//! as in a stopped process. The jobs the pool held then are dropped unstarted, the store's
+//! as in a stopped process. Meanwhile another worker (a thread with its own store on the same
+//! database) rescues the expired jobs. The jobs the pool held then are dropped unstarted, the
 //! rescue brings them back, and they run once, on their next attempt.
 
 mod common;
 
 use common::*;
 use errand_core::JobStatus;
+use errand_store::{JobList, StateFilter};
 use errand_store_tests::{Harness, TestBackend};
 use errand_worker::maintenance::rescue_expired;
 use errand_worker::JobContext;
@@ -31,9 +33,9 @@ fn postgres_held_jobs_are_not_started_after_a_freeze_past_the_lease() {
 }
 
 fn one_thread(backend: TestBackend) {
-    // How many jobs the pool happens to hold when a freeze begins depends on its claim
-    // timing, so on a loaded machine a round may hold none. Every round checks that no
-    // taken-back attempt starts; up to three rounds are run until one held a job.
+    // Each freeze waits (a bounded while) until the pool holds a job it has not started, so
+    // a round all but always holds some; should a loaded machine defeat that, up to three
+    // rounds are run until one did. Every round checks that no taken-back attempt starts.
     let held = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
         let h2 = held.clone();
@@ -55,17 +57,23 @@ fn one_thread(backend: TestBackend) {
 /// One round; returns how many jobs were held through a freeze.
 async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
     const JOBS: i64 = 400;
-    /// Three freezes, so that at least one finds jobs claimed ahead (how many the pool holds
-    /// at a given moment depends on its claim timing).
+    /// Three freezes per round.
     const FREEZE_AT: [i64; 3] = [100, 200, 300];
-    // (job id, attempt, when) of every start, and when the freeze ended.
+    // (job id, attempt, when) of every start.
     let starts: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
     // When the last freeze ended, and each (job, attempt) taken back during a freeze with
     // the moment that freeze began.
     let thawed: Arc<Mutex<Option<Instant>>> = Arc::default();
     let taken: Arc<Mutex<Vec<(i64, i32, Instant)>>> = Arc::default();
-    let (s, t, tk) = (starts.clone(), thawed.clone(), taken.clone());
+    // Closed by a job about to freeze: the handlers that start meanwhile wait at it, so
+    // every slot is taken and the jobs the pool claimed ahead stay in its buffer, claimed
+    // and not started, which is the state the freeze must find. Without it, whether the
+    // pool holds any job at the moment of a freeze is down to claim timing.
+    let (gate, _) = tokio::sync::watch::channel(true);
+    let gate = Arc::new(gate);
+    let (s, t, tk, g) = (starts.clone(), thawed.clone(), taken.clone(), gate.clone());
     let (store, clock) = (h.store.clone(), h.clock.clone());
+    let other = Arc::new(OtherWorker::start(h.clone()));
     let worker = pool(&h)
         .lease(LEASE)
         .own_rescuer(false)
@@ -76,23 +84,60 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
                 .push((ctx.id(), ctx.attempt(), Instant::now()));
             let i = args["i"].as_i64().unwrap();
             let freeze = FREEZE_AT.contains(&i) && ctx.attempt() == 1;
-            let (store, clock, thawed, taken) =
-                (store.clone(), clock.clone(), t.clone(), tk.clone());
+            let (store, clock, thawed, taken, starts, gate, other) = (
+                store.clone(),
+                clock.clone(),
+                t.clone(),
+                tk.clone(),
+                s.clone(),
+                g.clone(),
+                other.clone(),
+            );
             async move {
                 if freeze {
+                    // However this handler ends, the gate opens behind it.
+                    let _open = OpenOnDrop(gate.clone());
+                    // Wait (a bounded while) until the store shows a job running that no
+                    // handler has started: claimed ahead, held in the buffer, with every
+                    // slot taken by this handler and those waiting at the gate. If the pool
+                    // claimed nothing ahead this time, reopen the gate for a moment so the
+                    // short jobs flow and it claims again, and retry.
+                    let until = Instant::now() + Duration::from_secs(5);
+
+                    'wait: while Instant::now() < until {
+                        gate.send_replace(false);
+                        for _ in 0..20 {
+                            let running = store
+                                .job_list(&JobList {
+                                    state: Some(StateFilter::Status(JobStatus::Running)),
+                                    limit: 1000,
+                                    ..Default::default()
+                                })
+                                .await
+                                .unwrap()
+                                .jobs;
+                            let started = starts.lock().unwrap().clone();
+                            if running.iter().any(|j| {
+                                !started
+                                    .iter()
+                                    .any(|(id, a, _)| *id == j.id && *a == j.attempt)
+                            }) {
+                                break 'wait;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        gate.send_replace(true);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     // While this worker is frozen its leases run out and another worker's
-                    // rescue takes its jobs back: those running and those claimed ahead.
-                    clock.advance(LEASE * 3);
-                    let mut lost = Vec::new();
-                    rescue_expired(store.as_ref(), |r| {
-                        lost.push((r.fence.job_id, r.fence.attempt))
-                    })
-                    .await
-                    .unwrap();
-                    // Nothing runs between here and the end of the freeze (no await): a start
-                    // of a taken-back attempt after this instant is one the worker should
-                    // not have made.
+                    // rescue takes its jobs back: those running and those claimed ahead. The
+                    // rescue runs on a thread and connections of its own, and this thread
+                    // blocks on it, so from here to the end of the freeze nothing of the pool
+                    // runs (no await): a start of a taken-back attempt after `began` is one
+                    // the worker should not have made.
                     let began = Instant::now();
+                    clock.advance(LEASE * 3);
+                    let lost = other.rescue();
                     taken
                         .lock()
                         .unwrap()
@@ -102,8 +147,13 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
                     std::thread::sleep(LEASE * 2);
                     *thawed.lock().unwrap() = Some(Instant::now());
                 } else {
-                    // Short jobs keep the slots busy, so the pool claims ahead of them.
-                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    // Short jobs of staggered lengths (0.5 to 2.9 ms), so that some end
+                    // while each claim is in flight and the pool claims ahead of its free
+                    // slots (jobs that all end before the next claim leaves give it no
+                    // reason to).
+                    let mut open = gate.subscribe();
+                    let _ = open.wait_for(|open| *open).await;
+                    tokio::time::sleep(Duration::from_micros(500 + (i % 7) as u64 * 400)).await;
                 }
                 Ok(())
             }
@@ -174,7 +224,8 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
             if let Some((_, _, began)) = lost {
                 assert!(
                     at < began,
-                    "job {} started attempt {attempt} after a freeze in which it was taken back",
+                    "job {} started attempt {attempt} after a freeze in which it was taken back \
+                     (runs: {runs:?})",
                     j.id
                 );
             }
@@ -185,6 +236,59 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
         }
     }
     held_through
+}
+
+/// Another worker's rescuer: a thread with its own runtime and its own store on the same
+/// database and clock, as another process would have. `rescue` blocks the calling thread
+/// until its rescue is done.
+struct OtherWorker {
+    asks: Mutex<std::sync::mpsc::Sender<Reply>>,
+}
+
+/// Where the other worker sends the jobs (id, attempt) its rescue took back.
+type Reply = std::sync::mpsc::Sender<Vec<(i64, i32)>>;
+
+impl OtherWorker {
+    fn start(h: Harness) -> Self {
+        let (asks, asked) = std::sync::mpsc::channel::<Reply>();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let store = h.open_again().await;
+                    while let Ok(reply) = asked.recv() {
+                        let mut lost = Vec::new();
+                        rescue_expired(store.as_ref(), |r| {
+                            lost.push((r.fence.job_id, r.fence.attempt))
+                        })
+                        .await
+                        .unwrap();
+                        let _ = reply.send(lost);
+                    }
+                })
+        });
+        OtherWorker {
+            asks: Mutex::new(asks),
+        }
+    }
+
+    /// The jobs (id, attempt) its rescue took back.
+    fn rescue(&self) -> Vec<(i64, i32)> {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.asks.lock().unwrap().send(reply).unwrap();
+        answer.recv().expect("the other worker's rescue failed")
+    }
+}
+
+/// Opens the gate when dropped.
+struct OpenOnDrop(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// A worker alive but unable to renew its leases (its database connections all taken, so
