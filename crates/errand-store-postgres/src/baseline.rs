@@ -11,6 +11,12 @@
 //!   payload, and one partial index for the claim) and concurrent loops that each claim
 //!   `batch` rows with `FOR UPDATE SKIP LOCKED` and mark them done in one statement. No
 //!   attempts, leases, fences, priorities, queues, pause check, events or wake-ups.
+//! - [`setup_narrow`], [`insert_unnest`], [`insert_copy`], [`insert_one`]: the least an
+//!   enqueue could write, on a narrow jobs table (`errand_bench_narrow`: id, queue, kind,
+//!   args, status, run_at, and the claim's partial index): a batch as one
+//!   `INSERT ... SELECT FROM unnest(...)` or one `COPY`, a single job as a one-row `INSERT`.
+//! - [`hold_snapshot`]: a second session idle in a `REPEATABLE READ` transaction, which holds
+//!   back vacuum (and the pruning of dead index entries) for as long as it lives.
 //! - [`seed_finished`] and [`settle`]: a large history of succeeded jobs in `errand_jobs`,
 //!   inserted in one statement, then vacuumed and analysed as autovacuum would have done.
 //! - [`seed_mixed`]: a deployment's worth of jobs in every state, queue and kind, for the
@@ -48,6 +54,27 @@ const BARE_CLAIM: &str = "UPDATE errand_bench_bare SET status = 'running'
     RETURNING id, payload";
 
 const BARE_DONE: &str = "UPDATE errand_bench_bare SET status = 'done' WHERE id = ANY($1::bigint[])";
+
+const NARROW_TABLE: &str = "CREATE TABLE errand_bench_narrow (
+        id      bigserial PRIMARY KEY,
+        queue   text NOT NULL,
+        kind    text NOT NULL,
+        args    jsonb NOT NULL,
+        status  text NOT NULL DEFAULT 'queued',
+        run_at  timestamptz NOT NULL DEFAULT now()
+    )";
+
+const NARROW_INDEX: &str = "CREATE INDEX errand_bench_narrow_claim
+    ON errand_bench_narrow (queue, run_at, id) WHERE status = 'queued'";
+
+const NARROW_UNNEST: &str = "INSERT INTO errand_bench_narrow (queue, kind, args)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+    RETURNING id";
+
+const NARROW_COPY: &str = "COPY errand_bench_narrow (queue, kind, args) FROM STDIN";
+
+const NARROW_ONE: &str =
+    "INSERT INTO errand_bench_narrow (queue, kind, args) VALUES ($1, $2, $3) RETURNING id";
 
 /// `n` finished jobs of the last `n` seconds in queue `default`, kind `bench_noop`.
 const SEED_FINISHED: &str = "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at,
@@ -110,6 +137,149 @@ pub async fn drain(store: &PgStore, concurrency: usize, batch: u32) -> StoreResu
         })??;
     }
     Ok(total)
+}
+
+/// Creates `errand_bench_narrow` (empty) in the store's schema: the table the raw insert
+/// baselines write to. It has what a claim needs to find a job (queue, run time, status) and
+/// what a handler needs (kind, args), its primary key and the claim's partial index: an
+/// insert writes the row and two index entries.
+pub async fn setup_narrow(store: &PgStore) -> StoreResult<()> {
+    let pool = store.pool();
+    pool.execute(NARROW_TABLE).await.map_err(map)?;
+    pool.execute(NARROW_INDEX).await.map_err(map)?;
+    Ok(())
+}
+
+/// Inserts one batch into `errand_bench_narrow` with one `INSERT ... SELECT FROM unnest(...)`
+/// (one array per column given) and returns the new ids, as an enqueue must.
+pub async fn insert_unnest(
+    store: &PgStore,
+    queues: &[&str],
+    kinds: &[&str],
+    args: &[serde_json::Value],
+) -> StoreResult<Vec<i64>> {
+    let rows = sqlx::query(NARROW_UNNEST)
+        .bind(queues)
+        .bind(kinds)
+        .bind(args)
+        .fetch_all(store.pool())
+        .await
+        .map_err(map)?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map_err(map))
+        .collect()
+}
+
+/// Inserts one batch into `errand_bench_narrow` with one `COPY ... FROM STDIN` (text format)
+/// and returns how many rows it wrote. COPY returns no ids: it is the ceiling for a bulk
+/// load, not something an enqueue that reports ids could use as is.
+pub async fn insert_copy(
+    store: &PgStore,
+    queues: &[&str],
+    kinds: &[&str],
+    args: &[serde_json::Value],
+) -> StoreResult<u64> {
+    use sqlx::postgres::PgPoolCopyExt;
+    let mut data = String::with_capacity(args.len() * 48);
+    for ((q, k), a) in queues.iter().zip(kinds).zip(args) {
+        copy_text_field(&mut data, q);
+        data.push('\t');
+        copy_text_field(&mut data, k);
+        data.push('\t');
+        copy_text_field(&mut data, &a.to_string());
+        data.push('\n');
+    }
+    let mut copy = store.pool().copy_in_raw(NARROW_COPY).await.map_err(map)?;
+    if let Err(e) = copy.send(data.as_bytes()).await {
+        let _ = copy.abort("send failed").await;
+        return Err(map(e));
+    }
+    copy.finish().await.map_err(map)
+}
+
+/// Appends `v` as one field of COPY's text format (backslash, tab, newline and carriage
+/// return escaped).
+fn copy_text_field(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Inserts one job into `errand_bench_narrow` with a one-row `INSERT ... RETURNING id`, in a
+/// transaction of its own (a durable commit, as an enqueue).
+pub async fn insert_one(
+    store: &PgStore,
+    queue: &str,
+    kind: &str,
+    args: &serde_json::Value,
+) -> StoreResult<i64> {
+    sqlx::query_scalar(NARROW_ONE)
+        .bind(queue)
+        .bind(kind)
+        .bind(args)
+        .fetch_one(store.pool())
+        .await
+        .map_err(map)
+}
+
+/// A session of its own idle in `BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;`: its
+/// snapshot keeps every row version deleted or updated after it was taken (and every index
+/// entry pointing at one) from being removed, by vacuum or by a scan's own pruning, until
+/// [`SnapshotHold::release`]. This is what a long report or an idle analytics session does
+/// to a production database.
+pub struct SnapshotHold {
+    conn: Option<sqlx::PgConnection>,
+    pid: i32,
+}
+
+/// Opens [`SnapshotHold`] on the store's database (a connection taken out of the store's
+/// pool for good, so the pool never sees it in a transaction).
+pub async fn hold_snapshot(store: &PgStore) -> StoreResult<SnapshotHold> {
+    let mut conn = store.pool().acquire().await.map_err(map)?.detach();
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(map)?;
+    conn.execute("SELECT 1").await.map_err(map)?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(map)?;
+    Ok(SnapshotHold {
+        conn: Some(conn),
+        pid,
+    })
+}
+
+impl SnapshotHold {
+    /// Whether the session still holds its snapshot (`backend_xmin` set in
+    /// `pg_stat_activity`, read from another of the store's connections): a check that the
+    /// hold was real for the whole measurement.
+    pub async fn holding(&self, store: &PgStore) -> StoreResult<bool> {
+        let row: Option<bool> = sqlx::query_scalar(
+            "SELECT backend_xmin IS NOT NULL AND state = 'idle in transaction'
+             FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(self.pid)
+        .fetch_optional(store.pool())
+        .await
+        .map_err(map)?;
+        Ok(row.unwrap_or(false))
+    }
+
+    /// Ends the transaction and closes the session.
+    pub async fn release(mut self) -> StoreResult<()> {
+        if let Some(mut conn) = self.conn.take() {
+            conn.execute("ROLLBACK").await.map_err(map)?;
+            conn.close().await.map_err(map)?;
+        }
+        Ok(())
+    }
 }
 
 /// Times `n` durable commits of one row each into a bare one-column table, `gap` apart, on one
@@ -244,4 +414,16 @@ pub async fn explain_claim(store: &PgStore, queue: &str, limit: u32) -> StoreRes
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_text_field;
+
+    #[test]
+    fn copy_text_fields_escape_what_the_format_reserves() {
+        let mut out = String::new();
+        copy_text_field(&mut out, "{\"a\": \"x\\ty\\\\z\"}\tb\nc\rd");
+        assert_eq!(out, "{\"a\": \"x\\\\ty\\\\\\\\z\"}\\tb\\nc\\rd");
+    }
 }

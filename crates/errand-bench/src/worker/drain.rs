@@ -1,5 +1,6 @@
 //! W1 and W3 (a worker pool draining a full queue, in a child process so its peak RSS is its
-//! own), and the baseline and floor loops they are compared with.
+//! own), the backlog drain, W4 (vacuum held back) and the drain by several processes, and
+//! the baseline and floor loops they are compared with.
 
 use super::options::{sqlite_sync, ChildOpts};
 use super::report::Drain;
@@ -15,14 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 
-/// The bare-table loop (`floor`: SQLite's table with a lease and a finish time indexed).
-pub async fn baseline(backend: &str, n: usize, batch: u32, floor: bool) -> f64 {
+/// The bare-table loop (`floor`: SQLite's table with a lease and a finish time indexed;
+/// `hold`: PostgreSQL only, a second session holds a snapshot from before the table is
+/// filled until the drain is over, see [`Hold`]).
+pub async fn baseline(backend: &str, n: usize, batch: u32, floor: bool, hold: bool) -> f64 {
     let shape = if floor {
         errand_store_sqlite::baseline::Shape::Floor
     } else {
         errand_store_sqlite::baseline::Shape::Bare
     };
-    let db = FreshDb::open(backend, sqlite_sync(), CONCURRENCY + 1).await;
+    let db = FreshDb::open(backend, sqlite_sync(), CONCURRENCY + 2).await;
+    let held = Hold::start(&db, hold).await;
     let t;
     let drained = match &db.concrete {
         Concrete::Sqlite { store, .. } => {
@@ -42,6 +46,7 @@ pub async fn baseline(backend: &str, n: usize, batch: u32, floor: bool) -> f64 {
     }
     .expect("baseline drain");
     let secs = t.elapsed().as_secs_f64();
+    held.end(&db).await;
     db.close().await;
     assert_eq!(
         drained, n as u64,
@@ -49,18 +54,93 @@ pub async fn baseline(backend: &str, n: usize, batch: u32, floor: bool) -> f64 {
     );
     let rate = n as f64 / secs;
     note(format!(
-        "{backend} {} (claim batch {batch}): {n} rows in {secs:.2} s = {rate:.0} rows/s",
-        if floor { "floor" } else { "baseline" }
+        "{backend} {}{} (claim batch {batch}): {n} rows in {secs:.2} s = {rate:.0} rows/s",
+        if floor { "floor" } else { "baseline" },
+        if hold { ", vacuum held back" } else { "" }
     ));
     rate
 }
 
+/// W4's second session: idle in a `REPEATABLE READ` transaction that has taken its snapshot,
+/// for the whole measurement (PostgreSQL only; nothing when not asked for).
+struct Hold(Option<errand_store_postgres::baseline::SnapshotHold>);
+
+impl Hold {
+    async fn start(db: &FreshDb, hold: bool) -> Hold {
+        match &db.concrete {
+            Concrete::Postgres { store, .. } if hold => Hold(Some(
+                errand_store_postgres::baseline::hold_snapshot(store)
+                    .await
+                    .expect("hold a snapshot"),
+            )),
+            _ => {
+                assert!(!hold, "only PostgreSQL can hold vacuum back");
+                Hold(None)
+            }
+        }
+    }
+
+    /// Checks the session still held its snapshot at the end, then ends it.
+    async fn end(self, db: &FreshDb) {
+        let (Some(h), Concrete::Postgres { store, .. }) = (self.0, &db.concrete) else {
+            return;
+        };
+        assert!(
+            h.holding(store).await.expect("read pg_stat_activity"),
+            "the REPEATABLE READ session held its snapshot for the whole measurement"
+        );
+        h.release().await.expect("end the held session");
+    }
+}
+
 // ---- W1 / W3: drain in a child process ------------------------------------------------------
 
-/// Enqueues `n` jobs (after seeding `history` finished ones, if any), drains them with a
-/// worker pool in a child process, verifies the outcome.
-pub async fn drain(backend: &str, n: usize, history: u64) -> Drain {
+/// What a drain measurement does.
+#[derive(Clone, Copy)]
+pub struct Spec {
+    /// Jobs enqueued and drained.
+    pub jobs: usize,
+    /// Finished jobs seeded beforehand (W3).
+    pub history: u64,
+    /// A second session holds vacuum back for the whole measurement (W4).
+    pub hold: bool,
+    /// Worker processes, each with a pool of concurrency [`CONCURRENCY`].
+    pub procs: usize,
+}
+
+impl Spec {
+    pub fn w1(jobs: usize) -> Spec {
+        Spec {
+            jobs,
+            history: 0,
+            hold: false,
+            procs: 1,
+        }
+    }
+
+    fn name(&self) -> String {
+        let mut name = String::from(if self.history > 0 { "W3" } else { "W1" });
+        if self.hold {
+            name = "W4".into();
+        }
+        if self.procs > 1 {
+            name.push_str(&format!(" in {} processes", self.procs));
+        }
+        name
+    }
+}
+
+/// Enqueues `spec.jobs` jobs (after seeding `history` finished ones, if any), drains them
+/// with a worker pool in each of `procs` child processes, verifies the outcome.
+pub async fn drain(backend: &str, spec: Spec) -> Drain {
+    let Spec {
+        jobs: n,
+        history,
+        hold,
+        procs,
+    } = spec;
     let db = FreshDb::open(backend, sqlite_sync(), 4).await;
+    let held = Hold::start(&db, hold).await;
     if history > 0 {
         let t = Instant::now();
         match &db.concrete {
@@ -88,9 +168,10 @@ pub async fn drain(backend: &str, n: usize, history: u64) -> Drain {
     }
     let t = Instant::now();
     let ids = enqueue_bulk(&Client::from_store(db.store.clone()), n).await;
+    let enqueue_secs = t.elapsed().as_secs_f64();
     note(format!(
-        "{backend}: enqueued {n} jobs in {:.2} s",
-        t.elapsed().as_secs_f64()
+        "{backend}: enqueued {n} jobs in {enqueue_secs:.2} s ({:.0} jobs/s)",
+        n as f64 / enqueue_secs
     ));
 
     let mut args = vec!["worker-child".to_string()];
@@ -101,43 +182,99 @@ pub async fn drain(backend: &str, n: usize, history: u64) -> Drain {
         "--expect-succeeded".into(),
         (history + n as u64).to_string(),
     ]);
+    if procs > 1 {
+        // Every process starts its pool at the same instant, after all have connected.
+        let start_at = unix_ms() + 1_500;
+        args.extend([
+            "--shared".into(),
+            "--start-at-ms".into(),
+            start_at.to_string(),
+        ]);
+    }
     let exe = std::env::current_exe().expect("own executable");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args(&args)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("run the worker child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "worker child failed ({}):\n{stdout}",
-        output.status
-    );
-    let report: serde_json::Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("worker child printed no result:\n{stdout}"));
-    let secs = report["secs"].as_f64().unwrap();
-    let rss_kib = report["vmhwm_kib"].as_f64().unwrap();
+    let children: Vec<_> = (0..procs.max(1))
+        .map(|_| {
+            let (exe, args) = (exe.clone(), args.clone());
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(exe)
+                    .args(&args)
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+            })
+        })
+        .collect();
+    let mut reports = Vec::with_capacity(children.len());
+    for c in children {
+        let output = c.await.unwrap().expect("run the worker child");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "worker child failed ({}):\n{stdout}",
+            output.status
+        );
+        let report: serde_json::Value = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .and_then(|j| serde_json::from_str(j).ok())
+            .unwrap_or_else(|| panic!("worker child printed no result:\n{stdout}"));
+        reports.push(report);
+    }
+    let num = |r: &serde_json::Value, k: &str| r[k].as_f64().expect("a number in the result");
+    // One process: its own drain time. Several: from the first pool's start to the last
+    // success any of them saw, on the wall clock they share.
+    let secs = if reports.len() == 1 {
+        num(&reports[0], "secs")
+    } else {
+        let start = reports
+            .iter()
+            .map(|r| num(r, "start_unix"))
+            .fold(f64::INFINITY, f64::min);
+        let end = reports
+            .iter()
+            .map(|r| num(r, "end_unix"))
+            .fold(0.0, f64::max);
+        end - start
+    };
+    let rss_kib = reports
+        .iter()
+        .map(|r| num(r, "vmhwm_kib"))
+        .fold(0.0, f64::max);
 
+    held.end(&db).await;
     verify(&*db.store, &ids, history).await;
     db.close().await;
     let rate = n as f64 / secs;
+    let checks: Vec<&str> = reports
+        .iter()
+        .map(|r| r["check"].as_str().unwrap_or(""))
+        .collect();
     note(format!(
-        "{backend}: W{} drained {n} jobs in {secs:.2} s = {rate:.0} jobs/s, child peak RSS {:.1} MiB ({})",
-        if history > 0 { 3 } else { 1 },
+        "{backend}: {} drained {n} jobs in {secs:.2} s = {rate:.0} jobs/s, child peak RSS {:.1} MiB ({})",
+        spec.name(),
         rss_kib / 1024.0,
-        report["check"].as_str().unwrap_or("")
+        checks.join(" | ")
     ));
     Drain {
         rate,
         rss_mib: rss_kib / 1024.0,
+        enqueue_rate: n as f64 / enqueue_secs,
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch, to the microsecond.
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Every enqueued job is `succeeded` at attempt 1, and the queue holds nothing else live.
@@ -181,15 +318,19 @@ async fn verify(store: &dyn Store, ids: &[JobId], history: u64) {
     assert_eq!(seen, ids.len(), "every enqueued job succeeded");
 }
 
-/// The child: `worker-child --target URL [--schema S] --jobs N --expect-succeeded M`.
-/// Starts a worker pool on the existing database, waits until `N` jobs succeeded, stops
-/// the pool, prints `RESULT {json}` with the drain time and its own peak RSS.
+/// The child: `worker-child --target URL [--schema S] --jobs N --expect-succeeded M
+/// [--shared] [--start-at-ms T]`. Starts a worker pool on the existing database (at `T`, if
+/// given), waits until `N` jobs succeeded here (or, `--shared`, until the queue counts `M`
+/// succeeded, other processes draining it too), stops the pool, prints `RESULT {json}` with
+/// the drain time, its start and last success on the wall clock, and its own peak RSS.
 pub async fn child(opts: ChildOpts) {
     let ChildOpts {
         target,
         schema,
         jobs,
         expect_succeeded: expect,
+        shared,
+        start_at_ms,
     } = opts;
     let counts = Arc::new(Counts::default());
     // The store the client would open, wrapped to count the worker's claims and completes.
@@ -204,51 +345,78 @@ pub async fn child(opts: ChildOpts) {
             Ok::<(), HandlerError>(())
         });
     let mut events = builder.events();
+    if let Some(at) = start_at_ms {
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await;
+    }
 
-    let t0 = Instant::now();
+    let (t0, start_unix) = (Instant::now(), unix_secs());
     let handle = builder.start().await.expect("start the worker pool");
     let mut started: HashSet<JobId> = HashSet::with_capacity(jobs);
     let mut succeeded: HashSet<JobId> = HashSet::with_capacity(jobs);
     let (mut twice, mut other) = (0usize, 0usize);
     let mut lagged = false;
-    while succeeded.len() < jobs {
-        match events.recv().await {
-            Ok(WorkerEvent::JobStarted { job_id, .. }) => {
-                if !started.insert(job_id) {
-                    twice += 1;
+    // When the last success was seen: the end of the drain.
+    let (mut last, mut last_unix) = (t0, start_unix);
+    // Shared, or after missed events: the queue's counts say when the drain is over. A task
+    // of its own reads them, so that this loop keeps up with the events meanwhile.
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut poller = None;
+    let watch = |client: Client, done: Arc<tokio::sync::Notify>| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let stats = client.queue_stats().await.expect("queue stats");
+                if stats
+                    .iter()
+                    .any(|s| s.queue == QUEUE && s.succeeded >= expect)
+                {
+                    done.notify_one();
+                    return;
                 }
             }
-            Ok(WorkerEvent::JobFinished {
-                job_id, outcome, ..
-            }) => {
-                if outcome != JobOutcome::Succeeded {
-                    other += 1;
-                } else if !succeeded.insert(job_id) {
-                    twice += 1;
+        })
+    };
+    if shared {
+        poller = Some(watch(client.clone(), done.clone()));
+    }
+    while poller.is_some() || succeeded.len() < jobs {
+        tokio::select! {
+            ev = events.recv(), if !lagged => match ev {
+                Ok(WorkerEvent::JobStarted { job_id, .. }) => {
+                    if !started.insert(job_id) {
+                        twice += 1;
+                    }
                 }
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => {
-                lagged = true;
+                Ok(WorkerEvent::JobFinished {
+                    job_id, outcome, ..
+                }) => {
+                    (last, last_unix) = (Instant::now(), unix_secs());
+                    if outcome != JobOutcome::Succeeded {
+                        other += 1;
+                    } else if !succeeded.insert(job_id) {
+                        twice += 1;
+                    }
+                }
+                Ok(_) => {}
+                // Missed events: wait on the store's counts instead (the parent verifies
+                // each job).
+                Err(RecvError::Lagged(_)) => {
+                    lagged = true;
+                    if poller.is_none() {
+                        poller = Some(watch(client.clone(), done.clone()));
+                    }
+                }
+                Err(RecvError::Closed) => panic!("the pool's event channel closed"),
+            },
+            _ = done.notified(), if poller.is_some() => {
+                if lagged {
+                    (last, last_unix) = (Instant::now(), unix_secs());
+                }
                 break;
             }
-            Err(RecvError::Closed) => panic!("the pool's event channel closed"),
         }
     }
-    if lagged {
-        // Missed events: wait on the store's counts instead (the parent verifies each job).
-        loop {
-            let stats = client.queue_stats().await.expect("queue stats");
-            if stats
-                .iter()
-                .any(|s| s.queue == QUEUE && s.succeeded >= expect)
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
+    let secs = last.duration_since(t0).as_secs_f64();
     let report = handle.shutdown().await;
     assert_eq!(
         (twice, other),
@@ -273,7 +441,13 @@ pub async fn child(opts: ChildOpts) {
     let vmhwm = peak_rss_kib().unwrap_or(0);
     println!(
         "RESULT {}",
-        serde_json::json!({ "secs": secs, "vmhwm_kib": vmhwm, "check": check })
+        serde_json::json!({
+            "secs": secs,
+            "start_unix": start_unix,
+            "end_unix": last_unix,
+            "vmhwm_kib": vmhwm,
+            "check": check,
+        })
     );
 }
 
@@ -290,7 +464,7 @@ pub fn noop_args() -> serde_json::Value {
 }
 
 /// Enqueues `n` no-op jobs through the client, 1,000 per `enqueue_many`; returns their ids.
-async fn enqueue_bulk(client: &Client, n: usize) -> Vec<JobId> {
+pub async fn enqueue_bulk(client: &Client, n: usize) -> Vec<JobId> {
     let chunk: Vec<NewJob> = (0..1000).map(|_| NewJob::new(KIND, noop_args())).collect();
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {

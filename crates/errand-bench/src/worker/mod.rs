@@ -25,15 +25,23 @@
 //! - **W3 history.** W1 again after 1,000,000 succeeded jobs were put in `errand_jobs`
 //!   (`baseline::seed_finished`) and the tables vacuumed/analysed (`baseline::settle`).
 //!
-//! Every measurement uses a fresh database. By default everything runs 3 times, in turn
-//! (baseline, W1, W2, W3, then again), and the table gives medians; each ratio is taken
-//! within one run. `--quick` shrinks the sizes (2,000 jobs, 100
-//! latency samples, 100,000 finished jobs) for a smoke run.
+//! - **PostgreSQL's hot path** ([`hotpath`]): bulk and single enqueue against raw inserts on
+//!   a narrow table, W1 and the baseline at a 100,000-job backlog, W4 (both again with vacuum
+//!   held back by an idle `REPEATABLE READ` session), and the backlog drained by 4 worker
+//!   processes of concurrency 16.
 //!
-//! Modules: [`options`] (the command line), [`drain`] (W1, W3, baseline, floor, the child
-//! process), [`latency`] (W2 and the commit probe), [`report`] (medians, ratios, the table).
+//! Every measurement uses a fresh database. By default everything runs 3 times, in turn
+//! (baseline, W1, W2, W3, then the hot path on PostgreSQL, then again), and the table gives
+//! medians; each ratio is taken within one run. `--quick` shrinks the sizes (2,000 jobs, 100
+//! latency samples, 100,000 finished jobs, a 10,000-job backlog) for a smoke run. `--json`
+//! prints every run's figures and the medians as JSON instead of the tables.
+//!
+//! Modules: [`options`] (the command line), [`drain`] (W1, W3, W4, the baseline, the floor,
+//! the child process), [`latency`] (W2 and the commit probe), [`hotpath`] (the inserts and
+//! the backlog figures), [`report`] (medians, ratios, the table).
 
 mod drain;
+mod hotpath;
 mod latency;
 mod options;
 mod report;
@@ -41,6 +49,7 @@ mod report;
 pub use drain::child;
 pub use options::{ChildOpts, Opts};
 
+use hotpath::{HotRun, HotSummary};
 use options::{set_sqlite_sync, Measurement};
 use report::{median, median_drain, print_table, Latency, Ratio, Results};
 use std::time::Duration;
@@ -55,6 +64,12 @@ struct Sizes {
     drain_jobs: usize,
     latency_jobs: usize,
     history: u64,
+    /// The backlog of W1 at 100,000, W4 and the multi-process drain.
+    backlog: usize,
+    /// Jobs per method in the bulk-enqueue comparison.
+    bulk_jobs: usize,
+    /// Jobs per side in the single-enqueue comparison.
+    single_jobs: usize,
 }
 
 impl Sizes {
@@ -64,12 +79,18 @@ impl Sizes {
                 drain_jobs: 2_000,
                 latency_jobs: 100,
                 history: 100_000,
+                backlog: 10_000,
+                bulk_jobs: 10_000,
+                single_jobs: 200,
             }
         } else {
             Sizes {
                 drain_jobs: 20_000,
                 latency_jobs: 500,
                 history: 1_000_000,
+                backlog: 100_000,
+                bulk_jobs: 100_000,
+                single_jobs: 2_000,
             }
         }
     }
@@ -91,6 +112,7 @@ pub async fn run(opts: Opts) {
     let wants = |m: Measurement| opts.wants(m);
     let load_before = load_average();
     let mut all = Vec::new();
+    let mut json_backends = serde_json::Map::new();
     for backend in opts.backends() {
         // Each run measures everything in turn, so that a ratio compares figures taken
         // seconds apart under the same load; the table gives the median over runs.
@@ -98,39 +120,70 @@ pub async fn run(opts: Opts) {
         let mut commits = Vec::new();
         let (mut w1_ratio, mut w3_ratio) = (vec![], vec![]);
         let (mut floors, mut w1_floor_ratio) = (vec![], vec![]);
+        let mut hot_runs = Vec::new();
+        let mut json_runs = Vec::new();
         for run in 0..opts.runs {
+            let load = load_average();
             if opts.runs > 1 {
                 note(format!(
-                    "{backend}: run {} of {}, load average {}",
+                    "{backend}: run {} of {}, load average {load}",
                     run + 1,
                     opts.runs,
-                    load_average()
                 ));
             }
             let b = if wants(Measurement::Baseline) {
-                Some(drain::baseline(backend, sizes.drain_jobs, opts.baseline_batch, false).await)
+                Some(
+                    drain::baseline(backend, sizes.drain_jobs, opts.baseline_batch, false, false)
+                        .await,
+                )
             } else {
                 None
             };
             let f = if wants(Measurement::Floor) && backend == "sqlite" {
-                Some(drain::baseline(backend, sizes.drain_jobs, opts.baseline_batch, true).await)
+                Some(
+                    drain::baseline(backend, sizes.drain_jobs, opts.baseline_batch, true, false)
+                        .await,
+                )
             } else {
                 None
             };
             let w1 = if wants(Measurement::W1) {
-                Some(drain::drain(backend, sizes.drain_jobs, 0).await)
+                Some(drain::drain(backend, drain::Spec::w1(sizes.drain_jobs)).await)
             } else {
                 None
             };
+            let (mut run_commits, mut run_samples) = (vec![], vec![]);
             if wants(Measurement::W2) {
-                commits.extend(latency::commit_probe(backend, sizes.latency_jobs / 2).await);
-                samples.extend(latency::latency(backend, sizes.latency_jobs).await);
+                run_commits = latency::commit_probe(backend, sizes.latency_jobs / 2).await;
+                run_samples = latency::latency(backend, sizes.latency_jobs).await;
             }
             let w3 = if wants(Measurement::W3) {
-                Some(drain::drain(backend, sizes.drain_jobs, sizes.history).await)
+                let spec = drain::Spec {
+                    history: sizes.history,
+                    ..drain::Spec::w1(sizes.drain_jobs)
+                };
+                Some(drain::drain(backend, spec).await)
             } else {
                 None
             };
+            let hot = if backend == "postgres" {
+                hotpath::measure(&opts, &sizes).await
+            } else {
+                HotRun::default()
+            };
+            json_runs.push(report::run_json(
+                &load,
+                report::RunFigures {
+                    baseline: b,
+                    floor: f,
+                    w1,
+                    w3,
+                    commits: &run_commits,
+                    samples: &run_samples,
+                },
+                hot.json(),
+            ));
+            hot_runs.push(hot);
             if let (Some(w1), Some(b)) = (&w1, b) {
                 w1_ratio.push(w1.rate / b);
             }
@@ -144,6 +197,8 @@ pub async fn run(opts: Opts) {
             baselines.extend(b);
             w1s.extend(w1);
             w3s.extend(w3);
+            commits.extend(run_commits);
+            samples.extend(run_samples);
         }
         let r = Results {
             baseline: (!baselines.is_empty()).then(|| median(baselines)),
@@ -157,8 +212,37 @@ pub async fn run(opts: Opts) {
             w3: (!w3s.is_empty()).then(|| median_drain(w3s)),
             w1_ratio: Ratio::of(w1_ratio),
             w3_ratio: Ratio::of(w3_ratio),
+            hot: HotSummary::of(&hot_runs),
         };
+        json_backends.insert(
+            backend.to_string(),
+            serde_json::json!({ "runs": json_runs, "median": r.json() }),
+        );
         all.push((backend, r));
     }
-    print_table(&opts, &sizes, &all, &load_before);
+    if opts.json {
+        let doc = serde_json::json!({
+            "cores": crate::cores(),
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+            "quick": opts.quick,
+            "runs": opts.runs,
+            "sqlite_synchronous": options::sqlite_sync(),
+            "sizes": {
+                "drain_jobs": sizes.drain_jobs,
+                "latency_jobs": sizes.latency_jobs,
+                "history": sizes.history,
+                "backlog": sizes.backlog,
+                "bulk_jobs": sizes.bulk_jobs,
+                "single_jobs": sizes.single_jobs,
+                "concurrency": CONCURRENCY,
+                "processes": hotpath::PROCS,
+                "baseline_batch": opts.baseline_batch,
+            },
+            "backends": json_backends,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    } else {
+        print_table(&opts, &sizes, &all, &load_before);
+    }
 }

@@ -15,7 +15,8 @@ pub struct Opts {
     /// Which backends to measure.
     #[arg(long, value_enum, default_value_t = Backends::Both)]
     pub backend: Backends,
-    /// Smaller sizes (2,000 jobs, 100 latency samples, 100,000 finished jobs) for a smoke run.
+    /// Smaller sizes (2,000 jobs, 100 latency samples, 100,000 finished jobs, a backlog and a
+    /// bulk insert of 10,000, 200 single inserts) for a smoke run.
     #[arg(long)]
     pub quick: bool,
     /// Each measurement this many times, in turn within a run: the median rate and ratio,
@@ -33,6 +34,10 @@ pub struct Opts {
     /// the CPU's share of a figure).
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     pub sqlite_synchronous: Synchronous,
+    /// Print every figure (each run's and the medians) as one JSON document on stdout
+    /// instead of the Markdown tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Opts {
@@ -58,7 +63,8 @@ pub enum Backends {
     Both,
 }
 
-/// One row group of the table.
+/// One row group of the tables. `insert`, `backlog`, `w4` and `multi` are PostgreSQL's hot
+/// path (skipped on SQLite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Measurement {
     Baseline,
@@ -66,15 +72,27 @@ pub enum Measurement {
     W1,
     W2,
     W3,
+    /// Bulk and single enqueue against raw inserts on a narrow table.
+    Insert,
+    /// W1 and the baseline at the backlog size (100,000 jobs).
+    Backlog,
+    /// The backlog drain, Errand's and the baseline's, with vacuum held back.
+    W4,
+    /// The backlog drained by four worker processes.
+    Multi,
 }
 
 impl Measurement {
-    const ALL: [Measurement; 5] = [
+    const ALL: [Measurement; 9] = [
         Measurement::Baseline,
         Measurement::Floor,
         Measurement::W1,
         Measurement::W2,
         Measurement::W3,
+        Measurement::Insert,
+        Measurement::Backlog,
+        Measurement::W4,
+        Measurement::Multi,
     ];
 }
 
@@ -115,6 +133,14 @@ pub struct ChildOpts {
     /// Succeeded jobs in the queue once done (history included), for when events lag.
     #[arg(long)]
     pub expect_succeeded: u64,
+    /// One of several worker processes on the queue: stop when the queue's counts show
+    /// `--expect-succeeded`, not when this process ran `--jobs` itself.
+    #[arg(long)]
+    pub shared: bool,
+    /// Start the pool at this wall-clock instant (milliseconds since the Unix epoch), so
+    /// that several processes start together.
+    #[arg(long)]
+    pub start_at_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -129,11 +155,24 @@ mod tests {
             (o.runs, o.baseline_batch, o.quick),
             (3, BASELINE_BATCH, false)
         );
+        assert!(!o.json);
         assert!(Measurement::ALL.iter().all(|m| o.wants(*m)));
         let o = Opts::try_parse_from(["worker", "--only", "baseline,w1", "--backend", "sqlite"])
             .unwrap();
         assert_eq!(o.only, [Measurement::Baseline, Measurement::W1]);
         assert_eq!(o.backends(), ["sqlite"]);
+        let o = Opts::try_parse_from(["worker", "--only", "insert,backlog,w4,multi", "--json"])
+            .unwrap();
+        assert_eq!(
+            o.only,
+            [
+                Measurement::Insert,
+                Measurement::Backlog,
+                Measurement::W4,
+                Measurement::Multi
+            ]
+        );
+        assert!(o.json);
         assert!(Opts::try_parse_from(["worker", "--only", "w9"]).is_err());
         assert!(Opts::try_parse_from(["worker", "--runs", "0"]).is_err());
     }
