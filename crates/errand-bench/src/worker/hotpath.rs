@@ -2,16 +2,16 @@
 //! counterpart measured in the same run:
 //!
 //! - **Bulk enqueue**: `enqueue_many` (1,000 jobs a call) against one
-//!   `INSERT ... SELECT FROM unnest(...)` and one `COPY` per 1,000 rows on a narrow table
+//!   `INSERT` over `unnest` arrays and one `COPY` per 1,000 rows on a narrow table
 //!   (`errand_store_postgres::baseline::setup_narrow`). **Single enqueue**:
 //!   `enqueue_kind(..).send()` against a one-row `INSERT ... RETURNING id`. Each method has a
 //!   fresh database of its own; they take turns in blocks (a batch each, or 100 single
 //!   inserts each) and each method's time is the sum of its blocks, so all of them see the
 //!   same load and the same disk, which on a shared machine wander within seconds.
 //! - **Backlog**: W1 and the baseline loop at 100,000 jobs.
-//! - **W4**: both again with a second session idle in `BEGIN ISOLATION LEVEL REPEATABLE
-//!   READ; SELECT 1;` from before the queue is filled until the drain is over (vacuum and
-//!   index pruning held back); checked to still hold its snapshot at the end.
+//! - **W4**: both again with a second session idle in a `REPEATABLE READ` transaction that
+//!   has taken its snapshot, from before the queue is filled until the drain is over (vacuum
+//!   and index pruning held back); checked to still hold its snapshot at the end.
 //! - **Multi**: the backlog drained by 4 worker processes (concurrency 16 each) started
 //!   together, rate from the first pool's start to the last success.
 //!
@@ -372,7 +372,7 @@ impl HotSummary {
                 cell(&self.bulk, 70.0)
             );
             println!(
-                "| raw `INSERT ... SELECT FROM unnest(...) RETURNING id`, narrow table | {} | | |",
+                "| raw `INSERT` over `unnest` arrays `RETURNING id`, narrow table | {} | | |",
                 thousands(i.bulk_unnest as u64)
             );
             println!(
