@@ -361,10 +361,13 @@ pub async fn child(opts: ChildOpts) {
     // of its own reads them, so that this loop keeps up with the events meanwhile.
     let done = Arc::new(tokio::sync::Notify::new());
     let mut poller = None;
+    // Every 20 ms when shared (the events still time the drain), every 5 ms after a lag (the
+    // poll that sees the count is then the drain's end).
+    let every = Duration::from_millis(if shared { 20 } else { 5 });
     let watch = |client: Client, done: Arc<tokio::sync::Notify>| {
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(every).await;
                 let stats = client.queue_stats().await.expect("queue stats");
                 if stats
                     .iter()
