@@ -19,6 +19,9 @@
 //!   (the transactional outbox); `transaction` implements [`errand_store::CallerTransaction`]
 //!   with it for sqlx's connection and transaction. [`errand_store::Store::job_insert_many`]
 //!   runs the same code.
+//!   Callers in other languages run the SQL function `errand_enqueue()` (migration 10, see
+//!   its file and docs/design.md, Enqueue from SQL) in their transaction: errand-core's
+//!   checks and the same unique-key rule, tested against the library (`sql_enqueue_tests`).
 //! - **Fenced acknowledgements**: complete, fail, cancel-ack, release, rescue and heartbeat
 //!   match on job id, attempt, worker id and `status = 'running'`; batches are one statement
 //!   over `unnest` arrays, and the event rows they write are inserted by a data-modifying CTE
@@ -49,6 +52,8 @@ mod transaction;
 mod worker_path;
 mod workers;
 
+#[cfg(test)]
+mod sql_enqueue_tests;
 #[cfg(test)]
 mod tests;
 

@@ -10,7 +10,8 @@ use errand_store::{AppliedMigration, MigrationStatus, StoreError, StoreResult};
 use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
 /// Every migration this build knows, in version order. PostgreSQL has no 9 (SQLite's
-/// counting change); 6 is reserved for the HTTP API.
+/// counting change); 6 is reserved for the HTTP API. 10 installs `errand_enqueue()`, the
+/// insert any SQL client runs in its own transaction (see its file).
 pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0001_jobs",
     "0002_workers",
@@ -19,6 +20,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0005_finished_index",
     "0007_queue_counts",
     "0008_lean_indexes",
+    "0010_sql_enqueue",
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (\

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("ERRAND_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
@@ -37,7 +37,7 @@ fn random_schema() -> String {
 
 /// Runs `body` with a store in a fresh schema (migrated if `migrate`), then drops the schema,
 /// whatever happened.
-async fn with_store<F, Fut>(clock: Option<ManualClock>, migrate: bool, body: F)
+pub(crate) async fn with_store<F, Fut>(clock: Option<ManualClock>, migrate: bool, body: F)
 where
     F: FnOnce(PgStore) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -297,7 +297,10 @@ fn job_in(queue: &str) -> JobInsert {
 }
 
 /// The next hint not from [`WARM_UP`], waiting at most `wait`.
-async fn next_hint(rx: &mut broadcast::Receiver<JobsReady>, wait: Duration) -> Option<String> {
+pub(crate) async fn next_hint(
+    rx: &mut broadcast::Receiver<JobsReady>,
+    wait: Duration,
+) -> Option<String> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -313,7 +316,7 @@ async fn next_hint(rx: &mut broadcast::Receiver<JobsReady>, wait: Duration) -> O
 /// Subscribes and returns once hints flow: `subscribe` starts the LISTEN task in the
 /// background, and a NOTIFY sent before it listens is lost, so enqueue in [`WARM_UP`] until
 /// a hint arrives (up to 5 tries of 2 s).
-async fn subscribe_and_warm_up(store: &PgStore) -> broadcast::Receiver<JobsReady> {
+pub(crate) async fn subscribe_and_warm_up(store: &PgStore) -> broadcast::Receiver<JobsReady> {
     let mut rx = store.subscribe();
     for _ in 0..5 {
         store.job_insert_many(&[job_in(WARM_UP)]).await.unwrap();
