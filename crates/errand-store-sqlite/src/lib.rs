@@ -34,6 +34,10 @@
 //!   on an in-process broadcast channel shared by the store's clones
 //!   ([`errand_store::Store::subscribe`]); other processes rely on their poll.
 //!
+//! * **Other writers.** The file may have other writers (other Errand processes, and the
+//!   application's own connection enqueueing through the `errand_enqueue` view of migration
+//!   10 in its own transaction); the writer waits for their lock up to `busy_timeout`.
+//!
 //! Migrations are not applied by [`SqliteStore::open`]; call [`errand_store::Store::migrate`].
 //! Operations on a database that was never migrated fail with
 //! [`errand_store::StoreError::Schema`] telling the operator to run `errand migrate`.
@@ -348,5 +352,7 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
+#[cfg(test)]
+mod sql_enqueue_tests;
 #[cfg(test)]
 mod tests;

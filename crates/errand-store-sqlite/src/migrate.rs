@@ -9,7 +9,8 @@ use errand_store::{AppliedMigration, MigrationStatus};
 use rusqlite::{Connection, OptionalExtension};
 
 /// Every migration this build knows, in version order. SQLite has no 3 (a PostgreSQL index
-/// fix); 6 is reserved for the HTTP API.
+/// fix); 6 is reserved for the HTTP API. 10 is the `errand_enqueue` view an application's own
+/// connection inserts into (see its file).
 pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0001_jobs",
     "0002_workers",
@@ -18,6 +19,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0007_queue_counts",
     "0008_lean_indexes",
     "0009_hot_counts",
+    "0010_sql_enqueue",
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (
