@@ -179,6 +179,97 @@ async fn the_view_agrees_with_the_library_on_hostile_inputs() {
     assert_eq!(nodes, 0, "the depth walk's scratch rows are cleared");
 }
 
+/// What only a SQL caller can send (a column's value of the wrong type, JSON that does not
+/// parse) is refused too, naming the column, and writes nothing.
+#[tokio::test]
+async fn values_of_the_wrong_type_are_refused() {
+    use rusqlite::types::Value as Sql;
+    let db = TempDb::new("sql-enqueue-types");
+    let _store = store(&db).await;
+    let conn = app_connection(&db);
+    let text = |s: &str| Sql::Text(s.into());
+    let cases: Vec<(&str, Sql, &str)> = vec![
+        (
+            "args",
+            text("{\"a\": 1"),
+            "invalid job: `args` must be JSON text",
+        ),
+        (
+            "args",
+            text("{\"a\": \"x\u{1}\"}"),
+            "invalid job: `args` must be JSON text",
+        ),
+        (
+            "args",
+            Sql::Blob(b"{}".to_vec()),
+            "invalid job: `args` must be JSON text",
+        ),
+        (
+            "args",
+            Sql::Integer(1),
+            "invalid job: `args` must be JSON text",
+        ),
+        (
+            "priority",
+            text("5"),
+            "invalid job: `priority` must be an integer",
+        ),
+        (
+            "priority",
+            Sql::Real(1.5),
+            "invalid job: `priority` must be an integer",
+        ),
+        (
+            "priority",
+            Sql::Integer(1 << 31),
+            "invalid job: `priority` must be an integer",
+        ),
+        (
+            "max_attempts",
+            Sql::Integer(1 << 31),
+            "invalid job: `max_attempts` must be an integer",
+        ),
+        (
+            "max_attempts",
+            text("3"),
+            "invalid job: `max_attempts` must be an integer",
+        ),
+        (
+            "delay_ms",
+            Sql::Real(0.5),
+            "invalid job: `delay_ms` must be an integer",
+        ),
+        (
+            "timeout_ms",
+            text("10m"),
+            "invalid job: `timeout_ms` must be an integer",
+        ),
+        (
+            "run_at",
+            text("2026-01-01T00:00:00Z"),
+            "invalid job: `run_at` must be an integer (microseconds since the Unix epoch)",
+        ),
+    ];
+    for (column, value, message) in cases {
+        let sql = format!("INSERT INTO errand_enqueue (kind, {column}) VALUES ('k', ?1)");
+        let err = conn.execute(&sql, [&value]).unwrap_err();
+        let got = match err {
+            rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+            other => other.to_string(),
+        };
+        assert_eq!(got, message, "{column} = {value:?}");
+        assert_eq!(count_jobs(&conn), 0);
+    }
+    // The same values with the right types go in.
+    conn.execute(
+        "INSERT INTO errand_enqueue (kind, args, priority, max_attempts, delay_ms, timeout_ms) \
+         VALUES ('k', '{\"a\": 1}', 5, 3, 0, 600000)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(count_jobs(&conn), 1);
+}
+
 /// The library's unique-key rule, whichever path holds the key.
 #[tokio::test]
 async fn unique_keys_are_shared_with_the_library() {

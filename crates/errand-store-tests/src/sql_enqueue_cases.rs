@@ -162,6 +162,18 @@ pub(crate) fn cases() -> Vec<(&'static str, NewJob, Expect)> {
             Refused("args"),
         ),
         (
+            // JSON text `"\\u0000"`: a backslash and the letters u0000, no NUL.
+            "backslash then u0000",
+            NewJob::new("k", json!({"a": "\\u0000", "b": "\\\\u0000"})),
+            Accepted,
+        ),
+        (
+            // JSON text `"\\\u0000"`: a backslash, then a NUL.
+            "backslash then NUL",
+            NewJob::new("k", json!({"a": "\\\0"})),
+            Refused("args"),
+        ),
+        (
             "negative delay",
             with("k", |j| j.delay_ms = Some(-5)),
             Refused("delay_ms"),
