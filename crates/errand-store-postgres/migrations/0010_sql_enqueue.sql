@@ -39,6 +39,13 @@
 -- The functions run with search_path pinned to the schema they were installed in (set at the
 -- end of this file), so `schema.errand_enqueue(...)` works whatever the caller's search_path,
 -- and the wake-up channel is that schema's.
+--
+-- errand_enqueue is SECURITY DEFINER: it writes with the rights of the role that migrated
+-- (which owns the tables), so a caller needs no right on Errand's tables (an insert with
+-- ON CONFLICT ... RETURNING would need SELECT on errand_jobs, and with it every job's args).
+-- EXECUTE is revoked from PUBLIC: the migrating role (and superusers) may call it, another
+-- role once granted: GRANT EXECUTE ON FUNCTION errand_enqueue TO app_role (and USAGE on the
+-- schema if it is not public). The pinned search_path is what makes a definer function safe.
 
 -- Raises the refusal of one field.
 CREATE FUNCTION errand_enqueue_refuse(field text, problem text) RETURNS void
@@ -266,3 +273,8 @@ BEGIN
         EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', f, current_schema());
     END LOOP;
 END $$;
+
+ALTER FUNCTION errand_enqueue(text, jsonb, text, integer, timestamptz, interval, integer, text,
+                              text, text, interval) SECURITY DEFINER;
+REVOKE EXECUTE ON FUNCTION errand_enqueue(text, jsonb, text, integer, timestamptz, interval,
+                                          integer, text, text, text, interval) FROM PUBLIC;

@@ -479,3 +479,59 @@ async fn psql_enqueues_and_is_told_what_is_wrong() {
     })
     .await;
 }
+
+/// Another role may call the function once granted EXECUTE, and needs no right on the tables
+/// (the function is SECURITY DEFINER): it can enqueue without reading anyone's jobs. The role
+/// lives in a transaction that is rolled back, so nothing is left on the server.
+#[tokio::test]
+async fn another_role_enqueues_with_execute_alone() {
+    with_store(None, true, |store| async move {
+        let schema = store.schema().unwrap().to_owned();
+        let role = format!("{schema}_app");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        for sql in [
+            format!("CREATE ROLE {role} NOLOGIN"),
+            format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+            format!("SET LOCAL ROLE {role}"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        }
+        // Inside a savepoint each, since a refusal aborts the (sub)transaction.
+        let call = format!("SELECT id, inserted FROM {schema}.errand_enqueue('k')");
+        let mut sp = tx.begin().await.unwrap();
+        let err = sqlx::query(&call).fetch_one(&mut *sp).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("permission denied for function errand_enqueue"),
+            "{err}"
+        );
+        sp.rollback().await.unwrap();
+        for sql in [
+            "RESET ROLE".to_string(),
+            format!("GRANT EXECUTE ON FUNCTION {schema}.errand_enqueue TO {role}"),
+            format!("SET LOCAL ROLE {role}"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        }
+        let row = sqlx::query(&call).fetch_one(&mut *tx).await.unwrap();
+        assert!(row.get::<bool, _>("inserted"));
+        let mut sp = tx.begin().await.unwrap();
+        let read = format!("SELECT args FROM {schema}.errand_jobs");
+        let err = sqlx::query(&read).fetch_all(&mut *sp).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("permission denied for table errand_jobs"),
+            "{err}"
+        );
+        sp.rollback().await.unwrap();
+        tx.rollback().await.unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+            .bind(&role)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "the role was rolled back with its transaction");
+    })
+    .await;
+}
