@@ -13,7 +13,17 @@ pub struct DurationError {
     pub problem: String,
 }
 
-/// Parses a human duration. Units: `ms`, `s`, `m`, `h`, `d`, `w`.
+/// The units, from the largest to the smallest (the order the parts of a sum are written in).
+pub const UNITS: [(&str, Duration); 6] = [
+    ("w", Duration::from_secs(7 * 86_400)),
+    ("d", Duration::from_secs(86_400)),
+    ("h", Duration::from_secs(3600)),
+    ("m", Duration::from_secs(60)),
+    ("s", Duration::from_secs(1)),
+    ("ms", Duration::from_millis(1)),
+];
+
+/// Parses a human duration. Units: `ms`, `s`, `m`, `h`, `d`, `w` ([`UNITS`]).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let err = |problem: &str| DurationError {
         input: input.to_string(),
@@ -29,7 +39,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     // The previous part's unit (its rank and name): each part's must be smaller.
-    let mut previous: Option<(u8, &str)> = None;
+    let mut previous: Option<(usize, &str)> = None;
     while !rest.is_empty() {
         let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
         if digits == 0 {
@@ -45,15 +55,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
                 .len();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let (rank, one) = match unit {
-            "ms" => (0, Duration::from_millis(1)),
-            "s" => (1, Duration::from_secs(1)),
-            "m" => (2, Duration::from_secs(60)),
-            "h" => (3, Duration::from_secs(3600)),
-            "d" => (4, Duration::from_secs(86_400)),
-            "w" => (5, Duration::from_secs(7 * 86_400)),
-            "" => return Err(err("a unit is missing after the number")),
-            _ => return Err(err(&format!("unknown unit `{unit}`"))),
+        if unit.is_empty() {
+            return Err(err("a unit is missing after the number"));
+        }
+        // Rank: larger units come first, so a smaller index is a larger unit.
+        let (rank, one) = match UNITS.iter().position(|(name, _)| *name == unit) {
+            Some(i) => (UNITS.len() - i, UNITS[i].1),
+            None => return Err(err(&format!("unknown unit `{unit}`"))),
         };
         match previous {
             Some((_, before)) if before == unit => {

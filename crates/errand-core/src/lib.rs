@@ -13,6 +13,7 @@ pub mod job;
 pub mod outcome;
 pub mod recorded;
 pub mod redact;
+pub mod schema;
 pub mod settings;
 pub mod storable;
 pub mod task;

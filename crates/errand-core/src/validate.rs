@@ -23,8 +23,12 @@ impl Default for Limits {
 /// Defaults for fields a caller leaves out.
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 4;
-const MAX_NAME_LEN: usize = 128;
-const MAX_KEY_LEN: usize = 512;
+/// Most characters of a name (kind, queue, reference type).
+pub const MAX_NAME_LEN: usize = 128;
+/// Most characters of a key (unique key, reference id). Characters, not bytes, so that the
+/// rule is the one a JSON Schema `maxLength` states; 512 of them are at most 2 KiB, within
+/// what a PostgreSQL index entry holds.
+pub const MAX_KEY_LEN: usize = 512;
 
 /// A job as a caller describes it, before validation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -164,10 +168,10 @@ fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(invalid(field, "must not be empty when given"));
     }
-    if value.len() > MAX_KEY_LEN {
+    if value.chars().count() > MAX_KEY_LEN {
         return Err(invalid(
             field,
-            format!("is longer than {MAX_KEY_LEN} bytes"),
+            format!("is longer than {MAX_KEY_LEN} characters"),
         ));
     }
     crate::storable::check_text(field, value)

@@ -110,7 +110,7 @@ const FIELDS: [Field; 6] = [
 ];
 const DAY_OF_WEEK: usize = 5;
 
-const SHORTCUTS: &[(&str, &str)] = &[
+pub(crate) const SHORTCUTS: &[(&str, &str)] = &[
     ("@yearly", "0 0 1 1 *"),
     ("@annually", "0 0 1 1 *"),
     ("@monthly", "0 0 1 * *"),
@@ -119,6 +119,11 @@ const SHORTCUTS: &[(&str, &str)] = &[
     ("@midnight", "0 0 * * *"),
     ("@hourly", "0 * * * *"),
 ];
+
+/// The five fields of an expression without seconds: name, lowest and highest value.
+pub(crate) fn field_ranges() -> Vec<(&'static str, u32, u32)> {
+    FIELDS[1..].iter().map(|f| (f.name, f.min, f.max)).collect()
+}
 
 impl CronExpr {
     /// Reads and checks an expression.

@@ -79,6 +79,7 @@ pub mod cron;
 pub mod fire;
 pub mod health;
 pub mod misfire;
+pub mod schema;
 pub mod spec;
 
 pub use cron::{CronExpr, CronExprError};

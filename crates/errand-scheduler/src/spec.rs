@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use errand_core::{parse_duration, Limits, NewJob};
+use errand_core::{parse_duration, schema, Limits, NewJob};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cron::CronExpr;
@@ -16,7 +17,8 @@ use crate::fire::{fire_key, FireTimes, Trigger};
 pub const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(3600);
 /// The shortest `every` interval and `misfire_grace`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_NAME_LEN: usize = 128;
+/// Most characters of a schedule name.
+pub const MAX_NAME_LEN: usize = 128;
 
 /// One `[schedules.NAME]` table, before checking. The name is the table's key, given to
 /// [`ScheduleSpec::validate`].
@@ -28,38 +30,54 @@ const MAX_NAME_LEN: usize = 128;
 /// kind = "send_report"
 /// args = { format = "pdf" }
 /// ```
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::schema::rules)]
+#[schemars(
+    description = "A schedule: `cron` or `every`, the task `kind` each fire enqueues and the job's fields; the fields of a `[schedules.NAME]` table in errand.toml."
+)]
 pub struct ScheduleSpec {
     /// A cron expression: 5 fields, or 6 with a leading seconds field, or `@hourly`,
     /// `@daily` (`@midnight`), `@weekly`, `@monthly`, `@yearly` (`@annually`). Exclusive with
     /// `every`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::cron_or_null")]
     pub cron: Option<String>,
     /// A fixed interval of at least 1s (`"30s"`, `"5m"`, `"1h30m"`), aligned to the Unix
     /// epoch. Exclusive with `cron`.
     #[serde(default)]
+    #[schemars(schema_with = "schema::duration_at_least_1s_or_null")]
     pub every: Option<String>,
     /// The IANA time zone `cron` is read in (`"Europe/London"`). Default `UTC`. Only for `cron`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::timezone_or_null")]
     pub timezone: Option<String>,
     /// The task kind each fire enqueues.
     #[serde(default)]
+    #[schemars(schema_with = "schema::name")]
     pub kind: String,
     /// The job's args: a JSON object (a TOML table). Default `{}`.
     #[serde(default = "empty_object")]
+    #[schemars(schema_with = "schema::args")]
     pub args: serde_json::Value,
+    /// The queue of the jobs (default `default`).
     #[serde(default)]
+    #[schemars(schema_with = "schema::name_or_null")]
     pub queue: Option<String>,
+    /// The jobs' priority (default 0; higher runs first).
     #[serde(default)]
+    #[schemars(schema_with = "schema::int32_or_null")]
     pub priority: Option<i32>,
+    /// The jobs' attempt budget (default 4).
     #[serde(default)]
+    #[schemars(schema_with = "schema::attempts_or_null")]
     pub max_attempts: Option<i32>,
     /// What a fire does while the previous run is still queued or running. Default `skip`.
     #[serde(default)]
     pub overlap: OverlapPolicy,
     /// How late a missed fire may still run (`"1h"`, the default). Older ones are skipped.
     #[serde(default)]
+    #[schemars(schema_with = "schema::duration_at_least_1s_or_null")]
     pub misfire_grace: Option<String>,
     /// Whether several missed fires run once (default) or each.
     #[serde(default = "yes")]
@@ -87,6 +105,17 @@ pub enum OverlapPolicy {
     Allow,
     /// Enqueue it to run after the previous run.
     Queue,
+}
+
+/// The words of [`OverlapPolicy::ALL`], one named schema (the views use the same).
+impl JsonSchema for OverlapPolicy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OverlapPolicy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "enum": OverlapPolicy::ALL.map(OverlapPolicy::as_str)})
+    }
 }
 
 impl OverlapPolicy {

@@ -223,15 +223,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IdParam {
     }
 }
 
-/// The `{name}` of a queue or schedule path.
+/// The `{name}` of a queue path.
 #[derive(Debug, Clone)]
-pub struct NameParam(pub String);
+pub struct QueueName(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for NameParam {
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        path_param(parts, state).await.map(NameParam)
+        path_param(parts, state).await.map(QueueName)
+    }
+}
+
+/// The `{name}` of a schedule path.
+#[derive(Debug, Clone)]
+pub struct ScheduleName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ScheduleName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        path_param(parts, state).await.map(ScheduleName)
     }
 }
 

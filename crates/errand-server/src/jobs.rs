@@ -9,8 +9,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
+use errand_core::schema::{self, forbid, given, none_given};
 use errand_core::{JobId, JobStatus, NewJob};
 use errand_store::{CancelOutcome, JobList, JobPage, RetryOutcome, StateFilter};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -28,31 +30,74 @@ fn empty_object() -> Value {
 }
 
 /// `POST /v1/jobs` and each item of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = run_at_or_delay)]
 pub struct EnqueueRequest {
+    /// The task kind: which handler runs the job. A kind no configured task knows is 422
+    /// (unless no task is configured).
+    #[schemars(schema_with = "schema::name")]
     kind: String,
     #[serde(default = "empty_object")]
+    #[schemars(schema_with = "schema::args")]
     args: Value,
+    /// The queue (default `default`).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::name_or_null")]
     queue: Option<String>,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::int32_or_null")]
     priority: Option<i32>,
+    /// Run no earlier than this instant; exclusive with `delay`.
     run_at: Option<DateTime<Utc>>,
-    /// `30s`, `5m`: run no earlier than this long from now.
+    /// Run no earlier than this long from now (`30s`, `5m`); exclusive with `run_at`.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration_or_null")]
     delay: Option<String>,
+    /// While a job with this key is queued or running, enqueueing another inserts nothing
+    /// (200 with the live job's id).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::key_or_null")]
     unique_key: Option<String>,
+    /// The entity the job is about.
     reference: Option<Reference>,
+    /// Attempts before the job fails for good (default 4).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::attempts_or_null")]
     max_attempts: Option<i32>,
-    /// Execution limit of one attempt, `0` for none.
+    /// Execution limit of one attempt, `0` for none (default: the task's).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration_or_null")]
     timeout: Option<String>,
 }
 
+/// `run_at` or `delay`, not both.
+fn run_at_or_delay(schema: &mut Schema) {
+    forbid(
+        schema,
+        vec![given(&[("run_at", "string"), ("delay", "string")])],
+    );
+}
+
 /// The entity a job is about.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "JobReference")]
 struct Reference {
     #[serde(rename = "type")]
+    #[schemars(schema_with = "schema::name")]
     kind: String,
+    #[schemars(schema_with = "reference_id")]
     id: ReferenceId,
+}
+
+/// A reference id: a key, or an integer (read as its decimal text).
+fn reference_id(g: &mut SchemaGenerator) -> Schema {
+    json_schema!({"oneOf": [
+        schema::key(g),
+        {"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX},
+    ]})
 }
 
 /// An entity id as a string or a number (`"42"` or `42`).
@@ -161,9 +206,12 @@ pub async fn enqueue(
 }
 
 /// `POST /v1/jobs/batch`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "EnqueueBatchRequest")]
 pub struct BatchRequest {
+    /// The jobs, inserted all or none.
+    #[schemars(length(max = MAX_BATCH))]
     jobs: Vec<EnqueueRequest>,
 }
 
@@ -195,18 +243,77 @@ pub async fn enqueue_batch(State(s): State<AppState>, Body(req): Body<BatchReque
 }
 
 /// `GET /v1/jobs`. Numbers are read as text so a bad one is reported by name.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "status_list")]
     status: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "derived_list")]
     derived: Option<String>,
+    /// Queue name.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter")]
     queue: Option<String>,
+    /// Task kind.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter")]
     kind: Option<String>,
+    /// `type` or `type:id` of the entity the jobs are about.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter")]
     reference: Option<String>,
+    /// Created at or after: RFC 3339, or a duration ago (`1h`).
+    #[serde(default)]
+    #[schemars(schema_with = "instant_schema")]
     since: Option<String>,
+    /// Created before: RFC 3339, or a duration ago.
+    #[serde(default)]
+    #[schemars(schema_with = "instant_schema")]
     until: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[serde(default)]
+    #[schemars(schema_with = "page_size")]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    #[schemars(schema_with = "cursor")]
     cursor: Option<String>,
+}
+
+/// Comma-separated state words (empty items are skipped).
+fn state_list(description: &str) -> Schema {
+    let words = errand_core::DerivedState::state_words().join("|");
+    json_schema!({
+        "type": "string",
+        "pattern": format!("^(?:{words})?(?:,(?:{words})?)*$"),
+        "description": description,
+    })
+}
+
+fn status_list(_: &mut SchemaGenerator) -> Schema {
+    state_list(&crate::routes::STATUS_HELP)
+}
+
+fn derived_list(_: &mut SchemaGenerator) -> Schema {
+    state_list(&crate::routes::DERIVED_HELP)
+}
+
+/// An instant: RFC 3339, or a duration before now.
+fn instant_schema(g: &mut SchemaGenerator) -> Schema {
+    json_schema!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        schema::duration(g),
+    ]})
+}
+
+fn page_size(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50})
+}
+
+fn cursor(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX})
 }
 
 /// The states a list asks for: stored or derived words, comma-separated, in both fields.
@@ -457,14 +564,50 @@ async fn ids_matching(
     }
 }
 
-/// `POST /v1/jobs/retry`: ids, or a filter over failed jobs.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/jobs/retry`: ids, or a filter over failed jobs (none: every failed job).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = ids_or_filter)]
 pub struct RetryRequest {
+    /// These jobs (those not failed or cancelled are left); exclusive with the filter.
+    #[serde(default)]
+    #[schemars(schema_with = "ids")]
     ids: Option<Vec<JobId>>,
+    /// Retry every failed job of this queue.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     queue: Option<String>,
+    /// ... of this kind.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     kind: Option<String>,
+    /// ... about this entity: `type` or `type:id`.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     reference: Option<String>,
+}
+
+/// Job ids, at most [`MAX_IDS`], each positive; or null.
+fn ids(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "nullable": true,
+        "maxItems": MAX_IDS,
+        "items": {"type": "integer", "format": "int64", "minimum": 1, "maximum": JobId::MAX},
+    })
+}
+
+/// `ids` or a filter, not both.
+fn ids_or_filter(schema: &mut Schema) {
+    forbid(schema, ids_with_any_of(&["queue", "kind", "reference"]));
+}
+
+/// `ids` given with any of `filters`, one case each.
+fn ids_with_any_of(filters: &[&str]) -> Vec<Value> {
+    filters
+        .iter()
+        .map(|f| given(&[("ids", "array"), (f, "string")]))
+        .collect()
 }
 
 pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>) -> JsonResult {
@@ -516,14 +659,50 @@ pub async fn retry_many(State(s): State<AppState>, Body(req): Body<RetryRequest>
 }
 
 /// `POST /v1/jobs/cancel`: ids, or every job in a state matching a filter.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = ids_or_status)]
 pub struct CancelRequest {
+    /// These jobs (those not queued or running are left); exclusive with the filter.
+    #[serde(default)]
+    #[schemars(schema_with = "ids")]
     ids: Option<Vec<JobId>>,
+    #[serde(default)]
+    #[schemars(schema_with = "cancel_status")]
     status: Option<String>,
+    /// ... of this queue.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     queue: Option<String>,
+    /// ... of this kind.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     kind: Option<String>,
+    /// ... about this entity: `type` or `type:id`.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter_or_null")]
     reference: Option<String>,
+}
+
+/// One state word.
+fn cancel_status(_: &mut SchemaGenerator) -> Schema {
+    let words = errand_core::DerivedState::state_words();
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "enum": words,
+        "description": format!(
+            "Cancel every job in this state: {} (those in a state that cannot be cancelled are left); needed without `ids`",
+            errand_core::job::words(&words)
+        ),
+    })
+}
+
+/// `ids` alone, or `status` with the other filters.
+fn ids_or_status(schema: &mut Schema) {
+    let mut cases = ids_with_any_of(&["status", "queue", "kind", "reference"]);
+    cases.push(none_given(&[("ids", "array"), ("status", "string")]));
+    forbid(schema, cases);
 }
 
 pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelRequest>) -> JsonResult {
@@ -584,10 +763,13 @@ pub async fn cancel_many(State(s): State<AppState>, Body(req): Body<CancelReques
 }
 
 /// `POST /v1/jobs/purge`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
+    /// Finished longer ago than this.
+    #[schemars(schema_with = "schema::duration")]
     older_than: String,
+    /// Failed jobs too (default: only succeeded and cancelled ones).
     #[serde(default)]
     include_failed: bool,
 }

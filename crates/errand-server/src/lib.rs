@@ -20,7 +20,8 @@
 //! | `health` | `/health` and `/metrics` |
 //! | `scheduler_health` | `/health/scheduler`: healthy or degraded with the reasons, on the rules of `errand_scheduler::health` |
 //! | `metrics` | the process's counters and run-duration histogram, and the Prometheus text writer |
-//! | `openapi` | the OpenAPI 3 document built from the route table and the schemas |
+//! | `openapi` | the OpenAPI 3 document built from the route table: request schemas generated from the handlers' own request types, response schemas from `errand::views` and the envelopes here |
+//! | `request_doc` | what each handler's extractors read (path, query, body), for the document |
 //! | `serve` | the connection loop `errand serve` runs: header, body and idle timeouts, and a cap on open connections that pushes out the longest-waiting idle ones first |
 //! | `dashboard` | the web dashboard: the files under `assets/`, embedded, served at `/` and `/assets/*` (see docs/dashboard.md) |
 //!
@@ -38,6 +39,7 @@ mod metrics;
 mod openapi;
 mod queues;
 mod remote;
+mod request_doc;
 mod routes;
 mod scheduler_health;
 mod schedules;
@@ -56,6 +58,9 @@ use errand::Client;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// [`ServerConfig::max_wait`] unless set: the longest wait the OpenAPI document states.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How the API behaves. `Default` is loopback-style: no tokens (everything allowed).
 #[derive(Debug, Clone)]
@@ -89,7 +94,7 @@ impl Default for ServerConfig {
         ServerConfig {
             tokens: Vec::new(),
             max_body_bytes: 8 * 1024 * 1024,
-            max_wait: Duration::from_secs(30),
+            max_wait: DEFAULT_MAX_WAIT,
             default_lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             metrics: Arc::new(Metrics::default()),

@@ -1,7 +1,9 @@
 //! The OpenAPI 3 document, built from the route table ([`crate::routes`]): paths, methods,
 //! parameters, bodies, responses and the role each needs come from the same entries that
-//! build the router. The schemas of bodies and responses are written here, beside each other,
-//! as JSON Schema; a test checks that every schema a route names exists.
+//! build the router. The request side (path and query parameters, bodies) is generated from
+//! the types each handler's extractors read ([`crate::request_doc`]), with the rules the
+//! server checks stated where JSON Schema can; the resources are generated from
+//! `errand::views`; the small envelopes and the service answers are written here.
 
 use crate::routes::{routes, Access, Route};
 use axum::Json;
@@ -75,9 +77,21 @@ claimed with (`worker_id`, `attempt`).";
 /// The whole document.
 pub fn document() -> Value {
     let mut paths = Map::new();
+    let mut generator = request_generator();
     for r in routes() {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        entry[r.verb.as_str()] = operation(&r);
+        entry[r.verb.as_str()] = operation(&r, &mut generator);
+    }
+    let mut schemas = schemas();
+    for (name, schema) in request_schemas(generator) {
+        let all = schemas.as_object_mut().expect("an object");
+        match all.get(&name) {
+            // A schema both sides use (an enumeration) must be the same on both.
+            Some(existing) => assert_eq!(existing, &schema, "two schemas named {name}"),
+            None => {
+                all.insert(name, schema);
+            }
+        }
     }
     json!({
         "openapi": "3.0.3",
@@ -92,7 +106,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": schemas(),
+            "schemas": schemas,
         },
     })
 }
@@ -108,22 +122,21 @@ fn error_response(description: &str) -> Value {
     })
 }
 
-fn operation(r: &Route) -> Value {
+fn operation(r: &Route, generator: &mut SchemaGenerator) -> Value {
+    let request = (r.request)(generator);
+    let documented: Vec<&str> = request.path.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        documented,
+        r.path_params(),
+        "{} {}: the handler's path extractors and the path's parameters differ",
+        r.verb.as_str(),
+        r.path
+    );
     let mut parameters = Vec::new();
-    for p in r.path_params() {
-        let schema = if p == "id" {
-            json!({"type": "integer", "format": "int64", "minimum": 1})
-        } else {
-            json!({"type": "string", "minLength": 1})
-        };
-        parameters.push(json!({"name": p, "in": "path", "required": true, "schema": schema}));
+    for (name, schema) in request.path {
+        parameters.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
     }
-    for q in &r.query {
-        parameters.push(json!({
-            "name": q.name, "in": "query", "required": false,
-            "description": q.description, "schema": {"type": q.kind},
-        }));
-    }
+    parameters.extend(request.query);
     let mut responses = Map::new();
     let (status, schema) = r.success;
     let success = match schema {
@@ -187,13 +200,18 @@ fn operation(r: &Route) -> Value {
         "responses": responses,
         "security": if r.access == Access::Public { json!([]) } else { json!([{"bearer": []}]) },
     });
-    if let Some(body) = r.body {
+    if let Some(body) = request.body {
         op["requestBody"] = json!({
             "required": true,
-            "content": { "application/json": { "schema": reference(body) } },
+            "content": { "application/json": { "schema": reference(&body) } },
         });
     }
     op
+}
+
+/// The generator of the request schemas: OpenAPI 3.0's form, as the server reads the types.
+fn request_generator() -> SchemaGenerator {
+    SchemaGenerator::new(SchemaSettings::openapi3().for_deserialize())
 }
 
 fn string() -> Value {
@@ -223,9 +241,6 @@ fn boolean() -> Value {
 fn array(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
-fn any() -> Value {
-    json!({})
-}
 
 /// An object with these properties, the listed ones required; `closed` refuses others.
 fn object(props: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
@@ -243,90 +258,16 @@ fn object(props: &[(&str, Value)], required: &[&str], closed: bool) -> Value {
     o
 }
 
-/// The fields of a `[schedules.NAME]` table as a body; with `name` for a create.
-fn schedule_spec(with_name: bool) -> Value {
-    let text = |d: &str| json!({"type": "string", "description": d});
-    let mut props = vec![
-        ("cron", text("a cron expression (5 fields, or 6 with seconds, or @daily, ...); exclusive with `every`")),
-        ("every", text("a fixed interval of at least 1s (30s, 5m, 1h30m), aligned to the Unix epoch; exclusive with `cron`")),
-        ("timezone", text("the IANA zone `cron` is read in (default UTC)")),
-        ("kind", text("the task kind each fire enqueues")),
-        ("args", json!({"type": "object"})),
-        ("queue", string()),
-        ("priority", int32()),
-        ("max_attempts", int32()),
-        ("overlap", json!({"type": "string", "enum": ["skip", "allow", "queue"]})),
-        ("misfire_grace", text("how late a missed fire may still run (default 1h)")),
-        ("coalesce", boolean()),
-        ("paused", boolean()),
-    ];
-    let mut required = vec!["kind"];
-    if with_name {
-        props.insert(
-            0,
-            (
-                "name",
-                json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}),
-            ),
-        );
-        required.insert(0, "name");
+/// The request schemas the routes' handlers named, as the generator made them, with "a
+/// reference or null" in the form clients read.
+pub fn request_schemas(mut generator: SchemaGenerator) -> Map<String, Value> {
+    let mut definitions = Value::Object(generator.take_definitions(true));
+    errand::views::schema::nullable_references(&mut definitions);
+    match definitions {
+        Value::Object(map) => map,
+        _ => unreachable!("definitions are an object"),
     }
-    object(&props, &required, true)
 }
-
-/// The optional fields of request bodies that the server reads as absent when null (they are
-/// `Option`s of the request types), so the document says null is valid for them.
-const ACCEPTS_NULL: &[(&str, &[&str])] = &[
-    (
-        "EnqueueRequest",
-        &[
-            "queue",
-            "priority",
-            "run_at",
-            "delay",
-            "unique_key",
-            "reference",
-            "max_attempts",
-            "timeout",
-        ],
-    ),
-    ("RetryRequest", &["ids", "queue", "kind", "reference"]),
-    (
-        "CancelRequest",
-        &["ids", "status", "queue", "kind", "reference"],
-    ),
-    (
-        "ClaimRequest",
-        &["limit", "lease", "wait", "host", "pid", "version"],
-    ),
-    ("HeartbeatRequest", &["lease"]),
-    ("CompleteRequest", &["result"]),
-    ("FailRequest", &["retry_after"]),
-    (
-        "ScheduleSpec",
-        &[
-            "cron",
-            "every",
-            "timezone",
-            "queue",
-            "priority",
-            "max_attempts",
-            "misfire_grace",
-        ],
-    ),
-    (
-        "ScheduleCreateRequest",
-        &[
-            "cron",
-            "every",
-            "timezone",
-            "queue",
-            "priority",
-            "max_attempts",
-            "misfire_grace",
-        ],
-    ),
-];
 
 /// The schemas of the resources, generated from the views the API and the CLI print
 /// (`errand::views`): the document cannot say other than what the types serialise.
@@ -349,56 +290,8 @@ fn view_schemas() -> Map<String, Value> {
     }
 }
 
-/// Every schema the routes name.
+/// The schemas of the answers (the requests' are generated from their types).
 pub fn schemas() -> Value {
-    let duration = |what: &str| json!({"type": "string", "description": format!("{what}: a duration such as 500ms, 30s, 5m, 2h, 1h30m")});
-    let enqueue = object(
-        &[
-            (
-                "kind",
-                json!({"type": "string", "minLength": 1, "maxLength": 128}),
-            ),
-            ("args", json!({"type": "object"})),
-            (
-                "queue",
-                json!({"type": "string", "minLength": 1, "maxLength": 128}),
-            ),
-            (
-                "priority",
-                json!({"type": "integer", "format": "int32", "description": "higher runs first"}),
-            ),
-            ("run_at", time()),
-            ("delay", duration("run no earlier than this long from now")),
-            (
-                "unique_key",
-                json!({"type": "string", "minLength": 1, "maxLength": 512}),
-            ),
-            (
-                "reference",
-                object(
-                    &[
-                        ("type", string()),
-                        (
-                            "id",
-                            json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}),
-                        ),
-                    ],
-                    &["type", "id"],
-                    true,
-                ),
-            ),
-            (
-                "max_attempts",
-                json!({"type": "integer", "format": "int32", "minimum": 1}),
-            ),
-            (
-                "timeout",
-                duration("execution limit of one attempt, 0 for none"),
-            ),
-        ],
-        &["kind"],
-        true,
-    );
     let enqueued = object(
         &[("id", int()), ("inserted", boolean())],
         &["id", "inserted"],
@@ -480,8 +373,6 @@ pub fn schemas() -> Value {
         ],
         false,
     );
-    let ids = json!({"type": "array", "items": {"type": "integer", "format": "int64", "minimum": 1}, "maxItems": 10000});
-    let filter = |s: &str| json!({"type": "string", "minLength": 1, "description": s});
     let mut all = json!({
         "Error": object(&[("error", object(&[("code", string()), ("message", string()), ("field", string())], &["code", "message"], false))], &["error"], false),
         "Health": object(&[("status", json!({"type": "string", "enum": ["ok", "degraded", "unavailable"]})), ("database", string())], &["status", "database"], false),
@@ -489,24 +380,11 @@ pub fn schemas() -> Value {
         "OpenApi": {"type": "object"},
         "Live": object(&[("status", json!({"type": "string", "enum": ["ok"]}))], &["status"], false),
         "Me": object(&[("role", json!({"type": "string", "enum": ["read", "enqueue", "worker", "admin"]})), ("auth", boolean())], &["role", "auth"], false),
-        "EnqueueRequest": enqueue,
         "Enqueued": enqueued,
-        "EnqueueBatchRequest": object(&[("jobs", json!({"type": "array", "items": reference("EnqueueRequest"), "maxItems": crate::jobs::MAX_BATCH}))], &["jobs"], true),
         "EnqueueBatchResponse": object(&[("results", array(reference("Enqueued")))], &["results"], false),
         "JobEnvelope": object(&[("job", reference("Job"))], &["job"], false),
-        "RetryRequest": object(
-            &[("ids", ids.clone()), ("queue", filter("retry every failed job of this queue")), ("kind", filter("... of this kind")), ("reference", filter("... about this entity: `type` or `type:id`"))],
-            &[],
-            true,
-        ),
         "Retried": object(&[("retried", int())], &["retried"], false),
-        "CancelRequest": object(
-            &[("ids", ids), ("status", filter(&format!("cancel every job in this state: {} (those in a state that cannot be cancelled are left)", errand_core::job::words(&errand_core::DerivedState::state_words())))), ("queue", filter("queue")), ("kind", filter("kind")), ("reference", filter("`type` or `type:id`"))],
-            &[],
-            true,
-        ),
         "Cancelled": object(&[("cancelled", int())], &["cancelled"], false),
-        "PurgeRequest": object(&[("older_than", duration("finished longer ago than")), ("include_failed", boolean())], &["older_than"], true),
         "Purged": object(&[("purged", int())], &["purged"], false),
         "QueueList": object(&[("queues", array(reference("Queue")))], &["queues"], false),
         "QueueEnvelope": object(&[("queue", reference("Queue"))], &["queue"], false),
@@ -519,62 +397,18 @@ pub fn schemas() -> Value {
         "ScheduleEnvelope": object(&[("schedule", reference("Schedule"))], &["schedule"], false),
         "Triggered": object(&[("job_id", int())], &["job_id"], false),
         "WorkerList": object(&[("workers", array(reference("Worker")))], &["workers"], false),
-        "ClaimRequest": object(
-            &[
-                ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
-                ("queues", json!({"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "minItems": 1, "maxItems": 50})),
-                ("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 1, "description": "most jobs to take (default 1)"})),
-                ("lease", duration("lease of each claimed job, 1s to 1h (default 30s); heartbeat every third of it")),
-                ("wait", duration("wait this long for a job when none is ready (default 0: answer at once; at most 30s)")),
-                ("host", string()),
-                ("pid", json!({"type": "integer", "minimum": 0})),
-                ("version", string()),
-            ],
-            &["worker_id", "queues"],
-            true,
-        ),
         "ClaimedJob": claimed,
         "ClaimResponse": object(&[("jobs", array(reference("ClaimedJob")))], &["jobs"], false),
-        "HeartbeatRequest": object(
-            &[
-                ("worker_id", json!({"type": "string", "minLength": 1, "maxLength": 200})),
-                ("jobs", json!({"type": "array", "maxItems": 1000, "items": object(&[("id", int()), ("attempt", int32())], &["id", "attempt"], true)})),
-                ("lease", duration("new lease from now, 1s to 1h (default 30s)")),
-            ],
-            &["worker_id"],
-            true,
-        ),
         "HeartbeatResponse": object(
             &[("jobs", array(object(&[("id", int()), ("state", json!({"type": "string", "enum": ["held", "lost", "cancel_requested"]}))], &["id", "state"], false)))],
             &["jobs"],
             false,
         ),
-        "CompleteRequest": object(&[("worker_id", string()), ("attempt", int32()), ("result", any())], &["worker_id", "attempt"], true),
-        "FailRequest": object(
-            &[
-                ("worker_id", string()),
-                ("attempt", int32()),
-                ("error", string()),
-                ("retry_after", duration("retry after this long, whatever the backoff says")),
-                ("permanent", boolean()),
-            ],
-            &["worker_id", "attempt", "error"],
-            true,
-        ),
         "Ok": object(&[("ok", boolean())], &["ok"], false),
     });
     // Beside the rest: one `json!` of them all is past the macro's recursion limit.
-    all["ScheduleSpec"] = schedule_spec(false);
-    all["ScheduleCreateRequest"] = schedule_spec(true);
     all["ScheduleDeleted"] = object(&[("deleted", string())], &["deleted"], false);
     let all_map = all.as_object_mut().expect("an object");
-    for (name, fields) in ACCEPTS_NULL {
-        for field in *fields {
-            let property = &mut all_map[*name]["properties"][*field];
-            assert!(property.is_object(), "{name}.{field} is not a property");
-            property["nullable"] = json!(true);
-        }
-    }
     for (name, schema) in view_schemas() {
         all_map.insert(name, schema);
     }
@@ -585,6 +419,85 @@ pub fn schemas() -> Value {
 mod tests {
     use super::*;
     use errand::{DerivedState, JobStatus};
+
+    /// Every request body and query parameter of the route table comes from the type its
+    /// handler deserialises: no request schema is written by hand, each body refuses unknown
+    /// fields as its type does, and each query parameter has a generated schema.
+    #[test]
+    fn every_request_schema_is_generated_from_its_handlers_type() {
+        let doc = document();
+        let components = doc["components"]["schemas"].as_object().unwrap();
+        let written = schemas();
+        let mut generator = request_generator();
+        let mut bodies = Vec::new();
+        for r in routes() {
+            let request = (r.request)(&mut generator);
+            let op = &doc["paths"][r.path][r.verb.as_str()];
+            match &request.body {
+                Some(name) => {
+                    assert_eq!(
+                        op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                        format!("#/components/schemas/{name}"),
+                        "{}",
+                        r.operation_id
+                    );
+                    assert!(
+                        written.get(name).is_none(),
+                        "{name} is written by hand, not generated"
+                    );
+                    let schema = &components[name];
+                    assert_eq!(schema["type"], "object", "{name}");
+                    assert_eq!(schema["additionalProperties"], false, "{name}");
+                    bodies.push(name.clone());
+                }
+                None => assert!(op.get("requestBody").is_none(), "{}", r.operation_id),
+            }
+            for q in op["parameters"].as_array().unwrap() {
+                assert!(
+                    q["schema"]["type"].is_string() || q["schema"]["anyOf"].is_array(),
+                    "{}: {q}",
+                    r.operation_id
+                );
+                assert!(q["schema"].get("nullable").is_none(), "{q}");
+            }
+        }
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            [
+                "CancelRequest",
+                "ClaimRequest",
+                "CompleteRequest",
+                "EnqueueBatchRequest",
+                "EnqueueRequest",
+                "FailRequest",
+                "HeartbeatRequest",
+                "PurgeRequest",
+                "RetryRequest",
+                "ScheduleCreateRequest",
+                "ScheduleSpec",
+            ]
+        );
+        for name in written.as_object().unwrap().keys() {
+            assert!(!name.ends_with("Request"), "{name} is written by hand");
+        }
+        // The rules that tie fields together are in the document.
+        assert!(components["EnqueueRequest"]["not"].is_object());
+        assert!(components["CancelRequest"]["not"]["anyOf"].is_array());
+        assert_eq!(
+            components["ScheduleCreateRequest"]["required"],
+            json!(["name", "kind"])
+        );
+        let list = &doc["paths"]["/v1/jobs"]["get"]["parameters"];
+        let limit = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], 500);
+        assert_eq!(limit["required"], false);
+    }
 
     fn words(schema: &Value) -> Vec<&str> {
         schema["enum"]

@@ -1,12 +1,14 @@
 //! Queues (statistics, pause, resume) and the worker registry.
 
 use crate::error::ApiError;
-use crate::extract::{duration, NameParam, Query};
+use crate::extract::{duration, Query, QueueName};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
 use errand::views::{QueueView, WorkerView};
+use errand_core::schema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -32,17 +34,42 @@ async fn queue_views(s: &AppState) -> Result<Vec<QueueView>, ApiError> {
 }
 
 /// `GET /v1/stats/throughput`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThroughputQuery {
+    #[serde(default)]
+    #[schemars(schema_with = "window_schema")]
     window: Option<String>,
+    /// Bucket width, at least 1s (default 1m).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration_at_least_1s")]
     bucket: Option<String>,
+    /// Only this queue.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter")]
     queue: Option<String>,
+    /// Only this task kind.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::filter")]
     kind: Option<String>,
 }
 
 /// Most buckets one series may hold.
 const MAX_BUCKETS: u128 = 10_000;
+
+/// How far back: the document promises up to [`MAX_BUCKETS`] seconds, which holds at most
+/// that many buckets of any width the server takes.
+fn window_schema(_: &mut SchemaGenerator) -> Schema {
+    let max = Duration::from_secs(MAX_BUCKETS as u64);
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": schema::duration_range_pattern(Duration::from_secs(1), max),
+        "description": format!(
+            "How far back: a duration (default 1h) holding at most {MAX_BUCKETS} buckets; \
+             written in one unit here, from 1s to {MAX_BUCKETS}s"
+        ),
+    })
+}
 
 pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQuery>) -> JsonResult {
     let window = duration("window", q.window.as_deref().unwrap_or("1h"))?;
@@ -94,10 +121,11 @@ pub async fn throughput(State(s): State<AppState>, Query(q): Query<ThroughputQue
 }
 
 /// `POST /v1/queues/{name}/pause` and `/resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseQuery {
-    /// Also a queue that nothing declares or knows yet (refused otherwise as a likely typo).
+    /// Also a queue that nothing declares or knows yet (refused otherwise as a likely typo;
+    /// default false).
     #[serde(default)]
     force: bool,
 }
@@ -133,7 +161,7 @@ async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> Json
 
 pub async fn pause(
     State(s): State<AppState>,
-    NameParam(name): NameParam,
+    QueueName(name): QueueName,
     Query(q): Query<PauseQuery>,
 ) -> JsonResult {
     set_paused(&s, &name, true, q.force).await
@@ -141,7 +169,7 @@ pub async fn pause(
 
 pub async fn resume(
     State(s): State<AppState>,
-    NameParam(name): NameParam,
+    QueueName(name): QueueName,
     Query(q): Query<PauseQuery>,
 ) -> JsonResult {
     set_paused(&s, &name, false, q.force).await

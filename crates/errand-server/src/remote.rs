@@ -19,10 +19,12 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
 use errand::worker::record;
+use errand_core::schema::{self, forbid};
 use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
 use errand_core::{AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobId};
 use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -38,14 +40,60 @@ const MAX_LEASE: Duration = Duration::from_secs(3600);
 /// Most queues one claim may name.
 const MAX_QUEUES: usize = 50;
 
+/// Most characters of a worker id, host and version.
+const MAX_WORKER_TEXT: usize = 200;
+
 fn check_worker_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+    let n = id.chars().count();
+    if n == 0 || n > MAX_WORKER_TEXT || id.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "worker_id",
             "`worker_id` must be 1 to 200 characters without control characters",
         ));
     }
     Ok(())
+}
+
+/// A worker id: 1 to 200 characters, none a control character (`char::is_control`: U+0000
+/// to U+001F and U+007F to U+009F).
+fn worker_id(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_WORKER_TEXT,
+        "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*$",
+        "description": "The worker's id, 1 to 200 characters without control characters: the fence of every job it claims",
+    })
+}
+
+/// Describes the worker in the registry: at most 200 characters, without NUL; or null.
+fn worker_text(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "maxLength": MAX_WORKER_TEXT,
+        "pattern": schema::TEXT_PATTERN,
+    })
+}
+
+/// A lease: 1s to 1h.
+fn lease_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "pattern": schema::duration_range_pattern(MIN_LEASE, MAX_LEASE),
+        "description": "The lease of each job, 1s to 1h (default 30s, `ServerConfig::default_lease`), written in one unit here (90s, 5m, 1h); heartbeat every third of it",
+    })
+}
+
+/// A claim's wait: 0 to 30s.
+fn wait_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "pattern": schema::duration_range_pattern(Duration::ZERO, crate::DEFAULT_MAX_WAIT),
+        "description": "Wait this long for a job when none is ready: default 0 (answer at once), at most 30s (`ServerConfig::max_wait` when embedding), written in one unit here (0, 500ms, 20s)",
+    })
 }
 
 fn lease(s: &AppState, raw: Option<&str>) -> Result<Duration, ApiError> {
@@ -63,17 +111,48 @@ fn lease(s: &AppState, raw: Option<&str>) -> Result<Duration, ApiError> {
 }
 
 /// `POST /v1/worker/claim`. `host`, `pid` and `version` describe the worker in the registry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
+    #[schemars(schema_with = "worker_id")]
     worker_id: String,
+    /// The queues to claim from, in order: 1 to 50 names.
+    #[schemars(schema_with = "queue_list")]
     queues: Vec<String>,
+    /// Most jobs to take, 1 to 100 (default 1).
+    #[serde(default)]
+    #[schemars(schema_with = "claim_limit")]
     limit: Option<u32>,
+    #[serde(default)]
+    #[schemars(schema_with = "lease_or_null")]
     lease: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "wait_or_null")]
     wait: Option<String>,
+    /// The worker's host name.
+    #[serde(default)]
+    #[schemars(schema_with = "worker_text")]
     host: Option<String>,
+    /// The worker's process id.
+    #[serde(default)]
+    #[schemars(schema_with = "pid")]
     pid: Option<i64>,
+    /// The worker's version.
+    #[serde(default)]
+    #[schemars(schema_with = "worker_text")]
     version: Option<String>,
+}
+
+fn queue_list(g: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "array", "minItems": 1, "maxItems": MAX_QUEUES, "items": schema::name(g)})
+}
+
+fn claim_limit(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int32", "nullable": true, "minimum": 1, "maximum": MAX_CLAIM, "default": 1})
+}
+
+fn pid(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int64", "nullable": true, "minimum": 0, "maximum": i64::MAX})
 }
 
 /// Refreshes the worker's registry row, creating it when missing (first call, or pruned).
@@ -146,10 +225,10 @@ pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> 
     }
     for (field, value) in [("host", &req.host), ("version", &req.version)] {
         if let Some(v) = value {
-            if v.len() > 200 {
+            if v.chars().count() > MAX_WORKER_TEXT {
                 return Err(ApiError::invalid(
                     field,
-                    format!("`{field}` must be at most 200 bytes"),
+                    format!("`{field}` must be at most {MAX_WORKER_TEXT} characters"),
                 ));
             }
             check_text(field, v)
@@ -256,25 +335,43 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// `POST /v1/worker/heartbeat`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
+    #[schemars(schema_with = "worker_id")]
     worker_id: String,
+    /// The jobs the worker holds, at most 1000 (default none: the worker only says it lives).
     #[serde(default)]
+    #[schemars(length(max = MAX_HELD))]
     jobs: Vec<HeldJob>,
+    /// The new lease from now, 1s to 1h (default 30s).
+    #[serde(default)]
+    #[schemars(schema_with = "lease_or_null")]
     lease: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Most jobs one heartbeat may name.
+const MAX_HELD: usize = 1000;
+
+/// A job a worker holds: its id and the attempt it claimed.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HeldJob {
+    #[schemars(schema_with = "job_id")]
     id: JobId,
+    #[schemars(schema_with = "schema::int32")]
     attempt: i32,
+}
+
+/// A job id as a body gives it: any integer the store's ids can be (one that names no job
+/// is `lost`, or 404 on a report).
+fn job_id(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX})
 }
 
 pub async fn heartbeat(State(s): State<AppState>, Body(req): Body<HeartbeatRequest>) -> JsonResult {
     check_worker_id(&req.worker_id)?;
-    if req.jobs.len() > 1000 {
+    if req.jobs.len() > MAX_HELD {
         return Err(ApiError::invalid("jobs", "at most 1000 jobs per heartbeat"));
     }
     let lease = lease(&s, req.lease.as_deref())?;
@@ -338,12 +435,23 @@ fn run_seconds(job: &Job) -> Option<f64> {
 }
 
 /// `POST /v1/worker/jobs/{id}/complete`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
+    #[schemars(schema_with = "worker_id")]
     worker_id: String,
+    /// The attempt the job was claimed with.
+    #[schemars(schema_with = "schema::int32")]
     attempt: i32,
+    /// What the job produced: any JSON value (NUL characters are replaced, see the job's
+    /// events).
+    #[serde(default)]
+    #[schemars(schema_with = "any_or_null")]
     result: Option<Value>,
+}
+
+fn any_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"nullable": true})
 }
 
 pub async fn complete(
@@ -370,17 +478,38 @@ pub async fn complete(
 }
 
 /// `POST /v1/worker/jobs/{id}/fail`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = retry_after_or_permanent)]
 pub struct FailRequest {
+    #[schemars(schema_with = "worker_id")]
     worker_id: String,
+    /// The attempt the job was claimed with.
+    #[schemars(schema_with = "schema::int32")]
     attempt: i32,
+    /// What went wrong (NUL characters are replaced).
     error: String,
     /// Retry after this long (`30s`), whatever the backoff says; still spends the attempt.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration_or_null")]
     retry_after: Option<String>,
-    /// Never retry.
+    /// Never retry (default false); exclusive with `retry_after`.
     #[serde(default)]
     permanent: bool,
+}
+
+/// `retry_after` or `permanent: true`, not both.
+fn retry_after_or_permanent(schema: &mut Schema) {
+    forbid(
+        schema,
+        vec![json!({
+            "required": ["retry_after", "permanent"],
+            "properties": {
+                "retry_after": {"type": "string"},
+                "permanent": {"type": "boolean", "enum": [true]},
+            },
+        })],
+    );
 }
 
 pub async fn fail(

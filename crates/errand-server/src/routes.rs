@@ -3,6 +3,7 @@
 //! document, so a route cannot be served without being documented (and the auth matrix test
 //! walks the same list).
 
+use crate::request_doc::{HandlerArgs, RequestDoc};
 use crate::{auth, health, jobs, openapi, queues, remote, scheduler_health, schedules, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -11,6 +12,7 @@ use axum::middleware;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use errand_core::{DerivedState, JobStatus};
+use schemars::SchemaGenerator;
 use std::sync::LazyLock;
 
 /// An HTTP method the API uses.
@@ -81,15 +83,6 @@ impl Access {
     }
 }
 
-/// A query parameter of a route.
-#[derive(Debug, Clone, Copy)]
-pub struct QueryParam {
-    pub name: &'static str,
-    /// JSON schema type: `string` or `integer`.
-    pub kind: &'static str,
-    pub description: &'static str,
-}
-
 /// One endpoint.
 #[derive(Debug)]
 pub struct Route {
@@ -99,9 +92,8 @@ pub struct Route {
     pub access: Access,
     pub operation_id: &'static str,
     pub summary: &'static str,
-    pub query: Vec<QueryParam>,
-    /// Name of the request body's schema in the document's components, if any.
-    pub body: Option<&'static str>,
+    /// What the handler reads from a request (path, query, body), from its extractors.
+    pub request: fn(&mut SchemaGenerator) -> RequestDoc,
     /// Success status and the name of the response schema (`None`: not JSON).
     pub success: (u16, Option<&'static str>),
     /// Failure statuses this route can answer besides 401/403 (and 500/503).
@@ -120,7 +112,7 @@ impl Route {
     ) -> Route
     where
         H: Handler<T, AppState>,
-        T: 'static,
+        T: HandlerArgs + 'static,
     {
         Route {
             verb,
@@ -128,17 +120,11 @@ impl Route {
             access,
             operation_id,
             summary,
-            query: Vec::new(),
-            body: None,
+            request: T::document,
             success: (200, None),
             errors: &[],
             handler: on(verb.filter(), handler),
         }
-    }
-
-    fn body(mut self, schema: &'static str) -> Self {
-        self.body = Some(schema);
-        self
     }
 
     fn ok(mut self, status: u16, schema: &'static str) -> Self {
@@ -153,18 +139,6 @@ impl Route {
 
     fn errors(mut self, errors: &'static [u16]) -> Self {
         self.errors = errors;
-        self
-    }
-
-    fn query(mut self, params: &[(&'static str, &'static str, &'static str)]) -> Self {
-        self.query = params
-            .iter()
-            .map(|&(name, kind, description)| QueryParam {
-                name,
-                kind,
-                description,
-            })
-            .collect();
         self
     }
 
@@ -196,7 +170,7 @@ impl Route {
 }
 
 /// The help of the list's `status` filter: the words from the states' definitions.
-static STATUS_HELP: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static STATUS_HELP: LazyLock<String> = LazyLock::new(|| {
     format!(
         "Comma-separated states, stored ({}) or derived ({}); a job matching any is listed",
         errand_core::job::words(&JobStatus::ALL.map(JobStatus::as_str)),
@@ -205,7 +179,7 @@ static STATUS_HELP: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The help of the list's `derived` filter.
-static DERIVED_HELP: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static DERIVED_HELP: LazyLock<String> = LazyLock::new(|| {
     format!(
         "Comma-separated derived states ({}), added to `status`",
         errand_core::job::words(&DerivedState::ALL.map(DerivedState::as_str)),
@@ -238,25 +212,12 @@ pub fn routes() -> Vec<Route> {
             .ok(200, "Me"),
         // ---- jobs ----------------------------------------------------------------------
         Route::new(Post, "/v1/jobs", Enqueue, "enqueue", "Enqueue one job (201 when inserted, 200 when a job with the same unique_key is queued or running; 422 for a kind no configured task knows)", jobs::enqueue)
-            .body("EnqueueRequest")
             .ok(201, "Enqueued")
             .errors(BAD_JOB),
         Route::new(Post, "/v1/jobs/batch", Enqueue, "enqueue_batch", "Enqueue many jobs in one transaction: all or nothing", jobs::enqueue_batch)
-            .body("EnqueueBatchRequest")
             .ok(200, "EnqueueBatchResponse")
             .errors(BAD_JOB),
         Route::new(Get, "/v1/jobs", Read, "list_jobs", "Jobs matching filters, newest first, a page at a time", jobs::list)
-            .query(&[
-                ("status", "string", &STATUS_HELP),
-                ("derived", "string", &DERIVED_HELP),
-                ("queue", "string", "Queue name"),
-                ("kind", "string", "Task kind"),
-                ("reference", "string", "`type` or `type:id` of the entity the jobs are about"),
-                ("since", "string", "Created at or after: RFC 3339, or a duration ago (`1h`)"),
-                ("until", "string", "Created before: RFC 3339, or a duration ago"),
-                ("limit", "integer", "Page size, 1 to 500 (default 50)"),
-                ("cursor", "integer", "`next_cursor` of the previous page"),
-            ])
             .ok(200, "JobPage")
             .errors(&[400]),
         Route::new(Get, "/v1/jobs/{id}", Read, "get_job", "One job with its events, oldest first", jobs::get)
@@ -269,53 +230,39 @@ pub fn routes() -> Vec<Route> {
             .ok(200, "JobEnvelope")
             .errors(BAD_ID),
         Route::new(Post, "/v1/jobs/retry", Admin, "retry_jobs", "Retry jobs by id, or every failed job matching a filter", jobs::retry_many)
-            .body("RetryRequest")
             .ok(200, "Retried")
             .errors(BAD),
         Route::new(Post, "/v1/jobs/cancel", Admin, "cancel_jobs", "Cancel jobs by id, or every job in a state matching a filter", jobs::cancel_many)
-            .body("CancelRequest")
             .ok(200, "Cancelled")
             .errors(BAD),
         Route::new(Post, "/v1/jobs/purge", Admin, "purge_jobs", "Delete finished jobs (and their events) older than a duration, in small batches", jobs::purge)
-            .body("PurgeRequest")
             .ok(200, "Purged")
             .errors(BAD),
         // ---- queues and workers ----------------------------------------------------------
         Route::new(Get, "/v1/queues", Read, "list_queues", "Every queue: paused, counts by state, oldest ready job and its age, what finished in the last hour and how long it ran", queues::list)
             .ok(200, "QueueList"),
         Route::new(Get, "/v1/stats/throughput", Read, "throughput", "Finished jobs per time bucket (succeeded, failed, cancelled), oldest first, zeros included", queues::throughput)
-            .query(&[
-                ("window", "string", "How far back: a duration (default 1h)"),
-                ("bucket", "string", "Bucket width, at least 1s (default 1m)"),
-                ("queue", "string", "Only this queue"),
-                ("kind", "string", "Only this task kind"),
-            ])
             .ok(200, "Throughput")
             .errors(&[400]),
         Route::new(Post, "/v1/queues/{name}/pause", Admin, "pause_queue", "Pause a queue: workers stop claiming from it; running jobs finish. A queue that the configuration does not declare and that has no jobs or settings is refused (404) unless force=true", queues::pause)
-            .query(&[("force", "boolean", "Pause a queue nothing declares or knows yet")])
             .ok(200, "QueueEnvelope")
             .errors(&[400, 404]),
         Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue (an unknown one is refused unless force=true, as for pause)", queues::resume)
-            .query(&[("force", "boolean", "Resume a queue nothing declares or knows yet")])
             .ok(200, "QueueEnvelope")
             .errors(&[400, 404]),
         // ---- schedules ---------------------------------------------------------------------
         Route::new(Get, "/v1/schedules", Read, "list_schedules", "Every schedule with its next fire and its last run", schedules::list)
             .ok(200, "ScheduleList"),
         Route::new(Post, "/v1/schedules", Admin, "create_schedule", "Create a run-time schedule (source `api`): `name` and the fields of a `[schedules.NAME]` table; 409 if the name is taken", schedules::create)
-            .body("ScheduleCreateRequest")
             .ok(201, "ScheduleEnvelope")
             .errors(&[400, 409, 413, 415]),
         Route::new(Put, "/v1/schedules/{name}", Admin, "update_schedule", "Replace a run-time schedule's definition (history and handled fires stay); 409 for a schedule from errand.toml", schedules::update)
-            .body("ScheduleSpec")
             .ok(200, "ScheduleEnvelope")
             .errors(&[400, 404, 409, 413, 415]),
         Route::new(Delete, "/v1/schedules/{name}", Admin, "delete_schedule", "Delete a run-time schedule and its fire history (its jobs stay); 409 for a schedule from errand.toml", schedules::delete)
             .ok(200, "ScheduleDeleted")
             .errors(&[404, 409]),
         Route::new(Get, "/v1/schedules/{name}", Read, "get_schedule", "One schedule: its next fires, run history with durations (avg, p95, max) and skipped fires", schedules::get)
-            .query(&[("next", "integer", "How many next fire times to list, 0 to 100 (default 5)")])
             .ok(200, "ScheduleDetail")
             .errors(&[400, 404]),
         Route::new(Post, "/v1/schedules/{name}/pause", Admin, "pause_schedule", "Pause a schedule: it does not fire until resumed", schedules::pause)
@@ -325,26 +272,21 @@ pub fn routes() -> Vec<Route> {
             .ok(200, "ScheduleEnvelope")
             .errors(&[404]),
         Route::new(Post, "/v1/schedules/{name}/trigger", Admin, "trigger_schedule", "Enqueue the schedule's job now (does not move its next fire), under its overlap policy: 409 `overlap_skipped` while its previous run is live (skip, queue) unless `force=true`", schedules::trigger)
-            .query(&[("force", "boolean", "Run it even while its previous run is queued or running (default false)")])
             .ok(200, "Triggered")
             .errors(&[400, 404, 409]),
         Route::new(Get, "/v1/workers", Read, "list_workers", "Registered worker processes (in-process and remote) with their last heartbeat", queues::workers)
             .ok(200, "WorkerList"),
         // ---- the remote-worker protocol --------------------------------------------------
         Route::new(Post, "/v1/worker/claim", Worker, "worker_claim", "Claim up to `limit` ready jobs with a lease, waiting up to `wait` for one to arrive", remote::claim)
-            .body("ClaimRequest")
             .ok(200, "ClaimResponse")
             .errors(BAD),
         Route::new(Post, "/v1/worker/heartbeat", Worker, "worker_heartbeat", "Extend the leases of held jobs; learn which were lost or asked to stop", remote::heartbeat)
-            .body("HeartbeatRequest")
             .ok(200, "HeartbeatResponse")
             .errors(BAD),
         Route::new(Post, "/v1/worker/jobs/{id}/complete", Worker, "worker_complete", "Record a success (409 when the caller no longer holds the lease)", remote::complete)
-            .body("CompleteRequest")
             .ok(200, "Ok")
             .errors(&[400, 404, 409, 413, 415]),
         Route::new(Post, "/v1/worker/jobs/{id}/fail", Worker, "worker_fail", "Record a failed attempt: retried with backoff, after `retry_after`, or failed for good (409 when the caller no longer holds the lease)", remote::fail)
-            .body("FailRequest")
             .ok(200, "JobEnvelope")
             .errors(&[400, 404, 409, 413, 415]),
     ]

@@ -15,7 +15,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Body, NameParam, Query};
+use crate::extract::{Body, Query, ScheduleName};
 use crate::{views, AppState};
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -25,6 +25,7 @@ use errand::ScheduleInfo;
 use errand_core::{Job, JobId};
 use errand_scheduler::{Schedule, ScheduleSpec};
 use errand_store::ScheduleRecord;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -80,16 +81,23 @@ pub async fn list(State(s): State<AppState>, Extension(caller): Extension<Caller
 }
 
 /// `GET /v1/schedules/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShowQuery {
+    /// How many next fire times to list, 0 to 100 (default 5).
+    #[serde(default)]
+    #[schemars(schema_with = "next_count")]
     next: Option<String>,
+}
+
+fn next_count(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "minimum": 0, "maximum": MAX_NEXT, "default": 5})
 }
 
 pub async fn get(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    NameParam(name): NameParam,
+    ScheduleName(name): ScheduleName,
     Query(q): Query<ShowQuery>,
 ) -> JsonResult {
     let n = match &q.next {
@@ -119,7 +127,7 @@ async fn envelope(s: &AppState, caller: &Caller, info: ScheduleInfo) -> JsonResu
 pub async fn pause(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    NameParam(name): NameParam,
+    ScheduleName(name): ScheduleName,
 ) -> JsonResult {
     let info = s.client.schedule_pause(&name).await?;
     envelope(&s, &caller, info).await
@@ -128,17 +136,25 @@ pub async fn pause(
 pub async fn resume(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    NameParam(name): NameParam,
+    ScheduleName(name): ScheduleName,
 ) -> JsonResult {
     let info = s.client.schedule_resume(&name).await?;
     envelope(&s, &caller, info).await
 }
 
 /// `POST /v1/schedules/{name}/trigger?force=true`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerQuery {
+    /// Run it even while its previous run is queued or running (default false).
+    #[serde(default)]
+    #[schemars(schema_with = "flag")]
     force: Option<String>,
+}
+
+/// `true` or `false`.
+fn flag(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "boolean", "default": false})
 }
 
 /// Enqueues the schedule's job now (`errand::Client::schedule_trigger`: its own unique key,
@@ -146,7 +162,7 @@ pub struct TriggerQuery {
 /// is 409 `overlap_skipped` with the reason; `force=true` overrides the policy.
 pub async fn trigger(
     State(s): State<AppState>,
-    NameParam(name): NameParam,
+    ScheduleName(name): ScheduleName,
     Query(q): Query<TriggerQuery>,
 ) -> JsonResult {
     let force = match q.force.as_deref().map(str::trim) {
@@ -180,19 +196,9 @@ pub async fn trigger(
 pub async fn create(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Body(mut body): Body<Map<String, Value>>,
+    Body(NamedSchedule { name, spec }): Body<NamedSchedule>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
-    let name = match body.remove("name") {
-        Some(Value::String(n)) => n,
-        Some(_) => return Err(ApiError::invalid("name", "`name` must be a string")),
-        None => {
-            return Err(ApiError::invalid(
-                "name",
-                "`name` is required: the schedule's name",
-            ))
-        }
-    };
-    let spec = spec_body(body)?;
+    let spec = spec_body(spec)?;
     s.client.schedule_create(&name, &spec).await?;
     let info = info(&s, &name).await?;
     let Json(v) = envelope(&s, &caller, info).await?;
@@ -204,10 +210,9 @@ pub async fn create(
 pub async fn update(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    NameParam(name): NameParam,
-    Body(body): Body<Map<String, Value>>,
+    ScheduleName(name): ScheduleName,
+    Body(spec): Body<ScheduleSpec>,
 ) -> JsonResult {
-    let spec = spec_body(body)?;
     s.client.schedule_update(&name, &spec).await?;
     let info = info(&s, &name).await?;
     envelope(&s, &caller, info).await
@@ -215,15 +220,52 @@ pub async fn update(
 
 /// `DELETE /v1/schedules/{name}`: deletes a run-time schedule and its fire history (its jobs
 /// stay). 404 if missing; 409 if it comes from errand.toml.
-pub async fn delete(State(s): State<AppState>, NameParam(name): NameParam) -> JsonResult {
+pub async fn delete(State(s): State<AppState>, ScheduleName(name): ScheduleName) -> JsonResult {
     if !s.client.schedule_delete(&name).await? {
         return Err(ApiError::not_found(format!("schedule `{name}` not found")));
     }
     Ok(Json(json!({ "deleted": name })))
 }
 
+/// `POST /v1/schedules`: `name` and the fields of a `[schedules.NAME]` table
+/// ([`ScheduleSpec`]); its schema is the spec's with `name` added. The fields are read as a
+/// spec by [`spec_body`], so an error names the field (`cron`, `args`) or the unknown one.
+#[derive(Debug, Deserialize)]
+pub struct NamedSchedule {
+    name: String,
+    #[serde(flatten)]
+    spec: Map<String, Value>,
+}
+
 /// The fields of a `[schedules.NAME]` table, read with errors naming the field.
 fn spec_body(body: Map<String, Value>) -> Result<ScheduleSpec, ApiError> {
     let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
     crate::extract::parse(&bytes)
+}
+
+impl JsonSchema for NamedSchedule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScheduleCreateRequest".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = ScheduleSpec::json_schema(generator);
+        let name = errand_scheduler::schema::name(generator);
+        let properties = schema
+            .ensure_object()
+            .entry("properties")
+            .or_insert_with(|| json!({}));
+        let mut all = Map::new();
+        all.insert("name".into(), name.to_value());
+        all.extend(properties.as_object().cloned().unwrap_or_default());
+        *properties = Value::Object(all);
+        let required = schema
+            .ensure_object()
+            .entry("required")
+            .or_insert_with(|| json!([]));
+        if let Some(list) = required.as_array_mut() {
+            list.insert(0, json!("name"));
+        }
+        schema
+    }
 }

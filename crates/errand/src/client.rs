@@ -354,16 +354,12 @@ impl Client {
     /// Jobs matching a filter, newest first, a page at a time. A filter holding text no store
     /// can compare (a NUL character) is refused, naming the field.
     pub async fn list(&self, filter: &JobList) -> Result<JobPage, Error> {
-        for (field, value) in [
-            ("queue", &filter.queue),
-            ("kind", &filter.kind),
-            ("reference_type", &filter.reference_type),
-            ("reference_id", &filter.reference_id),
-        ] {
-            if let Some(v) = value {
-                errand_core::storable::check_text(field, v)?;
-            }
-        }
+        check_filters(&[
+            ("queue", filter.queue.as_deref()),
+            ("kind", filter.kind.as_deref()),
+            ("reference_type", filter.reference_type.as_deref()),
+            ("reference_id", filter.reference_id.as_deref()),
+        ])?;
         Ok(self.store.job_list(filter).await?)
     }
 
@@ -404,6 +400,7 @@ impl Client {
         queue: Option<&str>,
         kind: Option<&str>,
     ) -> Result<Vec<FinishedStats>, Error> {
+        check_filters(&[("queue", queue), ("kind", kind)])?;
         let params = JobFinishedStats {
             since,
             queue: queue.map(Into::into),
@@ -422,6 +419,7 @@ impl Client {
         queue: Option<&str>,
         kind: Option<&str>,
     ) -> Result<Vec<ThroughputBucket>, Error> {
+        check_filters(&[("queue", queue), ("kind", kind)])?;
         let params = JobThroughput {
             since,
             bucket,
@@ -459,6 +457,7 @@ impl Client {
         kind: Option<&str>,
         mut progress: impl FnMut(u64),
     ) -> Result<u64, Error> {
+        check_filters(&[("queue", queue), ("kind", kind)])?;
         let filter = RetryFailed {
             queue: queue.map(Into::into),
             kind: kind.map(Into::into),
@@ -536,6 +535,16 @@ impl Client {
     pub async fn migration_status(&self) -> Result<MigrationStatus, Error> {
         Ok(self.store.migration_status().await?)
     }
+}
+
+/// Refuses a filter holding text no store can compare (a NUL character), naming the field.
+fn check_filters(filters: &[(&'static str, Option<&str>)]) -> Result<(), Error> {
+    for (field, value) in filters {
+        if let Some(v) = value {
+            errand_core::storable::check_text(field, v)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
