@@ -198,4 +198,22 @@ async fn nul_in_a_filter_is_a_400(h: Harness) {
             "{query}: {e}"
         );
     }
+    // The throughput figures and the bulk retry filter too.
+    for (query, field) in [("kind=a%00b", "kind"), ("queue=q%00", "queue")] {
+        let e = api
+            .get(&format!("/v1/stats/throughput?{query}"))
+            .await
+            .expect_error(400);
+        assert_eq!(e["field"], field, "{query}: {e}");
+    }
+    for body in [json!({"queue": "q\u{0}"}), json!({"kind": "k\u{0}"})] {
+        let e = api
+            .post("/v1/jobs/retry", body.clone())
+            .await
+            .expect_error(400);
+        assert!(
+            e["message"].as_str().unwrap().contains("NUL"),
+            "{body}: {e}"
+        );
+    }
 }

@@ -208,6 +208,21 @@ async fn long_poll_claim_wakes_on_enqueue(h: Harness) {
         .await
         .expect_error(400);
     assert_eq!(e["field"], "wait");
+    // A worker's id, host and version are counted in characters, as the document's
+    // `maxLength` counts them: 200 two-byte characters are fine, 201 are not.
+    let long = "é".repeat(200);
+    api.post(
+        "/v1/worker/claim",
+        json!({"worker_id": long, "queues": ["lp"], "host": long, "version": long}),
+    )
+    .await
+    .expect(200);
+    for field in ["worker_id", "host", "version"] {
+        let mut body = json!({"worker_id": "w", "queues": ["lp"]});
+        body[field] = json!("é".repeat(201));
+        let e = api.post("/v1/worker/claim", body).await.expect_error(400);
+        assert_eq!(e["field"], field);
+    }
 }
 
 async fn stale_lease_holders_are_refused(h: Harness) {
