@@ -1,0 +1,117 @@
+//! The Python app's declarations (tasks, queues, schedules, worker timings), handed over as
+//! JSON text and read into `errand-runtime`'s settings types, so a task declared with
+//! `@app.task(...)` is the same `TaskDefinition` (and so the same `TaskCatalog` entry) as a
+//! `[tasks.KIND]` table: its defaults and its backoff apply whichever way its jobs arrive.
+
+use errand::{Backoff, ScheduleSpec};
+use errand_runtime::{Handler, TaskDefinition, WorkerSettings};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Reads JSON text the Python layer wrote.
+pub(crate) fn parse(what: &str, text: &str) -> PyResult<Value> {
+    serde_json::from_str(text).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
+}
+
+fn millis(v: &Value, key: &str) -> Option<Duration> {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis)
+}
+
+/// `{"KIND": {"queue": .., "max_attempts": .., "timeout_ms": .., "backoff": {"base_ms",
+/// "cap_ms", "jitter"}}}`: each task is an in-process task; unset fields take
+/// [`TaskDefinition::new`]'s defaults.
+pub(crate) fn definitions(tasks: &Value) -> PyResult<BTreeMap<String, TaskDefinition>> {
+    let mut out = BTreeMap::new();
+    let Some(map) = tasks.as_object() else {
+        return Err(PyValueError::new_err("tasks: expected an object"));
+    };
+    for (kind, t) in map {
+        let mut def = TaskDefinition::new(Handler::InProcess);
+        if let Some(q) = t.get("queue").and_then(Value::as_str) {
+            def.queue = q.to_string();
+        }
+        if let Some(n) = t.get("max_attempts").and_then(Value::as_i64) {
+            def.max_attempts = i32::try_from(n).map_err(|_| {
+                PyValueError::new_err(format!("task {kind}: max_attempts {n} is out of range"))
+            })?;
+        }
+        if let Some(d) = millis(t, "timeout_ms") {
+            def.timeout = d;
+        }
+        if let Some(b) = t.get("backoff").filter(|b| b.is_object()) {
+            let default = Backoff::default();
+            def.backoff = Backoff {
+                base: millis(b, "base_ms").unwrap_or(default.base),
+                cap: millis(b, "cap_ms").unwrap_or(default.cap),
+                jitter: b
+                    .get("jitter")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(default.jitter),
+            };
+        }
+        out.insert(kind.clone(), def);
+    }
+    Ok(out)
+}
+
+/// `{"NAME": {a [schedules.NAME] table as JSON}}`, each checked by the scheduler's own rules.
+pub(crate) fn schedules(v: &Value) -> PyResult<BTreeMap<String, ScheduleSpec>> {
+    let mut out = BTreeMap::new();
+    if let Some(map) = v.as_object() {
+        for (name, spec) in map {
+            out.insert(name.clone(), schedule(name, spec)?);
+        }
+    }
+    Ok(out)
+}
+
+fn schedule(name: &str, spec: &Value) -> PyResult<ScheduleSpec> {
+    let spec: ScheduleSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| PyValueError::new_err(format!("schedule {name}: {e}")))?;
+    spec.validate(name)
+        .map_err(|e| PyValueError::new_err(crate::error_text(&e)))?;
+    Ok(spec)
+}
+
+/// Checks a periodic task's schedule when it is declared (not first at the worker's start).
+#[pyfunction]
+pub(crate) fn check_schedule(name: &str, spec: &str) -> PyResult<()> {
+    schedule(name, &parse("schedule", spec)?).map(|_| ())
+}
+
+/// `{"lease_ms", "poll_interval_ms", "shutdown_grace_ms", "cancel_grace_ms"}`, each optional.
+pub(crate) fn worker_settings(v: &Value) -> WorkerSettings {
+    let d = WorkerSettings::default();
+    WorkerSettings {
+        enabled: true,
+        lease: millis(v, "lease_ms").unwrap_or(d.lease),
+        poll_interval: millis(v, "poll_interval_ms").unwrap_or(d.poll_interval),
+        shutdown_grace: millis(v, "shutdown_grace_ms").unwrap_or(d.shutdown_grace),
+        cancel_grace: millis(v, "cancel_grace_ms").unwrap_or(d.cancel_grace),
+    }
+}
+
+/// `{"QUEUE": concurrency}`.
+pub(crate) fn queues(v: &Value) -> PyResult<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    if let Some(map) = v.as_object() {
+        for (q, n) in map {
+            let n = n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "queues: the concurrency of `{q}` must be a positive integer, got {n}"
+                    ))
+                })?;
+            out.insert(q.clone(), n);
+        }
+    }
+    Ok(out)
+}
