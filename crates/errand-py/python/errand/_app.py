@@ -104,6 +104,14 @@ class Task:
 
     def check_args(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         """The job's args: ``kwargs`` if the function takes them and each is JSON."""
+        params = self._signature.parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(kwargs) - set(params))
+            if unknown:
+                raise TypeError(
+                    f"{self.name}: got an unexpected keyword argument {unknown[0]!r} "
+                    f"(signature: {self.name}{self._signature})"
+                )
         try:
             self._signature.bind(**kwargs)
         except TypeError as e:

@@ -1,0 +1,130 @@
+"""Deferring jobs on both backends: the task's settings applied by the engine's catalog, the
+per-job settings of configure(), unique keys under concurrent defers, and arguments refused
+with an error naming them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import threading
+
+import pytest
+
+import errand
+
+
+def test_task_settings_are_the_engine_defaults_of_the_kind(url):
+    app = errand.App(url)
+
+    @app.task(queue="email", max_attempts=5, timeout="10m")
+    async def send_email(to: str, subject: str = "hi") -> None: ...
+
+    @app.task
+    def plain() -> None: ...
+
+    job = app.client.job(send_email.defer(to="ada@example.com").id)
+    assert (job.kind, job.queue, job.max_attempts, job.timeout_ms) == ("send_email", "email", 5, 600_000)
+    assert job.args == {"to": "ada@example.com"}
+    job = app.client.job(plain.defer().id)
+    assert (job.queue, job.max_attempts, job.timeout_ms) == ("default", 4, 1_800_000)
+
+
+def test_configure_sets_delay_reference_priority_queue_and_overrides(url):
+    app = errand.App(url)
+
+    @app.task(queue="email")
+    def welcome(user_id: int) -> None: ...
+
+    e = welcome.configure(
+        delay="30s",
+        reference=("user", 42),
+        priority=5,
+        queue="email-bulk",
+        max_attempts=2,
+        timeout=datetime.timedelta(minutes=1),
+    ).defer(user_id=42)
+    job = app.client.job(e.id)
+    assert job.derived == "scheduled"
+    assert (job.run_at - job.created_at).total_seconds() == pytest.approx(30, abs=1)
+    assert job.reference == errand.Reference(type="user", id="42")
+    assert (job.priority, job.queue, job.max_attempts, job.timeout_ms) == (5, "email-bulk", 2, 60_000)
+    assert [j.id for j in app.client.find_by_reference("user", 42)] == [e.id]
+    assert app.client.list(reference=("user", "42")).jobs[0].id == e.id
+    assert app.client.list(state="scheduled").jobs[0].id == e.id
+
+
+def test_unique_keys_hold_under_32_concurrent_defers_from_threads(url):
+    app = errand.App(url)
+
+    @app.task
+    def welcome(user_id: int) -> None: ...
+
+    welcome.defer(user_id=0)  # opened and migrated before the race
+    barrier = threading.Barrier(32)
+    results: list = []
+
+    def defer() -> None:
+        barrier.wait()
+        results.append(welcome.configure(unique_key="welcome:42").defer(user_id=42))
+
+    threads = [threading.Thread(target=defer) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 32
+    assert sum(r.inserted for r in results) == 1, results
+    assert len({r.id for r in results}) == 1, "every caller got the one job's id"
+    assert len(app.client.list(kind="welcome", limit=100).jobs) == 2
+
+
+async def test_unique_keys_hold_under_32_concurrent_async_defers(url):
+    app = errand.App(url)
+
+    @app.task
+    async def sync_account(account: str) -> None: ...
+
+    await sync_account.defer_async(account="warm-up")
+    results = await asyncio.gather(
+        *(sync_account.configure(unique_key="sync:acme").defer_async(account="acme") for _ in range(32))
+    )
+    assert sum(r.inserted for r in results) == 1, results
+    assert len({r.id for r in results}) == 1
+
+
+def test_bad_arguments_are_refused_at_defer_naming_them(url):
+    app = errand.App(url)
+
+    @app.task
+    def notify(user_id: int, when: str = "now") -> None: ...
+
+    with pytest.raises(errand.NotSerializable, match=r"notify: argument `when` is not JSON-serialisable \(datetime"):
+        notify.defer(user_id=1, when=datetime.datetime.now())
+    with pytest.raises(errand.NotSerializable, match="argument `user_id`"):
+        notify.defer(user_id=math.nan)
+    with pytest.raises(errand.NotSerializable, match="argument `user_id`"):
+        notify.defer(user_id={"nested": {1, 2}})
+    with pytest.raises(TypeError, match=r"notify: got an unexpected keyword argument 'user'"):
+        notify.defer(user=1)
+    with pytest.raises(TypeError, match=r"missing a required argument: 'user_id'"):
+        notify.defer()
+    with pytest.raises(ValueError, match=r"delay: invalid duration `soon`"):
+        notify.configure(delay="soon").defer(user_id=1)
+    with pytest.raises(TypeError, match=r"reference: expected a \(type, id\) tuple"):
+        notify.configure(reference="user:1").defer(user_id=1)
+    with pytest.raises(errand.InvalidError, match="max_attempts"):
+        notify.configure(max_attempts=0).defer(user_id=1)
+    with pytest.raises(errand.InvalidError, match="queue"):
+        notify.configure(queue="no spaces please").defer(user_id=1)
+    assert app.client.list().jobs == [], "nothing was written"
+
+
+def test_bad_task_declarations_are_refused_when_declared(tmp_path):
+    app = errand.App(str(tmp_path / "d.db"))
+    with pytest.raises(ValueError, match=r"task t: timeout: invalid duration `ten minutes`"):
+        app.task(name="t", timeout="ten minutes")(lambda: None)
+    with pytest.raises(ValueError, match="max_attempts must be a positive integer"):
+        app.task(name="t", max_attempts=0)(lambda: None)
+    with pytest.raises(ValueError, match=r"backoff.jitter"):
+        app.task(name="t", backoff=errand.Backoff(jitter=3))(lambda: None)
