@@ -289,9 +289,15 @@ class App:
         the task's."""
 
         def declare(target: Any) -> Task:
-            t = target if isinstance(target, Task) else self.task(target)
-            sched_name = name or t.name
-            spec: Dict[str, Any] = {"kind": t.name, "overlap": overlap, "coalesce": coalesce}
+            kind = target.name if isinstance(target, Task) else target.__name__
+            task_queue = target.queue if isinstance(target, Task) else "default"
+            sched_name = name or kind
+            spec: Dict[str, Any] = {
+                "kind": kind,
+                "queue": task_queue,
+                "overlap": overlap,
+                "coalesce": coalesce,
+            }
             if cron is not None:
                 spec["cron"] = cron
             if every is not None:
@@ -299,7 +305,9 @@ class App:
             if timezone is not None:
                 spec["timezone"] = timezone
             if args is not None:
-                spec["args"] = t.check_args(args)
+                for k, v in args.items():
+                    _json_value(sched_name, k, v)
+                spec["args"] = dict(args)
             if misfire_grace is not None:
                 spec["misfire_grace"] = (
                     misfire_grace if isinstance(misfire_grace, str)
@@ -310,6 +318,9 @@ class App:
             if paused:
                 spec["paused"] = True
             _native.check_schedule(sched_name, json.dumps(spec))
+            t = target if isinstance(target, Task) else self.task(target)
+            if args is not None:
+                t.check_args(args)
             with self._lock:
                 self.schedules[sched_name] = spec
             return t
