@@ -117,38 +117,51 @@ fn window() -> TimeDelta {
     TimeDelta::hours(1)
 }
 
+/// The enqueue builder for a payload of `enqueue` / `prepare`.
+fn enqueue<'a>(c: &'a errand::Client, p: &Value) -> PyResult<errand::Enqueue<'a>> {
+    let kind = text(p, "kind").ok_or_else(|| PyValueError::new_err("kind: missing"))?;
+    let args = field(p, "args").cloned().unwrap_or_else(|| json!({}));
+    let mut job = c.enqueue_kind(kind, args);
+    if let Some(q) = text(p, "queue") {
+        job = job.queue(q);
+    }
+    if let Some(n) = i32_of(p, "priority")? {
+        job = job.priority(n);
+    }
+    if let Some(n) = i32_of(p, "max_attempts")? {
+        job = job.max_attempts(n);
+    }
+    if let Some(ms) = int(p, "delay_ms")? {
+        job = job.delay(Duration::from_millis(ms.max(0) as u64));
+    }
+    if let Some(ms) = int(p, "timeout_ms")? {
+        job = job.timeout(Duration::from_millis(ms.max(0) as u64));
+    }
+    if let Some(k) = text(p, "unique_key") {
+        job = job.unique_key(k);
+    }
+    if let (Some(t), Some(id)) = (text(p, "reference_type"), text(p, "reference_id")) {
+        job = job.reference(t, id);
+    }
+    Ok(job)
+}
+
 /// One operation of the client. Errors are the library's, as Python exceptions.
 async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
     let e = crate::py_error;
     let now = Utc::now;
     match op {
         "enqueue" => {
-            let kind = text(&p, "kind").ok_or_else(|| PyValueError::new_err("kind: missing"))?;
-            let args = field(&p, "args").cloned().unwrap_or_else(|| json!({}));
-            let mut job = c.enqueue_kind(kind, args);
-            if let Some(q) = text(&p, "queue") {
-                job = job.queue(q);
-            }
-            if let Some(n) = i32_of(&p, "priority")? {
-                job = job.priority(n);
-            }
-            if let Some(n) = i32_of(&p, "max_attempts")? {
-                job = job.max_attempts(n);
-            }
-            if let Some(ms) = int(&p, "delay_ms")? {
-                job = job.delay(Duration::from_millis(ms.max(0) as u64));
-            }
-            if let Some(ms) = int(&p, "timeout_ms")? {
-                job = job.timeout(Duration::from_millis(ms.max(0) as u64));
-            }
-            if let Some(k) = text(&p, "unique_key") {
-                job = job.unique_key(k);
-            }
-            if let (Some(t), Some(id)) = (text(&p, "reference_type"), text(&p, "reference_id")) {
-                job = job.reference(t, id);
-            }
-            let out = job.send().await.map_err(e)?;
+            let out = enqueue(c, &p)?.send().await.map_err(e)?;
             Ok(json!({"id": out.id, "inserted": out.inserted}))
+        }
+        "prepare" => {
+            // The job as the app's task catalog completes it, checked by the library's rules,
+            // for a caller who writes it through the database itself (`defer_in`).
+            let job = enqueue(c, &p)?.into_new_job().map_err(e)?;
+            c.prepare(&job, None)
+                .map_err(|v| e(errand::Error::Invalid(v)))?;
+            view(job)
         }
         "job" => {
             let id = int(&p, "id")?.unwrap_or_default();

@@ -160,6 +160,17 @@ class Task:
         """Enqueues a job without blocking the event loop."""
         return await Configured(self, {}).defer_async(**kwargs)
 
+    def defer_in(self, connection: Any, **kwargs: Any) -> Enqueued:
+        """Enqueues a job through the application's own ``connection`` (psycopg 3, SQLAlchemy
+        ``Session``/``Connection``, ``sqlite3``, Django), inside its current transaction: the
+        job exists when that transaction commits, and never if it rolls back. The job is the
+        one ``defer`` would write (the task's settings, the same checks)."""
+        return Configured(self, {}).defer_in(connection, **kwargs)
+
+    async def defer_in_async(self, connection: Any, **kwargs: Any) -> Enqueued:
+        """As ``defer_in``, for async connections and sessions."""
+        return await Configured(self, {}).defer_in_async(connection, **kwargs)
+
 
 class Configured:
     """A task with settings for its next jobs (from ``Task.configure``)."""
@@ -175,6 +186,24 @@ class Configured:
     def defer(self, **kwargs: Any) -> Enqueued:
         answer = self.task.app._native_client().call("enqueue", self._payload(kwargs))
         return Enqueued(**json.loads(answer))
+
+    def _prepared(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        return json.loads(self.task.app._native_client().call("prepare", self._payload(kwargs)))
+
+    def defer_in(self, connection: Any, **kwargs: Any) -> Enqueued:
+        """Enqueues through ``connection``, in its current transaction (see ``Task.defer_in``)."""
+        from ._in_transaction import call_for, is_async_target
+
+        if is_async_target(connection):
+            raise TypeError("an async connection or session: use `await ....defer_in_async(...)`")
+        return call_for(connection, self._prepared(kwargs))
+
+    async def defer_in_async(self, connection: Any, **kwargs: Any) -> Enqueued:
+        """As ``defer_in``, for psycopg's and SQLAlchemy's async connections and sessions."""
+        from ._in_transaction import call_for, is_async_target
+
+        out = call_for(connection, self._prepared(kwargs))
+        return await out if is_async_target(connection) else out
 
     async def defer_async(self, **kwargs: Any) -> Enqueued:
         payload = self._payload(kwargs)
