@@ -139,15 +139,17 @@ def call_for(target: Any, job: Dict[str, Any]) -> Any:
         if is_async_target(target):
 
             async def run_async() -> Enqueued:
-                row = (await target.execute(text(sql), values)).first()
-                if follow is not None:
-                    row = (await target.execute(text(follow))).first()
+                result = await target.execute(text(sql), values)
+                if follow is not None:  # the insert returns no row; its outcome does
+                    result = await target.execute(text(follow))
+                row = result.first()
                 return Enqueued(id=int(row[0]), inserted=bool(row[1]))
 
             return run_async()
-        row = target.execute(text(sql), values).first()
+        result = target.execute(text(sql), values)
         if follow is not None:
-            row = target.execute(text(follow)).first()
+            result = target.execute(text(follow))
+        row = result.first()
         return Enqueued(id=int(row[0]), inserted=bool(row[1]))
 
     style = "qmark" if isinstance(target, (sqlite3.Connection, sqlite3.Cursor)) else "format"
