@@ -156,3 +156,55 @@ def test_sqlite3_connection_in_its_own_transaction(tmp_path):
         from conftest import wait_job
 
         assert wait_job(app, e.id, "succeeded").status == "succeeded"
+
+
+DJANGO = '''
+import json, sys
+from urllib.parse import urlsplit
+import django
+from django.conf import settings
+import errand
+
+url = sys.argv[1]
+if url.startswith("postgres"):
+    u = urlsplit(url)
+    db = {"ENGINE": "django.db.backends.postgresql", "NAME": u.path.lstrip("/"),
+          "USER": u.username, "HOST": u.hostname, "PORT": u.port}
+else:
+    db = {"ENGINE": "django.db.backends.sqlite3", "NAME": url}
+settings.configure(DATABASES={"default": db}, INSTALLED_APPS=[])
+django.setup()
+from django.db import connection, transaction
+
+app = errand.App(url)
+
+@app.task(queue="email", max_attempts=5)
+def welcome(user_id: int) -> None: ...
+
+app.client.stats()
+with transaction.atomic():
+    kept = welcome.defer_in(connection, user_id=1)
+try:
+    with transaction.atomic():
+        dropped = welcome.defer_in(connection, user_id=2)
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+print(json.dumps({"kept": kept.id, "dropped": dropped.id}))
+'''
+
+
+def test_django_connection_commit_and_rollback(url, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "django_defer.py"
+    script.write_text(DJANGO)
+    out = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ids = json.loads(out.stdout)
+    app = errand.App(url)
+    job = app.client.job(ids["kept"])
+    assert (job.kind, job.queue, job.max_attempts, job.args) == ("welcome", "email", 5, {"user_id": 1})
+    assert app.client.job(ids["dropped"]) is None
