@@ -155,6 +155,22 @@ async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
             let out = enqueue(c, &p)?.send().await.map_err(e)?;
             Ok(json!({"id": out.id, "inserted": out.inserted}))
         }
+        "enqueue_many" => {
+            let mut jobs = Vec::new();
+            for one in field(&p, "jobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                jobs.push(enqueue(c, one)?.into_new_job().map_err(e)?);
+            }
+            let out = c.enqueue_many(&jobs).await.map_err(e)?;
+            let out: Vec<Value> = out
+                .iter()
+                .map(|q| json!({"id": q.id, "inserted": q.inserted}))
+                .collect();
+            Ok(Value::Array(out))
+        }
         "prepare" => {
             // The job as the app's task catalog completes it, checked by the library's rules,
             // for a caller who writes it through the database itself (`defer_in`).

@@ -128,3 +128,19 @@ def test_bad_task_declarations_are_refused_when_declared(tmp_path):
         app.task(name="t", max_attempts=0)(lambda: None)
     with pytest.raises(ValueError, match=r"backoff.jitter"):
         app.task(name="t", backoff=errand.Backoff(jitter=3))(lambda: None)
+
+
+def test_defer_many_writes_every_job_or_none(url):
+    app = errand.App(url)
+
+    @app.task(queue="bulk")
+    def index(doc: int) -> None: ...
+
+    out = index.defer_many({"doc": n} for n in range(50))
+    assert len(out) == 50 and all(e.inserted for e in out)
+    assert app.client.list(kind="index", limit=100).jobs[-1].queue == "bulk"
+    with pytest.raises(errand.NotSerializable, match="argument `doc`"):
+        index.defer_many([{"doc": 1}, {"doc": object()}])
+    with pytest.raises(errand.InvalidError, match="job 0 of the batch: invalid job: `queue`"):
+        index.configure(queue="no spaces").defer_many([{"doc": 1}, {"doc": 2}])
+    assert len(app.client.list(kind="index", limit=100).jobs) == 50, "nothing more was written"

@@ -14,7 +14,7 @@ import dataclasses
 import inspect
 import json
 import threading
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _native
 from ._durations import Duration, to_ms
@@ -160,6 +160,11 @@ class Task:
         """Enqueues a job without blocking the event loop."""
         return await Configured(self, {}).defer_async(**kwargs)
 
+    def defer_many(self, batch: Iterable[Dict[str, Any]]) -> List[Enqueued]:
+        """Enqueues one job per dict of arguments, all in one write: every job or none (a
+        refused one names its index)."""
+        return Configured(self, {}).defer_many(batch)
+
     def defer_in(self, connection: Any, **kwargs: Any) -> Enqueued:
         """Enqueues a job through the application's own ``connection`` (psycopg 3, SQLAlchemy
         ``Session``/``Connection``, ``sqlite3``, Django), inside its current transaction: the
@@ -186,6 +191,12 @@ class Configured:
     def defer(self, **kwargs: Any) -> Enqueued:
         answer = self.task.app._native_client().call("enqueue", self._payload(kwargs))
         return Enqueued(**json.loads(answer))
+
+    def defer_many(self, batch: Iterable[Dict[str, Any]]) -> List[Enqueued]:
+        """Enqueues one job per dict of arguments, all in one write (all or none)."""
+        jobs = [json.loads(self._payload(kwargs)) for kwargs in batch]
+        answer = self.task.app._native_client().call("enqueue_many", json.dumps({"jobs": jobs}))
+        return [Enqueued(**e) for e in json.loads(answer)]
 
     def _prepared(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         return json.loads(self.task.app._native_client().call("prepare", self._payload(kwargs)))
