@@ -6,19 +6,37 @@
 
 use pyo3::prelude::*;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-/// The process's runtime: the client's connections, the worker pools and the scheduler run
-/// on it, whichever Python thread started them.
-pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
+/// The process's runtime until [`shutdown`]: the client's connections, the worker pools and
+/// the scheduler run on it, whichever Python thread started them.
+static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
+static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// A handle on the process's runtime, started on first use.
+pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
+    HANDLE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
             .thread_name("errand")
             .enable_all()
             .build()
-            .expect("the tokio runtime starts")
+            .expect("the tokio runtime starts");
+        let handle = rt.handle().clone();
+        *RUNTIME.lock().unwrap_or_else(|p| p.into_inner()) = Some(rt);
+        handle
     })
+}
+
+/// Stops the runtime's threads, waiting up to 5 s for what runs on them, with the GIL
+/// released. The package calls it at interpreter exit (`atexit`): the interpreter must not
+/// be torn down while one of these threads is inside a Python callback.
+#[pyfunction]
+pub(crate) fn shutdown(py: Python<'_>) {
+    let rt = RUNTIME.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(rt) = rt {
+        py.detach(move || rt.shutdown_timeout(Duration::from_secs(5)));
+    }
 }
 
 /// Runs `fut` to completion on the runtime with the GIL released.

@@ -86,6 +86,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add_class::<worker::Done>()?;
     m.add_function(wrap_pyfunction!(parse_duration_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::check_schedule, m)?)?;
     Ok(())
 }

@@ -127,3 +127,39 @@ def test_sigterm_stops_claiming_and_drains_the_running_job(tmp_path, url):
         assert app.client.job(later.id).status == "queued", "nothing was claimed after SIGTERM"
     finally:
         worker.stop()
+
+
+EXITS = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    import errand
+
+    app = errand.App(sys.argv[1])
+
+    @app.task
+    async def noop(n: int) -> None: ...
+
+    async def main():
+        noop.defer_many({"n": n} for n in range(1000))
+        async with app.worker(queues={"default": 16}):
+            while True:
+                (q,) = await app.aio.stats()
+                if q.counts.queued == 0 and q.counts.running == 0:
+                    break
+                await asyncio.sleep(0.002)
+
+    asyncio.run(main())
+    print("done")
+    """
+)
+
+
+def test_a_process_exits_cleanly_right_after_its_worker_stops(tmp_path, url):
+    # The engine's threads hand the worker's stop to Python from a callback; the interpreter's
+    # exit must wait for them (errand registers the engine's shutdown with atexit), or it
+    # crashes now and then while one of them is still inside Python.
+    script = tmp_path / "exits.py"
+    script.write_text(EXITS)
+    for _ in range(5):
+        out = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, timeout=120)
+        assert (out.returncode, out.stdout.strip()) == (0, "done"), out.stderr[-2000:]

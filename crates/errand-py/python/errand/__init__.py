@@ -17,6 +17,9 @@ The engine (claims, leases, heartbeats, fencing, retries, rescue, schedules) is 
 library the ``errand`` binary runs; this package gives it a Python API. See docs/python.md.
 """
 
+import atexit as _atexit
+
+from . import _native
 from ._app import App, Backoff, Configured, Task
 from ._context import JobContext
 from ._errors import (
@@ -69,3 +72,7 @@ __all__ = [
     "Task",
     "Triggered",
 ]
+
+# The engine's threads stop before the interpreter is torn down (none may be inside Python
+# then).
+_atexit.register(_native.shutdown)
