@@ -9,8 +9,10 @@
 //! The time zones are every name the zone database knows, as one alternation.
 
 use crate::cron::{field_ranges, SHORTCUTS};
-use crate::spec::MAX_NAME_LEN;
-use errand_core::schema::{forbid, given, integer_range_pattern, none_given, require};
+use crate::spec::{MAX_INTERVAL, MAX_NAME_LEN, MIN_INTERVAL};
+use errand_core::schema::{
+    duration_range_pattern, forbid, given, integer_range_pattern, none_given, require,
+};
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 /// The cron expressions the document promises: `@hourly`..`@yearly`, or five fields of `*`,
@@ -75,6 +77,19 @@ pub(crate) fn cron_or_null(_: &mut SchemaGenerator) -> Schema {
             months and weekdays may be names; the days must occur in the months. The pattern \
             here is the plain subset: one `*`, `*/step` or value per field, days of month up \
             to 28.",
+    })
+}
+
+/// `every`, or null: from 1s to 366d, in one unit (sums such as `1h30m`, which the server
+/// reads too, are beyond a readable range pattern).
+pub(crate) fn every_or_null(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "nullable": true,
+        "pattern": duration_range_pattern(MIN_INTERVAL, MAX_INTERVAL),
+        "description": "A fixed interval from 1s to 366d, aligned to the Unix epoch; exclusive \
+            with `cron`. The server reads sums too (1h30m); the pattern here is one unit \
+            (90s, 5m, 1h, 7d).",
     })
 }
 
@@ -175,6 +190,29 @@ mod tests {
             "* * * * * * *",
         ] {
             assert!(!pattern.is_match(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_every_pattern_is_within_the_intervals_rule() {
+        let pattern = Regex::new(&duration_range_pattern(MIN_INTERVAL, MAX_INTERVAL)).unwrap();
+        let check = |every: &str| {
+            ScheduleSpec {
+                every: Some(every.into()),
+                kind: "k".into(),
+                args: serde_json::json!({}),
+                ..Default::default()
+            }
+            .validate("x")
+            .is_ok()
+        };
+        for every in ["1s", "90s", "5m", "1h", "7d", "366d", "52w", "8784h"] {
+            assert!(pattern.is_match(every), "{every}");
+            assert!(check(every), "{every}");
+        }
+        for every in ["0", "500ms", "367d", "53w", "8785h", "10000w"] {
+            assert!(!pattern.is_match(every), "{every}");
+            assert!(!check(every), "{every}");
         }
     }
 

@@ -17,6 +17,9 @@ use crate::fire::{fire_key, FireTimes, Trigger};
 pub const DEFAULT_MISFIRE_GRACE: Duration = Duration::from_secs(3600);
 /// The shortest `every` interval and `misfire_grace`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest `every` interval: a year and a day. Rarer schedules are written in cron,
+/// whose fire times stay within dates the API can write.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Most characters of a schedule name.
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -43,10 +46,10 @@ pub struct ScheduleSpec {
     #[serde(default)]
     #[schemars(schema_with = "crate::schema::cron_or_null")]
     pub cron: Option<String>,
-    /// A fixed interval of at least 1s (`"30s"`, `"5m"`, `"1h30m"`), aligned to the Unix
+    /// A fixed interval from 1s to 366d (`"30s"`, `"5m"`, `"1h30m"`), aligned to the Unix
     /// epoch. Exclusive with `cron`.
     #[serde(default)]
-    #[schemars(schema_with = "schema::duration_at_least_1s_or_null")]
+    #[schemars(schema_with = "crate::schema::every_or_null")]
     pub every: Option<String>,
     /// The IANA time zone `cron` is read in (`"Europe/London"`). Default `UTC`. Only for `cron`.
     #[serde(default)]
@@ -211,6 +214,14 @@ impl ScheduleSpec {
                 let interval = parse_duration(every).map_err(|e| fail("every", e.to_string()))?;
                 if interval < MIN_INTERVAL {
                     return Err(fail("every", format!("must be at least 1s, got {every:?}")));
+                }
+                if interval > MAX_INTERVAL {
+                    return Err(fail(
+                        "every",
+                        format!(
+                            "must be at most 366d, got {every:?} (use cron for rarer schedules)"
+                        ),
+                    ));
                 }
                 if self.timezone.is_some() {
                     return Err(fail(
@@ -462,6 +473,14 @@ mod tests {
                     s.every = Some("500ms".into())
                 }),
                 r#"schedules.x.every: must be at least 1s, got "500ms""#,
+            ),
+            (
+                "x",
+                with(&|s| {
+                    s.cron = None;
+                    s.every = Some("10000w".into())
+                }),
+                r#"schedules.x.every: must be at most 366d, got "10000w" (use cron for rarer schedules)"#,
             ),
             (
                 "x",
