@@ -210,7 +210,7 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
     }
     fields.push((
         "args",
-        Cell::text(errand_core::redact::redact(&job.args).to_string()),
+        Cell::text(errand_core::redact::redact(&job.args.to_value()).to_string()),
     ));
     if let Some(r) = &job.result {
         fields.push(("result", Cell::text(r.to_string())));

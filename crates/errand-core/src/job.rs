@@ -149,8 +149,8 @@ pub struct Job {
     pub id: JobId,
     pub queue: String,
     pub kind: String,
-    /// Always a JSON object.
-    pub args: serde_json::Value,
+    /// Always a JSON object, as the JSON text the store holds (decoded by the handler).
+    pub args: crate::JobArgs,
     pub status: JobStatus,
     /// Higher runs first.
     pub priority: i32,
@@ -283,7 +283,7 @@ mod tests {
             id: 1,
             queue: "default".into(),
             kind: "k".into(),
-            args: serde_json::json!({}),
+            args: crate::JobArgs::empty(),
             status: JobStatus::Queued,
             priority: 0,
             run_at: now,

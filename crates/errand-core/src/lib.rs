@@ -5,6 +5,7 @@
 //! injected clock and random source, and so that every other crate uses the same words:
 //! the five stored [`JobStatus`] values are spelled the same in code, SQL, CLI, API and dashboard.
 
+pub mod args;
 pub mod backoff;
 pub mod clock;
 pub mod duration;
@@ -19,6 +20,7 @@ pub mod storable;
 pub mod task;
 pub mod validate;
 
+pub use args::JobArgs;
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::{parse_duration, DurationError};

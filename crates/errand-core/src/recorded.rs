@@ -11,16 +11,17 @@
 //! Nothing is refused here: output that cannot be stored as-is is changed, never dropped, so
 //! the attempt is always recorded.
 
-use crate::redact::{redact_output, redact_text, secret_values};
+use crate::redact::{redact_output, redact_text, secret_values_in};
 use crate::storable::{storable_json, storable_text};
+use crate::JobArgs;
 use serde_json::Value;
 
 /// Longest error text kept, in bytes (a stack trace or stderr tail fits; a flood does not).
 pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 
 /// The error text to store for an attempt of a job with `args`.
-pub fn recorded_error(message: &str, args: &Value) -> String {
-    let secrets = secret_values(args);
+pub fn recorded_error(message: &str, args: &JobArgs) -> String {
+    let secrets = secret_values_in(args);
     let redacted = redact_text(message, &secrets);
     let (mut text, replaced) = storable_text(&redacted);
     if text.len() > MAX_ERROR_BYTES {
@@ -39,11 +40,11 @@ pub fn recorded_error(message: &str, args: &Value) -> String {
 
 /// The result to store for a successful attempt of a job with `args`, and a note to record
 /// when it had to be changed to be stored.
-pub fn recorded_result(result: Option<&Value>, args: &Value) -> (Option<Value>, Option<String>) {
+pub fn recorded_result(result: Option<&Value>, args: &JobArgs) -> (Option<Value>, Option<String>) {
     let Some(result) = result else {
         return (None, None);
     };
-    let secrets = secret_values(args);
+    let secrets = secret_values_in(args);
     let redacted = redact_output(result, &secrets);
     let (stored, change) = storable_json(&redacted);
     (Some(stored), change.describe("result"))
@@ -56,7 +57,7 @@ mod tests {
 
     #[test]
     fn errors_lose_secrets_and_nuls_and_say_so() {
-        let args = json!({"password": "hunter2!"});
+        let args = JobArgs::from_value(&json!({"password": "hunter2!"}));
         let e = recorded_error("bad login hunter2!\0 end", &args);
         assert_eq!(
             e,
@@ -64,13 +65,13 @@ mod tests {
         );
         assert_eq!(recorded_error("plain", &args), "plain");
         let long = "é".repeat(MAX_ERROR_BYTES);
-        let e = recorded_error(&long, &json!({}));
+        let e = recorded_error(&long, &JobArgs::empty());
         assert!(e.ends_with(" [truncated]") && e.len() <= MAX_ERROR_BYTES + 12);
     }
 
     #[test]
     fn results_lose_secrets_and_nuls_with_a_note() {
-        let args = json!({"api_key": "abcd-1234"});
+        let args = JobArgs::from_value(&json!({"api_key": "abcd-1234"}));
         let (r, note) = recorded_result(Some(&json!({"s": "\u{0}", "echo": "abcd-1234"})), &args);
         assert_eq!(r, Some(json!({"s": "\u{FFFD}", "echo": "[redacted]"})));
         assert!(note.unwrap().contains("NUL"));

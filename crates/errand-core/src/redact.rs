@@ -1,6 +1,7 @@
 //! Redaction of secret-looking values in job arguments, so that tokens and passwords in
 //! payloads never reach logs, events or read-only views (design.md, Interfaces).
 
+use crate::JobArgs;
 use serde_json::Value;
 
 /// Replacement text for a redacted value.
@@ -69,6 +70,24 @@ pub fn secret_values(args: &Value) -> Vec<String> {
     found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     found.dedup();
     found
+}
+
+/// [`secret_values`] of a job's args as they travel (text). Most args have no secret-looking
+/// key, and text that spells none holds none, so the tree is built only when the text may:
+/// it contains a key fragment (ignoring ASCII case, as [`is_secret_key`] does) or an escape
+/// (which could spell a fragment's letter).
+pub fn secret_values_in(args: &JobArgs) -> Vec<String> {
+    let text = args.get().as_bytes();
+    let may_hold = text.contains(&b'\\')
+        || SECRET_FRAGMENTS.iter().any(|f| {
+            text.windows(f.len())
+                .any(|w| w.eq_ignore_ascii_case(f.as_bytes()))
+        });
+    if may_hold {
+        secret_values(&args.to_value())
+    } else {
+        Vec::new()
+    }
 }
 
 fn collect_secrets(value: &Value, secret: bool, out: &mut Vec<String>) {
@@ -150,6 +169,23 @@ mod tests {
         );
         // Short values are not hunted for in text.
         assert!(secret_values(&json!({"password": "abc"})).is_empty());
+    }
+
+    #[test]
+    fn secrets_are_found_in_the_text_as_in_the_tree() {
+        for args in [
+            json!({"user": "ada", "n": 1}),
+            json!({"PassWord": "hunter2!"}),
+            json!({"a": {"x_Api_Key": ["k-1234", 98765]}}),
+            json!({"to\u{6b}en": "spelled-plainly"}),
+            json!({"quote\"d": "tokenish but not a key", "ok": "x"}),
+        ] {
+            let text = JobArgs::from_value(&args);
+            assert_eq!(secret_values_in(&text), secret_values(&args), "{args}");
+        }
+        // An escape that spells a fragment's letter is still found.
+        let escaped = JobArgs::from_json(r#"{"to\u006ben": "abcd-1234"}"#.into()).unwrap();
+        assert_eq!(secret_values_in(&escaped), vec!["abcd-1234".to_string()]);
     }
 
     #[test]

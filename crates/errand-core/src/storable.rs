@@ -55,6 +55,55 @@ pub fn check_json(field: &'static str, value: &Value) -> Result<(), ValidationEr
     }
 }
 
+/// [`check_json`] on JSON text, without building a tree: the nesting is counted on the bytes,
+/// and a NUL can only be spelled `\u0000` inside a JSON string, so text without that spelling
+/// holds none. Only text that may hold one is parsed, for [`check_json`] to name the path.
+/// `text` must be valid JSON (a [`crate::JobArgs`]).
+pub fn check_json_text(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    if text_depth(text) > MAX_DEPTH {
+        return Err(invalid(
+            field,
+            format!("nests arrays and objects deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    if text.contains("\\u0000") {
+        // Maybe a NUL (or an escaped backslash before `u0000`): the tree decides. Its depth
+        // is within the limit, so it parses.
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            return check_json(field, &value);
+        }
+    }
+    Ok(())
+}
+
+/// Nesting depth of JSON text, as [`depth`] counts it on a tree: brackets and braces outside
+/// strings.
+pub fn text_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn find_nul(value: &Value, path: String) -> Option<String> {
     match value {
         Value::String(s) if s.contains(NUL) => Some(path),
@@ -208,6 +257,28 @@ mod tests {
             .describe("result")
             .unwrap()
             .contains("deeper than 100"));
+    }
+
+    #[test]
+    fn text_is_checked_as_its_tree_is() {
+        let cases = [
+            json!({"a": [1, {"b": r#"x]}[{"\"#}]}),
+            json!({"user": {"names": ["ok", "b\u{0}d"]}}),
+            json!({"k\u{0}": 1}),
+            json!({"fine": ["\\u0000 is only text here", null]}),
+            json!({ "x": nested(MAX_DEPTH) }),
+            nested(MAX_DEPTH),
+            json!({}),
+        ];
+        for v in cases {
+            let text = serde_json::to_string(&v).unwrap();
+            assert_eq!(text_depth(&text), depth(&v), "{text}");
+            assert_eq!(
+                check_json_text("args", &text),
+                check_json("args", &v),
+                "{text}"
+            );
+        }
     }
 
     #[test]

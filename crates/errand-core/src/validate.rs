@@ -1,6 +1,7 @@
 //! Checking a job before it is stored. Every rejection names the field and the problem, and
 //! nothing is written for a batch that holds one bad job.
 
+use crate::args::JobArgs;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -35,8 +36,9 @@ pub const MAX_KEY_LEN: usize = 512;
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
     pub kind: String,
-    #[serde(default = "empty_object")]
-    pub args: serde_json::Value,
+    /// Encoded once, when the job is described; checked by [`NewJob::validate`].
+    #[serde(default)]
+    pub args: JobArgs,
     #[serde(default)]
     pub queue: Option<String>,
     #[serde(default)]
@@ -61,10 +63,6 @@ pub struct NewJob {
     pub timeout_ms: Option<i64>,
 }
 
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
-}
-
 /// When a validated job may first run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunAt {
@@ -81,8 +79,8 @@ pub enum RunAt {
 pub struct JobInsert {
     pub queue: String,
     pub kind: String,
-    /// A JSON object within the size limit.
-    pub args: serde_json::Value,
+    /// A JSON object within the size limit, as text.
+    pub args: JobArgs,
     pub priority: i32,
     pub run_at: RunAt,
     pub max_attempts: i32,
@@ -178,11 +176,12 @@ fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
 }
 
 impl NewJob {
-    /// A job of `kind` with `args`; every other field takes its default.
-    pub fn new(kind: impl Into<String>, args: serde_json::Value) -> Self {
+    /// A job of `kind` with `args` (a `serde_json::Value`, encoded here, or [`JobArgs`]);
+    /// every other field takes its default.
+    pub fn new(kind: impl Into<String>, args: impl Into<JobArgs>) -> Self {
         NewJob {
             kind: kind.into(),
-            args,
+            args: args.into(),
             ..Default::default()
         }
     }
@@ -192,14 +191,17 @@ impl NewJob {
         check_name("kind", &self.kind)?;
         let queue = self.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.into());
         check_name("queue", &queue)?;
-        if !self.args.is_object() {
+        let text = self.args.get();
+        let kind = json_type(text);
+        if kind != "an object" {
             return Err(invalid(
                 "args",
-                format!("must be a JSON object, got {}", json_type(&self.args)),
+                format!("must be a JSON object, got {kind}"),
             ));
         }
-        crate::storable::check_json("args", &self.args)?;
-        let size = serde_json::to_vec(&self.args).map(|v| v.len()).unwrap_or(0);
+        crate::storable::check_json_text("args", text)?;
+        // Compact text: every interface encodes args without whitespace.
+        let size = text.len();
         if size > limits.max_args_bytes {
             return Err(invalid(
                 "args",
@@ -285,14 +287,15 @@ pub fn validate_kind_name(name: &str) -> Result<(), ValidationError> {
     check_name("kind", name)
 }
 
-fn json_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+/// What kind of value valid JSON text holds, read from its first character.
+fn json_type(text: &str) -> &'static str {
+    match text.trim_start().bytes().next() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
     }
 }
 
@@ -364,6 +367,33 @@ mod tests {
             e.to_string().contains("21 bytes, over the limit of 20"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn args_of_every_kind_are_named() {
+        for (args, word) in [
+            (json!(null), "null"),
+            (json!(true), "a boolean"),
+            (json!(-1.5), "a number"),
+            (json!("s"), "a string"),
+            (json!([]), "an array"),
+        ] {
+            let (f, msg) = field_of(NewJob::new("k", args));
+            assert_eq!(f, "args");
+            assert!(
+                msg.contains(&format!("must be a JSON object, got {word}")),
+                "{msg}"
+            );
+        }
+        let mut deep = json!(1);
+        for _ in 0..101 {
+            deep = json!({ "a": deep });
+        }
+        let (f, msg) = field_of(NewJob::new("k", deep));
+        assert_eq!(f, "args");
+        assert!(msg.contains("deeper than 100"), "{msg}");
+        let (_, msg) = field_of(NewJob::new("k", json!({"a": {"b": "x\u{0}"}})));
+        assert!(msg.ends_with("found at args.a.b"), "{msg}");
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub struct SpecError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobTemplate {
     pub kind: String,
-    pub args: serde_json::Value,
+    /// Encoded once, when the schedule is checked; every fire's job shares the text.
+    pub args: errand_core::JobArgs,
     pub queue: Option<String>,
     pub priority: Option<i32>,
     pub max_attempts: Option<i32>,
@@ -249,7 +250,7 @@ impl ScheduleSpec {
         }
         let job = JobTemplate {
             kind: self.kind.clone(),
-            args: self.args.clone(),
+            args: errand_core::JobArgs::from_value(&self.args),
             queue: self.queue.clone(),
             priority: self.priority,
             max_attempts: self.max_attempts,

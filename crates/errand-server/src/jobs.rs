@@ -137,7 +137,8 @@ impl EnqueueRequest {
         };
         Ok(NewJob {
             kind: self.kind,
-            args: self.args,
+            // The body was read as a tree (to name a bad field); its args are encoded once here.
+            args: self.args.into(),
             queue: self.queue,
             priority: self.priority,
             run_at: self.run_at,

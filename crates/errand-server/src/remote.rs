@@ -17,15 +17,15 @@ use crate::extract::{duration, Body, IdParam};
 use crate::{views, AppState};
 use axum::extract::State;
 use axum::{Extension, Json};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use errand::worker::record;
 use errand_core::schema::{self, forbid};
 use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
-use errand_core::{AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobId};
+use errand_core::{AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobArgs, JobId};
 use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -183,7 +183,10 @@ fn remote_registration(id: &str, queues: &[String], limit: u32) -> WorkerRegistr
     }
 }
 
-pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> JsonResult {
+pub async fn claim(
+    State(s): State<AppState>,
+    Body(req): Body<ClaimRequest>,
+) -> Result<Json<Claimed>, ApiError> {
     check_worker_id(&req.worker_id)?;
     if req.queues.is_empty() || req.queues.len() > MAX_QUEUES {
         return Err(ApiError::invalid(
@@ -256,8 +259,9 @@ pub async fn claim(State(s): State<AppState>, Body(req): Body<ClaimRequest>) -> 
         let jobs = claim_round(&s, &req, limit, lease).await?;
         let now = Instant::now();
         if !jobs.is_empty() || now >= deadline || *shutdown.borrow() {
-            let jobs: Vec<Value> = jobs.iter().map(claimed).collect();
-            return Ok(Json(json!({ "jobs": jobs })));
+            return Ok(Json(Claimed {
+                jobs: jobs.into_iter().map(claimed).collect(),
+            }));
         }
         let nap = deadline.min(now + s.config.poll_interval);
         tokio::select! {
@@ -295,18 +299,37 @@ async fn claim_round(
     Ok(out)
 }
 
+/// The answer to a claim.
+#[derive(Debug, Serialize)]
+pub struct Claimed {
+    jobs: Vec<ClaimedView>,
+}
+
 /// A claimed job as a remote worker gets it: its fence is the id, the attempt and the worker
-/// id it claimed with, which it sends back with every heartbeat and outcome.
-fn claimed(j: &ClaimedJob) -> Value {
-    json!({
-        "id": j.fence.job_id,
-        "attempt": j.fence.attempt,
-        "kind": j.kind,
-        "queue": j.queue,
-        "args": j.args,
-        "lease_expires_at": j.lease_expires_at,
-        "timeout_ms": j.timeout_ms,
-    })
+/// id it claimed with, which it sends back with every heartbeat and outcome. The args are
+/// written as the JSON text the store returned (not decoded and encoded again). Fields in
+/// alphabetical order, as the object always printed.
+#[derive(Debug, Serialize)]
+struct ClaimedView {
+    args: JobArgs,
+    attempt: i32,
+    id: JobId,
+    kind: String,
+    lease_expires_at: Option<DateTime<Utc>>,
+    queue: String,
+    timeout_ms: Option<i64>,
+}
+
+fn claimed(j: ClaimedJob) -> ClaimedView {
+    ClaimedView {
+        attempt: j.fence.attempt,
+        id: j.fence.job_id,
+        args: j.job.args,
+        kind: j.job.kind,
+        lease_expires_at: j.job.lease_expires_at,
+        queue: j.job.queue,
+        timeout_ms: j.job.timeout_ms,
+    }
 }
 
 /// Returns when a hint names one of `queues` (or anything may be ready).

@@ -23,6 +23,7 @@ use crate::sql::micros;
 use chrono::{DateTime, Utc};
 use errand_core::{JobId, JobInsert, RunAt};
 use errand_store::{Enqueued, StoreError, StoreResult};
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
 /// How many times inputs whose conflicting job vanished are retried before giving up.
@@ -221,7 +222,7 @@ async fn insert_one(
     let row = sqlx::query(INSERT_ONE)
         .bind(&job.queue)
         .bind(&job.kind)
-        .bind(&job.args)
+        .bind(Json(job.args.as_raw()))
         .bind(job.priority)
         .bind(run_at)
         .bind(delay_us)
@@ -264,7 +265,7 @@ async fn insert_round(
         let j = &jobs[i];
         queue.push(j.queue.as_str());
         kind.push(j.kind.as_str());
-        args.push(&j.args);
+        args.push(Json(j.args.as_raw()));
         priority.push(j.priority);
         let (at, delay) = run_at_parts(j.run_at);
         run_at.push(at);

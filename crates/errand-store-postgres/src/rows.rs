@@ -1,8 +1,10 @@
 //! Rows to values: `errand_jobs` rows to [`Job`], `errand_events` rows to [`Event`].
 
-use errand_core::{Event, EventKind, Job, JobStatus};
+use errand_core::{Event, EventKind, Job, JobArgs, JobStatus};
 use errand_store::{StoreError, StoreResult};
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::Row;
 
 fn col<'r, T>(row: &'r PgRow, name: &str) -> StoreResult<T>
@@ -25,7 +27,9 @@ pub(crate) fn job(row: &PgRow) -> StoreResult<Job> {
         id: col(row, "id")?,
         queue: col(row, "queue")?,
         kind: col(row, "kind")?,
-        args: col(row, "args")?,
+        // The jsonb as PostgreSQL prints it, syntax checked, no tree built: the handler
+        // decodes it.
+        args: JobArgs::from_raw(col::<Json<Box<RawValue>>>(row, "args")?.0),
         status: status(col::<&str>(row, "status")?)?,
         priority: col(row, "priority")?,
         run_at: col(row, "run_at")?,

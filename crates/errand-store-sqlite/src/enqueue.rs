@@ -4,7 +4,7 @@
 
 use crate::error::OpError;
 use crate::notify::ReadyQueues;
-use crate::rows::{add_duration, json_text, to_micros};
+use crate::rows::{add_duration, to_micros};
 use errand_core::{JobInsert, RunAt};
 use errand_store::{Enqueued, StoreError};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -36,7 +36,7 @@ pub(crate) fn insert_many(
                 params![
                     job.queue,
                     job.kind,
-                    json_text(&job.args),
+                    job.args.get(),
                     job.priority,
                     run_at,
                     job.max_attempts,

@@ -2,7 +2,7 @@
 //! time conversion (INTEGER microseconds since the Unix epoch, UTC).
 
 use chrono::{DateTime, Utc};
-use errand_core::{Event, EventKind, Job, JobStatus};
+use errand_core::{Event, EventKind, Job, JobArgs, JobStatus};
 use rusqlite::types::Type;
 use rusqlite::Row;
 use std::time::Duration;
@@ -86,6 +86,14 @@ pub(crate) fn json(row: &Row<'_>, idx: usize) -> rusqlite::Result<serde_json::Va
         .ok_or_else(|| conversion_error(idx, Type::Null, "unexpected NULL JSON".into()))
 }
 
+/// A job's args: the column's text as it is, its syntax checked (no tree is built; the
+/// handler decodes it).
+fn args(row: &Row<'_>, idx: usize) -> rusqlite::Result<JobArgs> {
+    let text: String = row.get(idx)?;
+    JobArgs::from_json(text)
+        .map_err(|e| conversion_error(idx, Type::Text, format!("invalid JSON: {e}")))
+}
+
 /// JSON text for a column.
 pub(crate) fn json_text(v: &serde_json::Value) -> String {
     // Serialising a `Value` cannot fail (its map keys are strings).
@@ -102,7 +110,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         id: row.get(0)?,
         queue: row.get(1)?,
         kind: row.get(2)?,
-        args: json(row, 3)?,
+        args: args(row, 3)?,
         status,
         priority: row.get(5)?,
         run_at: time(row, 6)?,

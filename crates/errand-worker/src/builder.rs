@@ -3,7 +3,7 @@
 use crate::completer;
 use crate::event::WorkerEvent;
 use crate::handle::WorkerHandle;
-use crate::handler::{self, ErasedHandler, JobContext};
+use crate::handler::{self, ErasedHandler, JobContext, KindArgs};
 use crate::pool::{Config, Registry, Shared};
 use crate::signal::Signal;
 use crate::{heartbeat, producer, rescuer};
@@ -130,11 +130,14 @@ impl WorkerBuilder {
         self.insert_handler(T::KIND.to_string(), handler::typed::<T, F, Fut, R>(handler))
     }
 
-    /// Registers a handler for `kind` that takes the args as raw JSON: for handlers chosen at
-    /// run time (commands, HTTP endpoints from configuration).
-    pub fn register_kind<F, Fut, R>(self, kind: impl Into<String>, handler: F) -> Self
+    /// Registers a handler for `kind` that takes the args untyped: for handlers chosen at run
+    /// time (commands, HTTP endpoints from configuration). The handler's second argument is a
+    /// `serde_json::Value` (the args decoded) or an [`errand_core::JobArgs`] (their JSON text,
+    /// not decoded: for a handler that passes it on).
+    pub fn register_kind<A, F, Fut, R>(self, kind: impl Into<String>, handler: F) -> Self
     where
-        F: Fn(JobContext, serde_json::Value) -> Fut + Send + Sync + 'static,
+        A: KindArgs,
+        F: Fn(JobContext, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
         R: Serialize + 'static,
     {

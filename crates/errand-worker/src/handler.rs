@@ -2,7 +2,7 @@
 //! functions are erased into one shape the executor can run.
 
 use crate::signal::{JobStop, StopReason};
-use errand_core::{HandlerError, Job, JobId, Task};
+use errand_core::{HandlerError, Job, JobArgs, JobId, Task};
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -82,8 +82,9 @@ impl JobContext {
         self.job.max_attempts
     }
 
-    /// The job's arguments as stored (a JSON object). May hold secrets: do not log it.
-    pub fn args(&self) -> &serde_json::Value {
+    /// The job's arguments as stored: the JSON text of an object, not decoded
+    /// ([`JobArgs::decode`] decodes it). May hold secrets: do not log it.
+    pub fn args(&self) -> &JobArgs {
         &self.job.args
     }
 
@@ -141,13 +142,13 @@ where
     Arc::new(move |ctx: JobContext| {
         let f = f.clone();
         Box::pin(async move {
-            // Decoded once, straight from the claimed job's args (no copy of the tree).
-            let args = T::deserialize(ctx.args()).map_err(|e| {
+            // The one decode of the args: from the text the claim returned, into `T`.
+            let args = ctx.args().decode::<T>().map_err(|e| {
                 HandlerError::permanent(format!(
                     "the args of this `{}` job do not decode as {}: {}",
                     ctx.kind(),
                     std::any::type_name::<T>(),
-                    elide_quoted(&e.to_string())
+                    decode_error(&e)
                 ))
             })?;
             let out = f(ctx, args).await?;
@@ -156,9 +157,30 @@ where
     })
 }
 
-pub(crate) fn untyped<F, Fut, R>(f: F) -> ErasedHandler
+/// What a handler registered by kind takes its args as: a `serde_json::Value` (decoded once,
+/// from the text), or the [`JobArgs`] themselves (not decoded at all, for handlers that pass
+/// the JSON on, such as commands and HTTP tasks).
+pub trait KindArgs: Sized + Send + 'static {
+    /// The args in this form, or why they cannot be.
+    fn from_args(args: &JobArgs) -> Result<Self, serde_json::Error>;
+}
+
+impl KindArgs for serde_json::Value {
+    fn from_args(args: &JobArgs) -> Result<Self, serde_json::Error> {
+        args.decode()
+    }
+}
+
+impl KindArgs for JobArgs {
+    fn from_args(args: &JobArgs) -> Result<Self, serde_json::Error> {
+        Ok(args.clone())
+    }
+}
+
+pub(crate) fn untyped<A, F, Fut, R>(f: F) -> ErasedHandler
 where
-    F: Fn(JobContext, serde_json::Value) -> Fut + Send + Sync + 'static,
+    A: KindArgs,
+    F: Fn(JobContext, A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     R: Serialize + 'static,
 {
@@ -166,7 +188,13 @@ where
     Arc::new(move |ctx: JobContext| {
         let f = f.clone();
         Box::pin(async move {
-            let args = ctx.args().clone();
+            let args = A::from_args(ctx.args()).map_err(|e| {
+                HandlerError::permanent(format!(
+                    "the args of this `{}` job do not decode: {}",
+                    ctx.kind(),
+                    decode_error(&e)
+                ))
+            })?;
             let out = f(ctx, args).await?;
             to_result_json(out)
         }) as HandlerFuture
@@ -181,6 +209,14 @@ fn to_result_json<R: Serialize>(out: R) -> HandlerOutput {
             message: format!("the handler's result could not be serialized to JSON: {e}"),
         }),
     }
+}
+
+/// A decode error as a job's record shows it: serde's message without the position in the
+/// text (the args are one line, and a reader looks for the field), its quoted values elided.
+fn decode_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    elide_quoted(message.strip_suffix(&position).unwrap_or(&message))
 }
 
 /// serde's messages quote the offending value (`invalid type: string "hunter2", expected
@@ -210,6 +246,24 @@ mod tests {
             r#"invalid type: string "…", expected u32"#
         );
         assert_eq!(elide_quoted("missing field `to`"), "missing field `to`");
+    }
+
+    #[test]
+    fn decode_errors_name_the_problem_not_the_position() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Login {
+            user: String,
+            pin: u32,
+        }
+        let args = JobArgs::from_value(&serde_json::json!({"user": "ada", "pin": "hunter2"}));
+        let e = args.decode::<Login>().unwrap_err();
+        assert_eq!(
+            decode_error(&e),
+            r#"invalid type: string "…", expected u32"#
+        );
+        let e = JobArgs::empty().decode::<Login>().unwrap_err();
+        assert_eq!(decode_error(&e), "missing field `user`");
     }
 
     #[test]

@@ -85,11 +85,11 @@ mod retry;
 mod signal;
 
 pub use builder::{host_name, StartError, TaskOptions, WorkerBuilder};
-pub use errand_core::{Backoff, HandlerError, Job, JobId, Task};
+pub use errand_core::{Backoff, HandlerError, Job, JobArgs, JobId, Task};
 pub use errand_store::Store;
 pub use event::{JobOutcome, WorkerEvent};
 pub use handle::{ShutdownReport, WorkerHandle};
-pub use handler::JobContext;
+pub use handler::{JobContext, KindArgs};
 pub use signal::StopReason;
 
 use std::sync::Arc;

@@ -364,7 +364,7 @@ mod tests {
                     id,
                     queue: "default".into(),
                     kind: "k".into(),
-                    args: serde_json::json!({}),
+                    args: errand_core::JobArgs::empty(),
                     status: errand_core::JobStatus::Running,
                     priority,
                     run_at: at + chrono::Duration::seconds(secs),

@@ -187,7 +187,7 @@ async fn held_jobs_are_not_started_after_a_freeze(h: Harness) -> usize {
             .count();
         let frozen_thrice = jobs
             .iter()
-            .filter(|j| FREEZE_AT.contains(&j.args["i"].as_i64().unwrap()))
+            .filter(|j| FREEZE_AT.contains(&j.args.to_value()["i"].as_i64().unwrap()))
             .all(|j| j.attempt >= 1 && j.status != JobStatus::Queued);
         (queued == 0 && frozen_thrice && thawed.lock().unwrap().is_some()).then_some(succeeded)
     })

@@ -68,7 +68,7 @@ async fn poisonous_results_never_fail_their_neighbours(h: Harness) {
             "job {}",
             j.id
         );
-        let i = j.args["i"].as_u64().unwrap();
+        let i = j.args.to_value()["i"].as_u64().unwrap();
         let result = j.result.as_ref().expect("a result");
         assert_eq!(result["i"], json!(i));
         if i % 100 == 7 {

@@ -290,8 +290,13 @@ impl Client {
         Enqueue::typed(self, task)
     }
 
-    /// Starts an enqueue of a job by kind name with JSON arguments.
-    pub fn enqueue_kind(&self, kind: impl Into<String>, args: serde_json::Value) -> Enqueue<'_> {
+    /// Starts an enqueue of a job by kind name with JSON arguments (a `serde_json::Value`,
+    /// or [`errand_core::JobArgs`] already encoded).
+    pub fn enqueue_kind(
+        &self,
+        kind: impl Into<String>,
+        args: impl Into<errand_core::JobArgs>,
+    ) -> Enqueue<'_> {
         Enqueue::raw(self, NewJob::new(kind, args))
     }
 

@@ -5,7 +5,7 @@ use crate::client::Client;
 use crate::error::Error;
 use chrono::{DateTime, Utc};
 use errand_core::Task;
-use errand_core::{JobInsert, NewJob, TaskSettings};
+use errand_core::{JobArgs, JobInsert, NewJob, TaskSettings};
 use errand_store::{CallerTransaction, Enqueued};
 use std::time::Duration;
 
@@ -23,9 +23,10 @@ pub struct Enqueue<'a> {
 
 impl<'a> Enqueue<'a> {
     pub(crate) fn typed<T: Task>(client: &'a Client, task: T) -> Self {
-        let (args, encode_error) = match serde_json::to_value(&task) {
-            Ok(v) => (v, None),
-            Err(e) => (serde_json::Value::Null, Some(e)),
+        // The one encode of a typed task's args: to the JSON text the store binds.
+        let (args, encode_error) = match JobArgs::encode(&task) {
+            Ok(args) => (args, None),
+            Err(e) => (JobArgs::empty(), Some(e)),
         };
         let fallback = TaskSettings {
             queue: Some(T::QUEUE.to_string()),

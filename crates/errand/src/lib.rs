@@ -59,8 +59,8 @@ pub use errand_scheduler::{OverlapPolicy, ScheduleSpec, SpecError};
 pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 
 pub use errand_core::{
-    Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobId, JobStatus, Limits,
-    NewJob, Rejection, Task, TaskCatalog, TaskSettings, ValidationError,
+    Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobArgs, JobId, JobStatus,
+    Limits, NewJob, Rejection, Task, TaskCatalog, TaskSettings, ValidationError,
 };
 pub use errand_store::{
     Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, MigrationStatus, QueueInfo,

@@ -77,7 +77,7 @@ async fn typed_enqueue_applies_every_builder_option(h: Harness) {
         (Some("file_upload"), Some("42"))
     );
     assert_eq!(j.timeout_ms, Some(120_000));
-    let args: IngestFile = serde_json::from_value(j.args).unwrap();
+    let args: IngestFile = j.args.decode().unwrap();
     assert_eq!(args.path, "/up/a.pdf");
     let other = c
         .enqueue(IngestFile { path: "b".into() })

@@ -103,7 +103,7 @@ async fn a_python_remote_worker_processes_jobs_over_the_api(env: Env) {
     for job in &all {
         if job.kind == "add" {
             assert_eq!(job.status, JobStatus::Succeeded, "{job:#?}\n{log}");
-            let a = job.args["a"].as_i64().unwrap();
+            let a = job.args.to_value()["a"].as_i64().unwrap();
             assert_eq!(job.result, Some(json!({"sum": a + 100})));
             assert!(job.worker_id.as_deref().unwrap().starts_with("py-"));
         } else {

@@ -507,7 +507,8 @@ async fn schedules_trigger_enqueues_the_job_now_and_leaves_the_fires_alone(env: 
         ("build_report", "reports", JobStatus::Queued)
     );
     assert_eq!(
-        job.args["smtp_password"], "hunter2",
+        job.args.to_value()["smtp_password"],
+        "hunter2",
         "the job gets the real arguments"
     );
     assert_eq!(

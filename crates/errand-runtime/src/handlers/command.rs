@@ -27,7 +27,7 @@
 use crate::guard;
 use crate::handlers::GuardProgram;
 use errand::worker::{JobContext, StopReason};
-use errand::HandlerError;
+use errand::{HandlerError, JobArgs};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -96,7 +96,7 @@ impl CommandHandler {
     pub async fn run(
         &self,
         ctx: JobContext,
-        args: serde_json::Value,
+        args: JobArgs,
     ) -> Result<Option<serde_json::Value>, HandlerError> {
         let program = &self.argv[0];
         let (mut command, mut status) = guard::command(&self.guard, &self.argv, self.lease)
@@ -125,9 +125,9 @@ impl CommandHandler {
         let stdin = child.stdin.take();
         let input = tokio::spawn(async move {
             if let Some(mut stdin) = stdin {
-                let bytes = serde_json::to_vec(&args).unwrap_or_default();
+                // The args' JSON text as the store returned it, not re-encoded.
                 // A program that exits without reading its input is not an error.
-                let _ = stdin.write_all(&bytes).await;
+                let _ = stdin.write_all(args.get().as_bytes()).await;
                 let _ = stdin.shutdown().await;
             }
         });

@@ -15,7 +15,7 @@
 //! `handlers::tls` says ([`HttpTls`]).
 
 use errand::worker::JobContext;
-use errand::HandlerError;
+use errand::{HandlerError, JobArgs};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ impl HttpHandler {
     pub async fn run(
         &self,
         ctx: JobContext,
-        args: serde_json::Value,
+        args: JobArgs,
     ) -> Result<Option<serde_json::Value>, HandlerError> {
         let mut request = self
             .client

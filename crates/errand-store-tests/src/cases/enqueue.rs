@@ -26,7 +26,7 @@ pub async fn job_insert_stores_every_field(h: Harness) {
     let now = h.now();
     let mut job = new_job("send_email");
     job.queue = "email".into();
-    job.args = json!({"to": "a@example.com", "n": 3});
+    job.args = json!({"to": "a@example.com", "n": 3}).into();
     job.priority = 7;
     job.max_attempts = 9;
     job.unique_key = Some("welcome:42".into());
@@ -62,7 +62,7 @@ pub async fn job_insert_many_returns_ids_in_input_order(h: Harness) {
     let jobs: Vec<_> = (0..50)
         .map(|i| {
             let mut j = new_job("batch");
-            j.args = json!({"i": i});
+            j.args = json!({"i": i}).into();
             if i % 10 == 0 {
                 j.unique_key = Some(format!("k{i}"));
             }
@@ -136,7 +136,7 @@ pub async fn job_insert_concurrent_unique_key_gives_one_job(h: Harness) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut j = new_job("report");
-            j.args = json!({"caller": i});
+            j.args = json!({"caller": i}).into();
             j.unique_key = Some("report:2026-11-23".into());
             store.job_insert_many(&[j]).await.unwrap()[0]
         }));

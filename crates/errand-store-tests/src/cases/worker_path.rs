@@ -38,7 +38,7 @@ pub async fn job_claim_orders_by_priority_then_run_at_then_id(h: Harness) {
         let mut j = new_job("order");
         j.priority = p;
         j.run_at = RunAt::At(now - ChronoDuration::seconds(back_secs));
-        j.args = json!({"tag": tag});
+        j.args = json!({"tag": tag}).into();
         j
     };
     let batch = vec![
@@ -59,7 +59,7 @@ pub async fn job_claim_orders_by_priority_then_run_at_then_id(h: Harness) {
         }
         order.extend(
             jobs.into_iter()
-                .map(|j| j.args["tag"].as_str().unwrap().to_string()),
+                .map(|j| j.args.to_value()["tag"].as_str().unwrap().to_string()),
         );
     }
     assert_eq!(

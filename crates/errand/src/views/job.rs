@@ -86,7 +86,7 @@ impl JobView {
                 }),
                 _ => None,
             },
-            args: job.args.clone(),
+            args: job.args.to_value(),
             result: job.result.clone(),
             last_error: job.last_error.clone(),
             timeout_ms: job.timeout_ms,
