@@ -28,7 +28,7 @@ const CALL: &str = "SELECT id, inserted FROM errand_enqueue($1, $2, queue => $3,
 async fn sql_enqueue(conn: &mut PgConnection, job: &NewJob) -> Result<Enqueued, String> {
     let row = sqlx::query(CALL)
         .bind(&job.kind)
-        .bind(&job.args)
+        .bind(sqlx::types::Json(job.args.as_raw()))
         .bind(&job.queue)
         .bind(job.priority)
         .bind(job.run_at)

@@ -489,7 +489,7 @@ print(json.dumps(out))
         (job.kind.as_str(), job.queue.as_str()),
         ("scan_upload", "ingest")
     );
-    assert_eq!(job.args["upload"], 1);
+    assert_eq!(job.args.to_value()["upload"], 1);
     assert_eq!(
         (job.reference_type.as_deref(), job.reference_id.as_deref()),
         (Some("upload"), Some("1"))

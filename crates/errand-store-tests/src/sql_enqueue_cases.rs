@@ -60,7 +60,7 @@ pub(crate) fn cases() -> Vec<(&'static str, NewJob, Expect)> {
             "every field",
             NewJob {
                 kind: "a/b:c.d-e_F9".into(),
-                args: json!({"to": "ada@example.com", "n": [1, 2.5, null, true], "o": {}}),
+                args: json!({"to": "ada@example.com", "n": [1, 2.5, null, true], "o": {}}).into(),
                 queue: Some("email".into()),
                 priority: Some(-7),
                 run_at: None,
