@@ -10,7 +10,7 @@ use crate::bridge;
 use crate::client::Client;
 use crate::tasks;
 use errand::worker::StopReason;
-use errand::{HandlerError, JobContext};
+use errand::{HandlerError, JobArgs, JobContext};
 use errand_runtime::{Runtime, RuntimeHandle, SchedulerSettings, ServerSettings};
 use pyo3::prelude::*;
 use serde_json::{json, Value};
@@ -88,10 +88,11 @@ fn job_facts(ctx: &JobContext) -> String {
 
 /// Runs one job through the Python dispatcher: `dispatcher(facts, args, done)` starts the
 /// handler and returns an object with `cancel(reason)`.
-async fn run_in_python(dispatcher: Arc<Py<PyAny>>, ctx: JobContext, args: Value) -> Outcome {
+async fn run_in_python(dispatcher: Arc<Py<PyAny>>, ctx: JobContext, args: JobArgs) -> Outcome {
     let (tx, mut rx) = oneshot::channel();
     let facts = job_facts(&ctx);
-    let args = args.to_string();
+    // The args' JSON text as the claim returned it: Python decodes it, once.
+    let args = args.get().to_owned();
     let running = Python::attach(|py| {
         let done = Py::new(py, Done(Mutex::new(Some(tx))))?;
         dispatcher.call1(py, (facts, args, done))
