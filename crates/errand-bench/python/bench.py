@@ -1,4 +1,4 @@
-"""The Python package's benchmark (issue 16's W1 and W2, docs/benchmarks.md), beside errand-bench.
+"""The Python package's benchmark (W1 and W2 as docs/benchmarks.md defines them), beside errand-bench.
 
 W1: N no-op `async def` jobs enqueued in bulk, then a worker (concurrency 16) starts in a child
 process and drains them: jobs / seconds from the worker's start to the last success recorded;

@@ -200,7 +200,8 @@ impl NewJob {
             ));
         }
         crate::storable::check_json_text("args", text)?;
-        // Compact text: every interface encodes args without whitespace.
+        // The size of the text as given: the interfaces encode args compactly; text taken
+        // verbatim (`JobArgs::from_json`, SQL) is counted as written.
         let size = text.len();
         if size > limits.max_args_bytes {
             return Err(invalid(

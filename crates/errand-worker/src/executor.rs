@@ -23,7 +23,8 @@
 //! A held job starts only while its lease is known to be held for a while yet: checked when
 //! the supervisor starts, and again as the first step of the handler's own task, so that a
 //! process frozen between the two (SIGSTOP, a stalled VM) does not run a job another worker
-//! may have taken back meanwhile.
+//! may have taken back meanwhile. A freeze after that step is a freeze of a running handler:
+//! the lease watchdog stops it once the process runs again.
 
 use crate::completer::CompleteRequest;
 use crate::event::{JobOutcome, WorkerEvent};

@@ -239,7 +239,11 @@ fn the_internal_feature_is_for_test_builds_only() {
                 section = line;
                 continue;
             }
-            if line.starts_with('#') || !line.contains("\"internal\"") {
+            // `features = ["internal"]` on the dependency, or `"errand/internal"` (also
+            // `errand?/internal`) in a feature of the crate's own.
+            if line.starts_with('#')
+                || !(line.contains("\"internal\"") || line.contains("/internal\""))
+            {
                 continue;
             }
             if section == "[dev-dependencies]" {

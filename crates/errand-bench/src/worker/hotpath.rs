@@ -17,7 +17,7 @@
 //!
 //! Ratios are taken within each run (W1 / baseline at the backlog, W4 / W1 at the backlog,
 //! 4 processes / 1, Errand / raw for the inserts); the table gives the medians over runs
-//! next to the targets of the PostgreSQL hot-path issue (docs/benchmarks.md).
+//! next to their targets (docs/benchmarks.md, PostgreSQL hot path).
 
 use super::drain::{self, noop_args, Spec};
 use super::report::{median, median_drain, thousands, Drain, Ratio};
