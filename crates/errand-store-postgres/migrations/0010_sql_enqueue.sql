@@ -92,15 +92,15 @@ BEGIN
     END IF;
 END $$;
 
--- errand-core's check_key: not empty, at most 512 bytes.
+-- errand-core's check_key: not empty, at most 512 characters.
 CREATE FUNCTION errand_enqueue_check_key(field text, value text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     IF value = '' THEN
         PERFORM errand_enqueue_refuse(field, 'must not be empty when given');
     END IF;
-    IF octet_length(value) > 512 THEN
-        PERFORM errand_enqueue_refuse(field, 'is longer than 512 bytes');
+    IF char_length(value) > 512 THEN
+        PERFORM errand_enqueue_refuse(field, 'is longer than 512 characters');
     END IF;
 END $$;
 

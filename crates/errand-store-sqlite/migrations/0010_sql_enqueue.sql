@@ -127,11 +127,11 @@ BEGIN
     SELECT RAISE(ABORT, 'invalid job: `max_attempts` must be at least 1')
         WHERE NEW.max_attempts < 1;
 
-    -- unique_key (errand-core's check_key: not empty, at most 512 bytes, no NUL)
+    -- unique_key (errand-core's check_key: not empty, at most 512 characters, no NUL)
     SELECT RAISE(ABORT, 'invalid job: `unique_key` must not be empty when given')
         WHERE NEW.unique_key = '';
-    SELECT RAISE(ABORT, 'invalid job: `unique_key` is longer than 512 bytes')
-        WHERE length(CAST(NEW.unique_key AS BLOB)) > 512;
+    SELECT RAISE(ABORT, 'invalid job: `unique_key` is longer than 512 characters')
+        WHERE length(NEW.unique_key) > 512;
     SELECT RAISE(ABORT, 'invalid job: `unique_key` must not contain the NUL character (U+0000), which PostgreSQL cannot store')
         WHERE instr(CAST(NEW.unique_key AS BLOB), x'00') > 0;
 
@@ -151,8 +151,8 @@ BEGIN
         WHERE NOT NEW.reference_type GLOB '[A-Za-z0-9]*';
     SELECT RAISE(ABORT, 'invalid job: `reference_id` must not be empty when given')
         WHERE NEW.reference_id = '';
-    SELECT RAISE(ABORT, 'invalid job: `reference_id` is longer than 512 bytes')
-        WHERE length(CAST(NEW.reference_id AS BLOB)) > 512;
+    SELECT RAISE(ABORT, 'invalid job: `reference_id` is longer than 512 characters')
+        WHERE length(NEW.reference_id) > 512;
     SELECT RAISE(ABORT, 'invalid job: `reference_id` must not contain the NUL character (U+0000), which PostgreSQL cannot store')
         WHERE instr(CAST(NEW.reference_id AS BLOB), x'00') > 0;
 

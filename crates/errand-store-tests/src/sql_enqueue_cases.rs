@@ -218,14 +218,40 @@ pub(crate) fn cases() -> Vec<(&'static str, NewJob, Expect)> {
             Refused("unique_key"),
         ),
         (
-            "key of 512 bytes",
-            with("k", |j| j.unique_key = Some("é".repeat(256))),
+            "key of 512 two-byte characters",
+            with("k", |j| j.unique_key = Some("é".repeat(512))),
             Accepted,
         ),
         (
-            "key of 514 bytes",
-            with("k", |j| j.unique_key = Some("é".repeat(257))),
+            "key of 513 two-byte characters",
+            with("k", |j| j.unique_key = Some("é".repeat(513))),
             Refused("unique_key"),
+        ),
+        (
+            "key of 512 four-byte characters",
+            with("k", |j| j.unique_key = Some("😀".repeat(512))),
+            Accepted,
+        ),
+        (
+            "key of 513 four-byte characters",
+            with("k", |j| j.unique_key = Some("😀".repeat(513))),
+            Refused("unique_key"),
+        ),
+        (
+            "reference id of 512 four-byte characters",
+            with("k", |j| {
+                j.reference_type = Some("user".into());
+                j.reference_id = Some("😀".repeat(512));
+            }),
+            Accepted,
+        ),
+        (
+            "reference id of 513 two-byte characters",
+            with("k", |j| {
+                j.reference_type = Some("user".into());
+                j.reference_id = Some("é".repeat(513));
+            }),
+            Refused("reference_id"),
         ),
         (
             "key with spaces",
