@@ -70,6 +70,10 @@ CREATE TRIGGER errand_enqueue_insert INSTEAD OF INSERT ON errand_enqueue
 BEGIN
     -- kind (errand-core's check_name: 1 to 128 characters, ASCII letters, digits and
     -- `_-.:/`, starting with a letter or digit; a NUL is a character that is not allowed)
+    -- errand_jobs is not STRICT: a blob or a number in a text column would be stored as
+    -- given and then be unreadable as text, so each text column's type is checked first.
+    SELECT RAISE(ABORT, 'invalid job: `kind` must be text')
+        WHERE NEW.kind IS NOT NULL AND typeof(NEW.kind) <> 'text';
     SELECT RAISE(ABORT, 'invalid job: `kind` must not be empty')
         WHERE NEW.kind IS NULL OR NEW.kind = '';
     SELECT RAISE(ABORT, 'invalid job: `kind` is longer than 128 characters')
@@ -80,6 +84,8 @@ BEGIN
         WHERE NOT NEW.kind GLOB '[A-Za-z0-9]*';
 
     -- queue
+    SELECT RAISE(ABORT, 'invalid job: `queue` must be text')
+        WHERE typeof(NEW.queue) NOT IN ('text', 'null');
     SELECT RAISE(ABORT, 'invalid job: `queue` must not be empty')
         WHERE NEW.queue = '';
     SELECT RAISE(ABORT, 'invalid job: `queue` is longer than 128 characters')
@@ -128,6 +134,8 @@ BEGIN
         WHERE NEW.max_attempts < 1;
 
     -- unique_key (errand-core's check_key: not empty, at most 512 characters, no NUL)
+    SELECT RAISE(ABORT, 'invalid job: `unique_key` must be text')
+        WHERE typeof(NEW.unique_key) NOT IN ('text', 'null');
     SELECT RAISE(ABORT, 'invalid job: `unique_key` must not be empty when given')
         WHERE NEW.unique_key = '';
     SELECT RAISE(ABORT, 'invalid job: `unique_key` is longer than 512 characters')
@@ -135,7 +143,11 @@ BEGIN
     SELECT RAISE(ABORT, 'invalid job: `unique_key` must not contain the NUL character (U+0000), which PostgreSQL cannot store')
         WHERE instr(CAST(NEW.unique_key AS BLOB), x'00') > 0;
 
-    -- reference: both or neither
+    -- reference: text, both or neither
+    SELECT RAISE(ABORT, 'invalid job: `reference_type` must be text')
+        WHERE typeof(NEW.reference_type) NOT IN ('text', 'null');
+    SELECT RAISE(ABORT, 'invalid job: `reference_id` must be text')
+        WHERE typeof(NEW.reference_id) NOT IN ('text', 'null');
     SELECT RAISE(ABORT, 'invalid job: `reference_id` is required when reference_type is given')
         WHERE NEW.reference_type IS NOT NULL AND NEW.reference_id IS NULL;
     SELECT RAISE(ABORT, 'invalid job: `reference_type` is required when reference_id is given')

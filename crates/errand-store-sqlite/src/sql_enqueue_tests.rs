@@ -245,13 +245,48 @@ async fn values_of_the_wrong_type_are_refused() {
             "invalid job: `timeout_ms` must be an integer",
         ),
         (
+            "kind",
+            Sql::Blob(b"k".to_vec()),
+            "invalid job: `kind` must be text",
+        ),
+        ("kind", Sql::Integer(7), "invalid job: `kind` must be text"),
+        (
+            "queue",
+            Sql::Blob(b"q".to_vec()),
+            "invalid job: `queue` must be text",
+        ),
+        (
+            "unique_key",
+            Sql::Blob(b"key".to_vec()),
+            "invalid job: `unique_key` must be text",
+        ),
+        (
+            "unique_key",
+            Sql::Integer(42),
+            "invalid job: `unique_key` must be text",
+        ),
+        (
+            "reference_type",
+            Sql::Blob(b"user".to_vec()),
+            "invalid job: `reference_type` must be text",
+        ),
+        (
+            "reference_id",
+            Sql::Blob(b"42".to_vec()),
+            "invalid job: `reference_id` must be text",
+        ),
+        (
             "run_at",
             text("2026-01-01T00:00:00Z"),
             "invalid job: `run_at` must be an integer (microseconds since the Unix epoch)",
         ),
     ];
     for (column, value, message) in cases {
-        let sql = format!("INSERT INTO errand_enqueue (kind, {column}) VALUES ('k', ?1)");
+        let sql = if column == "kind" {
+            "INSERT INTO errand_enqueue (kind) VALUES (?1)".to_string()
+        } else {
+            format!("INSERT INTO errand_enqueue (kind, {column}) VALUES ('k', ?1)")
+        };
         let err = conn.execute(&sql, [&value]).unwrap_err();
         let got = match err {
             rusqlite::Error::SqliteFailure(_, Some(m)) => m,
