@@ -215,7 +215,8 @@ BEGIN
         PERFORM errand_enqueue_refuse('timeout',
             format('must not be negative, got %s', errand_enqueue.timeout));
     END IF;
-    v_timeout_ms := floor(extract(epoch FROM errand_enqueue.timeout) * 1000)::bigint;
+    -- Rounded up to whole milliseconds, so a positive timeout never becomes 0 (no limit).
+    v_timeout_ms := ceil(extract(epoch FROM errand_enqueue.timeout) * 1000)::bigint;
 
     -- As the library's insert: ON CONFLICT DO NOTHING against the live-key index, then the
     -- live job holding the key, read with a fresh snapshot (each statement of a READ COMMITTED

@@ -209,6 +209,32 @@ async fn the_function_agrees_with_the_library_on_hostile_inputs() {
     .await;
 }
 
+/// A timeout is kept in whole milliseconds, rounded up: below a millisecond it must not become
+/// 0, which means no limit.
+#[tokio::test]
+async fn a_timeout_below_a_millisecond_is_rounded_up() {
+    with_store(None, true, |store| async move {
+        let mut conn = store.pool().acquire().await.unwrap();
+        for (interval, ms) in [("0.5 ms", 1i64), ("1 ms", 1), ("1.001 ms", 2), ("0", 0)] {
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM errand_enqueue('k', '{}', timeout => $1::interval)",
+            )
+            .bind(interval)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            let got: Option<i64> =
+                sqlx::query_scalar("SELECT timeout_ms FROM errand_jobs WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            assert_eq!(got, Some(ms), "{interval}");
+        }
+    })
+    .await;
+}
+
 /// The library's unique-key rule, whichever path holds the key: a live job's id comes back
 /// with `inserted = false`; once it finished, the key is free.
 #[tokio::test]
