@@ -10,11 +10,10 @@ use chrono::{TimeDelta, Utc};
 use errand::views::{
     JobDetailView, JobPageView, JobView, QueueView, ScheduleDetailView, ScheduleView,
 };
-use errand::{JobId, JobList, ScheduleInfo};
+use errand::{JobId, JobList, NewJob, ScheduleInfo};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// A connection to an Errand database, with the app's tasks as its task settings.
 #[pyclass(frozen, module = "errand._native")]
@@ -100,8 +99,8 @@ fn i32_of(p: &Value, key: &str) -> PyResult<Option<i32>> {
 fn ids(p: &Value) -> PyResult<Vec<JobId>> {
     field(p, "ids")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .ok_or_else(|| PyValueError::new_err("ids: expected a list of job ids"))
+        .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| PyValueError::new_err("ids: expected a list of job ids (integers)"))
 }
 
 fn name(p: &Value) -> PyResult<String> {
@@ -117,33 +116,24 @@ fn window() -> TimeDelta {
     TimeDelta::hours(1)
 }
 
-/// The enqueue builder for a payload of `enqueue` / `prepare`.
+/// The enqueue builder for a payload of `enqueue` / `prepare`. Every field is passed on as
+/// given: the engine's `NewJob::validate` refuses what is wrong (a negative delay, half a
+/// reference), with the message every other entry point gives.
 fn enqueue<'a>(c: &'a errand::Client, p: &Value) -> PyResult<errand::Enqueue<'a>> {
     let kind = text(p, "kind").ok_or_else(|| PyValueError::new_err("kind: missing"))?;
     let args = field(p, "args").cloned().unwrap_or_else(|| json!({}));
-    let mut job = c.enqueue_kind(kind, args);
-    if let Some(q) = text(p, "queue") {
-        job = job.queue(q);
-    }
-    if let Some(n) = i32_of(p, "priority")? {
-        job = job.priority(n);
-    }
-    if let Some(n) = i32_of(p, "max_attempts")? {
-        job = job.max_attempts(n);
-    }
-    if let Some(ms) = int(p, "delay_ms")? {
-        job = job.delay(Duration::from_millis(ms.max(0) as u64));
-    }
-    if let Some(ms) = int(p, "timeout_ms")? {
-        job = job.timeout(Duration::from_millis(ms.max(0) as u64));
-    }
-    if let Some(k) = text(p, "unique_key") {
-        job = job.unique_key(k);
-    }
-    if let (Some(t), Some(id)) = (text(p, "reference_type"), text(p, "reference_id")) {
-        job = job.reference(t, id);
-    }
-    Ok(job)
+    let job = NewJob {
+        queue: text(p, "queue"),
+        priority: i32_of(p, "priority")?,
+        max_attempts: i32_of(p, "max_attempts")?,
+        delay_ms: int(p, "delay_ms")?,
+        timeout_ms: int(p, "timeout_ms")?,
+        unique_key: text(p, "unique_key"),
+        reference_type: text(p, "reference_type"),
+        reference_id: text(p, "reference_id"),
+        ..NewJob::new(kind, args)
+    };
+    Ok(c.enqueue_job(job))
 }
 
 /// One operation of the client. Errors are the library's, as Python exceptions.
@@ -177,7 +167,12 @@ async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
             let job = enqueue(c, &p)?.into_new_job().map_err(e)?;
             c.prepare(&job, None)
                 .map_err(|v| e(errand::Error::Invalid(v)))?;
-            view(job)
+            // The args' exact text as the engine encoded and sized it, for the statement to
+            // bind as is: a re-encode in Python could differ (escapes, spacing) and so in size.
+            let args_text = job.args.get().to_string();
+            let mut out = view(job)?;
+            out["args_text"] = Value::String(args_text);
+            Ok(out)
         }
         "job" => {
             let id = int(&p, "id")?.unwrap_or_default();
@@ -204,7 +199,9 @@ async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
                 reference_type: text(&p, "reference_type"),
                 reference_id: text(&p, "reference_id"),
                 before_id: int(&p, "before_id")?,
-                limit: int(&p, "limit")?.map_or(50, |n| n.clamp(1, 1000) as u32),
+                // The interfaces' rule (as HTTP's), on the value as given.
+                limit: JobList::check_limit(int(&p, "limit")?.unwrap_or(50))
+                    .map_err(|v| e(errand::Error::Invalid(v)))?,
                 ..JobList::default()
             };
             let page = c.list(&filter).await.map_err(e)?;

@@ -144,3 +144,40 @@ def test_defer_many_writes_every_job_or_none(url):
     with pytest.raises(errand.InvalidError, match="job 0 of the batch: invalid job: `queue`"):
         index.configure(queue="no spaces").defer_many([{"doc": 1}, {"doc": 2}])
     assert len(app.client.list(kind="index", limit=100).jobs) == 50, "nothing more was written"
+
+
+def test_the_native_boundary_passes_values_on_for_the_engine_to_refuse(url):
+    # The package's own checks (to_ms, the reference tuple) come first; the native calls here
+    # are what a caller past them reaches. Each value arrives at the engine as given and is
+    # refused with the engine's message, never clamped, defaulted or dropped.
+    import json
+
+    app = errand.App(url)
+
+    @app.task
+    def notify(user_id: int) -> None: ...
+
+    native = app._native_client()
+
+    def enqueue(**fields):
+        return native.call("enqueue", json.dumps({"kind": "notify", "args": {"user_id": 1}, **fields}))
+
+    with pytest.raises(errand.InvalidError, match=r"`delay_ms` must not be negative, got -5"):
+        enqueue(delay_ms=-5)
+    with pytest.raises(errand.InvalidError, match=r"`timeout_ms` must not be negative, got -1"):
+        enqueue(timeout_ms=-1)
+    with pytest.raises(errand.InvalidError, match=r"`reference_id` is required when reference_type"):
+        enqueue(reference_type="user")
+    with pytest.raises(errand.InvalidError, match=r"`reference_type` is required when reference_id"):
+        enqueue(reference_id="7")
+    with pytest.raises(errand.InvalidError, match=r"`delay_ms` must not be negative"):
+        native.call("prepare", json.dumps({"kind": "notify", "delay_ms": -5}))
+    assert app.client.list().jobs == [], "nothing was written"
+    with pytest.raises(ValueError, match=r"ids: expected a list of job ids"):
+        native.call("cancel", json.dumps({"ids": [1, "2"]}))
+    with pytest.raises(ValueError, match=r"ids: expected a list of job ids"):
+        native.call("retry", json.dumps({"ids": [1.5]}))
+    for limit in (-1, 0, 501):
+        with pytest.raises(errand.InvalidError, match=rf"`limit` must be between 1 and 500, got {limit}"):
+            app.client.list(limit=limit)
+    assert app.client.list(limit=500).jobs == []

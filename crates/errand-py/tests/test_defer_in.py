@@ -93,6 +93,23 @@ def test_unique_keys_are_shared_with_defer(url):
     engine.dispose()
 
 
+def test_non_ascii_args_at_the_size_limit_are_taken_by_defer_and_defer_in(url):
+    # 1 MiB of args counted in UTF-8 bytes of the compact text: 349,520 three-byte characters
+    # plus `{"user_id":""}` is 2 bytes under the limit. Escaped as \\u20ac, twice over.
+    app, welcome = make_app(url)
+    name = "\u20ac" * ((1024 * 1024 - 16) // 3)
+    by_defer = welcome.defer(user_id=name)
+    engine = lite_engine(url) if not url.startswith("postgres") else create_engine(sqlalchemy_url(url))
+    with Session(engine) as session, session.begin():
+        by_defer_in = welcome.defer_in(session, user_id=name)
+    engine.dispose()
+    for e in (by_defer, by_defer_in):
+        assert e.inserted
+        assert app.client.job(e.id).args == {"user_id": name}
+    with pytest.raises(errand.InvalidError, match="over the limit"):
+        welcome.defer_in(object(), user_id=name + "\u20ac")
+
+
 def test_bad_arguments_are_refused_before_any_sql(url):
     app, welcome = make_app(url)
     with pytest.raises(errand.NotSerializable, match="argument `user_id`"):

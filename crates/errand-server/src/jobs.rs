@@ -21,7 +21,7 @@ pub const MAX_BATCH: usize = 1000;
 /// Most ids one bulk action may name.
 const MAX_IDS: usize = 10_000;
 /// Largest page of a list.
-const MAX_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = JobList::MAX_LIMIT;
 
 type JsonResult = Result<Json<Value>, ApiError>;
 
@@ -390,15 +390,11 @@ pub async fn list(
 ) -> JsonResult {
     let states = states(&q)?;
     let limit = match &q.limit {
-        Some(l) => number::<u32>("limit", l)?,
+        Some(l) => number::<i64>("limit", l)?,
         None => 50,
     };
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("`limit` must be between 1 and {MAX_LIMIT}, got {limit}"),
-        ));
-    }
+    let limit = JobList::check_limit(limit)
+        .map_err(|v| ApiError::invalid(v.field, format!("`limit` {}", v.problem)))?;
     let before_id = match &q.cursor {
         Some(c) => Some(number::<JobId>("cursor", c)?),
         None => None,

@@ -174,6 +174,25 @@ pub struct JobList {
     pub limit: u32,
 }
 
+impl JobList {
+    /// Largest page an interface's list asks for (HTTP, Python); the library's own
+    /// `Client::list` takes any page size.
+    pub const MAX_LIMIT: u32 = 500;
+
+    /// The rule interfaces apply to a page size they were given: 1 to [`Self::MAX_LIMIT`].
+    /// Signed, so that a negative request is reported as given.
+    pub fn check_limit(limit: i64) -> Result<u32, errand_core::ValidationError> {
+        match u32::try_from(limit) {
+            Ok(n) if (1..=Self::MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(errand_core::ValidationError {
+                field: "limit",
+                problem: format!("must be between 1 and {}, got {limit}", Self::MAX_LIMIT),
+                rejection: errand_core::Rejection::Invalid,
+            }),
+        }
+    }
+}
+
 impl Default for JobList {
     fn default() -> Self {
         JobList {

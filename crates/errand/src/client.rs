@@ -290,6 +290,12 @@ impl Client {
         Enqueue::typed(self, task)
     }
 
+    /// Starts an enqueue of a job described field by field (a language binding's or a
+    /// decoder's `NewJob`); its fields are checked as they are, by [`NewJob::validate`].
+    pub fn enqueue_job(&self, job: NewJob) -> Enqueue<'_> {
+        Enqueue::raw(self, job)
+    }
+
     /// Starts an enqueue of a job by kind name with JSON arguments (a `serde_json::Value`,
     /// or [`errand_core::JobArgs`] already encoded).
     pub fn enqueue_kind(

@@ -14,7 +14,6 @@ cursor), and Django's ``django.db.connection``.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, Dict, List, Tuple
 
@@ -61,7 +60,9 @@ _LITE_RESULT = "SELECT id, inserted FROM errand_enqueue_result"
 
 def _values(job: Dict[str, Any]) -> Dict[str, Any]:
     values = {f: job.get(f) for f in FIELDS}
-    values["args"] = json.dumps(job.get("args") or {})
+    # The engine's own text of the args (``prepare``'s ``args_text``): the bytes it sized are
+    # the bytes the SQL interface sizes, so ``defer_in`` accepts exactly what ``defer`` does.
+    values["args"] = job["args_text"]
     if values["run_at"] is not None:
         raise ValueError("defer_in takes a delay, not run_at")
     return values
