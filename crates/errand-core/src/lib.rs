@@ -34,4 +34,7 @@ pub use outcome::{
 };
 pub use settings::{TaskCatalog, TaskSettings};
 pub use task::Task;
-pub use validate::{JobInsert, Limits, NewJob, Rejection, RunAt, ValidationError};
+pub use validate::{
+    JobInsert, Limits, NewJob, Rejection, RunAt, ValidationError, MAX_DELAY_MS, RUN_AT_MAX_MICROS,
+    RUN_AT_MIN_MICROS,
+};

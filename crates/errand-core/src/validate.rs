@@ -30,6 +30,14 @@ pub const MAX_NAME_LEN: usize = 128;
 /// rule is the one a JSON Schema `maxLength` states; 512 of them are at most 2 KiB, within
 /// what a PostgreSQL index entry holds.
 pub const MAX_KEY_LEN: usize = 512;
+/// Longest delay, in milliseconds: 300 years of 365.25 days. Longer than any duration the API
+/// schema's patterns write (some 220 years), and short enough that now plus the delay stays
+/// within the four-digit years of RFC 3339 for thousands of years.
+pub const MAX_DELAY_MS: i64 = 300 * 36_525 * 86_400_000 / 100;
+/// Earliest and latest `run_at`, in microseconds since the Unix epoch: the years RFC 3339
+/// writes, 0000 to 9999, so every stored time can be shown and read back.
+pub const RUN_AT_MIN_MICROS: i64 = -62_167_219_200_000_000;
+pub const RUN_AT_MAX_MICROS: i64 = 253_402_300_799_999_999;
 
 /// A job as a caller describes it, before validation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -216,11 +224,22 @@ impl NewJob {
             (Some(_), Some(_)) => {
                 return Err(invalid("delay_ms", "cannot be combined with run_at"));
             }
+            (Some(at), None)
+                if !(RUN_AT_MIN_MICROS..=RUN_AT_MAX_MICROS).contains(&at.timestamp_micros()) =>
+            {
+                return Err(invalid("run_at", "must be within the years 0000 to 9999"));
+            }
             (Some(at), None) => RunAt::At(at),
             (None, Some(ms)) if ms < 0 => {
                 return Err(invalid(
                     "delay_ms",
                     format!("must not be negative, got {ms}"),
+                ));
+            }
+            (None, Some(ms)) if ms > MAX_DELAY_MS => {
+                return Err(invalid(
+                    "delay_ms",
+                    format!("must be at most 300 years, got {ms}"),
                 ));
             }
             (None, Some(0)) | (None, None) => RunAt::Now,
@@ -354,6 +373,49 @@ mod tests {
         j.delay_ms = Some(1);
         j.run_at = Some(Utc::now());
         assert_eq!(field_of(j).0, "delay_ms");
+    }
+
+    #[test]
+    fn the_earliest_start_stays_within_the_years_rfc_3339_writes() {
+        let delay = |ms| {
+            let mut j = NewJob::new("k", json!({}));
+            j.delay_ms = Some(ms);
+            j
+        };
+        assert_eq!(
+            ok(delay(MAX_DELAY_MS)).run_at,
+            RunAt::After(Duration::from_millis(MAX_DELAY_MS as u64))
+        );
+        let (f, msg) = field_of(delay(MAX_DELAY_MS + 1));
+        assert_eq!(f, "delay_ms");
+        assert!(msg.contains("must be at most 300 years"), "{msg}");
+        assert_eq!(field_of(delay(i64::MAX)).0, "delay_ms");
+        let at = |micros| {
+            let mut j = NewJob::new("k", json!({}));
+            j.run_at = DateTime::from_timestamp_micros(micros);
+            j
+        };
+        for micros in [RUN_AT_MIN_MICROS, RUN_AT_MAX_MICROS] {
+            let t = DateTime::from_timestamp_micros(micros).unwrap();
+            assert_eq!(ok(at(micros)).run_at, RunAt::At(t));
+            let text = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            assert_eq!(text.len(), "0000-01-01T00:00:00.000000Z".len(), "{text}");
+            assert_eq!(text.parse::<DateTime<Utc>>().unwrap(), t);
+        }
+        for micros in [RUN_AT_MIN_MICROS - 1, RUN_AT_MAX_MICROS + 1] {
+            let (f, msg) = field_of(at(micros));
+            assert_eq!(f, "run_at");
+            assert!(msg.contains("within the years 0000 to 9999"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn every_delay_the_api_schema_writes_is_within_the_maximum() {
+        // The largest sum crate::schema's duration pattern matches: four digits per unit.
+        let longest = crate::parse_duration("9999w9999d9999h9999m9999s9999ms").unwrap();
+        assert!(longest.as_millis() <= MAX_DELAY_MS as u128);
+        // And the maximum is a whole number of days, 300 years of 365.25.
+        assert_eq!(MAX_DELAY_MS, 109_575 * 86_400_000);
     }
 
     #[test]

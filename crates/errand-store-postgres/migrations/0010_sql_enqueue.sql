@@ -193,6 +193,19 @@ BEGIN
         PERFORM errand_enqueue_refuse('delay',
             format('must not be negative, got %s', errand_enqueue.delay));
     END IF;
+    -- errand-core's MAX_DELAY_MS (300 years of 365.25 days), compared in milliseconds: the
+    -- epoch of an interval counts a year as 365.25 days, where interval comparison would
+    -- count it as 360.
+    IF extract(epoch FROM errand_enqueue.delay) * 1000 > 9467280000000 THEN
+        PERFORM errand_enqueue_refuse('delay',
+            format('must be at most 300 years, got %s', errand_enqueue.delay));
+    END IF;
+    -- errand-core's RUN_AT_MIN_MICROS and RUN_AT_MAX_MICROS: the years RFC 3339 writes
+    -- (PostgreSQL calls the year 0000 1 BC).
+    IF errand_enqueue.run_at < timestamptz '0001-01-01 00:00:00+00 BC'
+       OR errand_enqueue.run_at > timestamptz '9999-12-31 23:59:59.999999+00' THEN
+        PERFORM errand_enqueue_refuse('run_at', 'must be within the years 0000 to 9999');
+    END IF;
     v_run_at := coalesce(errand_enqueue.run_at, now() + coalesce(errand_enqueue.delay, interval '0'));
     IF v_max_attempts < 1 THEN
         PERFORM errand_enqueue_refuse('max_attempts',

@@ -121,8 +121,14 @@ BEGIN
         WHERE typeof(NEW.delay_ms) NOT IN ('integer', 'null');
     SELECT RAISE(ABORT, 'invalid job: `delay_ms` cannot be combined with run_at')
         WHERE NEW.run_at IS NOT NULL AND NEW.delay_ms IS NOT NULL;
+    SELECT RAISE(ABORT, 'invalid job: `run_at` must be within the years 0000 to 9999')
+        WHERE NEW.run_at NOT BETWEEN -62167219200000000 AND 253402300799999999;
     SELECT RAISE(ABORT, 'invalid job: `delay_ms` must not be negative')
         WHERE NEW.delay_ms < 0;
+    -- errand-core's MAX_DELAY_MS (300 years of 365.25 days); it also keeps the sum below in
+    -- range of an integer.
+    SELECT RAISE(ABORT, 'invalid job: `delay_ms` must be at most 300 years')
+        WHERE NEW.delay_ms > 9467280000000;
 
     SELECT RAISE(ABORT, 'invalid job: `priority` must be an integer')
         WHERE typeof(NEW.priority) NOT IN ('integer', 'null')

@@ -276,6 +276,21 @@ async fn values_of_the_wrong_type_are_refused() {
             "invalid job: `reference_id` must be text",
         ),
         (
+            "delay_ms",
+            Sql::Integer(i64::MAX),
+            "invalid job: `delay_ms` must be at most 300 years",
+        ),
+        (
+            "run_at",
+            Sql::Integer(i64::MAX),
+            "invalid job: `run_at` must be within the years 0000 to 9999",
+        ),
+        (
+            "run_at",
+            Sql::Integer(i64::MIN),
+            "invalid job: `run_at` must be within the years 0000 to 9999",
+        ),
+        (
             "run_at",
             text("2026-01-01T00:00:00Z"),
             "invalid job: `run_at` must be an integer (microseconds since the Unix epoch)",

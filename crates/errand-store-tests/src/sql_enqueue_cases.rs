@@ -4,8 +4,8 @@
 //! compiled into each store crate's unit tests with `#[path]` (they cannot depend on this
 //! crate, which depends on them); not a module of this crate.
 
-use chrono::Utc;
-use errand_core::{Limits, NewJob};
+use chrono::{DateTime, Utc};
+use errand_core::{Limits, NewJob, MAX_DELAY_MS, RUN_AT_MAX_MICROS, RUN_AT_MIN_MICROS};
 use serde_json::{json, Value};
 
 /// What the library answers; each store's test says how its SQL path must compare.
@@ -187,6 +187,51 @@ pub(crate) fn cases() -> Vec<(&'static str, NewJob, Expect)> {
             Refused("delay_ms"),
         ),
         ("zero delay", with("k", |j| j.delay_ms = Some(0)), Accepted),
+        (
+            "delay of 300 years",
+            with("k", |j| j.delay_ms = Some(MAX_DELAY_MS)),
+            Accepted,
+        ),
+        (
+            "delay over 300 years",
+            with("k", |j| j.delay_ms = Some(MAX_DELAY_MS + 1)),
+            Refused("delay_ms"),
+        ),
+        (
+            // As long as a PostgreSQL interval holds (i64::MAX milliseconds is refused by
+            // PostgreSQL itself, when the caller's expression builds the interval).
+            "delay of 30,000 years",
+            with("k", |j| j.delay_ms = Some(MAX_DELAY_MS * 100)),
+            Refused("delay_ms"),
+        ),
+        (
+            "run_at at the end of 9999",
+            with("k", |j| {
+                j.run_at = DateTime::from_timestamp_micros(RUN_AT_MAX_MICROS)
+            }),
+            Accepted,
+        ),
+        (
+            "run_at in the year 10000",
+            with("k", |j| {
+                j.run_at = DateTime::from_timestamp_micros(RUN_AT_MAX_MICROS + 1)
+            }),
+            Refused("run_at"),
+        ),
+        (
+            "run_at at the start of 0000",
+            with("k", |j| {
+                j.run_at = DateTime::from_timestamp_micros(RUN_AT_MIN_MICROS)
+            }),
+            Accepted,
+        ),
+        (
+            "run_at before the year 0000",
+            with("k", |j| {
+                j.run_at = DateTime::from_timestamp_micros(RUN_AT_MIN_MICROS - 1)
+            }),
+            Refused("run_at"),
+        ),
         (
             "zero attempts",
             with("k", |j| j.max_attempts = Some(0)),
