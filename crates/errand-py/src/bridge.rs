@@ -59,15 +59,20 @@ where
 {
     runtime().spawn(async move {
         let out = fut.await;
-        Python::attach(|py| {
-            let value = out.and_then(|v| convert(py, v));
-            let called = match value {
-                Ok(v) => callback.call1(py, (py.None(), v)),
-                Err(e) => callback.call1(py, (e.into_value(py), py.None())),
-            };
-            if let Err(e) = called {
-                e.write_unraisable(py, None);
-            }
-        });
+        // The GIL is taken on a blocking thread: a handler holding it must not stall the
+        // runtime's workers (heartbeats, lease watchdogs, other jobs).
+        let _ = tokio::task::spawn_blocking(move || {
+            Python::attach(|py| {
+                let value = out.and_then(|v| convert(py, v));
+                let called = match value {
+                    Ok(v) => callback.call1(py, (py.None(), v)),
+                    Err(e) => callback.call1(py, (e.into_value(py), py.None())),
+                };
+                if let Err(e) = called {
+                    e.write_unraisable(py, None);
+                }
+            });
+        })
+        .await;
     });
 }

@@ -93,21 +93,33 @@ async fn run_in_python(dispatcher: Arc<Py<PyAny>>, ctx: JobContext, args: JobArg
     let facts = job_facts(&ctx);
     // The args' JSON text as the claim returned it: Python decodes it, once.
     let args = args.get().to_owned();
-    let running = Python::attach(|py| {
-        let done = Py::new(py, Done(Mutex::new(Some(tx))))?;
-        dispatcher.call1(py, (facts, args, done))
+    // Taking the GIL can wait as long as a handler holds it: on a blocking thread, never on
+    // the runtime's workers, whose heartbeats and lease watchdog must keep running.
+    let running = tokio::task::spawn_blocking(move || {
+        Python::attach(|py| {
+            let done = Py::new(py, Done(Mutex::new(Some(tx))))?;
+            dispatcher.call1(py, (facts, args, done))
+        })
     })
+    .await
+    .map_err(|e| HandlerError::Error {
+        message: format!("the Python dispatcher's thread failed: {e}"),
+    })?
     .map_err(|e| HandlerError::Error {
         message: format!("the Python dispatcher failed: {e}"),
     })?;
     let outcome = tokio::select! {
         out = &mut rx => out,
         reason = ctx.cancelled() => {
-            Python::attach(|py| {
-                if let Err(e) = running.call_method1(py, "cancel", (reason_word(reason),)) {
-                    e.write_unraisable(py, None);
-                }
-            });
+            let word = reason_word(reason);
+            let _ = tokio::task::spawn_blocking(move || {
+                Python::attach(|py| {
+                    if let Err(e) = running.call_method1(py, "cancel", (word,)) {
+                        e.write_unraisable(py, None);
+                    }
+                });
+            })
+            .await;
             rx.await
         }
     };

@@ -5,6 +5,7 @@ worker run on a thread of its own."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -202,3 +203,42 @@ def test_a_worker_that_cannot_start_says_why(tmp_path):
 
     with pytest.raises(ValueError, match="concurrency of `default` must be a positive integer"):
         app.start_worker(queues={"default": 0})
+
+
+def test_a_sync_handler_holding_the_gil_does_not_cost_any_job_its_lease(url):
+    # A pure-Python busy loop holds the GIL (alone) for three leases while other jobs start and
+    # finish; the pool's heartbeats and lease watchdog never wait on the GIL, so every job
+    # keeps its lease: one attempt each, run once, no lease lost.
+    app = errand.App(url)
+    runs: list = []
+
+    @app.task(max_attempts=1)
+    def spin(ctx: errand.JobContext, seconds: float) -> int:
+        runs.append(("spin", ctx.id, ctx.attempt))
+        # A switch interval longer than the loop: no other thread gets the GIL meanwhile.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(60)
+        try:
+            end, n = time.monotonic() + seconds, 0
+            while time.monotonic() < end:
+                n += 1
+        finally:
+            sys.setswitchinterval(interval)
+        return n
+
+    @app.task(max_attempts=1)
+    async def quick(ctx: errand.JobContext, i: int) -> int:
+        runs.append(("quick", ctx.id, ctx.attempt))
+        await asyncio.sleep(0.2)
+        return i
+
+    spinning = spin.defer(seconds=3.0)
+    others = [quick.defer(i=i) for i in range(5)]
+    with app.start_worker(poll_interval="20ms", lease="1s", queues={"default": 4}):
+        done = [wait_job(app, j.id, "succeeded", "failed", timeout=30) for j in [spinning, *others]]
+    assert [d.status for d in done] == ["succeeded"] * 6, done
+    assert all(d.attempt == 1 for d in done), done
+    assert sorted(r[1] for r in runs) == sorted(d.id for d in done), "each job ran once"
+    for d in done:
+        events = [e.kind for e in app.client.job_with_events(d.id).events]
+        assert not any("lease" in k for k in events), (d.id, events)
