@@ -238,28 +238,50 @@ impl HotRun {
     /// This run's figures and ratios.
     pub fn json(&self) -> Value {
         let r = self.ratios();
-        json!({
-            "bulk_enqueue": self.inserts.map(|i| json!({
-                "errand": i.bulk_errand, "raw_unnest": i.bulk_unnest, "raw_copy": i.bulk_copy,
-            })),
-            "single_enqueue": self.inserts.map(|i| json!({
-                "errand": i.single_errand, "raw_insert": i.single_raw,
-            })),
-            "backlog_baseline": self.baseline,
-            "backlog_w1": self.w1.map(drain_json),
-            "held_baseline": self.baseline_held,
-            "w4": self.w4.map(drain_json),
-            "multi": self.multi.map(drain_json),
-            "ratios": {
-                "backlog_w1_over_baseline": r.backlog,
-                "w4_over_backlog_w1": r.w4,
-                "held_baseline_over_baseline": r.held_raw,
-                "multi_over_backlog_w1": r.multi,
-                "bulk_errand_over_raw": r.bulk,
-                "single_errand_over_raw": r.single,
-            },
-        })
+        let ratios = [r.backlog, r.w4, r.held_raw, r.multi, r.bulk, r.single].map(|x| json!(x));
+        figures_json(
+            self.inserts,
+            self.baseline,
+            self.w1,
+            self.baseline_held,
+            (self.w4, self.multi),
+            ratios,
+        )
     }
+}
+
+/// The figures as JSON, one shape for a run and for the medians over runs; `ratios` in the
+/// order backlog, W4, held raw, four processes, bulk, single.
+fn figures_json(
+    inserts: Option<Inserts>,
+    baseline: Option<f64>,
+    w1: Option<Drain>,
+    baseline_held: Option<f64>,
+    (w4, multi): (Option<Drain>, Option<Drain>),
+    ratios: [Value; 6],
+) -> Value {
+    let [backlog, w4_ratio, held_raw, multi_ratio, bulk, single] = ratios;
+    json!({
+        "bulk_enqueue": inserts.map(|i| json!({
+            "errand": i.bulk_errand, "raw_unnest": i.bulk_unnest, "raw_copy": i.bulk_copy,
+        })),
+        "single_enqueue": inserts.map(|i| json!({
+            "errand": i.single_errand, "raw_insert": i.single_raw,
+        })),
+        "backlog_baseline": baseline,
+        "backlog_w1": w1.map(drain_json),
+        "held_baseline": baseline_held,
+        "w4": w4.map(drain_json),
+        "multi": multi.map(drain_json),
+        "ratios": {
+            "backlog_w1_over_baseline": backlog,
+            "w4_over_backlog_w1": w4_ratio,
+            "held_baseline_over_baseline": held_raw,
+            "multi_over_backlog_w1": multi_ratio,
+            "bulk_errand_over_raw": bulk,
+            "single_errand_over_raw": single,
+        },
+    })
 }
 
 pub fn drain_json(d: Drain) -> Value {
@@ -330,28 +352,23 @@ impl HotSummary {
     }
 
     pub fn json(&self) -> Value {
-        let r = |x: &Option<Ratio>| x.as_ref().map(Ratio::json);
-        json!({
-            "bulk_enqueue": self.inserts.map(|i| json!({
-                "errand": i.bulk_errand, "raw_unnest": i.bulk_unnest, "raw_copy": i.bulk_copy,
-            })),
-            "single_enqueue": self.inserts.map(|i| json!({
-                "errand": i.single_errand, "raw_insert": i.single_raw,
-            })),
-            "backlog_baseline": self.baseline,
-            "backlog_w1": self.w1.map(drain_json),
-            "held_baseline": self.baseline_held,
-            "w4": self.w4.map(drain_json),
-            "multi": self.multi.map(drain_json),
-            "ratios": {
-                "backlog_w1_over_baseline": r(&self.backlog),
-                "w4_over_backlog_w1": r(&self.w4_ratio),
-                "held_baseline_over_baseline": r(&self.held_raw),
-                "multi_over_backlog_w1": r(&self.multi_ratio),
-                "bulk_errand_over_raw": r(&self.bulk),
-                "single_errand_over_raw": r(&self.single),
-            },
-        })
+        let r = |x: &Option<Ratio>| json!(x.as_ref().map(Ratio::json));
+        let ratios = [
+            r(&self.backlog),
+            r(&self.w4_ratio),
+            r(&self.held_raw),
+            r(&self.multi_ratio),
+            r(&self.bulk),
+            r(&self.single),
+        ];
+        figures_json(
+            self.inserts,
+            self.baseline,
+            self.w1,
+            self.baseline_held,
+            (self.w4, self.multi),
+            ratios,
+        )
     }
 
     /// The hot-path table: figure, median, target, and the ratio the target is about.
