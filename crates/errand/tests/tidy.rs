@@ -32,6 +32,44 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every manifest: the crates', the embed example's and the workspace's own.
+fn manifests() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
+    v.push(workspace().join("examples/embed/Cargo.toml"));
+    v.push(workspace().join("Cargo.toml"));
+    v
+}
+
+/// One line of a manifest that is not a section header, trimmed, with its section header
+/// (`[dependencies]`), its number from 1, and whether the line above it is a comment.
+struct Entry {
+    section: String,
+    number: usize,
+    line: String,
+    after_comment: bool,
+}
+
+fn entries(manifest: &Path) -> Vec<Entry> {
+    let text = fs::read_to_string(manifest).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for (n, raw) in lines.iter().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            section = line.to_string();
+            continue;
+        }
+        out.push(Entry {
+            section: section.clone(),
+            number: n + 1,
+            line: line.to_string(),
+            after_comment: n > 0 && lines[n - 1].trim_start().starts_with('#'),
+        });
+    }
+    out
+}
+
 const SQL_MARKERS: &[&str] = &[
     "SELECT ",
     "INSERT INTO",
@@ -226,33 +264,25 @@ fn only_tests_reach_the_store_under_a_client() {
 #[test]
 fn the_internal_feature_is_for_test_builds_only() {
     let mut offenders = Vec::new();
-    let mut manifests: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
-    manifests.push(workspace().join("examples/embed/Cargo.toml"));
-    manifests.push(workspace().join("Cargo.toml"));
     let mut turned_on = 0;
-    for manifest in manifests.iter().filter(|m| m.exists()) {
-        let text = fs::read_to_string(manifest).unwrap();
-        let mut section = "";
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                section = line;
-                continue;
-            }
+    for manifest in manifests() {
+        for e in entries(&manifest) {
             // `features = ["internal"]` on the dependency, or `"errand/internal"` (also
             // `errand?/internal`) in a feature of the crate's own.
+            let line = &e.line;
             if line.starts_with('#')
                 || !(line.contains("\"internal\"") || line.contains("/internal\""))
             {
                 continue;
             }
-            if section == "[dev-dependencies]" {
+            if e.section == "[dev-dependencies]" {
                 turned_on += 1;
             } else {
                 offenders.push(format!(
-                    "{}:{}: {line} ({section})",
+                    "{}:{}: {line} ({})",
                     manifest.display(),
-                    n + 1
+                    e.number,
+                    e.section
                 ));
             }
         }
@@ -284,9 +314,7 @@ fn only_the_store_crates_depend_on_a_database_driver() {
         "errand-store-tests",
     ];
     let mut offenders = Vec::new();
-    let mut manifests: Vec<PathBuf> = crates().iter().map(|k| k.join("Cargo.toml")).collect();
-    manifests.push(workspace().join("examples/embed/Cargo.toml"));
-    for manifest in manifests {
+    for manifest in manifests() {
         let name = manifest
             .parent()
             .unwrap()
@@ -294,29 +322,23 @@ fn only_the_store_crates_depend_on_a_database_driver() {
             .unwrap()
             .to_str()
             .unwrap();
-        let text = fs::read_to_string(&manifest).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        let mut section = "";
-        for (n, line) in lines.iter().enumerate() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                section = line;
-                continue;
-            }
-            let key = line.split(['=', '.', ' ']).next().unwrap_or_default();
+        for e in entries(&manifest) {
+            let key = e.line.split(['=', '.', ' ']).next().unwrap_or_default();
             if !DRIVERS.contains(&key) {
                 continue;
             }
-            let ok = match section {
+            let ok = match e.section.as_str() {
                 "[dependencies]" => MAY.contains(&name),
-                "[dev-dependencies]" => n > 0 && lines[n - 1].trim_start().starts_with('#'),
+                "[dev-dependencies]" => e.after_comment,
                 _ => true,
             };
             if !ok {
                 offenders.push(format!(
-                    "{}:{}: {line} ({section})",
+                    "{}:{}: {} ({})",
                     manifest.display(),
-                    n + 1
+                    e.number,
+                    e.line,
+                    e.section
                 ));
             }
         }
