@@ -134,6 +134,24 @@ pub async fn enqueue_in(conn: &mut PgConnection, jobs: &[JobInsert]) -> StoreRes
     insert_batch(conn, jobs, None).await
 }
 
+impl crate::PgStore {
+    /// [`errand_store::Store::job_insert_many`] on the store's pool.
+    pub(crate) async fn insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await.map_err(map)?;
+        if jobs.iter().all(|j| j.unique_key.is_none()) {
+            // Nothing can conflict: one statement, atomic on its own, one round trip.
+            return insert_batch(&mut conn, jobs, self.now()).await;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map)?;
+        let out = insert_batch(&mut tx, jobs, self.now()).await?;
+        tx.commit().await.map_err(map)?;
+        Ok(out)
+    }
+}
+
 /// The shared insert: `now = None` means the database clock.
 pub(crate) async fn insert_batch(
     conn: &mut PgConnection,

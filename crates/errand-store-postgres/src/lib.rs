@@ -37,6 +37,7 @@
 
 #[cfg(feature = "bench")]
 pub mod baseline;
+mod claim_cursor;
 mod enqueue;
 mod error;
 mod migrate;
@@ -114,6 +115,8 @@ pub struct PgStore {
     schema: Option<String>,
     /// Wake-up hints: the subscribers' channel and the LISTEN task (see `notify`).
     wake: Arc<notify::Wake>,
+    /// Where each queue's next claim starts (see `claim_cursor`), shared by the clones.
+    cursors: Arc<claim_cursor::Cursors>,
 }
 
 impl PgStore {
@@ -163,6 +166,7 @@ impl PgStore {
             clock: options.clock,
             schema: options.schema,
             wake: Arc::new(notify::Wake::new()),
+            cursors: Arc::default(),
         })
     }
 
@@ -179,6 +183,7 @@ impl PgStore {
             clock: options.clock,
             schema: options.schema,
             wake: Arc::new(notify::Wake::new()),
+            cursors: Arc::default(),
         })
     }
 

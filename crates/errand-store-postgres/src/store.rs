@@ -1,11 +1,10 @@
 //! The [`Store`] trait implementation: each operation delegates to the module that holds its
 //! SQL (`enqueue`, `worker_path`, `ops`, `schedules`, `reads`, `workers`, `migrate`); `subscribe` to `notify`.
 
-use crate::error::map;
 use crate::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, RunAt};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
@@ -17,7 +16,6 @@ use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,
     ScheduleWrite,
 };
-use sqlx::Connection;
 
 #[async_trait]
 impl Store for PgStore {
@@ -57,17 +55,12 @@ impl Store for PgStore {
     }
 
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+        let out = self.insert_many(jobs).await?;
+        // A job placed at an explicit time may be ready behind where its queue's claims
+        // continue: the next claim of that queue starts from the head.
+        for job in jobs.iter().filter(|j| matches!(j.run_at, RunAt::At(_))) {
+            self.cursors.forget(&job.queue);
         }
-        let mut conn = self.pool.acquire().await.map_err(map)?;
-        if jobs.iter().all(|j| j.unique_key.is_none()) {
-            // Nothing can conflict: one statement, atomic on its own, one round trip.
-            return crate::enqueue::insert_batch(&mut conn, jobs, self.now()).await;
-        }
-        let mut tx = conn.begin().await.map_err(map)?;
-        let out = crate::enqueue::insert_batch(&mut tx, jobs, self.now()).await?;
-        tx.commit().await.map_err(map)?;
         Ok(out)
     }
 

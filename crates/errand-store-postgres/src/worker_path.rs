@@ -12,6 +12,7 @@
 //! sub-select hides the constant from index matching, leaving the primary key, one lookup
 //! per item, as the only way in.
 
+use crate::claim_cursor::{Position, Start};
 use crate::error::map;
 use crate::rows;
 use crate::sql::{limit, micros, rfc3339};
@@ -37,6 +38,58 @@ pub(crate) const CLAIM: &str = "WITH picked AS (
         ORDER BY priority DESC, run_at, id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
+    )
+    UPDATE errand_jobs j
+    SET status = 'running',
+        attempt = j.attempt + 1,
+        worker_id = $2,
+        started_at = coalesce($4::timestamptz, now()),
+        lease_expires_at = coalesce($4::timestamptz, now()) + $5 * interval '1 microsecond',
+        updated_at = coalesce($4::timestamptz, now())
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.*";
+
+/// The claim from a queue's cursor (`$6` priority, `$7` run_at, `$8` id; see `claim_cursor`):
+/// higher priorities from the head, the cursor's priority after it, then at or before it,
+/// then lower priorities; each part is read only if the ones before it came up short. Each
+/// part is its own index range, so none walks the entries of jobs claimed before the cursor
+/// unless the queue ran short.
+pub(crate) const CLAIM_AFTER: &str = "WITH picked AS (
+        SELECT id FROM (
+            SELECT id FROM (
+                SELECT id FROM errand_jobs
+                WHERE status = 'queued' AND queue = $1 AND priority > $6
+                  AND run_at <= coalesce($4::timestamptz, now())
+                ORDER BY priority DESC, run_at, id
+                LIMIT $3 FOR UPDATE SKIP LOCKED) higher
+            UNION ALL
+            SELECT id FROM (
+                SELECT id FROM errand_jobs
+                WHERE status = 'queued' AND queue = $1 AND priority = $6
+                  AND (run_at, id) > ($7::timestamptz, $8::bigint)
+                  AND run_at <= coalesce($4::timestamptz, now())
+                ORDER BY run_at, id
+                LIMIT $3 FOR UPDATE SKIP LOCKED) after_cursor
+            UNION ALL
+            SELECT id FROM (
+                SELECT id FROM errand_jobs
+                WHERE status = 'queued' AND queue = $1 AND priority = $6
+                  AND (run_at, id) <= ($7::timestamptz, $8::bigint)
+                  AND run_at <= coalesce($4::timestamptz, now())
+                ORDER BY run_at, id
+                LIMIT $3 FOR UPDATE SKIP LOCKED) behind_cursor
+            UNION ALL
+            SELECT id FROM (
+                SELECT id FROM errand_jobs
+                WHERE status = 'queued' AND queue = $1 AND priority < $6
+                  AND run_at <= coalesce($4::timestamptz, now())
+                ORDER BY priority DESC, run_at, id
+                LIMIT $3 FOR UPDATE SKIP LOCKED) lower
+        ) parts
+        WHERE NOT EXISTS (SELECT 1 FROM errand_queues q
+                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+        LIMIT $3
     )
     UPDATE errand_jobs j
     SET status = 'running',
@@ -225,16 +278,26 @@ impl PgStore {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(CLAIM)
-            .bind(&claim.queue)
-            .bind(&claim.worker_id)
-            .bind(limit(claim.limit))
-            .bind(self.now())
-            .bind(micros(claim.lease))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map)?;
-        errand_store::steps::claimed(rows::jobs(&rows)?)
+        let started = std::time::Instant::now();
+        let start = self.cursors.start(&claim.queue, started);
+        let query = match start {
+            Start::Head => sqlx::query(CLAIM),
+            Start::After(_) => sqlx::query(CLAIM_AFTER),
+        }
+        .bind(&claim.queue)
+        .bind(&claim.worker_id)
+        .bind(limit(claim.limit))
+        .bind(self.now())
+        .bind(micros(claim.lease));
+        let query = match start {
+            Start::Head => query,
+            Start::After(p) => query.bind(p.priority).bind(p.run_at).bind(p.id),
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(map)?;
+        let claimed = errand_store::steps::claimed(rows::jobs(&rows)?)?;
+        self.cursors
+            .record(&claim.queue, start, started, Position::last_of(&claimed));
+        Ok(claimed)
     }
 
     pub(crate) async fn complete_many_impl(&self, items: &[JobComplete]) -> StoreResult<Vec<Ack>> {
@@ -350,6 +413,10 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
+        if !rows.is_empty() {
+            // Released jobs keep their place in the claim order, behind the cursors.
+            self.cursors.forget_all();
+        }
         Ok(acks(fences.iter(), &written(&rows)?))
     }
 
@@ -387,6 +454,10 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
+        if items.iter().any(|i| i.action == RescueAction::Requeue) && !rows.is_empty() {
+            // Requeued jobs keep their place in the claim order, behind the cursors.
+            self.cursors.forget_all();
+        }
         Ok(acks(items.iter().map(|i| &i.fence), &written(&rows)?))
     }
 }
