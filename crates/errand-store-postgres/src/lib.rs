@@ -54,6 +54,8 @@ mod worker_path;
 mod workers;
 
 #[cfg(test)]
+mod claim_cursor_tests;
+#[cfg(test)]
 mod sql_enqueue_tests;
 #[cfg(test)]
 mod tests;
