@@ -177,6 +177,13 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// What the handler last reported about how far it has come ([`crate::Progress`]):
+    /// cleared when an attempt starts, kept after the job finishes.
+    #[serde(default)]
+    pub progress: Option<serde_json::Value>,
+    /// When `progress` was written.
+    #[serde(default)]
+    pub progress_at: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -302,6 +309,8 @@ mod tests {
             started_at: None,
             finished_at: None,
             updated_at: now,
+            progress: None,
+            progress_at: None,
         }
     }
 }

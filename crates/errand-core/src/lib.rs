@@ -12,6 +12,7 @@ pub mod duration;
 pub mod event;
 pub mod job;
 pub mod outcome;
+pub mod progress;
 pub mod recorded;
 pub mod redact;
 pub mod schema;
@@ -32,6 +33,7 @@ pub use outcome::{
     decide_after_error, decide_cancel, decide_failure, decide_rescue, may_retry, rescue_message,
     AfterError, CancelAction, FailAction, HandlerError, RescueAction,
 };
+pub use progress::{Progress, ProgressError, MAX_PROGRESS_BYTES};
 pub use settings::{TaskCatalog, TaskSettings};
 pub use task::Task;
 pub use validate::{

@@ -11,7 +11,7 @@ use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
 /// Every migration this build knows, in version order. PostgreSQL has no 9 (SQLite's
 /// counting change); 6 is reserved for the HTTP API. 10 installs `errand_enqueue()`, the
-/// insert any SQL client runs in its own transaction (see its file).
+/// insert any SQL client runs in its own transaction (see its file). 11 adds a job's progress.
 pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0001_jobs",
     "0002_workers",
@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0007_queue_counts",
     "0008_lean_indexes",
     "0010_sql_enqueue",
+    "0011_progress",
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (\

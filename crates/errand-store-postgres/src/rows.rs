@@ -48,6 +48,8 @@ pub(crate) fn job(row: &PgRow) -> StoreResult<Job> {
         started_at: col(row, "started_at")?,
         finished_at: col(row, "finished_at")?,
         updated_at: col(row, "updated_at")?,
+        progress: col(row, "progress")?,
+        progress_at: col(row, "progress_at")?,
     })
 }
 

@@ -8,7 +8,7 @@ use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, Run
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
-    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    JobFinishedStats, JobHeartbeat, JobList, JobProgress, JobPage, JobPurge, JobRescue, JobThroughput,
     JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
     Store, StoreError, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
@@ -78,6 +78,10 @@ impl Store for PgStore {
 
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
         self.heartbeat_many_impl(beat).await
+    }
+
+    async fn job_progress(&self, progress: &JobProgress) -> StoreResult<Ack> {
+        self.progress_impl(progress).await
     }
 
     async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {

@@ -1,5 +1,5 @@
-//! The worker path: claim, complete, fail, heartbeat, cancel-ack, release, and the rescuer's
-//! reads and writes. Every acknowledgement is fenced by job id, attempt, worker id and
+//! The worker path: claim, complete, fail, heartbeat, progress, cancel-ack, release, and the
+//! rescuer's reads and writes. Every acknowledgement is fenced by job id, attempt, worker id and
 //! `status = 'running'`; batches are one statement over `unnest` arrays, and the event rows
 //! are written by a data-modifying CTE of the same statement. Release and rescue-requeue
 //! also send wake-up hints from that statement (see `notify`).
@@ -19,8 +19,8 @@ use crate::sql::{limit, micros, rfc3339};
 use crate::PgStore;
 use errand_core::{ClaimedJob, FailAction, Fence, Job, JobId, RescueAction};
 use errand_store::{
-    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
-    StoreResult,
+    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobProgress, JobRescue, LeaseState,
+    StoreError, StoreResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -45,6 +45,7 @@ pub(crate) const CLAIM: &str = "WITH picked AS (
         worker_id = $2,
         started_at = coalesce($4::timestamptz, now()),
         lease_expires_at = coalesce($4::timestamptz, now()) + $5 * interval '1 microsecond',
+        progress = NULL, progress_at = NULL,
         updated_at = coalesce($4::timestamptz, now())
     FROM picked
     WHERE j.id = picked.id
@@ -150,6 +151,13 @@ pub(crate) const HEARTBEAT: &str = "UPDATE errand_jobs j
     WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
       AND j.status = (SELECT 'running')
     RETURNING u.id, u.attempt, u.worker_id, j.cancel_requested_at IS NOT NULL AS cancel_requested";
+
+/// `$4`: the progress as compact JSON text, `$5`: now.
+pub(crate) const PROGRESS: &str = "UPDATE errand_jobs
+    SET progress = $4::jsonb,
+        progress_at = coalesce($5::timestamptz, now()),
+        updated_at = coalesce($5::timestamptz, now())
+    WHERE id = $1 AND attempt = $2 AND worker_id = $3 AND status = (SELECT 'running')";
 
 const CANCEL_ACK: &str = "WITH upd AS (
         UPDATE errand_jobs
@@ -378,6 +386,23 @@ impl PgStore {
                 }
             })
             .collect())
+    }
+
+    pub(crate) async fn progress_impl(&self, p: &JobProgress) -> StoreResult<Ack> {
+        let done = sqlx::query(PROGRESS)
+            .bind(p.fence.job_id)
+            .bind(p.fence.attempt)
+            .bind(&p.fence.worker_id)
+            .bind(p.progress.json())
+            .bind(self.now())
+            .execute(&self.pool)
+            .await
+            .map_err(map)?;
+        Ok(if done.rows_affected() == 1 {
+            Ack::Done
+        } else {
+            Ack::Stale
+        })
     }
 
     pub(crate) async fn cancel_ack_impl(

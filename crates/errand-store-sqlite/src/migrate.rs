@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// Every migration this build knows, in version order. SQLite has no 3 (a PostgreSQL index
 /// fix); 6 is reserved for the HTTP API. 10 is the `errand_enqueue` view an application's own
-/// connection inserts into (see its file).
+/// connection inserts into (see its file). 11 adds a job's progress.
 pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0001_jobs",
     "0002_workers",
@@ -20,6 +20,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0008_lean_indexes",
     "0009_hot_counts",
     "0010_sql_enqueue",
+    "0011_progress",
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (

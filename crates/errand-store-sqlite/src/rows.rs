@@ -13,7 +13,8 @@ macro_rules! job_columns {
     () => {
         "id, queue, kind, args, status, priority, run_at, attempt, max_attempts, unique_key, \
          reference_type, reference_id, result, last_error, timeout_ms, worker_id, \
-         lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, updated_at"
+         lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, updated_at, \
+         progress, progress_at"
     };
 }
 pub(crate) use job_columns;
@@ -129,6 +130,8 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         started_at: opt_time(row, 19)?,
         finished_at: opt_time(row, 20)?,
         updated_at: time(row, 21)?,
+        progress: opt_json(row, 22)?,
+        progress_at: opt_time(row, 23)?,
     })
 }
 

@@ -9,7 +9,7 @@ use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete,
-    JobFail, JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
+    JobFail, JobFinishedStats, JobHeartbeat, JobList, JobProgress, JobPage, JobPurge, JobRescue, JobThroughput,
     JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
     Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
@@ -91,6 +91,12 @@ impl Store for SqliteStore {
         }
         let beat = beat.clone();
         self.write(move |tx, now| worker_path::heartbeat_many(tx, now, &beat))
+            .await
+    }
+
+    async fn job_progress(&self, progress: &JobProgress) -> StoreResult<Ack> {
+        let progress = progress.clone();
+        self.write(move |tx, now| worker_path::progress(tx, now, &progress))
             .await
     }
 

@@ -1,5 +1,5 @@
 //! The worker path: claim, and the fenced acknowledgements (complete, fail, heartbeat,
-//! cancel ack, release, rescue). Each function runs inside the caller's IMMEDIATE
+//! progress, cancel ack, release, rescue). Each function runs inside the caller's IMMEDIATE
 //! transaction and is given the operation's "now" in microseconds.
 
 use crate::error::OpError;
@@ -7,7 +7,8 @@ use crate::notify::ReadyQueues;
 use crate::rows::{add_duration, job_columns, job_from_row, json_text};
 use errand_core::{ClaimedJob, EventKind, FailAction, Fence, Job, RescueAction};
 use errand_store::{
-    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobRescue, LeaseState, StoreError,
+    Ack, JobClaim, JobComplete, JobFail, JobHeartbeat, JobProgress, JobRescue, LeaseState,
+    StoreError,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
@@ -64,7 +65,7 @@ pub(crate) fn insert_event(
 /// `OR ROLLBACK` for the reason given at [`COMPLETE_SQL`].
 pub(crate) const CLAIM_SQL: &str = concat!(
     "UPDATE OR ROLLBACK errand_jobs SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
-     started_at = ?2, lease_expires_at = ?3, updated_at = ?2 \
+     started_at = ?2, lease_expires_at = ?3, progress = NULL, progress_at = NULL, updated_at = ?2 \
      WHERE id IN (SELECT id FROM errand_jobs INDEXED BY errand_jobs_claim \
          WHERE status = 'queued' AND queue = ?4 AND run_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM errand_queues WHERE name = ?4 AND paused_at IS NOT NULL) \
@@ -281,6 +282,18 @@ pub(crate) fn heartbeat_many(
         });
     }
     Ok(out)
+}
+
+/// [`errand_store::Store::job_progress`].
+pub(crate) fn progress(tx: &Transaction<'_>, now: i64, p: &JobProgress) -> Result<Ack, OpError> {
+    let f = &p.fence;
+    let n = tx
+        .prepare_cached(
+            "UPDATE errand_jobs SET progress = ?4, progress_at = ?5, updated_at = ?5 \
+             WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running'",
+        )?
+        .execute(params![f.job_id, f.attempt, f.worker_id, p.progress.json(), now])?;
+    Ok(ack(n == 1))
 }
 
 /// [`errand_store::Store::job_cancel_ack`].

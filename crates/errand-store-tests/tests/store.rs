@@ -25,6 +25,10 @@ errand_store_tests::store_suite!(
     job_rescue_leaves_a_job_whose_lease_was_renewed,
     job_stale_worker_cannot_record_after_rescue,
     job_release_hands_back_without_spending_the_attempt,
+    job_progress_is_written_while_the_lease_is_held_and_kept_after_success,
+    job_progress_is_stale_once_the_job_was_rescued_or_ended,
+    job_progress_is_cleared_when_the_next_attempt_is_claimed,
+    job_progress_refuses_values_beyond_the_limit,
     job_cancel_queued_running_finished_and_missing,
     job_retry_gives_failed_and_cancelled_jobs_a_fresh_budget,
     job_retry_failed_in_batches_filtered_by_queue,
@@ -51,6 +55,7 @@ fn every_case_is_listed() {
     let areas = [
         include_str!("../src/cases/enqueue.rs"),
         include_str!("../src/cases/worker_path.rs"),
+        include_str!("../src/cases/progress.rs"),
         include_str!("../src/cases/rescue.rs"),
         include_str!("../src/cases/operator.rs"),
         include_str!("../src/cases/reads.rs"),

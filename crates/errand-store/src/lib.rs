@@ -126,6 +126,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// is still held (fence matched) and whether someone asked the job to stop.
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>>;
 
+    /// Writes a running job's progress report: `progress` and `progress_at = now`, only
+    /// under its fence (as a heartbeat is). [`Ack::Stale`] when the fence no longer holds
+    /// (the job was rescued, released, cancelled or finished, or another attempt runs):
+    /// nothing written. A claim clears both columns; a finished job keeps the last value.
+    async fn job_progress(&self, progress: &JobProgress) -> StoreResult<Ack>;
+
     /// A running job that was asked to stop (or whose handler gave up on cancellation) ends
     /// `cancelled`: `finished_at = now`, lease cleared, a `cancelled` event. Fenced.
     async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job>;

@@ -1,7 +1,9 @@
 //! Parameter and result types of the [`crate::Store`] operations, one per operation.
 
 use chrono::{DateTime, Utc};
-use errand_core::{DerivedState, FailAction, Fence, Job, JobId, JobStatus, RescueAction};
+use errand_core::{
+    DerivedState, FailAction, Fence, Job, JobId, JobStatus, Progress, RescueAction,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -55,6 +57,15 @@ pub struct JobHeartbeat {
     pub lease: Duration,
     /// The fence of each running job the worker holds, as its claim gave it.
     pub fences: Vec<Fence>,
+}
+
+/// Parameters of [`crate::Store::job_progress`]: a running job's progress report, under the
+/// fence of the worker holding it.
+#[derive(Debug, Clone)]
+pub struct JobProgress {
+    pub fence: Fence,
+    /// Checked by `errand_core::Progress::new` (size, storability).
+    pub progress: Progress,
 }
 
 /// What a heartbeat learned about one job, named by the fence it was sent with.

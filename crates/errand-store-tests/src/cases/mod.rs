@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod enqueue;
 mod operator;
+mod progress;
 mod reads;
 mod rescue;
 mod stats;
@@ -19,6 +20,7 @@ mod workers;
 
 pub use enqueue::*;
 pub use operator::*;
+pub use progress::*;
 pub use reads::*;
 pub use rescue::*;
 pub use stats::*;
