@@ -71,7 +71,10 @@ rescuer and may run again elsewhere. The heartbeat answers each job's state: `he
 (drop it and report nothing: a report would get 409 `stale`), or `cancel_requested` (someone \
 asked it to stop). To acknowledge a cancel request, stop the work and report \
 `POST /v1/worker/jobs/{id}/fail` with the job's fence: a failure reported for a job with a \
-cancel request ends it `cancelled`, not retried. Every report carries the fence it was \
+cancel request ends it `cancelled`, not retried. While it runs, a job may report how far it has \
+come (`POST /v1/worker/jobs/{id}/progress`, any JSON value up to 8 KiB, by convention \
+`{\"done\": 40, \"total\": 100, \"message\": \"...\"}`), shown on the job as `progress` and \
+`progress_at`; report at most about once a second. Every report carries the fence it was \
 claimed with (`worker_id`, `attempt`).";
 
 /// The whole document.
@@ -472,6 +475,7 @@ mod tests {
                 "EnqueueRequest",
                 "FailRequest",
                 "HeartbeatRequest",
+                "ProgressRequest",
                 "PurgeRequest",
                 "RetryRequest",
                 "ScheduleCreateRequest",
@@ -558,6 +562,8 @@ mod tests {
             reference: None,
             args: json!({}),
             result: None,
+            progress: None,
+            progress_at: None,
             last_error: None,
             timeout_ms: None,
             worker_id: None,

@@ -1,6 +1,6 @@
 //! The remote-worker protocol: a worker in any language claims jobs with a lease (waiting
-//! up to `wait` for one to arrive), heartbeats while it runs them, and completes or fails
-//! each under the fence (job id, attempt, worker id) it was given.
+//! up to `wait` for one to arrive), heartbeats while it runs them, may report their progress,
+//! and completes or fails each under the fence (job id, attempt, worker id) it was given.
 //!
 //! A long-polling claim does not spin: it subscribes to the store's wake-up hints before its
 //! first try, sleeps until a hint for one of its queues (or the poll interval, since hints do
@@ -22,8 +22,12 @@ use errand::worker::record;
 use errand_core::schema::{self, forbid};
 use errand_core::storable::check_text;
 use errand_core::validate::validate_queue_name;
-use errand_core::{AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobArgs, JobId};
-use errand_store::{Ack, JobClaim, JobHeartbeat, StoreError, WorkerQueue, WorkerRegistration};
+use errand_core::{
+    AfterError, ClaimedJob, FailAction, Fence, HandlerError, Job, JobArgs, JobId, Progress,
+};
+use errand_store::{
+    Ack, JobClaim, JobHeartbeat, JobProgress, StoreError, WorkerQueue, WorkerRegistration,
+};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -497,6 +501,50 @@ pub async fn complete(
             Ok(Json(json!({ "ok": true })))
         }
         Ack::Stale => Err(stale(id, req.attempt, &req.worker_id)),
+    }
+}
+
+/// `POST /v1/worker/jobs/{id}/progress`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    #[schemars(schema_with = "worker_id")]
+    worker_id: String,
+    /// The attempt the job was claimed with.
+    #[schemars(schema_with = "schema::int32")]
+    attempt: i32,
+    /// How far the job has come: any JSON value of at most 8 KiB as compact JSON, by
+    /// convention `{"done": 40, "total": 100, "message": "..."}`; replaces the last one.
+    #[schemars(schema_with = "any_or_null")]
+    progress: Value,
+}
+
+/// Writes a held job's progress under its fence, as the in-process pool's
+/// `JobContext::progress` does: refused whole (400) when the value is beyond the limit, 409
+/// when the caller no longer holds the job, 404 when there is no such job.
+pub async fn progress(
+    State(s): State<AppState>,
+    IdParam(id): IdParam,
+    Body(req): Body<ProgressRequest>,
+) -> JsonResult {
+    check_worker_id(&req.worker_id)?;
+    let progress =
+        Progress::new(req.progress).map_err(|e| ApiError::invalid("progress", e.to_string()))?;
+    let write = JobProgress {
+        fence: Fence {
+            job_id: id,
+            attempt: req.attempt,
+            worker_id: req.worker_id.clone(),
+        },
+        progress,
+    };
+    match s.client.progress(&write).await? {
+        Ack::Done => Ok(Json(json!({ "ok": true }))),
+        // Only a refused write pays for telling a missing job from a lost lease.
+        Ack::Stale => {
+            reported_job(&s, id).await?;
+            Err(stale(id, req.attempt, &req.worker_id))
+        }
     }
 }
 

@@ -286,6 +286,9 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/v1/worker/jobs/{id}/complete", Worker, "worker_complete", "Record a success (409 when the caller no longer holds the lease)", remote::complete)
             .ok(200, "Ok")
             .errors(&[400, 404, 409, 413, 415]),
+        Route::new(Post, "/v1/worker/jobs/{id}/progress", Worker, "worker_progress", "Report how far a held job has come: replaces its `progress` (409 when the caller no longer holds the lease)", remote::progress)
+            .ok(200, "Ok")
+            .errors(&[400, 404, 409, 413, 415]),
         Route::new(Post, "/v1/worker/jobs/{id}/fail", Worker, "worker_fail", "Record a failed attempt: retried with backoff, after `retry_after`, or failed for good (409 when the caller no longer holds the lease)", remote::fail)
             .ok(200, "JobEnvelope")
             .errors(&[400, 404, 409, 413, 415]),

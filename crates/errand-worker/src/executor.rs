@@ -19,6 +19,7 @@
 //! | shutdown after the grace | handed back by shutdown with `job_release_many` |
 //!
 //! Every record is fenced by (job id, attempt, worker id); a stale one is logged and dropped.
+//! The handler's last progress report is written before its outcome (`progress`).
 //!
 //! A held job starts only while its lease is known to be held for a while yet: checked when
 //! the supervisor starts, and again as the first step of the handler's own task, so that a
@@ -31,6 +32,7 @@ use crate::event::{JobOutcome, WorkerEvent};
 use crate::handler::{HandlerOutput, JobContext};
 use crate::pool::Shared;
 use crate::producer::Slot;
+use crate::progress::ProgressWriter;
 use crate::record;
 use crate::retry::persist;
 use crate::signal::{JobStop, StopReason};
@@ -145,7 +147,11 @@ async fn supervise(shared: Arc<Shared>, claimed: ClaimedJob, stop: JobStop, perm
                 kind: job.kind.clone(),
                 attempt: job.attempt,
             });
-            run_handler(&shared, &job, &fence, &stop).await
+            let progress = ProgressWriter::new(shared.store.clone(), fence.clone());
+            let ending = run_handler(&shared, &job, &fence, &stop, &progress).await;
+            // The last progress report is written before the outcome.
+            progress.finish().await;
+            ending
         }
     };
     shared.running.handler_done(&fence);
@@ -183,6 +189,7 @@ async fn run_handler(
     job: &Arc<Job>,
     fence: &Fence,
     stop: &JobStop,
+    progress: &Arc<ProgressWriter>,
 ) -> Ending {
     let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
         // An ordinary error, retried per budget: another deployment may know the kind.
@@ -194,7 +201,13 @@ async fn run_handler(
         }));
     };
     let timeout = effective_timeout(job.timeout_ms, shared.options(&job.kind).timeout);
-    let ctx = JobContext::new(job.clone(), stop.clone(), shared.worker_id.clone(), timeout);
+    let ctx = JobContext::new(
+        job.clone(),
+        stop.clone(),
+        shared.worker_id.clone(),
+        timeout,
+        progress.clone(),
+    );
     let handler = handler(ctx);
     let (held, fence, first_stop) = (shared.clone(), fence.clone(), stop.clone());
     let margin = start_margin(shared.config.lease);

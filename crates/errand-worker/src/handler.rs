@@ -1,8 +1,9 @@
 //! Handlers: what a job's code sees ([`JobContext`]) and how typed and untyped handler
 //! functions are erased into one shape the executor can run.
 
+use crate::progress::ProgressWriter;
 use crate::signal::{JobStop, StopReason};
-use errand_core::{HandlerError, Job, JobArgs, JobId, Task};
+use errand_core::{HandlerError, Job, JobArgs, JobId, ProgressError, Task};
 use serde::Serialize;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,8 @@ use std::time::Duration;
 /// aborted (dropped at its next `.await`). Code that blocks the thread cannot be aborted: a
 /// handler stuck in a blocking call keeps its slot, and its lease, until the call returns.
 /// Leases are extended by the pool while the handler runs; a handler need not heartbeat.
+/// It may report how far it has come with [`JobContext::progress`], which operators see on
+/// the job.
 ///
 /// Cheap to clone (an `Arc` inside), so it can be moved into tasks the handler spawns.
 #[derive(Clone)]
@@ -26,6 +29,7 @@ pub struct JobContext {
     stop: JobStop,
     worker_id: Arc<str>,
     timeout: Option<Duration>,
+    progress: Arc<ProgressWriter>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -48,12 +52,14 @@ impl JobContext {
         stop: JobStop,
         worker_id: Arc<str>,
         timeout: Option<Duration>,
+        progress: Arc<ProgressWriter>,
     ) -> Self {
         JobContext {
             job,
             stop,
             worker_id,
             timeout,
+            progress,
         }
     }
 
@@ -117,6 +123,21 @@ impl JobContext {
     /// `tokio::select!` beside the work.
     pub async fn cancelled(&self) -> StopReason {
         self.stop.stopped().await
+    }
+
+    /// Reports how far the job has come: any value that serialises to JSON, by convention
+    /// `{"done": 40, "total": 100, "message": "..."}`, shown on the job as `progress` (with
+    /// `progress_at`) until the next attempt starts, and kept after the job finishes. It may
+    /// hold secrets as args do: readers without the right to see them get it redacted.
+    ///
+    /// Never waits for the store, so it can be called in a tight loop and from any thread:
+    /// at most one write per job is in flight, a report made meanwhile replaces the pending
+    /// one, and the last report is written before the job's outcome is recorded. A report
+    /// after the worker lost the job is dropped. An error only for a value that cannot be
+    /// reported: one that does not serialise, or over 8 KiB as compact JSON
+    /// ([`errand_core::MAX_PROGRESS_BYTES`]).
+    pub fn progress<T: Serialize>(&self, value: T) -> Result<(), ProgressError> {
+        self.progress.report(&value)
     }
 }
 

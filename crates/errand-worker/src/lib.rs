@@ -45,6 +45,7 @@
 //! | --- | --- |
 //! | `producer` | one claim loop per queue, bounded by the queue's concurrency; claims ahead of free slots about one round trip's worth of work when handlers are short; woken by store hints and a poll interval |
 //! | `executor` | runs one job in its own task: timeout, stop signal, panic capture; records the outcome |
+//! | `progress` | a job's progress reports ([`JobContext::progress`]): at most one write in flight, the newest value pending, the last one written before the outcome |
 //! | `completer` | writes successes in batches with one `job_complete_many` |
 //! | `heartbeat` | extends the leases of every held job (lease/3), learns of cancels and lost leases; refreshes the worker row |
 //! | `rescuer` | requeues (or fails, or cancels) jobs whose lease expired; prunes dead workers' rows (the [`maintenance`] chores, for a pool on its own) |
@@ -79,6 +80,7 @@ mod heartbeat;
 pub mod maintenance;
 mod pool;
 mod producer;
+mod progress;
 pub mod record;
 mod rescuer;
 mod retry;

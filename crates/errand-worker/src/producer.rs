@@ -383,6 +383,8 @@ mod tests {
                     started_at: Some(at),
                     finished_at: None,
                     updated_at: at,
+                    progress: None,
+                    progress_at: None,
                 })
                 .unwrap(),
             )

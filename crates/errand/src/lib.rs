@@ -60,12 +60,13 @@ pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobArgs, JobId, JobStatus,
-    Limits, NewJob, Rejection, Task, TaskCatalog, TaskSettings, ValidationError,
+    Limits, NewJob, Progress, ProgressError, Rejection, Task, TaskCatalog, TaskSettings,
+    ValidationError, MAX_PROGRESS_BYTES,
 };
 pub use errand_store::{
-    Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, MigrationStatus, QueueInfo,
-    QueueStats, RetryOutcome, StateFilter, Store, StoreError, ThroughputBucket, WorkerQueue,
-    WorkerRecord,
+    Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, JobProgress,
+    MigrationStatus, QueueInfo, QueueStats, RetryOutcome, StateFilter, Store, StoreError,
+    ThroughputBucket, WorkerQueue, WorkerRecord,
 };
 
 /// The in-process worker pool: handlers, per-queue concurrency, leases, graceful shutdown.

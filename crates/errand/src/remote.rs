@@ -1,7 +1,7 @@
 //! What the HTTP API's remote-worker protocol and health endpoints need from the store,
 //! through the client: the write problem, backup, maintenance, the stored schedules with the
-//! store's now, the worker registry, wake-up hints, claims and lease heartbeats of remote
-//! workers, and the one outcome recorder (`errand_worker::record`) the in-process pool uses
+//! store's now, the worker registry, wake-up hints, claims, lease heartbeats and progress
+//! reports of remote workers, and the one outcome recorder (`errand_worker::record`) the in-process pool uses
 //! too. With these, no crate outside the library calls the store itself.
 
 use crate::client::Client;
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use errand_core::{Backoff, Fence};
 use errand_core::{ClaimedJob, HandlerError, Job};
 use errand_store::{
-    Ack, BackupReport, JobClaim, JobHeartbeat, JobsReady, LeaseState, ScheduleRecord,
+    Ack, BackupReport, JobClaim, JobHeartbeat, JobProgress, JobsReady, LeaseState, ScheduleRecord,
     WorkerRegistration,
 };
 use errand_worker::maintenance::{self, MaintenanceHandle, MaintenanceOptions};
@@ -85,6 +85,13 @@ impl Client {
     /// whether the job is still held and whether someone asked it to stop.
     pub async fn heartbeat(&self, beat: &JobHeartbeat) -> Result<Vec<LeaseState>, Error> {
         Ok(self.store().job_heartbeat_many(beat).await?)
+    }
+
+    /// Writes a held job's progress report under its fence: [`Ack::Stale`] if the worker no
+    /// longer holds the job (nothing written). The value was checked when the
+    /// [`errand_core::Progress`] was made.
+    pub async fn progress(&self, progress: &JobProgress) -> Result<Ack, Error> {
+        Ok(self.store().job_progress(progress).await?)
     }
 
     /// Records a success under its fence (what the pool's completer does for one job):

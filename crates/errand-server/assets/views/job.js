@@ -1,5 +1,6 @@
-// One job: its fields, arguments (secrets redacted), result, the timeline of what happened
-// to it (its own timestamps plus its events) and every error in full; retry and cancel.
+// One job: its fields, the progress its handler last reported, arguments (secrets redacted),
+// result, the timeline of what happened to it (its own timestamps plus its events) and every
+// error in full; retry and cancel.
 
 import { api } from "../api.js";
 import { h, fill, time, duration, jsonBlock, errorBox, empty, confirmAction, act, stateBadge, absTime } from "../ui.js";
@@ -35,6 +36,7 @@ export async function mount(root, ctx) {
       h("div", { class: "cards-row" },
         h("section", { class: "card" }, h("h2", {}, "Fields"), fields(j)),
         h("section", { class: "card wide" }, h("h2", {}, "Timeline"), timeline(j, events))),
+      j.progress_at ? progressCard(j) : null,
       j.last_error ? h("section", { class: "card", id: "last-error" }, h("h2", {}, "Last error"), h("pre", { class: "error-text-block" }, j.last_error)) : null,
       h("div", { class: "cards-row" },
         h("section", { class: "card half" }, h("h2", {}, "Arguments"), jsonBlock(j.args),
@@ -88,6 +90,27 @@ function fields(j) {
     row("reference", j.reference ? h("a", { class: "mono", href: `#/jobs?reference=${encodeURIComponent(`${j.reference.type}:${j.reference.id}`)}` },
       `${j.reference.type}:${j.reference.id}`) : h("span", { class: "muted" }, "—")),
     row("updated", time(j.updated_at))));
+}
+
+/** The handler's last progress report: a bar when it follows the `{done, total, message}`
+ * convention, and the value as reported (redacted as the result is). */
+function progressCard(j) {
+  const p = j.progress;
+  const isObj = p !== null && typeof p === "object" && !Array.isArray(p);
+  const done = isObj ? p.done : undefined;
+  const total = isObj ? p.total : undefined;
+  const measured = typeof done === "number" && typeof total === "number" && total > 0;
+  const pct = measured ? Math.max(0, Math.min(100, (100 * done) / total)) : null;
+  const message = isObj && typeof p.message === "string" ? p.message : null;
+  const stale = j.status !== "running" ? " (last report of the latest attempt)" : "";
+  return h("section", { class: "card", id: "job-progress" },
+    h("div", { class: "card-head" }, h("h2", {}, "Progress"), h("span", { class: "muted small" }, "reported ", time(j.progress_at), stale)),
+    measured ? h("div", { class: "progress-line" },
+      h("div", { class: "progress-bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": String(total), "aria-valuenow": String(done) },
+        h("div", { class: "progress-fill", style: { width: `${pct.toFixed(1)}%` } })),
+      h("span", { class: "mono small" }, `${done} of ${total} (${Math.floor(pct)} %)`)) : null,
+    message ? h("p", { class: "progress-message" }, message) : null,
+    jsonBlock(p));
 }
 
 const EVENT_LABEL = {

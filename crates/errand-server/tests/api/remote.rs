@@ -1,5 +1,5 @@
 //! The remote-worker protocol on both backends: claim with a lease, long-poll, heartbeat,
-//! complete, fail (retry-after, permanent, backoff), stale holders refused, cancel.
+//! complete, fail (retry-after, permanent, backoff), stale holders refused, cancel, progress.
 
 use crate::common::start;
 use chrono::{DateTime, Utc};
@@ -14,6 +14,7 @@ errand_store_tests::both_backends!(
     long_poll_claim_wakes_on_enqueue,
     stale_lease_holders_are_refused,
     cancel_reaches_a_remote_worker,
+    progress_is_reported_by_the_holder_and_redacted_for_readers,
 );
 
 async fn claim_heartbeat_and_complete(h: Harness) {
@@ -310,4 +311,112 @@ async fn cancel_reaches_a_remote_worker(h: Harness) {
         .await
         .expect(200);
     assert_eq!(r["job"]["status"], "cancelled");
+}
+
+async fn progress_is_reported_by_the_holder_and_redacted_for_readers(h: Harness) {
+    let api = start(&h, true).await;
+    let worker = api.as_token(Some("tok-worker"));
+    let id = api.enqueue(json!({"kind": "import"})).await;
+    let r = worker
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "py-1", "queues": ["default"]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["jobs"][0]["id"], id);
+    let path = format!("/v1/worker/jobs/{id}/progress");
+    let report = json!({"done": 40, "total": 100, "message": "rows", "db_password": "pw-9"});
+    let ok = worker
+        .post(
+            &path,
+            json!({"worker_id": "py-1", "attempt": 1, "progress": report}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(ok, json!({"ok": true}));
+    assert_eq!(
+        api.client.job(id).await.unwrap().unwrap().progress,
+        Some(report.clone()),
+        "stored as reported"
+    );
+    // Readers see it redacted as a result is; admin sees it whole.
+    let seen = api
+        .as_token(Some("tok-read"))
+        .get(&format!("/v1/jobs/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        seen["job"]["progress"],
+        json!({"done": 40, "total": 100, "message": "rows", "db_password": "[redacted]"})
+    );
+    assert!(seen["job"]["progress_at"].is_string());
+    let seen = api
+        .as_token(Some("tok-admin"))
+        .get(&format!("/v1/jobs/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(seen["job"]["progress"], report);
+
+    // Refused whole: beyond the limit, missing, another holder, no such job.
+    let big = "x".repeat(errand::MAX_PROGRESS_BYTES);
+    let e = worker
+        .post(
+            &path,
+            json!({"worker_id": "py-1", "attempt": 1, "progress": big}),
+        )
+        .await
+        .expect_error(400);
+    assert_eq!(e["field"], "progress");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("the limit is 8192 bytes (8 KiB)"),
+        "{message}"
+    );
+    let e = worker
+        .post(&path, json!({"worker_id": "py-1", "attempt": 1}))
+        .await
+        .expect_error(400);
+    assert!(e["message"].as_str().unwrap().contains("progress"), "{e}");
+    let e = worker
+        .post(
+            &path,
+            json!({"worker_id": "py-2", "attempt": 1, "progress": 1}),
+        )
+        .await
+        .expect_error(409);
+    assert_eq!(e["code"], "stale");
+    worker
+        .post(
+            "/v1/worker/jobs/999999/progress",
+            json!({"worker_id": "py-1", "attempt": 1, "progress": 1}),
+        )
+        .await
+        .expect_error(404);
+    assert_eq!(
+        api.client.job(id).await.unwrap().unwrap().progress,
+        Some(report.clone()),
+        "nothing refused was written"
+    );
+
+    // After the job finished: stale, and the last report stays.
+    worker
+        .post(
+            &format!("/v1/worker/jobs/{id}/complete"),
+            json!({"worker_id": "py-1", "attempt": 1}),
+        )
+        .await
+        .expect(200);
+    let e = worker
+        .post(
+            &path,
+            json!({"worker_id": "py-1", "attempt": 1, "progress": 2}),
+        )
+        .await
+        .expect_error(409);
+    assert_eq!(e["code"], "stale");
+    assert_eq!(
+        api.client.job(id).await.unwrap().unwrap().progress,
+        Some(report)
+    );
 }

@@ -108,6 +108,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/worker/claim"),
     ("post", "/v1/worker/heartbeat"),
     ("post", "/v1/worker/jobs/{id}/complete"),
+    ("post", "/v1/worker/jobs/{id}/progress"),
     ("post", "/v1/worker/jobs/{id}/fail"),
     ("get", "/v1/me"),
     ("get", "/health"),

@@ -50,6 +50,13 @@ pub struct JobView {
     /// What a successful handler returned (redacted as `args` is).
     #[schemars(schema_with = "schema::any_or_null")]
     pub result: Option<Value>,
+    /// What the handler last reported about how far it has come: any JSON value of at most
+    /// 8 KiB, by convention `{"done": 40, "total": 100, "message": "..."}` (redacted as
+    /// `result` is). Cleared when an attempt starts, kept after the job finishes.
+    #[schemars(schema_with = "schema::any_or_null")]
+    pub progress: Option<Value>,
+    /// When `progress` was written.
+    pub progress_at: Option<DateTime<Utc>>,
     /// The latest failure's message; the events hold every one.
     pub last_error: Option<String>,
     /// Execution limit of one attempt in milliseconds: null for the task's default, 0 for none.
@@ -88,6 +95,8 @@ impl JobView {
             },
             args: job.args.to_value(),
             result: job.result.clone(),
+            progress: job.progress.clone(),
+            progress_at: job.progress_at,
             last_error: job.last_error.clone(),
             timeout_ms: job.timeout_ms,
             worker_id: job.worker_id.clone(),
@@ -105,8 +114,9 @@ impl JobView {
 impl Redact for JobView {
     fn redacted(mut self) -> Self {
         redact_value(&mut self.args);
-        if let Some(r) = &mut self.result {
-            redact_value(r);
+        // A progress report is handler output as a result is, redacted the same way.
+        for v in [&mut self.result, &mut self.progress].into_iter().flatten() {
+            redact_value(v);
         }
         self
     }
