@@ -85,6 +85,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_class::<worker::Worker>()?;
     m.add_class::<worker::Done>()?;
+    m.add_class::<worker::Progress>()?;
     m.add_function(wrap_pyfunction!(parse_duration_ms, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::check_schedule, m)?)?;

@@ -1,8 +1,8 @@
 //! `Worker`: an `errand-runtime` runtime (maintenance, the worker pool, the scheduler; no
 //! HTTP API) whose tasks are in-process handlers that call into Python. The Rust pool claims,
 //! leases, heartbeats, fences, retries, rescues and drains; for each job it calls the Python
-//! dispatcher with the job's facts and its args, and waits (without the GIL) for the
-//! dispatcher's [`Done`] to be given the outcome. When the pool asks the job to stop
+//! dispatcher with the job's facts, its args, and the job's [`Progress`] reporter, and waits
+//! (without the GIL) for the dispatcher's [`Done`] to be given the outcome. When the pool asks the job to stop
 //! (cancel, timeout, lost lease, end of the shutdown grace), it calls `cancel(reason)` on
 //! what the dispatcher returned.
 
@@ -62,6 +62,26 @@ impl Done {
     }
 }
 
+/// A running job's progress reports, for its Python `JobContext`: the pool's
+/// `JobContext::progress`, which never waits for the store (the GIL is held only while the
+/// value is checked and handed over).
+#[pyclass(frozen, module = "errand._native")]
+pub struct Progress(JobContext);
+
+#[pymethods]
+impl Progress {
+    /// Reports `value`, the JSON text of any value: `InvalidError` naming the limit when it is
+    /// over 8 KiB as compact JSON, or holds what a store cannot (a NUL character, nesting
+    /// deeper than 100 levels).
+    fn report(&self, value: &str) -> PyResult<()> {
+        let value: Value = serde_json::from_str(value)
+            .map_err(|e| crate::InvalidError::new_err(format!("`progress` is not JSON: {e}")))?;
+        self.0
+            .progress(value)
+            .map_err(|e| crate::InvalidError::new_err(e.to_string()))
+    }
+}
+
 /// The word the Python layer gets for a stop reason.
 fn reason_word(r: StopReason) -> &'static str {
     match r {
@@ -86,19 +106,21 @@ fn job_facts(ctx: &JobContext) -> String {
     .to_string()
 }
 
-/// Runs one job through the Python dispatcher: `dispatcher(facts, args, done)` starts the
-/// handler and returns an object with `cancel(reason)`.
+/// Runs one job through the Python dispatcher: `dispatcher(facts, args, done, progress)`
+/// starts the handler and returns an object with `cancel(reason)`.
 async fn run_in_python(dispatcher: Arc<Py<PyAny>>, ctx: JobContext, args: JobArgs) -> Outcome {
     let (tx, mut rx) = oneshot::channel();
     let facts = job_facts(&ctx);
     // The args' JSON text as the claim returned it: Python decodes it, once.
     let args = args.get().to_owned();
+    let progress = Progress(ctx.clone());
     // Taking the GIL can wait as long as a handler holds it: on a blocking thread, never on
     // the runtime's workers, whose heartbeats and lease watchdog must keep running.
     let running = tokio::task::spawn_blocking(move || {
         Python::attach(|py| {
             let done = Py::new(py, Done(Mutex::new(Some(tx))))?;
-            dispatcher.call1(py, (facts, args, done))
+            let progress = Py::new(py, progress)?;
+            dispatcher.call1(py, (facts, args, done, progress))
         })
     })
     .await

@@ -1,13 +1,16 @@
 """Deferring jobs on both backends: the task's settings applied by the engine's catalog, the
-per-job settings of configure(), unique keys under concurrent defers, and arguments refused
-with an error naming them."""
+per-job settings of configure(), unique keys under concurrent defers, arguments refused
+with an error naming them, and the GIL released while a defer waits on the database."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import math
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -181,3 +184,67 @@ def test_the_native_boundary_passes_values_on_for_the_engine_to_refuse(url):
         with pytest.raises(errand.InvalidError, match=rf"`limit` must be between 1 and 500, got {limit}"):
             app.client.list(limit=limit)
     assert app.client.list(limit=500).jobs == []
+
+
+#: Run in another process: takes what an insert into the jobs table needs (PostgreSQL: the
+#: table in EXCLUSIVE mode; SQLite: the file's write lock, for less than the store's 5 s busy
+#: timeout), says so, holds it for HOLD seconds, lets go. Another process, so that letting go
+#: needs nothing of this one: a defer holding the GIL makes the test fail, not hang.
+_LOCKER = """
+import sys, time
+url, hold = sys.argv[1], float(sys.argv[2])
+if url.startswith("postgres"):
+    import psycopg
+    conn = psycopg.connect(url)
+    conn.execute("LOCK TABLE errand_jobs IN EXCLUSIVE MODE")
+else:
+    import sqlite3
+    conn = sqlite3.connect(url, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(hold)
+conn.rollback()
+conn.close()
+"""
+
+HOLD = 2.0
+
+
+def test_defer_releases_the_gil_while_it_waits_on_the_database(url):
+    app = errand.App(url)
+
+    @app.task
+    def ping(n: int) -> None: ...
+
+    ping.defer(n=0)  # the database opened and migrated before the lock
+    locker = subprocess.Popen(
+        [sys.executable, "-c", _LOCKER, url, str(HOLD)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        window: dict = {}
+
+        def defer() -> None:
+            window["start"] = time.monotonic()
+            ping.defer(n=1)  # blocks on the other process's lock
+            window["end"] = time.monotonic()
+
+        blocked = threading.Thread(target=defer)
+        blocked.start()
+        # Pure Python on this thread meanwhile: it runs only while no thread holds the GIL.
+        stamps, n = [], 0
+        while blocked.is_alive():
+            n += 1
+            if n % 1000 == 0:
+                stamps.append(time.monotonic())
+        blocked.join()
+    finally:
+        locker.wait(timeout=30)
+    start, end = window["start"], window["end"]
+    assert end - start >= HOLD / 2, f"the defer did not wait on the lock ({end - start:.2f}s): the test shows nothing"
+    middle = [t for t in stamps if start + 0.25 * (end - start) <= t <= end - 0.25 * (end - start)]
+    assert len(middle) >= 10, (
+        f"this thread ran {len(middle)} times in the middle half of the defer's "
+        f"{end - start:.2f}s wait: the defer held the GIL while it waited"
+    )
+    assert len(app.client.list(kind="ping").jobs) == 2

@@ -1,12 +1,16 @@
-"""What a handler may ask for besides its arguments: the job's facts and the signal that the
-pool wants it to stop. The signal is the Rust pool's (cancel, timeout, lost lease, end of the
-shutdown grace); this object only shows it to Python code."""
+"""What a handler may ask for besides its arguments: the job's facts, the signal that the
+pool wants it to stop, and a way to report progress. The signal is the Rust pool's (cancel,
+timeout, lost lease, end of the shutdown grace); this object only shows it to Python code.
+Progress reports go to the Rust pool's writer, which never makes the handler wait."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from typing import Optional
+from typing import Any, Optional
+
+from ._errors import NotSerializable
 
 __all__ = ["JobContext"]
 
@@ -20,6 +24,8 @@ class JobContext:
     worker's shutdown grace is over). An async handler is also cancelled (``CancelledError``
     at its next ``await``). The pool extends the job's lease while the handler runs: no
     heartbeat call is needed.
+
+    ``progress(value)`` reports how far the job has come (shown on the job as ``progress``).
     """
 
     __slots__ = (
@@ -34,9 +40,15 @@ class JobContext:
         "_reason",
         "_loop",
         "_async_event",
+        "_progress",
     )
 
-    def __init__(self, facts: dict, loop: Optional[asyncio.AbstractEventLoop]) -> None:
+    def __init__(
+        self,
+        facts: dict,
+        loop: Optional[asyncio.AbstractEventLoop],
+        progress: Any,
+    ) -> None:
         self.id: int = facts["id"]
         self.kind: str = facts["kind"]
         self.queue: str = facts["queue"]
@@ -51,6 +63,27 @@ class JobContext:
         self._reason: Optional[str] = None
         self._loop = loop
         self._async_event: Optional[asyncio.Event] = None
+        self._progress = progress
+
+    def progress(self, value: Any) -> None:
+        """Reports how far the job has come: any JSON value, by convention
+        ``{"done": 40, "total": 100, "message": "..."}``. Operators see the last report on the
+        job (``progress``, ``progress_at``) until the next attempt starts, and after the job
+        finishes; values under secret-looking keys are redacted for them as in a result.
+
+        Never waits for the database, from an async or a sync handler: the report is handed
+        to the engine, which writes at most one per job at a time (a newer report replaces
+        one not yet written) and writes the last one before the job's outcome. Raises
+        ``NotSerializable`` for a value that is not JSON and ``InvalidError`` for one over
+        8 KiB as compact JSON. After the worker lost the job, reports are dropped.
+        """
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise NotSerializable(
+                f"`progress` is not JSON ({type(value).__name__}): {e}"
+            ) from None
+        self._progress.report(text)
 
     @property
     def is_last_attempt(self) -> bool:

@@ -22,12 +22,15 @@ class Done:
     def permanent(self, message: str) -> None: ...
     def retry_after(self, message: str, seconds: float) -> None: ...
 
+class Progress:
+    def report(self, value: str) -> None: ...
+
 class Worker:
     @staticmethod
     def start(
         client: Client,
         config: str,
-        dispatcher: Callable[[str, str, Done], Any],
+        dispatcher: Callable[[str, str, Done, Progress], Any],
         callback: _Callback,
     ) -> None: ...
     def stop(self, callback: _Callback) -> None: ...

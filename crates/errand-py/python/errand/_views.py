@@ -96,6 +96,9 @@ class Job:
     reference: Optional[Reference]
     args: Dict[str, Any]
     result: Any
+    #: What the handler last reported (``ctx.progress``), or None; kept after the job ends.
+    progress: Any
+    progress_at: Optional[datetime.datetime]
     last_error: Optional[str]
     timeout_ms: Optional[int]
     worker_id: Optional[str]

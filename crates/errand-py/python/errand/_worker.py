@@ -118,13 +118,13 @@ class _Dispatcher:
         self.loop = loop
         self.pool = pool
 
-    def __call__(self, facts: str, args: str, done: Any) -> _Run:
+    def __call__(self, facts: str, args: str, done: Any, progress: Any) -> _Run:
         info = json.loads(facts)
         task = self.app.tasks.get(info["kind"])
         if task is None:  # the engine registers only the app's tasks; kept for clarity
             done.permanent(f"no Python handler for {info['kind']}")
             raise LookupError(info["kind"])
-        ctx = JobContext(info, self.loop)
+        ctx = JobContext(info, self.loop, progress)
         run = _Run(task, ctx, json.loads(args), done, self.loop)
         if task.is_async:
             self.loop.call_soon_threadsafe(run.start_async)
