@@ -8,9 +8,9 @@ use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
-    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobPurge, JobRescue, JobThroughput,
-    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
-    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
+    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobProgress, JobPurge, JobRescue,
+    JobThroughput, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
+    RetryOutcome, Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -105,6 +105,9 @@ impl Store for Counting {
     async fn job_heartbeat_many(&self, beat: &JobHeartbeat) -> StoreResult<Vec<LeaseState>> {
         self.counts.heartbeats.fetch_add(1, Relaxed);
         self.inner.job_heartbeat_many(beat).await
+    }
+    async fn job_progress(&self, progress: &JobProgress) -> StoreResult<Ack> {
+        self.inner.job_progress(progress).await
     }
     async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {
         self.inner.job_cancel_ack(fence, message).await

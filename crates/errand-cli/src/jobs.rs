@@ -215,6 +215,16 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
     if let Some(r) = &job.result {
         fields.push(("result", Cell::text(r.to_string())));
     }
+    // The handler's own words, which may hold secrets as its args may.
+    if let Some(p) = &job.progress {
+        fields.push((
+            "progress",
+            Cell::text(errand_core::redact::redact(p).to_string()),
+        ));
+    }
+    if let Some(at) = job.progress_at {
+        fields.push(("progress at", Cell::time(now, at)));
+    }
     out.fields(&fields);
 
     out.line("");

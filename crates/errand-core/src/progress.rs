@@ -129,7 +129,11 @@ mod tests {
         let mut by_pair = std::collections::HashMap::new();
         by_pair.insert((1, 2), "a");
         let e = Progress::of(&by_pair).unwrap_err();
-        assert!(e.problem.starts_with("could not be serialised to JSON: "), "{}", e.problem);
+        assert!(
+            e.problem.starts_with("could not be serialised to JSON: "),
+            "{}",
+            e.problem
+        );
     }
 
     #[test]

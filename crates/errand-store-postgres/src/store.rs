@@ -8,9 +8,10 @@ use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, Run
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
-    JobFinishedStats, JobHeartbeat, JobList, JobProgress, JobPage, JobPurge, JobRescue, JobThroughput,
-    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
-    Store, StoreError, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
+    JobFinishedStats, JobHeartbeat, JobList, JobPage, JobProgress, JobPurge, JobRescue,
+    JobThroughput, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
+    RetryOutcome, Store, StoreError, StoreResult, ThroughputBucket, WorkerRecord,
+    WorkerRegistration,
 };
 use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,

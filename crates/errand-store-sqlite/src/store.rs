@@ -9,9 +9,9 @@ use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, BackupReport, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete,
-    JobFail, JobFinishedStats, JobHeartbeat, JobList, JobProgress, JobPage, JobPurge, JobRescue, JobThroughput,
-    JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed, RetryOutcome,
-    Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
+    JobFail, JobFinishedStats, JobHeartbeat, JobList, JobPage, JobProgress, JobPurge, JobRescue,
+    JobThroughput, JobsReady, LeaseState, MigrationStatus, QueueInfo, QueueStats, RetryFailed,
+    RetryOutcome, Store, StoreResult, ThroughputBucket, WorkerRecord, WorkerRegistration,
 };
 use errand_store::{
     DueSchedules, FireOutcome, FireRecord, ScheduleFire, ScheduleFireList, ScheduleRecord,

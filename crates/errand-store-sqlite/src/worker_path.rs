@@ -292,7 +292,13 @@ pub(crate) fn progress(tx: &Transaction<'_>, now: i64, p: &JobProgress) -> Resul
             "UPDATE errand_jobs SET progress = ?4, progress_at = ?5, updated_at = ?5 \
              WHERE id = ?1 AND attempt = ?2 AND worker_id = ?3 AND status = 'running'",
         )?
-        .execute(params![f.job_id, f.attempt, f.worker_id, p.progress.json(), now])?;
+        .execute(params![
+            f.job_id,
+            f.attempt,
+            f.worker_id,
+            p.progress.json(),
+            now
+        ])?;
     Ok(ack(n == 1))
 }
 

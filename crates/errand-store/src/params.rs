@@ -1,9 +1,7 @@
 //! Parameter and result types of the [`crate::Store`] operations, one per operation.
 
 use chrono::{DateTime, Utc};
-use errand_core::{
-    DerivedState, FailAction, Fence, Job, JobId, JobStatus, Progress, RescueAction,
-};
+use errand_core::{DerivedState, FailAction, Fence, Job, JobId, JobStatus, Progress, RescueAction};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

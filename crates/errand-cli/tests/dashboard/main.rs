@@ -20,7 +20,7 @@ mod webdriver;
 use common::{e2e, Env, Proc};
 use errand::{Client, JobId, JobStatus};
 use errand_core::FailAction;
-use errand_store::{JobClaim, JobComplete, JobFail, WorkerQueue, WorkerRegistration};
+use errand_store::{JobClaim, JobComplete, JobFail, JobProgress, WorkerQueue, WorkerRegistration};
 use serde_json::json;
 use std::time::Duration;
 use webdriver::Browser;
@@ -31,8 +31,8 @@ struct Seeded {
     queued: Vec<JobId>,
 }
 
-/// Jobs in every state over three queues, a failed job with a secret in its arguments, and a
-/// registered worker.
+/// Jobs in every state over three queues, a failed job with a secret in its arguments (and
+/// one in its progress report), and a registered worker.
 async fn seed(client: &Client) -> Seeded {
     let store = errand::__private::store(client);
     // A nightly schedule in New York time, so the schedules page and the overview's next
@@ -108,6 +108,18 @@ async fn seed(client: &Client) -> Seeded {
         .unwrap();
     let mut failed = Vec::new();
     for j in &claimed {
+        if failed.is_empty() {
+            // How far the first one came, with a secret in it.
+            let progress = json!({"done": 3, "total": 4, "message": "charging the card",
+                                  "api_token": "tok_live_SHOULD_NOT_SHOW"});
+            store
+                .job_progress(&JobProgress {
+                    fence: j.fence().unwrap(),
+                    progress: errand::Progress::new(progress).unwrap(),
+                })
+                .await
+                .unwrap();
+        }
         store
             .job_fail(&JobFail {
                 fence: j.fence().unwrap(),
@@ -232,6 +244,10 @@ async fn every_page_loads_and_shows_its_data() {
             page.contains("attempt failed"),
             "the timeline shows the error event:\n{page}"
         );
+        // Its last progress report: the bar, the message, the value with the secret redacted.
+        let progress = b.wait_text("#job-progress", "charging the card").await;
+        assert!(progress.contains("3 of 4 (75 %)"), "{progress}");
+        b.wait("#job-progress .progress-bar .progress-fill").await;
         shoot(&b, "job").await;
 
         // Workers: the registered one, with its queue and concurrency.

@@ -6,7 +6,7 @@
 //! | id | queue | state |
 //! | --- | --- | --- |
 //! | 1 | email | succeeded |
-//! | 2 | email | failed after 2 attempts (two errors) |
+//! | 2 | email | failed after 2 attempts (two errors; the last one's progress, a secret in it) |
 //! | 3 | email | running (lease held by demo-host-1) |
 //! | 4 | email | running, stuck (lease expired, demo-host-2) |
 //! | 5 | email | cancelled ("duplicate of 1") |
@@ -29,7 +29,7 @@
 
 use errand::{Client, JobId, NewJob};
 use errand_core::{FailAction, ManualClock};
-use errand_store::{JobClaim, JobComplete, JobFail, WorkerQueue, WorkerRegistration};
+use errand_store::{JobClaim, JobComplete, JobFail, JobProgress, WorkerQueue, WorkerRegistration};
 use serde_json::json;
 use std::time::Duration;
 
@@ -156,7 +156,19 @@ pub async fn every_state(client: &Client, clock: Option<&ManualClock>) {
     .await;
     pass(clock, secs(5.5));
     let j = claim(client, "email", w1, LEASE).await;
-    pass(clock, secs(30.0));
+    pass(clock, secs(12.0));
+    // How far the last attempt came, with a secret-looking key the output redacts.
+    errand::__private::store(client)
+        .job_progress(&JobProgress {
+            fence: j.fence().unwrap(),
+            progress: errand::Progress::new(json!({
+                "done": 1, "total": 2, "message": "connecting", "smtp_password": "pw-1"
+            }))
+            .unwrap(),
+        })
+        .await
+        .unwrap();
+    pass(clock, secs(18.0));
     fail(client, &j, LAST_ERROR, FailAction::Fail).await;
     pass(clock, secs(240.0));
     // 3: running.

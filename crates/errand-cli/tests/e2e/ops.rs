@@ -248,6 +248,16 @@ async fn jobs_show_prints_fields_timeline_and_every_error_in_full(env: Env) {
     for line in FIRST_ERROR.lines().chain(LAST_ERROR.lines()) {
         assert!(text.contains(line.trim()), "{line:?} missing from:\n{text}");
     }
+    // The last attempt's progress report, its secret redacted.
+    for needle in [
+        "progress:",
+        r#""message":"connecting""#,
+        r#""smtp_password":"[redacted]""#,
+        "progress at:",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("pw-1"), "{text}");
     // Secrets in arguments never reach the output.
     let out = env.run(&["jobs", "show", &QUEUED.to_string()]).await;
     assert!(out.stdout.contains("[redacted]"), "{}", out.stdout);
@@ -264,6 +274,9 @@ async fn jobs_show_prints_fields_timeline_and_every_error_in_full(env: Env) {
     );
     assert_eq!(v["job"]["status"], "failed");
     assert_eq!(v["job"]["last_error"], LAST_ERROR);
+    assert_eq!(v["job"]["progress"]["smtp_password"], "[redacted]");
+    assert_eq!(v["job"]["progress"]["done"], 1);
+    assert!(v["job"]["progress_at"].is_string());
     let events = v["events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["message"], FIRST_ERROR);

@@ -86,7 +86,10 @@ pub async fn job_progress_is_stale_once_the_job_was_rescued_or_ended(h: Harness)
     let again = claim_one(&h, "live-worker").await;
     assert_eq!(again.id, id);
     assert_eq!(write(&h, &fence(&j), json!({"done": 3})).await, Ack::Stale);
-    assert_eq!(write(&h, &fence(&again), json!({"done": 4})).await, Ack::Done);
+    assert_eq!(
+        write(&h, &fence(&again), json!({"done": 4})).await,
+        Ack::Done
+    );
     assert_eq!(get(&h, id).await.progress, Some(json!({"done": 4})));
 
     // Failed for good, cancelled, handed back: nobody holds the job any more.
@@ -126,7 +129,10 @@ pub async fn job_progress_is_stale_once_the_job_was_rescued_or_ended(h: Harness)
 pub async fn job_progress_is_cleared_when_the_next_attempt_is_claimed(h: Harness) {
     let id = h.insert(new_job("k")).await;
     let first = claim_one(&h, "w").await;
-    assert_eq!(write(&h, &fence(&first), json!({"done": 7})).await, Ack::Done);
+    assert_eq!(
+        write(&h, &fence(&first), json!({"done": 7})).await,
+        Ack::Done
+    );
     h.store
         .job_fail(&JobFail {
             fence: fence(&first),
