@@ -98,6 +98,7 @@ pub(crate) const CLAIM_AFTER: &str = "WITH picked AS (
         worker_id = $2,
         started_at = coalesce($4::timestamptz, now()),
         lease_expires_at = coalesce($4::timestamptz, now()) + $5 * interval '1 microsecond',
+        progress = NULL, progress_at = NULL,
         updated_at = coalesce($4::timestamptz, now())
     FROM picked
     WHERE j.id = picked.id
