@@ -1,64 +1,137 @@
 //! Inserting jobs: one statement for the whole batch, unique keys resolved to the live job.
 //!
-//! The statement assigns ids up front (`nextval` over the input in input order), inserts with
-//! `ON CONFLICT ... DO NOTHING` against the partial unique index on live keys, and reports
-//! per input the new id, or the id of the live job holding its key (found in the statement's
-//! snapshot, or among the rows the same statement inserted for an earlier input with the same
-//! key). Only when a key conflicted with a job committed after the statement began (a
-//! concurrent enqueue) is a second statement needed to find it; and if that job finished in
-//! between, those inputs are inserted again.
+//! A batch takes one of three statements ([`Path`]):
 //!
-//! The statement also notifies the wake-up channel once per queue that got a job ready now
-//! (see `notify`); on the caller's transaction the hint is delivered when it commits.
+//! - **one job without a unique key** ([`INSERT_ONE`]): a one-row insert;
+//! - **jobs without unique keys** ([`INSERT_PLAIN`]): `INSERT ... SELECT` over the batch's
+//!   arrays in input order, `RETURNING id`. Nothing can conflict, so there is no
+//!   `ON CONFLICT`, no materialised input and no join back to it: the ids come from the
+//!   column's identity sequence as the rows are inserted in input order, so the returned
+//!   ids, sorted, are the inputs' ids in input order;
+//! - **a batch holding any unique key** ([`INSERT_KEYED`]): ids assigned up front (`nextval`
+//!   over the input in input order), `ON CONFLICT ... DO NOTHING` against the partial unique
+//!   index on live keys, and per input the new id, or the id of the live job holding its key
+//!   (found in the statement's snapshot, or among the rows the same statement inserted for
+//!   an earlier input with the same key). Only when a key conflicted with a job committed
+//!   after the statement began (a concurrent enqueue) is a second statement needed to find
+//!   it; and if that job finished in between, those inputs are inserted again.
 //!
-//! Its cost stays linear in the batch (docs/benchmarks.md): the sequence is looked up once,
-//! not per row; keys inserted twice in the batch are found through one aggregate over the
-//! inserted rows (`dup`), not a scan of them per input; and the live-job lookup runs only
-//! for inputs that were not inserted. (A per-input scan of the inserted rows made a
-//! 1,000-job insert quadratic and, through its estimated cost, JIT-compiled: ~100 ms instead
-//! of ~20 ms.)
+//! The batch statements take each column once as a scalar when every job of the batch has
+//! the same value (queue, kind, priority, attempts, timeout, run time: a bulk enqueue of one
+//! task), else as an array ([`Columns`]); `args` is always an array. The SQL reads
+//! `coalesce(scalar, element)`: `unnest` pads the empty arrays of the uniform columns with
+//! NULL. Every statement also notifies the wake-up channel once per queue that got a job
+//! ready now (see `notify`); on the caller's transaction the hint is delivered when it
+//! commits.
+//!
+//! The keyed statement's cost stays linear in the batch (docs/benchmarks.md): the sequence is
+//! looked up once, not per row; keys inserted twice in the batch are found through one
+//! aggregate over the inserted rows (`dup`), not a scan of them per input; and the live-job
+//! lookup runs only for inputs that were not inserted. (A per-input scan of the inserted
+//! rows made a 1,000-job insert quadratic and, through its estimated cost, JIT-compiled:
+//! ~100 ms instead of ~20 ms.)
 
 use crate::error::map;
 use crate::sql::micros;
 use chrono::{DateTime, Utc};
 use errand_core::{JobId, JobInsert, RunAt};
 use errand_store::{Enqueued, StoreError, StoreResult};
+use serde_json::value::RawValue;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row};
 
 /// How many times inputs whose conflicting job vanished are retried before giving up.
 const MAX_ROUNDS: usize = 8;
 
-/// The insert, and one wake-up hint per queue that got a job ready now (`notified`).
-const INSERT: &str = concat!(
+/// The batch's rows as both batch statements read them (see [`Columns::bind`] for the
+/// parameters): `ord` (input order), `args`, and each column as `coalesce(scalar, element)`.
+macro_rules! batch_rows {
+    () => {
+        "SELECT t.ord, t.args,
+                coalesce($2::text, t.queue) AS queue,
+                coalesce($4::text, t.kind) AS kind,
+                coalesce($6::int, t.priority) AS priority,
+                coalesce($8::timestamptz, t.run_at) AS run_at,
+                coalesce($10::bigint, t.delay_us) AS delay_us,
+                coalesce($12::int, t.max_attempts) AS max_attempts,
+                coalesce($14::text, t.reference_type) AS reference_type,
+                coalesce($16::text, t.reference_id) AS reference_id,
+                coalesce($18::bigint, t.timeout_ms) AS timeout_ms,
+                t.unique_key
+         FROM unnest($1::jsonb[], $3::text[], $5::text[], $7::int[], $9::timestamptz[],
+                     $11::bigint[], $13::int[], $15::text[], $17::text[], $19::bigint[],
+                     $21::text[])
+              WITH ORDINALITY AS t(args, queue, kind, priority, run_at, delay_us, max_attempts,
+                                   reference_type, reference_id, timeout_ms, unique_key, ord)"
+    };
+}
+
+/// "Now" of the batch statements: the injected clock (`$20`) or the database's.
+macro_rules! batch_now {
+    () => {
+        "coalesce($20::timestamptz, now())"
+    };
+}
+
+/// Jobs without unique keys: a plain insert in input order, and one wake-up hint per queue
+/// that got a job ready now (`notified`).
+const INSERT_PLAIN: &str = concat!(
+    "WITH ins AS (
+        INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt,
+                                 max_attempts, reference_type, reference_id, timeout_ms,
+                                 created_at, updated_at)
+        SELECT queue, kind, args, 'queued', priority,
+               coalesce(run_at, ",
+    batch_now!(),
+    " + coalesce(delay_us, 0) * interval '1 microsecond'),
+               0, max_attempts, reference_type, reference_id, timeout_ms, ",
+    batch_now!(),
+    ", ",
+    batch_now!(),
+    "
+        FROM (",
+    batch_rows!(),
+    ") s
+        ORDER BY ord
+        RETURNING id, queue, run_at
+    ), ",
+    crate::notify::notify_cte!("ins WHERE run_at <= coalesce($20::timestamptz, now())"),
+    "
+    SELECT id FROM ins CROSS JOIN notified"
+);
+
+/// A batch with unique keys: the insert, the keys resolved, and one wake-up hint per queue
+/// that got a job ready now (`notified`).
+const INSERT_KEYED: &str = concat!(
     "WITH input AS MATERIALIZED (
         SELECT nextval((SELECT pg_get_serial_sequence('errand_jobs', 'id')::regclass)) AS id, s.*
-        FROM (
-            SELECT *
-            FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[],
-                        $6::bigint[], $7::int[], $8::text[], $9::text[], $10::text[],
-                        $11::bigint[])
-                 WITH ORDINALITY AS t(queue, kind, args, priority, run_at, delay_us,
-                                      max_attempts, unique_key, reference_type, reference_id,
-                                      timeout_ms, ord)
-            ORDER BY ord
+        FROM (",
+    batch_rows!(),
+    "
+            ORDER BY t.ord
         ) s
     ), ins AS (
         INSERT INTO errand_jobs (id, queue, kind, args, status, priority, run_at, attempt,
                                  max_attempts, unique_key, reference_type, reference_id,
                                  timeout_ms, created_at, updated_at)
         SELECT id, queue, kind, args, 'queued', priority,
-               coalesce(run_at, coalesce($12::timestamptz, now())
-                                + coalesce(delay_us, 0) * interval '1 microsecond'),
-               0, max_attempts, unique_key, reference_type, reference_id, timeout_ms,
-               coalesce($12::timestamptz, now()), coalesce($12::timestamptz, now())
+               coalesce(run_at, ",
+    batch_now!(),
+    " + coalesce(delay_us, 0) * interval '1 microsecond'),
+               0, max_attempts, unique_key, reference_type, reference_id, timeout_ms, ",
+    batch_now!(),
+    ", ",
+    batch_now!(),
+    "
         FROM input
         ORDER BY ord
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running')
         DO NOTHING
         RETURNING id, unique_key, queue, run_at
     ), ",
-    crate::notify::notify_cte!("ins WHERE run_at <= coalesce($12::timestamptz, now())"),
+    crate::notify::notify_cte!("ins WHERE run_at <= coalesce($20::timestamptz, now())"),
     ", dup AS (
         SELECT unique_key, min(id) AS id FROM ins
         WHERE unique_key IS NOT NULL
@@ -152,17 +225,53 @@ impl crate::PgStore {
     }
 }
 
+/// Which statement writes a batch (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// One job without a unique key: [`INSERT_ONE`].
+    One,
+    /// Several jobs, none with a unique key: [`INSERT_PLAIN`].
+    Plain,
+    /// Any job with a unique key: [`INSERT_KEYED`], in rounds.
+    Keyed,
+}
+
+impl Path {
+    pub(crate) fn of(jobs: &[JobInsert]) -> Path {
+        if jobs.iter().any(|j| j.unique_key.is_some()) {
+            Path::Keyed
+        } else if jobs.len() == 1 {
+            Path::One
+        } else {
+            Path::Plain
+        }
+    }
+}
+
 /// The shared insert: `now = None` means the database clock.
 pub(crate) async fn insert_batch(
     conn: &mut PgConnection,
     jobs: &[JobInsert],
     now: Option<DateTime<Utc>>,
 ) -> StoreResult<Vec<Enqueued>> {
-    if let [job] = jobs {
-        if job.unique_key.is_none() {
-            return Ok(vec![insert_one(conn, job, now).await?]);
-        }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
     }
+    match Path::of(jobs) {
+        Path::One => Ok(vec![insert_one(conn, &jobs[0], now).await?]),
+        Path::Plain => insert_plain(conn, jobs, now).await,
+        Path::Keyed => insert_keyed(conn, jobs, now).await,
+    }
+}
+
+/// Inserts a batch holding unique keys: [`INSERT_KEYED`], then, for the inputs whose key a
+/// job committed meanwhile holds, a look with a fresh snapshot, and again for those whose
+/// job finished in between.
+async fn insert_keyed(
+    conn: &mut PgConnection,
+    jobs: &[JobInsert],
+    now: Option<DateTime<Utc>>,
+) -> StoreResult<Vec<Enqueued>> {
     let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     // Indexes (into `jobs`) still to insert.
     let mut todo: Vec<usize> = (0..jobs.len()).collect();
@@ -230,6 +339,99 @@ fn run_at_parts(when: RunAt) -> (Option<DateTime<Utc>>, Option<i64>) {
     }
 }
 
+/// One column of a batch as the batch statements take it: `(Some(v), [])` when every job has
+/// the value `v`, else `(None, every job's value)`.
+fn column<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> (Option<T>, Vec<T>) {
+    let values: Vec<T> = values.collect();
+    match values.first() {
+        Some(&first) if values.iter().all(|v| *v == first) => (Some(first), Vec::new()),
+        _ => (None, values),
+    }
+}
+
+/// A nullable column: as [`column`], a uniform NULL being `(None, [])`.
+fn nullable<T: PartialEq + Copy>(
+    values: impl Iterator<Item = Option<T>>,
+) -> (Option<T>, Vec<Option<T>>) {
+    let (scalar, values) = column(values);
+    (scalar.flatten(), values)
+}
+
+/// The parameters of [`INSERT_PLAIN`] and [`INSERT_KEYED`] for some jobs of a batch:
+/// `$1` args; then scalar and array of queue (`$2`, `$3`), kind, priority, run_at, delay_us,
+/// max_attempts, reference_type, reference_id, timeout_ms (`$18`, `$19`); `$20` now (bound
+/// by the caller of [`Columns::bind`]); `$21` unique keys (empty on the plain path).
+struct Columns<'a> {
+    args: Vec<Json<&'a RawValue>>,
+    queue: (Option<&'a str>, Vec<&'a str>),
+    kind: (Option<&'a str>, Vec<&'a str>),
+    priority: (Option<i32>, Vec<i32>),
+    run_at: (Option<DateTime<Utc>>, Vec<Option<DateTime<Utc>>>),
+    delay_us: (Option<i64>, Vec<Option<i64>>),
+    max_attempts: (Option<i32>, Vec<i32>),
+    reference_type: (Option<&'a str>, Vec<Option<&'a str>>),
+    reference_id: (Option<&'a str>, Vec<Option<&'a str>>),
+    timeout_ms: (Option<i64>, Vec<Option<i64>>),
+    unique_key: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `jobs`, with the unique keys if `keyed`.
+    fn of<I>(jobs: I, keyed: bool) -> Columns<'a>
+    where
+        I: Iterator<Item = &'a JobInsert> + Clone,
+    {
+        let when = jobs.clone().map(|j| run_at_parts(j.run_at));
+        Columns {
+            args: jobs.clone().map(|j| Json(j.args.as_raw())).collect(),
+            queue: column(jobs.clone().map(|j| j.queue.as_str())),
+            kind: column(jobs.clone().map(|j| j.kind.as_str())),
+            priority: column(jobs.clone().map(|j| j.priority)),
+            run_at: nullable(when.clone().map(|(at, _)| at)),
+            delay_us: nullable(when.map(|(_, delay)| delay)),
+            max_attempts: column(jobs.clone().map(|j| j.max_attempts)),
+            reference_type: nullable(jobs.clone().map(|j| j.reference_type.as_deref())),
+            reference_id: nullable(jobs.clone().map(|j| j.reference_id.as_deref())),
+            timeout_ms: nullable(jobs.clone().map(|j| j.timeout_ms)),
+            unique_key: if keyed {
+                jobs.map(|j| j.unique_key.as_deref()).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// `statement` with every parameter bound.
+    fn bind(
+        self,
+        statement: &'static str,
+        now: Option<DateTime<Utc>>,
+    ) -> Query<'a, Postgres, PgArguments> {
+        sqlx::query(statement)
+            .bind(self.args)
+            .bind(self.queue.0)
+            .bind(self.queue.1)
+            .bind(self.kind.0)
+            .bind(self.kind.1)
+            .bind(self.priority.0)
+            .bind(self.priority.1)
+            .bind(self.run_at.0)
+            .bind(self.run_at.1)
+            .bind(self.delay_us.0)
+            .bind(self.delay_us.1)
+            .bind(self.max_attempts.0)
+            .bind(self.max_attempts.1)
+            .bind(self.reference_type.0)
+            .bind(self.reference_type.1)
+            .bind(self.reference_id.0)
+            .bind(self.reference_id.1)
+            .bind(self.timeout_ms.0)
+            .bind(self.timeout_ms.1)
+            .bind(now)
+            .bind(self.unique_key)
+    }
+}
+
 /// Inserts one job that has no unique key ([`INSERT_ONE`]).
 async fn insert_one(
     conn: &mut PgConnection,
@@ -258,8 +460,40 @@ async fn insert_one(
     })
 }
 
-/// Runs the insert statement for `jobs[todo]`, fills `out`, and returns the indexes whose
-/// live job was not visible to the statement.
+/// Inserts jobs without unique keys ([`INSERT_PLAIN`]). The rows are inserted in input order
+/// and take their ids from the identity sequence as they are, so the ids increase in input
+/// order: sorted, they are the inputs' ids, whatever order `RETURNING` gives them in.
+async fn insert_plain(
+    conn: &mut PgConnection,
+    jobs: &[JobInsert],
+    now: Option<DateTime<Utc>>,
+) -> StoreResult<Vec<Enqueued>> {
+    let rows = Columns::of(jobs.iter(), false)
+        .bind(INSERT_PLAIN, now)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map)?;
+    if rows.len() != jobs.len() {
+        return Err(StoreError::Database(format!(
+            "enqueue returned {} rows for {} jobs",
+            rows.len(),
+            jobs.len()
+        )));
+    }
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get::<JobId, _>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map)?;
+    ids.sort_unstable();
+    Ok(ids
+        .into_iter()
+        .map(|id| Enqueued { id, inserted: true })
+        .collect())
+}
+
+/// Runs [`INSERT_KEYED`] for `jobs[todo]`, fills `out`, and returns the indexes whose live
+/// job was not visible to the statement.
 async fn insert_round(
     conn: &mut PgConnection,
     jobs: &[JobInsert],
@@ -268,45 +502,8 @@ async fn insert_round(
     out: &mut [Option<Enqueued>],
 ) -> StoreResult<Vec<usize>> {
     let n = todo.len();
-    let mut queue = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut args = Vec::with_capacity(n);
-    let mut priority = Vec::with_capacity(n);
-    let mut run_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-    let mut delay_us: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut max_attempts = Vec::with_capacity(n);
-    let mut unique_key = Vec::with_capacity(n);
-    let mut reference_type = Vec::with_capacity(n);
-    let mut reference_id = Vec::with_capacity(n);
-    let mut timeout_ms = Vec::with_capacity(n);
-    for &i in todo {
-        let j = &jobs[i];
-        queue.push(j.queue.as_str());
-        kind.push(j.kind.as_str());
-        args.push(Json(j.args.as_raw()));
-        priority.push(j.priority);
-        let (at, delay) = run_at_parts(j.run_at);
-        run_at.push(at);
-        delay_us.push(delay);
-        max_attempts.push(j.max_attempts);
-        unique_key.push(j.unique_key.as_deref());
-        reference_type.push(j.reference_type.as_deref());
-        reference_id.push(j.reference_id.as_deref());
-        timeout_ms.push(j.timeout_ms);
-    }
-    let rows = sqlx::query(INSERT)
-        .bind(queue)
-        .bind(kind)
-        .bind(args)
-        .bind(priority)
-        .bind(run_at)
-        .bind(delay_us)
-        .bind(max_attempts)
-        .bind(unique_key)
-        .bind(reference_type)
-        .bind(reference_id)
-        .bind(timeout_ms)
-        .bind(now)
+    let rows = Columns::of(todo.iter().map(|&i| &jobs[i]), true)
+        .bind(INSERT_KEYED, now)
         .fetch_all(&mut *conn)
         .await
         .map_err(map)?;
@@ -331,4 +528,58 @@ async fn insert_round(
         }
     }
     Ok(unresolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(kind: &str) -> JobInsert {
+        errand_core::NewJob::new(kind, serde_json::json!({}))
+            .validate(&Default::default())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_takes_the_keyed_path_if_any_job_has_a_unique_key() {
+        let mut keyed = job("a");
+        keyed.unique_key = Some("k".into());
+        assert_eq!(Path::of(&[job("a")]), Path::One);
+        assert_eq!(Path::of(&[job("a"), job("b")]), Path::Plain);
+        assert_eq!(Path::of(&[keyed.clone()]), Path::Keyed);
+        assert_eq!(Path::of(&[job("a"), keyed.clone(), job("b")]), Path::Keyed);
+        assert_eq!(Path::of(&[job("a"), job("b"), keyed]), Path::Keyed);
+    }
+
+    #[test]
+    fn uniform_columns_are_scalars_and_varying_ones_arrays() {
+        assert_eq!(column([3, 3, 3].into_iter()), (Some(3), vec![]));
+        assert_eq!(column([3, 4, 3].into_iter()), (None, vec![3, 4, 3]));
+        assert_eq!(column([7].into_iter()), (Some(7), vec![]));
+        assert_eq!(column(std::iter::empty::<i32>()), (None, vec![]));
+        assert_eq!(nullable([None::<i32>, None].into_iter()), (None, vec![]));
+        assert_eq!(nullable([Some(1), Some(1)].into_iter()), (Some(1), vec![]));
+        assert_eq!(
+            nullable([Some(1), None].into_iter()),
+            (None, vec![Some(1), None])
+        );
+        assert_eq!(
+            nullable([None, Some(1)].into_iter()),
+            (None, vec![None, Some(1)])
+        );
+    }
+
+    #[test]
+    fn the_batch_statements_read_every_parameter() {
+        // Every parameter `Columns::bind` binds is read by both statements, and no other.
+        for statement in [INSERT_PLAIN, INSERT_KEYED] {
+            for n in 1..=21 {
+                assert!(
+                    statement.contains(&format!("${n}::")),
+                    "${n} is not read by {statement}"
+                );
+            }
+            assert!(!statement.contains("$22"));
+        }
+    }
 }
