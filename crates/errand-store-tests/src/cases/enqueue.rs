@@ -1,7 +1,8 @@
 //! Schema and enqueue: `migrate`/`migration_status`, and `job_insert_many` (every field stored,
-//! input order, unique keys within a batch, across batches and under concurrency, delays).
+//! input order, batches with and without unique keys and mixing both, unique keys within a
+//! batch, across batches and under concurrency, delays).
 
-use super::{claim_one, fence, get};
+use super::{chrono, claim_one, fence, get};
 use crate::harness::{new_job, Harness};
 use chrono::Duration as ChronoDuration;
 use errand_core::{JobStatus, RunAt};
@@ -171,4 +172,192 @@ pub async fn job_insert_delayed_and_absolute_run_at(h: Harness) {
         get(&h, ids[1].id).await.run_at,
         now + ChronoDuration::hours(2)
     );
+}
+
+/// A batch without unique keys whose columns differ from job to job (and one whose columns
+/// are all alike): every job gets its own fields, and the ids come back in input order.
+pub async fn job_insert_many_without_keys_keeps_each_jobs_fields(h: Harness) {
+    let now = h.now();
+    let jobs: Vec<_> = (0..30_i32)
+        .map(|i| {
+            let mut j = new_job(if i % 2 == 0 { "even" } else { "odd" });
+            j.args = json!({"i": i}).into();
+            j.queue = format!("q{}", i % 3);
+            j.priority = i % 4;
+            j.max_attempts = 1 + i % 5;
+            j.run_at = match i % 3 {
+                0 => RunAt::Now,
+                1 => RunAt::After(Duration::from_secs(u64::try_from(i).unwrap())),
+                _ => RunAt::At(now + ChronoDuration::minutes(i.into())),
+            };
+            if i % 4 == 1 {
+                j.reference_type = Some("order".into());
+                j.reference_id = Some(format!("o{i}"));
+            }
+            j.timeout_ms = (i % 2 == 1).then(|| 1000 + i64::from(i));
+            j
+        })
+        .collect();
+    let out = h.store.job_insert_many(&jobs).await.unwrap();
+    assert_eq!(out.len(), jobs.len());
+    for (e, want) in out.iter().zip(&jobs) {
+        assert!(e.inserted);
+        let got = get(&h, e.id).await;
+        assert_eq!(
+            got.args,
+            serde_json::from_str::<serde_json::Value>(want.args.as_raw().get()).unwrap()
+        );
+        assert_eq!(got.kind, want.kind);
+        assert_eq!(got.queue, want.queue);
+        assert_eq!(got.priority, want.priority);
+        assert_eq!(got.max_attempts, want.max_attempts);
+        assert_eq!(got.reference_type, want.reference_type);
+        assert_eq!(got.reference_id, want.reference_id);
+        assert_eq!(got.timeout_ms, want.timeout_ms);
+        let run_at = match want.run_at {
+            RunAt::Now => now,
+            RunAt::After(d) => now + chrono(d),
+            RunAt::At(t) => t,
+        };
+        assert_eq!(got.run_at, run_at, "run_at of {}", got.args);
+        assert_eq!(got.created_at, now);
+    }
+    assert!(
+        out.windows(2).all(|w| w[0].id < w[1].id),
+        "ids in input order"
+    );
+
+    // All alike: each column is one value for the whole batch.
+    let mut same = new_job("same");
+    same.queue = "bulk".into();
+    same.priority = 3;
+    same.timeout_ms = Some(250);
+    same.reference_type = Some("import".into());
+    same.reference_id = Some("7".into());
+    let out = h
+        .store
+        .job_insert_many(&vec![same.clone(); 5])
+        .await
+        .unwrap();
+    for e in &out {
+        let got = get(&h, e.id).await;
+        assert_eq!(
+            (got.queue.as_str(), got.priority, got.timeout_ms),
+            ("bulk", 3, Some(250))
+        );
+        assert_eq!(got.reference_id.as_deref(), Some("7"));
+    }
+    assert!(
+        out.windows(2).all(|w| w[0].id < w[1].id),
+        "ids in input order"
+    );
+}
+
+/// A batch mixing keyed and unkeyed inputs: each input gets its own new job, the live job
+/// holding its key (an earlier batch's, or an earlier input's of the same batch), in input
+/// order.
+pub async fn job_insert_many_mixing_keyed_and_unkeyed_inputs(h: Harness) {
+    let keyed = |kind: &str, key: &str| {
+        let mut j = new_job(kind);
+        j.unique_key = Some(key.into());
+        j
+    };
+    let held = h
+        .store
+        .job_insert_many(&[keyed("first", "held")])
+        .await
+        .unwrap()[0];
+    let batch = vec![
+        new_job("plain-a"),
+        keyed("second", "held"),
+        keyed("new", "fresh"),
+        new_job("plain-b"),
+        keyed("again", "fresh"),
+        new_job("plain-c"),
+    ];
+    let out = h.store.job_insert_many(&batch).await.unwrap();
+    let inserted: Vec<bool> = out.iter().map(|e| e.inserted).collect();
+    assert_eq!(inserted, [true, false, true, true, false, true]);
+    assert_eq!(out[1].id, held.id, "the live job holding the key");
+    assert_eq!(
+        out[4].id, out[2].id,
+        "the earlier input with the same key wins"
+    );
+    for (i, kind) in [(0, "plain-a"), (2, "new"), (3, "plain-b"), (5, "plain-c")] {
+        assert_eq!(get(&h, out[i].id).await.kind, kind, "entry {i}");
+    }
+    let new_ids = [out[0].id, out[2].id, out[3].id, out[5].id];
+    assert!(
+        new_ids.windows(2).all(|w| w[0] < w[1]),
+        "new ids in input order"
+    );
+    let page = h.store.job_list(&JobList::default()).await.unwrap();
+    assert_eq!(page.jobs.len(), 5, "one job per key and three plain jobs");
+}
+
+/// Concurrent batches whose unique keys overlap (in different orders, beside unkeyed jobs):
+/// one live job per key, and every input with that key is given its id.
+pub async fn job_insert_many_concurrent_batches_with_overlapping_keys(h: Harness) {
+    const KEYS: usize = 12;
+    let mut tasks = Vec::new();
+    for caller in 0..8_usize {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut batch = Vec::new();
+            for n in 0..KEYS {
+                // Each caller walks the keys from a different start.
+                let k = (n + caller * 5) % KEYS;
+                let mut j = new_job("keyed");
+                j.args = json!({"caller": caller, "key": k}).into();
+                j.unique_key = Some(format!("k{k}"));
+                batch.push(j);
+                if n % 3 == 0 {
+                    batch.push(new_job("plain"));
+                }
+            }
+            let out = store.job_insert_many(&batch).await.unwrap();
+            batch
+                .into_iter()
+                .zip(out)
+                .map(|(j, e)| (j.unique_key, e))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut per_key: std::collections::HashMap<String, Vec<(i64, bool)>> = Default::default();
+    let mut plain = 0;
+    for t in tasks {
+        for (key, e) in t.await.unwrap() {
+            match key {
+                Some(k) => per_key.entry(k).or_default().push((e.id, e.inserted)),
+                None => {
+                    assert!(e.inserted);
+                    plain += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(per_key.len(), KEYS);
+    for (key, got) in &per_key {
+        let id = got[0].0;
+        assert!(
+            got.iter().all(|g| g.0 == id),
+            "{key}: one job for every input"
+        );
+        assert_eq!(
+            got.iter().filter(|g| g.1).count(),
+            1,
+            "{key}: inserted by exactly one input"
+        );
+        let job = get(&h, id).await;
+        assert_eq!(job.unique_key.as_deref(), Some(key.as_str()));
+    }
+    let page = h
+        .store
+        .job_list(&JobList {
+            limit: 1000,
+            ..JobList::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), KEYS + plain);
 }
