@@ -234,7 +234,7 @@ impl crate::PgStore {
 
 /// Which statement writes a batch (see the module's doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Path {
+enum Path {
     /// One job without a unique key: [`INSERT_ONE`].
     One,
     /// Several jobs, none with a unique key: [`INSERT_PLAIN`].
@@ -244,7 +244,7 @@ pub(crate) enum Path {
 }
 
 impl Path {
-    pub(crate) fn of(jobs: &[JobInsert]) -> Path {
+    fn of(jobs: &[JobInsert]) -> Path {
         if jobs.iter().any(|j| j.unique_key.is_some()) {
             Path::Keyed
         } else if jobs.len() == 1 {
