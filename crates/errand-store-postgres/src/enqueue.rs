@@ -223,7 +223,7 @@ impl crate::PgStore {
             return Ok(Vec::new());
         }
         let mut conn = self.pool.acquire().await.map_err(map)?;
-        if jobs.iter().all(|j| j.unique_key.is_none()) {
+        if Path::of(jobs) != Path::Keyed {
             // Nothing can conflict: one statement, atomic on its own, one round trip.
             return insert_batch(&mut conn, jobs, self.now()).await;
         }
