@@ -99,8 +99,16 @@ def errand_w1(url: str, jobs: int) -> dict:
     r = json.loads(out.stdout.strip().splitlines()[-1])
     (q,) = [q for q in app.client.stats() if q.name == "default"]
     assert q.counts.succeeded == jobs, q
-    page = app.client.list(state="succeeded", limit=1000)
-    assert all(j.attempt == 1 for j in page.jobs)
+    # Every job ran once: page through all of them (a page holds at most 500).
+    seen, cursor = 0, None
+    while True:
+        page = app.client.list(state="succeeded", limit=500, before_id=cursor)
+        assert all(j.attempt == 1 for j in page.jobs)
+        seen += len(page.jobs)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == jobs, (seen, jobs)
     r["jobs_per_s"] = jobs / r["seconds"]
     return r
 

@@ -10,9 +10,11 @@
 //! | `client` | `Client`: connect, the task catalog, and every client operation as JSON in, JSON out |
 //! | `tasks` | the Python app's task and worker settings (JSON) read into `errand-runtime`'s settings types |
 //! | `worker` | `Worker`: an `errand-runtime` runtime whose in-process handlers call into Python |
+//! | `mailbox` | How jobs reach Python: posted by the engine's tasks, taken by the event loop in one call; each job's `Done` and `Progress` |
 
 mod bridge;
 mod client;
+mod mailbox;
 mod tasks;
 mod worker;
 
@@ -84,8 +86,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add_class::<client::Client>()?;
     m.add_class::<worker::Worker>()?;
-    m.add_class::<worker::Done>()?;
-    m.add_class::<worker::Progress>()?;
+    m.add_class::<mailbox::Done>()?;
+    m.add_class::<mailbox::Progress>()?;
+    m.add_class::<mailbox::Mailbox>()?;
     m.add_function(wrap_pyfunction!(parse_duration_ms, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::check_schedule, m)?)?;

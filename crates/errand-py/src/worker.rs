@@ -1,13 +1,14 @@
 //! `Worker`: an `errand-runtime` runtime (maintenance, the worker pool, the scheduler; no
 //! HTTP API) whose tasks are in-process handlers that call into Python. The Rust pool claims,
-//! leases, heartbeats, fences, retries, rescues and drains; for each job it calls the Python
-//! dispatcher with the job's facts, its args, and the job's [`Progress`] reporter, and waits
-//! (without the GIL) for the dispatcher's [`Done`] to be given the outcome. When the pool asks the job to stop
-//! (cancel, timeout, lost lease, end of the shutdown grace), it calls `cancel(reason)` on
-//! what the dispatcher returned.
+//! leases, heartbeats, fences, retries, rescues and drains; each job is posted to the
+//! [`mailbox`](crate::mailbox) with its facts, its args, its `Done` and its `Progress`
+//! reporter, the Python dispatcher starts it from there, and the pool waits (without the GIL)
+//! for `Done` to be given the outcome. When the pool asks the job to stop (cancel, timeout,
+//! lost lease, end of the shutdown grace), the started handler's `cancel(reason)` is called.
 
 use crate::bridge;
 use crate::client::Client;
+use crate::mailbox::{DoneState, Letter, Mailbox, Outcome, Shared};
 use crate::tasks;
 use errand::worker::StopReason;
 use errand::{HandlerError, JobArgs, JobContext};
@@ -15,72 +16,7 @@ use errand_runtime::{Runtime, RuntimeHandle, SchedulerSettings, ServerSettings};
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::oneshot;
-
-type Outcome = Result<Value, HandlerError>;
-
-/// Where a Python handler's outcome goes: given exactly once, by `ok`, `error`, `permanent`
-/// or `retry_after` (later calls, and calls after the pool gave up on the job, do nothing).
-#[pyclass(frozen, module = "errand._native")]
-pub struct Done(Mutex<Option<oneshot::Sender<Outcome>>>);
-
-impl Done {
-    fn give(&self, outcome: Outcome) {
-        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(outcome);
-        }
-    }
-}
-
-#[pymethods]
-impl Done {
-    /// Success; `result` is the JSON text of the job's result (`null` for none).
-    fn ok(&self, result: &str) {
-        self.give(match serde_json::from_str(result) {
-            Ok(v) => Ok(v),
-            Err(e) => Err(HandlerError::Error {
-                message: format!("the handler's result is not JSON: {e}"),
-            }),
-        });
-    }
-
-    /// A retryable failure (the task's backoff applies).
-    fn error(&self, message: String) {
-        self.give(Err(HandlerError::Error { message }));
-    }
-
-    /// A failure that is never retried.
-    fn permanent(&self, message: String) {
-        self.give(Err(HandlerError::permanent(message)));
-    }
-
-    /// A failure retried after `seconds`, whatever the backoff says.
-    fn retry_after(&self, message: String, seconds: f64) {
-        let delay = Duration::from_secs_f64(seconds.max(0.0));
-        self.give(Err(HandlerError::retry_after(message, delay)));
-    }
-}
-
-/// A running job's progress reports, for its Python `JobContext`: the pool's
-/// `JobContext::progress`, which never waits for the store (the GIL is held only while the
-/// value is checked and handed over).
-#[pyclass(frozen, module = "errand._native")]
-pub struct Progress(JobContext);
-
-#[pymethods]
-impl Progress {
-    /// Reports `value`, the JSON text of any value: `InvalidError` naming the limit when it is
-    /// over 8 KiB as compact JSON, or holds what a store cannot (a NUL character, nesting
-    /// deeper than 100 levels).
-    fn report(&self, value: &str) -> PyResult<()> {
-        let value: Value = serde_json::from_str(value)
-            .map_err(|e| crate::InvalidError::new_err(format!("`progress` is not JSON: {e}")))?;
-        self.0
-            .progress(value)
-            .map_err(|e| crate::InvalidError::new_err(e.to_string()))
-    }
-}
 
 /// The word the Python layer gets for a stop reason.
 fn reason_word(r: StopReason) -> &'static str {
@@ -106,42 +42,53 @@ fn job_facts(ctx: &JobContext) -> String {
     .to_string()
 }
 
-/// Runs one job through the Python dispatcher: `dispatcher(facts, args, done, progress)`
-/// starts the handler and returns an object with `cancel(reason)`.
-async fn run_in_python(dispatcher: Arc<Py<PyAny>>, ctx: JobContext, args: JobArgs) -> Outcome {
+/// Runs one job through the Python dispatcher: posts it to the mailbox, wakes the loop if
+/// nobody has yet (`dispatcher.wake()`, on a blocking thread: taking the GIL can wait as long
+/// as a handler holds it, and the runtime's workers must keep running heartbeats and the lease
+/// watchdog), then waits for the outcome or a stop request.
+async fn run_in_python(
+    dispatcher: Arc<Py<PyAny>>,
+    mailbox: Arc<Shared>,
+    ctx: JobContext,
+    args: JobArgs,
+) -> Outcome {
     let (tx, mut rx) = oneshot::channel();
-    let facts = job_facts(&ctx);
-    // The args' JSON text as the claim returned it: Python decodes it, once.
-    let args = args.get().to_owned();
-    let progress = Progress(ctx.clone());
-    // Taking the GIL can wait as long as a handler holds it: on a blocking thread, never on
-    // the runtime's workers, whose heartbeats and lease watchdog must keep running.
-    let running = tokio::task::spawn_blocking(move || {
-        Python::attach(|py| {
-            let done = Py::new(py, Done(Mutex::new(Some(tx))))?;
-            let progress = Py::new(py, progress)?;
-            dispatcher.call1(py, (facts, args, done, progress))
+    let done = Arc::new(DoneState::new(tx));
+    let letter = Letter {
+        facts: job_facts(&ctx),
+        // The args' JSON text as the claim returned it: Python decodes it, once.
+        args: args.get().to_owned(),
+        done: done.clone(),
+        progress: ctx.clone(),
+    };
+    if mailbox.post(letter) {
+        let woke = tokio::task::spawn_blocking(move || {
+            Python::attach(|py| dispatcher.call_method0(py, "wake").map(drop))
         })
-    })
-    .await
-    .map_err(|e| HandlerError::Error {
-        message: format!("the Python dispatcher's thread failed: {e}"),
-    })?
-    .map_err(|e| HandlerError::Error {
-        message: format!("the Python dispatcher failed: {e}"),
-    })?;
+        .await;
+        let failure = match woke {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("the Python dispatcher failed: {e}")),
+            Err(e) => Some(format!("the Python dispatcher's thread failed: {e}")),
+        };
+        if let Some(message) = failure {
+            mailbox.wake_failed(&message);
+        }
+    }
     let outcome = tokio::select! {
         out = &mut rx => out,
         reason = ctx.cancelled() => {
             let word = reason_word(reason);
-            let _ = tokio::task::spawn_blocking(move || {
-                Python::attach(|py| {
-                    if let Err(e) = running.call_method1(py, "cancel", (word,)) {
-                        e.write_unraisable(py, None);
-                    }
-                });
-            })
-            .await;
+            if let Some(run) = done.stop(word) {
+                let _ = tokio::task::spawn_blocking(move || {
+                    Python::attach(|py| {
+                        if let Err(e) = run.call_method1(py, "cancel", (word,)) {
+                            e.write_unraisable(py, None);
+                        }
+                    });
+                })
+                .await;
+            }
             rx.await
         }
     };
@@ -165,7 +112,12 @@ impl Worker {
 }
 
 /// The runtime for `config` (JSON: tasks, queues, schedules, workers, scheduler) on `client`.
-fn build(client: &Client, config: &str, dispatcher: Py<PyAny>) -> PyResult<Runtime> {
+fn build(
+    client: &Client,
+    config: &str,
+    dispatcher: Py<PyAny>,
+    mailbox: Arc<Shared>,
+) -> PyResult<Runtime> {
     let config = tasks::parse("worker", config)?;
     let defs = tasks::definitions(config.get("tasks").unwrap_or(&Value::Null))?;
     let queues = tasks::queues(config.get("queues").unwrap_or(&Value::Null))?;
@@ -189,9 +141,10 @@ fn build(client: &Client, config: &str, dispatcher: Py<PyAny>) -> PyResult<Runti
         .scheduler(SchedulerSettings { enabled: scheduler })
         .on_pool(move |mut pool| {
             for kind in kinds {
-                let d = dispatcher.clone();
-                pool =
-                    pool.register_kind(kind, move |ctx, args| run_in_python(d.clone(), ctx, args));
+                let (d, m) = (dispatcher.clone(), mailbox.clone());
+                pool = pool.register_kind(kind, move |ctx, args| {
+                    run_in_python(d.clone(), m.clone(), ctx, args)
+                });
             }
             pool
         }))
@@ -200,14 +153,19 @@ fn build(client: &Client, config: &str, dispatcher: Py<PyAny>) -> PyResult<Runti
 #[pymethods]
 impl Worker {
     /// Starts a runtime on `client` for `config`; `callback(error, worker)` when it runs.
+    /// `dispatcher.bind(mailbox)` is called first: the dispatcher takes its jobs from there
+    /// when `dispatcher.wake()` is called.
     #[staticmethod]
     fn start(
+        py: Python<'_>,
         client: &Client,
         config: &str,
         dispatcher: Py<PyAny>,
         callback: Py<PyAny>,
     ) -> PyResult<()> {
-        let rt = build(client, config, dispatcher)?;
+        let mailbox = Arc::new(Shared::default());
+        dispatcher.call_method1(py, "bind", (Mailbox(mailbox.clone()),))?;
+        let rt = build(client, config, dispatcher, mailbox)?;
         bridge::spawn(
             async move {
                 // The runtime's start is not `Send` (its pool setup is not `Sync`): it runs

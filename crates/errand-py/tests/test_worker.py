@@ -242,3 +242,36 @@ def test_a_sync_handler_holding_the_gil_does_not_cost_any_job_its_lease(url):
     for d in done:
         events = [e.kind for e in app.client.job_with_events(d.id).events]
         assert not any("lease" in k for k in events), (d.id, events)
+
+
+async def test_many_jobs_reach_python_in_batches_and_leave_nothing_behind(url, monkeypatch):
+    """Jobs reach the loop through the engine's mailbox, several per wake-up; each job's
+    handler object is let go once its outcome is in (it and the engine's outcome slot refer
+    to each other, a cycle Python's garbage collector cannot see through the native object)."""
+    import gc
+
+    from errand._worker import _Dispatcher, _Run
+
+    wakes = []
+    wake = _Dispatcher.wake
+    monkeypatch.setattr(_Dispatcher, "wake", lambda self: (wakes.append(1), wake(self))[1])
+    app = errand.App(url)
+
+    @app.task
+    async def quick(n: int) -> int:
+        return n
+
+    @app.task
+    def quick_sync(n: int) -> int:
+        return n
+
+    jobs = quick.defer_many({"n": n} for n in range(300))
+    jobs += quick_sync.defer_many({"n": n} for n in range(100))
+    async with app.worker(queues={"default": 16}, **FAST):
+        for j in jobs:
+            done = await await_job(app, j.id, "succeeded", "failed")
+            assert done.result == done.args["n"], done
+    assert 0 < len(wakes) < len(jobs), f"{len(wakes)} wake-ups for {len(jobs)} jobs"
+    gc.collect()
+    left = sum(isinstance(o, _Run) for o in gc.get_objects())
+    assert left == 0, f"{left} handler objects of 400 jobs are still alive after the worker stopped"

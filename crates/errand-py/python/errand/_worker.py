@@ -2,7 +2,7 @@
 running Python handlers. For each job the engine calls the dispatcher here, which starts the
 handler (a coroutine on the app's event loop, a plain function on a thread pool) and gives
 its outcome to the engine's ``Done``; when the engine asks the job to stop, it calls
-``cancel(reason)`` on what the dispatcher returned.
+``cancel(reason)`` on the started handler.
 
 Three ways to run one: ``async with app.worker(...)`` beside an asyncio app, ``app.start_worker()``
 on a thread of its own for sync apps, ``app.run_worker()`` / ``python -m errand worker`` in the
@@ -111,14 +111,36 @@ class _Run:
 
 
 class _Dispatcher:
-    """What the engine calls for each job (on one of its threads, with the GIL)."""
+    """Starts the engine's jobs. The engine posts them to a mailbox (``bind`` gives it) and
+    calls ``wake`` (on one of its threads, with the GIL) when the first one arrives; the loop
+    then takes every job waiting in one call (``_drain``), so the GIL changes hands once per
+    batch of jobs rather than once per job."""
 
     def __init__(self, app: Any, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor) -> None:
         self.app = app
         self.loop = loop
         self.pool = pool
+        self.mailbox: Any = None
 
-    def __call__(self, facts: str, args: str, done: Any, progress: Any) -> _Run:
+    def bind(self, mailbox: Any) -> None:
+        self.mailbox = mailbox
+
+    def wake(self) -> None:
+        # Raises if the loop is closed: the engine then fails the waiting jobs.
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        for facts, args, done, progress in self.mailbox.take():
+            try:
+                run = self._start(facts, args, done, progress)
+            except BaseException as e:  # noqa: BLE001 - the job fails, its neighbours run
+                done.error(f"the Python dispatcher failed: {_describe(e)}")
+                continue
+            reason = done.attach(run)
+            if reason is not None:
+                run.cancel(reason)
+
+    def _start(self, facts: str, args: str, done: Any, progress: Any) -> _Run:
         info = json.loads(facts)
         task = self.app.tasks.get(info["kind"])
         if task is None:  # the engine registers only the app's tasks; kept for clarity
@@ -127,7 +149,7 @@ class _Dispatcher:
         ctx = JobContext(info, self.loop, progress)
         run = _Run(task, ctx, json.loads(args), done, self.loop)
         if task.is_async:
-            self.loop.call_soon_threadsafe(run.start_async)
+            run.start_async()
         else:
             self.pool.submit(run.run_sync)
         return run
