@@ -87,60 +87,90 @@ struct Entry {
     head_at: Instant,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    queues: HashMap<String, Entry>,
+    /// Bumped by every change a claim already in flight must not undo: a forget, and a head
+    /// claim's record (which may have moved a cursor back).
+    epoch: u64,
+}
+
+/// A claim's start, and the state it was decided in (see [`Cursors::record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub(crate) start: Start,
+    epoch: u64,
+}
+
 /// The cursors of one store, per queue.
 #[derive(Debug, Default)]
 pub(crate) struct Cursors {
-    queues: Mutex<HashMap<String, Entry>>,
+    state: Mutex<State>,
 }
 
 impl Cursors {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Where a claim of `queue` made at `now` starts.
-    pub(crate) fn start(&self, queue: &str, now: Instant) -> Start {
-        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        match queues.get(queue) {
+    pub(crate) fn start(&self, queue: &str, now: Instant) -> Ticket {
+        let state = self.lock();
+        let start = match state.queues.get(queue) {
             Some(e) if now.saturating_duration_since(e.head_at) < HEAD_EVERY => {
                 Start::After(e.position)
             }
             _ => Start::Head,
+        };
+        Ticket {
+            start,
+            epoch: state.epoch,
         }
     }
 
     /// Drops `queue`'s cursor: a job was made ready where it may lie behind it, so the next
-    /// claim starts from the head.
+    /// claim starts from the head (and no claim in flight sets a cursor again).
     pub(crate) fn forget(&self, queue: &str) {
-        self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(queue);
+        let mut state = self.lock();
+        state.queues.remove(queue);
+        state.epoch += 1;
     }
 
     /// Drops every queue's cursor (see [`Cursors::forget`]).
     pub(crate) fn forget_all(&self) {
-        self.queues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut state = self.lock();
+        state.queues.clear();
+        state.epoch += 1;
     }
 
-    /// Records what a claim that started at `start` (decided at `now`) took. A head claim
-    /// sets the cursor where it stopped, even behind the current one (the jobs it found there
-    /// had been passed over); a cursor claim only moves it forward (claims in flight side by
-    /// side finish in any order). A claim that took nothing leaves it as it was.
-    pub(crate) fn record(&self, queue: &str, start: Start, now: Instant, last: Option<Position>) {
-        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        match (start, last) {
-            (_, None) => {}
-            (Start::Head, Some(position)) => {
-                queues.insert(
+    /// Records what a claim with `ticket` (decided at `now`) took. A head claim sets the
+    /// cursor where it stopped, even behind the current one (the jobs it found there had been
+    /// passed over); a cursor claim only moves it forward (claims in flight side by side
+    /// finish in any order). A claim that took nothing leaves it as it was.
+    ///
+    /// Neither is recorded if a forget or a head claim's record happened since the claim
+    /// started: a claim that started before them may have passed over what they left behind
+    /// the cursor, and moving the cursor past it again would leave it there until the next
+    /// head claim.
+    pub(crate) fn record(&self, queue: &str, ticket: Ticket, now: Instant, last: Option<Position>) {
+        let mut state = self.lock();
+        let Some(position) = last else { return };
+        if state.epoch != ticket.epoch {
+            return;
+        }
+        match ticket.start {
+            Start::Head => {
+                state.queues.insert(
                     queue.to_string(),
                     Entry {
                         position,
                         head_at: now,
                     },
                 );
+                state.epoch += 1;
             }
-            (Start::After(_), Some(position)) => {
-                if let Some(e) = queues.get_mut(queue) {
+            Start::After(_) => {
+                if let Some(e) = state.queues.get_mut(queue) {
                     if position.key() > e.position.key() {
                         e.position = position;
                     }
@@ -163,56 +193,72 @@ mod tests {
         }
     }
 
+    /// A head claim of `queue` at `t` that took jobs up to `last`.
+    fn head_claim(c: &Cursors, queue: &str, t: Instant, last: Position) {
+        let ticket = c.start(queue, t + HEAD_EVERY * 1000);
+        assert_eq!(ticket.start, Start::Head);
+        c.record(queue, ticket, t, Some(last));
+    }
+
     #[test]
     fn a_queue_without_a_cursor_starts_at_the_head() {
         let c = Cursors::default();
-        assert_eq!(c.start("q", Instant::now()), Start::Head);
+        assert_eq!(c.start("q", Instant::now()).start, Start::Head);
     }
 
     #[test]
     fn after_a_head_claim_claims_continue_from_where_it_stopped() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, Some(pos(0, 5, 50)));
-        assert_eq!(c.start("q", t), Start::After(pos(0, 5, 50)));
-        assert_eq!(c.start("other", t), Start::Head, "cursors are per queue");
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        assert_eq!(c.start("q", t).start, Start::After(pos(0, 5, 50)));
+        assert_eq!(
+            c.start("other", t).start,
+            Start::Head,
+            "cursors are per queue"
+        );
     }
 
     #[test]
-    fn a_claim_that_took_nothing_leaves_the_queue_at_the_head() {
+    fn a_claim_that_took_nothing_leaves_the_queue_as_it_was() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, None);
-        assert_eq!(c.start("q", t), Start::Head);
+        let ticket = c.start("q", t);
+        c.record("q", ticket, t, None);
+        assert_eq!(c.start("q", t).start, Start::Head);
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        let ticket = c.start("q", t);
+        c.record("q", ticket, t, None);
+        assert_eq!(c.start("q", t).start, Start::After(pos(0, 5, 50)));
     }
 
     #[test]
     fn cursor_claims_only_move_forward_in_claim_order() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, Some(pos(0, 5, 50)));
-        let s = c.start("q", t);
-        c.record("q", s, t, Some(pos(0, 4, 90)));
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        let ticket = c.start("q", t);
+        c.record("q", ticket, t, Some(pos(0, 4, 90)));
         assert_eq!(
-            c.start("q", t),
+            c.start("q", t).start,
             Start::After(pos(0, 5, 50)),
             "earlier run_at"
         );
-        c.record("q", s, t, Some(pos(0, 5, 60)));
+        c.record("q", ticket, t, Some(pos(0, 5, 60)));
         assert_eq!(
-            c.start("q", t),
+            c.start("q", t).start,
             Start::After(pos(0, 5, 60)),
             "same run_at, higher id"
         );
-        c.record("q", s, t, Some(pos(-1, 1, 1)));
+        c.record("q", ticket, t, Some(pos(-1, 1, 1)));
         assert_eq!(
-            c.start("q", t),
+            c.start("q", t).start,
             Start::After(pos(-1, 1, 1)),
             "lower priority is later"
         );
-        c.record("q", s, t, Some(pos(3, 9, 9)));
+        c.record("q", ticket, t, Some(pos(3, 9, 9)));
         assert_eq!(
-            c.start("q", t),
+            c.start("q", t).start,
             Start::After(pos(-1, 1, 1)),
             "higher priority is earlier"
         );
@@ -222,40 +268,61 @@ mod tests {
     fn a_head_claim_may_move_the_cursor_back() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, Some(pos(0, 5, 50)));
-        c.record("q", Start::Head, t, Some(pos(0, 2, 7)));
-        assert_eq!(c.start("q", t), Start::After(pos(0, 2, 7)));
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        head_claim(&c, "q", t, pos(0, 2, 7));
+        assert_eq!(c.start("q", t).start, Start::After(pos(0, 2, 7)));
+    }
+
+    #[test]
+    fn cursor_claims_in_flight_do_not_undo_a_head_claim_that_moved_the_cursor_back() {
+        let c = Cursors::default();
+        let t = Instant::now();
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        let in_flight = c.start("q", t);
+        // A head claim found jobs behind the cursor and took some of them.
+        head_claim(&c, "q", t, pos(0, 2, 7));
+        // The cursor claim that started before it finishes later, further on: not recorded,
+        // or the rest of what the head claim found would wait for the next head claim.
+        c.record("q", in_flight, t, Some(pos(0, 6, 60)));
+        assert_eq!(c.start("q", t).start, Start::After(pos(0, 2, 7)));
+        // Claims that start from the new cursor move it on.
+        let next = c.start("q", t);
+        c.record("q", next, t, Some(pos(0, 3, 8)));
+        assert_eq!(c.start("q", t).start, Start::After(pos(0, 3, 8)));
     }
 
     #[test]
     fn every_head_every_a_claim_starts_at_the_head_again() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, Some(pos(0, 5, 50)));
-        let s = c.start("q", t + HEAD_EVERY / 2);
-        assert!(matches!(s, Start::After(_)));
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        let ticket = c.start("q", t + HEAD_EVERY / 2);
+        assert!(matches!(ticket.start, Start::After(_)));
         // Cursor claims do not postpone the next head claim.
-        c.record("q", s, t + HEAD_EVERY / 2, Some(pos(0, 6, 60)));
-        assert_eq!(c.start("q", t + HEAD_EVERY), Start::Head);
+        c.record("q", ticket, t + HEAD_EVERY / 2, Some(pos(0, 6, 60)));
+        assert_eq!(c.start("q", t + HEAD_EVERY).start, Start::Head);
     }
 
     #[test]
-    fn a_forgotten_queue_starts_at_the_head_and_cursor_claims_in_flight_do_not_restore_it() {
+    fn after_a_forget_no_claim_in_flight_sets_a_cursor_again() {
         let c = Cursors::default();
         let t = Instant::now();
-        c.record("q", Start::Head, t, Some(pos(0, 5, 50)));
-        c.record("r", Start::Head, t, Some(pos(0, 5, 50)));
-        let in_flight = c.start("q", t);
+        head_claim(&c, "q", t, pos(0, 5, 50));
+        head_claim(&c, "r", t, pos(0, 5, 50));
+        let cursor_in_flight = c.start("q", t);
+        let head_in_flight = c.start("s", t);
         c.forget("q");
-        assert_eq!(c.start("q", t), Start::Head);
+        assert_eq!(c.start("q", t).start, Start::Head);
         assert!(
-            matches!(c.start("r", t), Start::After(_)),
+            matches!(c.start("r", t).start, Start::After(_)),
             "other queues keep theirs"
         );
-        c.record("q", in_flight, t, Some(pos(0, 9, 90)));
-        assert_eq!(c.start("q", t), Start::Head);
+        c.record("q", cursor_in_flight, t, Some(pos(0, 9, 90)));
+        assert_eq!(c.start("q", t).start, Start::Head);
         c.forget_all();
-        assert_eq!(c.start("r", t), Start::Head);
+        c.record("s", head_in_flight, t, Some(pos(0, 9, 90)));
+        assert_eq!(c.start("s", t).start, Start::Head);
+        assert_eq!(c.start("r", t).start, Start::Head);
     }
 
     #[test]

@@ -198,3 +198,27 @@ async fn a_job_this_process_readies_behind_its_cursor_goes_first() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cursor_claim_keeps_priority_order_and_the_pause() {
+    with_store(None, true, |store| async move {
+        insert(&store, (0..300).map(|_| job()).collect()).await;
+        // A head claim, then one from the cursor: both at priority 0.
+        assert_eq!(store.job_claim(&claim(100)).await.unwrap().len(), 100);
+        let ticket = store.cursors.start("default", Instant::now());
+        assert!(matches!(ticket.start, Start::After(_)), "{ticket:?}");
+        // Ready now, so nothing sends the queue back to the head: the cursor claim's first
+        // part still reads higher priorities from the head.
+        let mut urgent = job();
+        urgent.priority = 5;
+        let urgent = insert(&store, vec![urgent]).await[0];
+        assert_eq!(store.job_claim(&claim(1)).await.unwrap()[0].id, urgent);
+        assert!(matches!(
+            store.cursors.start("default", Instant::now()).start,
+            Start::After(_)
+        ));
+        store.queue_pause("default").await.unwrap();
+        assert!(store.job_claim(&claim(100)).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -57,9 +57,12 @@ impl Store for PgStore {
 
     async fn job_insert_many(&self, jobs: &[JobInsert]) -> StoreResult<Vec<Enqueued>> {
         let out = self.insert_many(jobs).await?;
-        // A job placed at an explicit time may be ready behind where its queue's claims
-        // continue: the next claim of that queue starts from the head.
-        for job in jobs.iter().filter(|j| matches!(j.run_at, RunAt::At(_))) {
+        // A job placed at an explicit time already past may be ready behind where its queue's
+        // claims continue: the next claim of that queue starts from the head. (A job due later
+        // is never behind: a cursor only reaches jobs that were ready when it was claimed.)
+        let now = self.now().unwrap_or_else(Utc::now);
+        let behind = |j: &&JobInsert| matches!(j.run_at, RunAt::At(at) if at <= now);
+        for job in jobs.iter().filter(behind) {
             self.cursors.forget(&job.queue);
         }
         Ok(out)

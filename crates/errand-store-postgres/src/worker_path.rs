@@ -288,8 +288,8 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
-        let start = self.cursors.start(&claim.queue, started);
-        let query = match start {
+        let ticket = self.cursors.start(&claim.queue, started);
+        let query = match ticket.start {
             Start::Head => sqlx::query(CLAIM),
             Start::After(_) => sqlx::query(CLAIM_AFTER),
         }
@@ -298,14 +298,14 @@ impl PgStore {
         .bind(limit(claim.limit))
         .bind(self.now())
         .bind(micros(claim.lease));
-        let query = match start {
+        let query = match ticket.start {
             Start::Head => query,
             Start::After(p) => query.bind(p.priority).bind(p.run_at).bind(p.id),
         };
         let rows = query.fetch_all(&self.pool).await.map_err(map)?;
         let claimed = errand_store::steps::claimed(rows::jobs(&rows)?)?;
         self.cursors
-            .record(&claim.queue, start, started, Position::last_of(&claimed));
+            .record(&claim.queue, ticket, started, Position::last_of(&claimed));
         Ok(claimed)
     }
 
@@ -439,10 +439,6 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
-        if !rows.is_empty() {
-            // Released jobs keep their place in the claim order, behind the cursors.
-            self.cursors.forget_all();
-        }
         Ok(acks(fences.iter(), &written(&rows)?))
     }
 
