@@ -8,8 +8,10 @@
 //! takes the GIL, to ask the loop to come and take the mail (`dispatcher.wake()`); jobs posted
 //! before the loop gets to it ride along, and the loop takes the GIL it already holds.
 //!
-//! A job may be told to stop before the loop has started it: its [`Done`] keeps the reason,
-//! and hands it to the dispatcher when the dispatcher attaches the started handler.
+//! A job may be told to stop before the loop has started it. If it is still in the mailbox it
+//! is taken back and never starts ([`Shared::withdraw`]; also when the pool drops the job's
+//! task); if the loop has taken it but not yet attached its handler, its [`Done`] keeps the
+//! reason and hands it over at `attach`.
 
 use errand::{HandlerError, JobContext};
 use pyo3::prelude::*;
@@ -50,6 +52,15 @@ impl Shared {
         let mut b = lock(&self.0);
         b.letters.push(letter);
         !std::mem::replace(&mut b.wake_pending, true)
+    }
+
+    /// Takes `done`'s job back if the loop has not taken it yet (the job was told to stop,
+    /// or the pool gave up on it): true if it was still waiting, so its handler never starts.
+    pub(crate) fn withdraw(&self, done: &Arc<DoneState>) -> bool {
+        let mut b = lock(&self.0);
+        let before = b.letters.len();
+        b.letters.retain(|l| !Arc::ptr_eq(&l.done, done));
+        b.letters.len() != before
     }
 
     /// The wake-up failed (the loop is gone): every job waiting fails with `message`, and the

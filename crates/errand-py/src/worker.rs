@@ -42,6 +42,15 @@ fn job_facts(ctx: &JobContext) -> String {
     .to_string()
 }
 
+/// Takes a job back from the mailbox when its task ends (a no-op once the loop took it).
+struct Withdraw<'a>(&'a Shared, &'a Arc<DoneState>);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.0.withdraw(self.1);
+    }
+}
+
 /// Runs one job through the Python dispatcher: posts it to the mailbox, wakes the loop if
 /// nobody has yet (`dispatcher.wake()`, on a blocking thread: taking the GIL can wait as long
 /// as a handler holds it, and the runtime's workers must keep running heartbeats and the lease
@@ -61,6 +70,9 @@ async fn run_in_python(
         done: done.clone(),
         progress: ctx.clone(),
     };
+    // If the pool drops this task (its stop grace ran out, a shutdown), a job still in the
+    // mailbox must not start afterwards.
+    let _withdraw_on_drop = Withdraw(&mailbox, &done);
     if mailbox.post(letter) {
         let woke = tokio::task::spawn_blocking(move || {
             Python::attach(|py| dispatcher.call_method0(py, "wake").map(drop))
@@ -79,7 +91,14 @@ async fn run_in_python(
         out = &mut rx => out,
         reason = ctx.cancelled() => {
             let word = reason_word(reason);
-            if let Some(run) = done.stop(word) {
+            let run = done.stop(word);
+            if run.is_none() && mailbox.withdraw(&done) {
+                // Never started: the outcome a started handler gives when stopped.
+                return Err(HandlerError::Error {
+                    message: format!("stopped: {word}"),
+                });
+            }
+            if let Some(run) = run {
                 let _ = tokio::task::spawn_blocking(move || {
                     Python::attach(|py| {
                         if let Err(e) = run.call_method1(py, "cancel", (word,)) {

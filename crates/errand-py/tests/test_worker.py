@@ -275,3 +275,35 @@ async def test_many_jobs_reach_python_in_batches_and_leave_nothing_behind(url, m
     gc.collect()
     left = sum(isinstance(o, _Run) for o in gc.get_objects())
     assert left == 0, f"{left} handler objects of 400 jobs are still alive after the worker stopped"
+
+
+def test_a_job_cancelled_before_the_loop_took_it_never_starts(url):
+    """While the event loop is blocked, a claimed job waits in the engine's mailbox; cancelled
+    there, it is taken back and recorded without Python, and its handler never runs."""
+    app = errand.App(url)
+    ran: list = []
+    blocking = threading.Event()
+    release = threading.Event()
+
+    @app.task
+    async def block_the_loop() -> None:
+        blocking.set()
+        release.wait(30)  # a blocking call in an async handler: the loop stands still
+
+    @app.task
+    def victim() -> None:
+        ran.append(1)
+
+    blocker = block_the_loop.defer()
+    with app.start_worker(queues={"default": 4}, **SHORT_LEASE):
+        assert blocking.wait(20)
+        job = victim.defer()
+        wait_job(app, job.id, "running")
+        app.client.cancel(job.id)
+        try:
+            done = wait_job(app, job.id, "cancelled", "succeeded", "failed", timeout=15)
+        finally:
+            release.set()
+        assert done.status == "cancelled", done
+        wait_job(app, blocker.id, "succeeded")
+    assert ran == []

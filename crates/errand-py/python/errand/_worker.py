@@ -133,12 +133,11 @@ class _Dispatcher:
         for facts, args, done, progress in self.mailbox.take():
             try:
                 run = self._start(facts, args, done, progress)
-            except BaseException as e:  # noqa: BLE001 - the job fails, its neighbours run
+                reason = done.attach(run)
+                if reason is not None:
+                    run.cancel(reason)
+            except Exception as e:  # noqa: BLE001 - the job fails, its neighbours still start
                 done.error(f"the Python dispatcher failed: {_describe(e)}")
-                continue
-            reason = done.attach(run)
-            if reason is not None:
-                run.cancel(reason)
 
     def _start(self, facts: str, args: str, done: Any, progress: Any) -> _Run:
         info = json.loads(facts)
