@@ -49,7 +49,7 @@ protocol; health and metrics.
 
 **Authentication**: `Authorization: Bearer <token>`. Roles: `read` (every GET), `enqueue` (read \
 and enqueue), `worker` (read and the remote-worker protocol), `admin` (everything). Values under \
-secret-looking keys in arguments, results and event data are `[redacted]` for every role but \
+secret-looking keys in arguments, results, progress and event data are `[redacted]` for every role but \
 admin.
 
 **Errors** are `{\"error\": {\"code\", \"message\", \"field\"?}}`; a request that fails \

@@ -32,7 +32,10 @@
 //! bounded time while a backlog drains, a claim starts from the head, as if there were no
 //! cursor, when the last head claim is [`HEAD_EVERY`] old. That is the one ordering
 //! trade-off: within a priority, a job that became ready behind jobs already started can be
-//! passed over for up to [`HEAD_EVERY`] while the queue has a backlog.
+//! passed over for up to [`HEAD_EVERY`] while the queue has a backlog. What this process
+//! itself puts behind a cursor (an enqueue at an explicit time already past, a rescue requeue)
+//! sends the queue back to the head at once ([`Cursors::forget`]), and an epoch keeps claims
+//! already in flight from setting a cursor past it again ([`Cursors::record`]).
 //!
 //! The cursor is this process's: each worker process learns it from its own claims, and
 //! nothing of it is stored. Losing it (a restart) costs one walk.

@@ -8,7 +8,12 @@
 //!   `ON CONFLICT`, no materialised input and no join back to it: the ids come from the
 //!   column's identity sequence as the rows are inserted in input order (`ORDER BY ord`,
 //!   which costs no sort: the planner knows `WITH ORDINALITY` yields rows in `ord` order),
-//!   so the returned ids, sorted, are the inputs' ids in input order;
+//!   so the returned ids, sorted, are the inputs' ids in input order. That rests on how
+//!   PostgreSQL executes an `INSERT ... SELECT ... ORDER BY` (rows inserted in the
+//!   sub-select's order, each row's identity default taken as it is inserted, a sequence
+//!   increasing within one session), which its documentation does not promise: the shared
+//!   cases that give every job different fields and read each back by its id are what would
+//!   catch a change;
 //! - **a batch holding any unique key** ([`INSERT_KEYED`]): ids assigned up front (`nextval`
 //!   over the input in input order), `ON CONFLICT ... DO NOTHING` against the partial unique
 //!   index on live keys, and per input the new id, or the id of the live job holding its key

@@ -2,9 +2,10 @@
 //!
 //! A handler reports as often as it likes and never waits: [`ProgressWriter::report`] checks
 //! the value (`errand_core::Progress`), keeps it as the pending one and returns. At most one
-//! write per job is in flight; a report made during a write replaces the pending value, which
-//! is written right after, so a fast loop costs one write per round trip, not one per call,
-//! and the last value is always the one written last. A write that fails (the database is
+//! write per job is in flight, and writes are at least a quarter of a second apart; a report
+//! made meanwhile replaces the pending value, which is written next, so a fast loop costs at
+//! most four writes a second, not one per call, and the last value is always the one written
+//! last. A write that fails (the database is
 //! unreachable) keeps its value pending, unless a newer one came, and is tried again after a
 //! pause while the handler runs. A stale answer (the worker no longer holds the job) ends
 //! the writes: later reports are dropped.
@@ -22,6 +23,10 @@ use tokio::sync::Notify;
 
 /// How long a failed write waits before it is tried again (while the handler runs).
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// The least time between two writes of one job's progress while its handler runs: a handler
+/// reporting in a tight loop costs at most four writes a second (each a row version, and on
+/// SQLite a turn of the one writer), and the newest value still goes in.
+const WRITE_EVERY: Duration = Duration::from_millis(250);
 
 /// One job attempt's progress writer, shared by its [`crate::JobContext`] clones.
 pub(crate) struct ProgressWriter {
@@ -72,7 +77,9 @@ impl ProgressWriter {
     ) -> Result<(), ProgressError> {
         let progress = Progress::of(value)?;
         let mut state = self.state();
-        if state.stale {
+        // After the handler ended (a thread it started may still report), a write could land
+        // after the outcome: dropped, as after a stale answer.
+        if state.stale || state.finished {
             return Ok(());
         }
         state.pending = Some(progress);
@@ -103,7 +110,14 @@ impl ProgressWriter {
                 progress,
             };
             match self.store.job_progress(&write).await {
-                Ok(Ack::Done) => {}
+                Ok(Ack::Done) => {
+                    if !self.state().finished {
+                        tokio::select! {
+                            () = tokio::time::sleep(WRITE_EVERY) => {}
+                            () = self.finishing.notified() => {}
+                        }
+                    }
+                }
                 Ok(Ack::Stale) => {
                     let mut state = self.state();
                     state.stale = true;
