@@ -27,19 +27,12 @@ use sqlx::Row;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-/// Picks ready jobs over the partial index `errand_jobs_claim`, skipping rows other claimers
-/// hold, and starts them. `$4` is the injected now (or NULL for the database's).
-pub(crate) const CLAIM: &str = "WITH picked AS (
-        SELECT id FROM errand_jobs
-        WHERE status = 'queued' AND queue = $1
-          AND run_at <= coalesce($4::timestamptz, now())
-          AND NOT EXISTS (SELECT 1 FROM errand_queues q
-                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
-        ORDER BY priority DESC, run_at, id
-        LIMIT $3
-        FOR UPDATE SKIP LOCKED
-    )
-    UPDATE errand_jobs j
+/// Starts the jobs of a claim's `picked` CTE, the same way whichever part of the queue they
+/// were read from: `$2` worker, `$4` now, `$5` lease in microseconds. A new attempt starts
+/// without progress.
+macro_rules! start_picked {
+    () => {
+        "UPDATE errand_jobs j
     SET status = 'running',
         attempt = j.attempt + 1,
         worker_id = $2,
@@ -49,14 +42,34 @@ pub(crate) const CLAIM: &str = "WITH picked AS (
         updated_at = coalesce($4::timestamptz, now())
     FROM picked
     WHERE j.id = picked.id
-    RETURNING j.*";
+    RETURNING j.*"
+    };
+}
+
+/// Picks ready jobs over the partial index `errand_jobs_claim`, skipping rows other claimers
+/// hold, and starts them. `$4` is the injected now (or NULL for the database's).
+pub(crate) const CLAIM: &str = concat!(
+    "WITH picked AS (
+        SELECT id FROM errand_jobs
+        WHERE status = 'queued' AND queue = $1
+          AND run_at <= coalesce($4::timestamptz, now())
+          AND NOT EXISTS (SELECT 1 FROM errand_queues q
+                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+        ORDER BY priority DESC, run_at, id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    )
+    ",
+    start_picked!()
+);
 
 /// The claim from a queue's cursor (`$6` priority, `$7` run_at, `$8` id; see `claim_cursor`):
 /// higher priorities from the head, the cursor's priority after it, then at or before it,
 /// then lower priorities; each part is read only if the ones before it came up short. Each
 /// part is its own index range, so none walks the entries of jobs claimed before the cursor
 /// unless the queue ran short.
-pub(crate) const CLAIM_AFTER: &str = "WITH picked AS (
+pub(crate) const CLAIM_AFTER: &str = concat!(
+    "WITH picked AS (
         SELECT id FROM (
             SELECT id FROM (
                 SELECT id FROM errand_jobs
@@ -92,17 +105,9 @@ pub(crate) const CLAIM_AFTER: &str = "WITH picked AS (
                           WHERE q.name = $1 AND q.paused_at IS NOT NULL)
         LIMIT $3
     )
-    UPDATE errand_jobs j
-    SET status = 'running',
-        attempt = j.attempt + 1,
-        worker_id = $2,
-        started_at = coalesce($4::timestamptz, now()),
-        lease_expires_at = coalesce($4::timestamptz, now()) + $5 * interval '1 microsecond',
-        progress = NULL, progress_at = NULL,
-        updated_at = coalesce($4::timestamptz, now())
-    FROM picked
-    WHERE j.id = picked.id
-    RETURNING j.*";
+    ",
+    start_picked!()
+);
 
 pub(crate) const COMPLETE: &str = "UPDATE errand_jobs j
     SET status = 'succeeded',
