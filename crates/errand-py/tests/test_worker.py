@@ -294,8 +294,10 @@ def test_a_job_cancelled_before_the_loop_took_it_never_starts(url):
     def victim() -> None:
         ran.append(1)
 
-    blocker = block_the_loop.defer()
     with app.start_worker(queues={"default": 4}, **SHORT_LEASE):
+        # Deferred once the worker has started: a job claimed at start-up can block the loop
+        # before the loop tells the starting thread that the worker runs.
+        blocker = block_the_loop.defer()
         assert blocking.wait(20)
         job = victim.defer()
         wait_job(app, job.id, "running")
