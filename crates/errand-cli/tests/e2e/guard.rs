@@ -49,9 +49,8 @@ async fn a_killed_serve_takes_its_commands_with_it(env: Env) {
     let mut serve = env.spawn(&["serve"], &[(MARKER, &marker)]);
     wait_file(&env, "started").await;
     let started = Instant::now();
-    let running = job_processes(&env, id);
     // The guard, the script, two `sh -c` and two `sleep`: the scan sees them.
-    assert!(running.len() >= 5, "{running:?}");
+    wait_processes(&env, id, 5).await;
 
     serve.signal(libc::SIGKILL);
     serve.exit().await;
@@ -96,7 +95,7 @@ async fn a_frozen_worker_loses_its_commands_before_its_lease_ends(env: Env) {
     let frozen = env.spawn(&["worker"], &[(MARKER, &marker)]);
     wait_file(&env, "started").await;
     let started = Instant::now();
-    assert!(job_processes(&env, id).len() >= 5);
+    wait_processes(&env, id, 5).await;
 
     frozen.signal(libc::SIGSTOP);
     // Killed half a lease after the stop is seen: well within 2 s.
@@ -244,6 +243,21 @@ async fn wait_file(env: &Env, name: &str) {
             "{name} never appeared\n{}",
             env.logs()
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the scan finds at least `n` processes of job `id`: a process in the middle of
+/// an `exec` (the `setsid` sleeper, started just before the `started` file) can hide its
+/// environment from the scan for a moment.
+async fn wait_processes(env: &Env, id: JobId, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = job_processes(env, id);
+        if found.len() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {found:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
