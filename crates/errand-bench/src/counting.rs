@@ -167,6 +167,10 @@ impl Store for Counting {
     async fn queue_resume(&self, name: &str) -> StoreResult<()> {
         self.inner.queue_resume(name).await
     }
+    async fn queue_limits_set(&self, name: &str, limits: errand::QueueLimits) -> StoreResult<()> {
+        self.inner.queue_limits_set(name, limits).await
+    }
+
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
         self.inner.queue_list().await
     }

@@ -184,6 +184,13 @@ pub struct Job {
     /// When `progress` was written.
     #[serde(default)]
     pub progress_at: Option<DateTime<Utc>>,
+    /// Jobs sharing a key (within the queue) run at most `key_concurrency` at a time
+    /// ([`crate::flow`]).
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    /// The job's own limit for its key; `None` takes the queue's, else 1.
+    #[serde(default)]
+    pub key_concurrency: Option<i32>,
 }
 
 impl Job {
@@ -311,6 +318,8 @@ mod tests {
             updated_at: now,
             progress: None,
             progress_at: None,
+            concurrency_key: None,
+            key_concurrency: None,
         }
     }
 }

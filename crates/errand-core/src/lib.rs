@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod clock;
 pub mod duration;
 pub mod event;
+pub mod flow;
 pub mod job;
 pub mod outcome;
 pub mod progress;
@@ -26,6 +27,7 @@ pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::{parse_duration, DurationError};
 pub use event::{Event, EventKind, NewEvent};
+pub use flow::QueueLimits;
 pub use job::{
     parse_job_id, ClaimedJob, DerivedState, Fence, Job, JobId, JobStatus, UnknownStatus,
 };

@@ -16,6 +16,10 @@
 //! declared with [`TaskSettings::remote`]. An empty catalog (a library user who registers
 //! handlers in code) accepts every kind.
 //!
+//! A task may also name the argument that gives its jobs a `concurrency_key`, and the number
+//! of jobs per key that may run at once (`key_concurrency`); both apply only when the caller
+//! set no key of its own.
+//!
 //! The backoff after a failed attempt is read from here too ([`TaskCatalog::backoff`]), by
 //! the in-process executor and by the remote-worker protocol alike.
 
@@ -35,6 +39,12 @@ pub struct TaskSettings {
     pub backoff: Option<Backoff>,
     /// Served by remote workers over the HTTP API, not by a handler in this process.
     pub remote: bool,
+    /// The argument whose value is a job's `concurrency_key` when the caller gives none
+    /// (`[tasks.KIND] concurrency_key = "program_id"`): a string as it is, a number or
+    /// boolean as its JSON text; a job without the argument (or with `null`) has no key.
+    pub concurrency_key: Option<String>,
+    /// How many jobs of one key may run at once (see [`crate::flow`]).
+    pub key_concurrency: Option<i32>,
 }
 
 /// Every kind a deployment knows, with its settings. Cheap to share behind an `Arc`.
@@ -118,6 +128,15 @@ impl TaskCatalog {
                 .and_then(|t| t.timeout)
                 .or_else(|| fallback.and_then(|t| t.timeout))
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        }
+        if out.concurrency_key.is_none() {
+            let arg = task
+                .and_then(|t| t.concurrency_key.as_deref())
+                .or_else(|| fallback.and_then(|t| t.concurrency_key.as_deref()));
+            out.concurrency_key = arg.and_then(|a| crate::flow::key_from_args(&out.args, a));
+        }
+        if out.concurrency_key.is_some() && out.key_concurrency.is_none() {
+            out.key_concurrency = pick(|t| t.key_concurrency);
         }
         out
     }

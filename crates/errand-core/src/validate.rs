@@ -69,6 +69,14 @@ pub struct NewJob {
     /// Execution limit; 0 = none; absent = the task's default.
     #[serde(default)]
     pub timeout_ms: Option<i64>,
+    /// Jobs sharing a key run at most `key_concurrency` at a time across every worker
+    /// (see [`crate::flow`]). Absent: the task derives it from an argument, if configured.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    /// How many jobs of this job's `concurrency_key` may run at once; absent = the task's,
+    /// else the queue's `key_concurrency`, else 1.
+    #[serde(default)]
+    pub key_concurrency: Option<i32>,
 }
 
 /// When a validated job may first run.
@@ -96,6 +104,8 @@ pub struct JobInsert {
     pub reference_type: Option<String>,
     pub reference_id: Option<String>,
     pub timeout_ms: Option<i64>,
+    pub concurrency_key: Option<String>,
+    pub key_concurrency: Option<i32>,
 }
 
 /// A job that cannot be accepted: which field, and what is wrong with it.
@@ -282,6 +292,24 @@ impl NewJob {
                 ));
             }
         }
+        if let Some(k) = &self.concurrency_key {
+            check_key("concurrency_key", k)?;
+        }
+        match (self.key_concurrency, &self.concurrency_key) {
+            (Some(n), _) if n < 1 => {
+                return Err(invalid(
+                    "key_concurrency",
+                    format!("must be at least 1, got {n}"),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "key_concurrency",
+                    "is given without a concurrency_key",
+                ));
+            }
+            _ => {}
+        }
         Ok(JobInsert {
             queue,
             kind: self.kind.clone(),
@@ -293,6 +321,8 @@ impl NewJob {
             reference_type: self.reference_type.clone(),
             reference_id: self.reference_id.clone(),
             timeout_ms: self.timeout_ms,
+            concurrency_key: self.concurrency_key.clone(),
+            key_concurrency: self.key_concurrency,
         })
     }
 }

@@ -29,6 +29,10 @@ pub struct TaskDefinition {
     /// The attempt budget its jobs get by default.
     pub max_attempts: i32,
     pub backoff: Backoff,
+    /// The argument whose value is each job's `concurrency_key` (`errand_core::flow`).
+    pub concurrency_key: Option<String>,
+    /// How many jobs of one key may run at once.
+    pub key_concurrency: Option<i32>,
 }
 
 impl TaskDefinition {
@@ -41,6 +45,8 @@ impl TaskDefinition {
             timeout: DEFAULT_TIMEOUT,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Backoff::default(),
+            concurrency_key: None,
+            key_concurrency: None,
         }
     }
 
@@ -217,6 +223,8 @@ pub fn task_catalog(tasks: &BTreeMap<String, TaskDefinition>) -> errand::TaskCat
                 timeout: Some(t.timeout),
                 backoff: Some(t.backoff),
                 remote: !t.is_local(),
+                concurrency_key: t.concurrency_key.clone(),
+                key_concurrency: t.key_concurrency,
             },
         );
     }

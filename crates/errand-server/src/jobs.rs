@@ -70,6 +70,17 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schemars(schema_with = "schema::duration_or_null")]
     timeout: Option<String>,
+    /// Jobs sharing this key (within the queue) run at most `key_concurrency` at a time
+    /// across every worker; the others wait queued (default: the task's argument, if it
+    /// names one).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::key_or_null")]
+    concurrency_key: Option<String>,
+    /// How many jobs of this key may run at once (default: the task's, else the queue's,
+    /// else 1). Only with a `concurrency_key`.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::attempts_or_null")]
+    key_concurrency: Option<i32>,
 }
 
 /// `run_at` or `delay`, not both.
@@ -148,6 +159,8 @@ impl EnqueueRequest {
             reference_type,
             reference_id,
             timeout_ms,
+            concurrency_key: self.concurrency_key,
+            key_concurrency: self.key_concurrency,
         })
     }
 }

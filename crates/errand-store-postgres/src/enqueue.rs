@@ -67,12 +67,15 @@ macro_rules! batch_rows {
                 coalesce($14::text, t.reference_type) AS reference_type,
                 coalesce($16::text, t.reference_id) AS reference_id,
                 coalesce($18::bigint, t.timeout_ms) AS timeout_ms,
-                t.unique_key
+                t.unique_key,
+                coalesce($22::text, t.concurrency_key) AS concurrency_key,
+                coalesce($24::int, t.key_concurrency) AS key_concurrency
          FROM unnest($1::jsonb[], $3::text[], $5::text[], $7::int[], $9::timestamptz[],
                      $11::bigint[], $13::int[], $15::text[], $17::text[], $19::bigint[],
-                     $21::text[])
+                     $21::text[], $23::text[], $25::int[])
               WITH ORDINALITY AS t(args, queue, kind, priority, run_at, delay_us, max_attempts,
-                                   reference_type, reference_id, timeout_ms, unique_key, ord)"
+                                   reference_type, reference_id, timeout_ms, unique_key,
+                                   concurrency_key, key_concurrency, ord)"
     };
 }
 
@@ -89,12 +92,13 @@ const INSERT_PLAIN: &str = concat!(
     "WITH ins AS (
         INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt,
                                  max_attempts, reference_type, reference_id, timeout_ms,
-                                 created_at, updated_at)
+                                 concurrency_key, key_concurrency, created_at, updated_at)
         SELECT queue, kind, args, 'queued', priority,
                coalesce(run_at, ",
     batch_now!(),
     " + coalesce(delay_us, 0) * interval '1 microsecond'),
-               0, max_attempts, reference_type, reference_id, timeout_ms, ",
+               0, max_attempts, reference_type, reference_id, timeout_ms,
+               concurrency_key, key_concurrency, ",
     batch_now!(),
     ", ",
     batch_now!(),
@@ -123,12 +127,14 @@ const INSERT_KEYED: &str = concat!(
     ), ins AS (
         INSERT INTO errand_jobs (id, queue, kind, args, status, priority, run_at, attempt,
                                  max_attempts, unique_key, reference_type, reference_id,
-                                 timeout_ms, created_at, updated_at)
+                                 timeout_ms, concurrency_key, key_concurrency,
+                                 created_at, updated_at)
         SELECT id, queue, kind, args, 'queued', priority,
                coalesce(run_at, ",
     batch_now!(),
     " + coalesce(delay_us, 0) * interval '1 microsecond'),
-               0, max_attempts, unique_key, reference_type, reference_id, timeout_ms, ",
+               0, max_attempts, unique_key, reference_type, reference_id, timeout_ms,
+               concurrency_key, key_concurrency, ",
     batch_now!(),
     ", ",
     batch_now!(),
@@ -174,11 +180,11 @@ const INSERT_ONE: &str = concat!(
     "WITH ins AS (
         INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt,
                                  max_attempts, reference_type, reference_id, timeout_ms,
-                                 created_at, updated_at)
+                                 concurrency_key, key_concurrency, created_at, updated_at)
         VALUES ($1, $2, $3, 'queued', $4,
                 coalesce($5::timestamptz, coalesce($11::timestamptz, now())
                          + coalesce($6::bigint, 0) * interval '1 microsecond'),
-                0, $7, $8, $9, $10,
+                0, $7, $8, $9, $10, $12, $13,
                 coalesce($11::timestamptz, now()), coalesce($11::timestamptz, now()))
         RETURNING id, queue, run_at
     ), ",
@@ -374,7 +380,8 @@ fn nullable<T: PartialEq + Copy>(
 /// The parameters of [`INSERT_PLAIN`] and [`INSERT_KEYED`] for some jobs of a batch:
 /// `$1` args; then scalar and array of queue (`$2`, `$3`), kind, priority, run_at, delay_us,
 /// max_attempts, reference_type, reference_id, timeout_ms (`$18`, `$19`); `$20` now (bound
-/// by the caller of [`Columns::bind`]); `$21` unique keys (empty on the plain path).
+/// by the caller of [`Columns::bind`]); `$21` unique keys (empty on the plain path); scalar
+/// and array of concurrency_key (`$22`, `$23`) and key_concurrency (`$24`, `$25`).
 struct Columns<'a> {
     args: Vec<Json<&'a RawValue>>,
     queue: (Option<&'a str>, Vec<&'a str>),
@@ -387,6 +394,8 @@ struct Columns<'a> {
     reference_id: (Option<&'a str>, Vec<Option<&'a str>>),
     timeout_ms: (Option<i64>, Vec<Option<i64>>),
     unique_key: Vec<Option<&'a str>>,
+    concurrency_key: (Option<&'a str>, Vec<Option<&'a str>>),
+    key_concurrency: (Option<i32>, Vec<Option<i32>>),
 }
 
 impl<'a> Columns<'a> {
@@ -408,10 +417,12 @@ impl<'a> Columns<'a> {
             reference_id: nullable(jobs.clone().map(|j| j.reference_id.as_deref())),
             timeout_ms: nullable(jobs.clone().map(|j| j.timeout_ms)),
             unique_key: if keyed {
-                jobs.map(|j| j.unique_key.as_deref()).collect()
+                jobs.clone().map(|j| j.unique_key.as_deref()).collect()
             } else {
                 Vec::new()
             },
+            concurrency_key: nullable(jobs.clone().map(|j| j.concurrency_key.as_deref())),
+            key_concurrency: nullable(jobs.clone().map(|j| j.key_concurrency)),
         }
     }
 
@@ -443,6 +454,10 @@ impl<'a> Columns<'a> {
             .bind(self.timeout_ms.1)
             .bind(now)
             .bind(self.unique_key)
+            .bind(self.concurrency_key.0)
+            .bind(self.concurrency_key.1)
+            .bind(self.key_concurrency.0)
+            .bind(self.key_concurrency.1)
     }
 }
 
@@ -465,6 +480,8 @@ async fn insert_one(
         .bind(job.reference_id.as_deref())
         .bind(job.timeout_ms)
         .bind(now)
+        .bind(job.concurrency_key.as_deref())
+        .bind(job.key_concurrency)
         .fetch_one(&mut *conn)
         .await
         .map_err(map)?;

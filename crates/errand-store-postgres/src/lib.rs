@@ -40,6 +40,7 @@ pub mod baseline;
 mod claim_cursor;
 mod enqueue;
 mod error;
+mod flow;
 mod migrate;
 mod notify;
 mod ops;
@@ -119,6 +120,8 @@ pub struct PgStore {
     wake: Arc<notify::Wake>,
     /// Where each queue's next claim starts (see `claim_cursor`), shared by the clones.
     cursors: Arc<claim_cursor::Cursors>,
+    /// Which queues need the limited claim (see `flow`), shared by the clones.
+    flow: Arc<flow::Flow>,
 }
 
 impl PgStore {
@@ -169,6 +172,7 @@ impl PgStore {
             schema: options.schema,
             wake: Arc::new(notify::Wake::new()),
             cursors: Arc::default(),
+            flow: Arc::default(),
         })
     }
 
@@ -186,6 +190,7 @@ impl PgStore {
             schema: options.schema,
             wake: Arc::new(notify::Wake::new()),
             cursors: Arc::default(),
+            flow: Arc::default(),
         })
     }
 

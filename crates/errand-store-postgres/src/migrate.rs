@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0008_lean_indexes",
     "0010_sql_enqueue",
     "0011_progress",
+    "0012_flow_control",
 ];
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (\

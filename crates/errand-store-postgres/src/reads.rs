@@ -13,7 +13,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 /// Per-queue counts by status from the trigger-kept counters (migration 7: the folded
 /// counts plus the deltas not folded yet, a few rows however many jobs there are), the
-/// scheduled count and oldest ready job from the queued rows (`errand_jobs_claim`), and every
+/// scheduled count and oldest ready job from the queued rows (`errand_jobs_claim` for jobs
+/// without a key, `errand_jobs_claim_keyed` for keyed ones), and every
 /// queue that has a settings row.
 const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
     by_status AS (
@@ -30,11 +31,21 @@ const STATS: &str = "WITH t AS (SELECT coalesce($1::timestamptz, now()) AS now),
         HAVING sum(n) <> 0
     ),
     ready AS (
-        SELECT queue,
-               count(*) FILTER (WHERE run_at > t.now) AS scheduled,
-               min(run_at) FILTER (WHERE run_at <= t.now) AS oldest_ready_run_at
-        FROM errand_jobs, t
-        WHERE status = 'queued'
+        SELECT queue, sum(scheduled)::bigint AS scheduled,
+               min(oldest_ready_run_at) AS oldest_ready_run_at
+        FROM (SELECT queue,
+                     count(*) FILTER (WHERE run_at > t.now) AS scheduled,
+                     min(run_at) FILTER (WHERE run_at <= t.now) AS oldest_ready_run_at
+              FROM errand_jobs, t
+              WHERE status = 'queued' AND concurrency_key IS NULL
+              GROUP BY queue
+              UNION ALL
+              SELECT queue,
+                     count(*) FILTER (WHERE run_at > t.now),
+                     min(run_at) FILTER (WHERE run_at <= t.now)
+              FROM errand_jobs, t
+              WHERE status = 'queued' AND concurrency_key IS NOT NULL
+              GROUP BY queue) parts
         GROUP BY queue
     ),
     names AS (SELECT queue AS name FROM by_status UNION SELECT name FROM errand_queues)
@@ -343,11 +354,13 @@ impl PgStore {
     }
 
     pub(crate) async fn queue_list_impl(&self) -> StoreResult<Vec<QueueInfo>> {
-        let rows =
-            sqlx::query("SELECT name, paused_at, updated_at FROM errand_queues ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map)?;
+        let rows = sqlx::query(
+            "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency
+             FROM errand_queues ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
         rows.iter()
             .map(|r| {
                 let paused_at: Option<DateTime<Utc>> = r.try_get("paused_at").map_err(map)?;
@@ -356,8 +369,36 @@ impl PgStore {
                     paused: paused_at.is_some(),
                     paused_at,
                     updated_at: r.try_get("updated_at").map_err(map)?,
+                    limits: errand_core::QueueLimits {
+                        global_concurrency: r.try_get("global_concurrency").map_err(map)?,
+                        key_concurrency: r.try_get("key_concurrency").map_err(map)?,
+                    },
                 })
             })
             .collect()
+    }
+
+    pub(crate) async fn queue_limits_set_impl(
+        &self,
+        name: &str,
+        limits: errand_core::QueueLimits,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO errand_queues (name, paused_at, updated_at, global_concurrency,
+                                        key_concurrency)
+             VALUES ($1, NULL, coalesce($2::timestamptz, now()), $3, $4)
+             ON CONFLICT (name) DO UPDATE
+             SET global_concurrency = excluded.global_concurrency,
+                 key_concurrency = excluded.key_concurrency,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(self.now())
+        .bind(limits.global_concurrency)
+        .bind(limits.key_concurrency)
+        .execute(&self.pool)
+        .await
+        .map_err(map)?;
+        Ok(())
     }
 }

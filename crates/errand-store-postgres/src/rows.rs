@@ -50,6 +50,8 @@ pub(crate) fn job(row: &PgRow) -> StoreResult<Job> {
         updated_at: col(row, "updated_at")?,
         progress: col(row, "progress")?,
         progress_at: col(row, "progress_at")?,
+        concurrency_key: col(row, "concurrency_key")?,
+        key_concurrency: col(row, "key_concurrency")?,
     })
 }
 

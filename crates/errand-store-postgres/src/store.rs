@@ -4,7 +4,9 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, RunAt};
+use errand_core::{
+    ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, QueueLimits, RunAt,
+};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,
@@ -64,6 +66,10 @@ impl Store for PgStore {
         let behind = |j: &&JobInsert| matches!(j.run_at, RunAt::At(at) if at <= now);
         for job in jobs.iter().filter(behind) {
             self.cursors.forget(&job.queue);
+        }
+        // A keyed job is claimed only the limited way: its queue's next claim here goes so.
+        for job in jobs.iter().filter(|j| j.concurrency_key.is_some()) {
+            self.flow.mark(&job.queue);
         }
         Ok(out)
     }
@@ -165,6 +171,16 @@ impl Store for PgStore {
 
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>> {
         self.queue_list_impl().await
+    }
+
+    async fn queue_limits_set(&self, name: &str, limits: QueueLimits) -> StoreResult<()> {
+        self.queue_limits_set_impl(name, limits).await?;
+        if limits.global_concurrency.is_some() {
+            self.flow.mark(name);
+        } else {
+            self.flow.forget(name);
+        }
+        Ok(())
     }
 
     async fn worker_register(&self, worker: &WorkerRegistration) -> StoreResult<()> {

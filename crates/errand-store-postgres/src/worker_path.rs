@@ -14,6 +14,7 @@
 
 use crate::claim_cursor::{Position, Start};
 use crate::error::map;
+use crate::flow::Plan;
 use crate::rows;
 use crate::sql::{limit, micros, rfc3339};
 use crate::PgStore;
@@ -45,16 +46,19 @@ macro_rules! start_picked {
     RETURNING j.*"
     };
 }
+pub(crate) use start_picked;
 
-/// Picks ready jobs over the partial index `errand_jobs_claim`, skipping rows other claimers
-/// hold, and starts them. `$4` is the injected now (or NULL for the database's).
+/// Picks ready jobs without a `concurrency_key` over the partial index `errand_jobs_claim`,
+/// skipping rows other claimers hold, and starts them; nothing from a queue with a global
+/// limit (those go through `flow`). `$4` is the injected now (or NULL for the database's).
 pub(crate) const CLAIM: &str = concat!(
     "WITH picked AS (
         SELECT id FROM errand_jobs
-        WHERE status = 'queued' AND queue = $1
+        WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL
           AND run_at <= coalesce($4::timestamptz, now())
           AND NOT EXISTS (SELECT 1 FROM errand_queues q
-                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+                          WHERE q.name = $1
+                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL))
         ORDER BY priority DESC, run_at, id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
@@ -73,14 +77,14 @@ pub(crate) const CLAIM_AFTER: &str = concat!(
         SELECT id FROM (
             SELECT id FROM (
                 SELECT id FROM errand_jobs
-                WHERE status = 'queued' AND queue = $1 AND priority > $6
+                WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL AND priority > $6
                   AND run_at <= coalesce($4::timestamptz, now())
                 ORDER BY priority DESC, run_at, id
                 LIMIT $3 FOR UPDATE SKIP LOCKED) higher
             UNION ALL
             SELECT id FROM (
                 SELECT id FROM errand_jobs
-                WHERE status = 'queued' AND queue = $1 AND priority = $6
+                WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL AND priority = $6
                   AND (run_at, id) > ($7::timestamptz, $8::bigint)
                   AND run_at <= coalesce($4::timestamptz, now())
                 ORDER BY run_at, id
@@ -88,7 +92,7 @@ pub(crate) const CLAIM_AFTER: &str = concat!(
             UNION ALL
             SELECT id FROM (
                 SELECT id FROM errand_jobs
-                WHERE status = 'queued' AND queue = $1 AND priority = $6
+                WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL AND priority = $6
                   AND (run_at, id) <= ($7::timestamptz, $8::bigint)
                   AND run_at <= coalesce($4::timestamptz, now())
                 ORDER BY run_at, id
@@ -96,13 +100,14 @@ pub(crate) const CLAIM_AFTER: &str = concat!(
             UNION ALL
             SELECT id FROM (
                 SELECT id FROM errand_jobs
-                WHERE status = 'queued' AND queue = $1 AND priority < $6
+                WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL AND priority < $6
                   AND run_at <= coalesce($4::timestamptz, now())
                 ORDER BY priority DESC, run_at, id
                 LIMIT $3 FOR UPDATE SKIP LOCKED) lower
         ) parts
         WHERE NOT EXISTS (SELECT 1 FROM errand_queues q
-                          WHERE q.name = $1 AND q.paused_at IS NOT NULL)
+                          WHERE q.name = $1
+                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL))
         LIMIT $3
     )
     ",
@@ -288,11 +293,47 @@ fn fence_arrays<'a>(fences: impl Iterator<Item = &'a Fence>) -> (Vec<i64>, Vec<i
 }
 
 impl PgStore {
+    /// `Store::job_claim`: the plain claim, the limited claim, or both (see `flow`).
     pub(crate) async fn claim_impl(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
+        let plan = self.flow.plan(&claim.queue, started);
+        let mut claimed = match plan {
+            Plan::Limited => self.claim_limited(claim).await?,
+            Plan::Plain => self.claim_plain(claim, started).await?,
+            Plan::PlainAndProbe => {
+                let (plain, limited) =
+                    tokio::join!(self.claim_plain(claim, started), self.flow_probe(&claim.queue));
+                let limited = limited?;
+                self.flow.probed(&claim.queue, limited, started);
+                let mut plain = plain?;
+                let rest = claim.limit.saturating_sub(plain.len() as u32);
+                if limited && rest > 0 {
+                    let more = JobClaim {
+                        limit: rest,
+                        ..claim.clone()
+                    };
+                    plain.extend(self.claim_limited(&more).await?);
+                }
+                plain
+            }
+        };
+        self.flow
+            .claimed(&claim.queue, claimed.len() < claim.limit as usize);
+        if plan == Plan::PlainAndProbe {
+            claimed = errand_store::steps::claimed(claimed.into_iter().map(|c| c.job).collect())?;
+        }
+        Ok(claimed)
+    }
+
+    /// The plain claim (`CLAIM`, or `CLAIM_AFTER` from the queue's cursor).
+    async fn claim_plain(
+        &self,
+        claim: &JobClaim,
+        started: std::time::Instant,
+    ) -> StoreResult<Vec<ClaimedJob>> {
         let ticket = self.cursors.start(&claim.queue, started);
         let query = match ticket.start {
             Start::Head => sqlx::query(CLAIM),

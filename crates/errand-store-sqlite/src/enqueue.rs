@@ -19,8 +19,9 @@ pub(crate) fn insert_many(
 ) -> Result<Vec<Enqueued>, OpError> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO errand_jobs (queue, kind, args, status, priority, run_at, attempt, \
-         max_attempts, unique_key, reference_type, reference_id, timeout_ms, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11) \
+         max_attempts, unique_key, reference_type, reference_id, timeout_ms, created_at, updated_at, \
+         concurrency_key, key_concurrency) \
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13) \
          ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') \
          DO NOTHING RETURNING id",
     )?;
@@ -45,6 +46,8 @@ pub(crate) fn insert_many(
                     job.reference_id,
                     job.timeout_ms,
                     now,
+                    job.concurrency_key,
+                    job.key_concurrency,
                 ],
                 |r| r.get(0),
             )

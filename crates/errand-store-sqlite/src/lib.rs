@@ -48,6 +48,7 @@ pub mod baseline;
 mod checkpoint;
 mod enqueue;
 mod error;
+mod flow;
 mod migrate;
 mod notify;
 mod ops;

@@ -21,6 +21,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0009_hot_counts",
     "0010_sql_enqueue",
     "0011_progress",
+    "0012_flow_control",
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (

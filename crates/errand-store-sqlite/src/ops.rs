@@ -331,3 +331,25 @@ pub(crate) fn queue_resume(tx: &Transaction<'_>, now: i64, name: &str) -> Result
     .execute(params![name, now])?;
     Ok(())
 }
+
+/// [`errand_store::Store::queue_limits_set`]: replaces both limits, creating the row.
+pub(crate) fn queue_limits_set(
+    tx: &Transaction<'_>,
+    now: i64,
+    name: &str,
+    limits: errand_core::QueueLimits,
+) -> Result<(), OpError> {
+    tx.prepare_cached(
+        "INSERT INTO errand_queues (name, paused_at, updated_at, global_concurrency, \
+         key_concurrency) VALUES (?1, NULL, ?2, ?3, ?4) \
+         ON CONFLICT (name) DO UPDATE SET global_concurrency = excluded.global_concurrency, \
+         key_concurrency = excluded.key_concurrency, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        name,
+        now,
+        limits.global_concurrency,
+        limits.key_concurrency
+    ])?;
+    Ok(())
+}

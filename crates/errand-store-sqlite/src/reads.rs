@@ -157,11 +157,20 @@ pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the partial
-/// claim index, which covers (queue, run_at) for queued rows and is already grouped by queue.
+/// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the two
+/// partial claim indexes (jobs without a key, keyed jobs), which cover (queue, run_at) for
+/// queued rows and are already grouped by queue.
 pub(crate) const QUEUED_STATS_SQL: &str =
-    "SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
-     FROM errand_jobs INDEXED BY errand_jobs_claim WHERE status = 'queued' GROUP BY queue";
+    "SELECT queue, SUM(scheduled), MIN(ready) FROM ( \
+       SELECT queue, SUM(run_at > ?1) AS scheduled, \
+              MIN(CASE WHEN run_at <= ?1 THEN run_at END) AS ready \
+       FROM errand_jobs INDEXED BY errand_jobs_claim \
+       WHERE status = 'queued' AND concurrency_key IS NULL GROUP BY queue \
+       UNION ALL \
+       SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
+       FROM errand_jobs INDEXED BY errand_jobs_claim_keyed \
+       WHERE status = 'queued' AND concurrency_key IS NOT NULL GROUP BY queue) \
+     GROUP BY queue";
 
 /// The stats entry of queue `q`, created empty on first use.
 fn stats_of(
@@ -241,8 +250,10 @@ pub(crate) fn event_list(tx: &Transaction<'_>, job_id: JobId) -> Result<Vec<Even
 
 /// [`errand_store::Store::queue_list`], sorted by name.
 pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError> {
-    let mut stmt =
-        tx.prepare_cached("SELECT name, paused_at, updated_at FROM errand_queues ORDER BY name")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency \
+         FROM errand_queues ORDER BY name",
+    )?;
     let rows = stmt.query_map([], |r| {
         let paused_at: Option<i64> = r.get(1)?;
         Ok(QueueInfo {
@@ -250,6 +261,10 @@ pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError
             paused: paused_at.is_some(),
             paused_at: paused_at.map(micros_to_time),
             updated_at: micros_to_time(r.get(2)?),
+            limits: errand_core::QueueLimits {
+                global_concurrency: r.get(3)?,
+                key_concurrency: r.get(4)?,
+            },
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -14,7 +14,7 @@ macro_rules! job_columns {
         "id, queue, kind, args, status, priority, run_at, attempt, max_attempts, unique_key, \
          reference_type, reference_id, result, last_error, timeout_ms, worker_id, \
          lease_expires_at, cancel_requested_at, created_at, started_at, finished_at, updated_at, \
-         progress, progress_at"
+         progress, progress_at, concurrency_key, key_concurrency"
     };
 }
 pub(crate) use job_columns;
@@ -132,6 +132,8 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: time(row, 21)?,
         progress: opt_json(row, 22)?,
         progress_at: opt_time(row, 23)?,
+        concurrency_key: row.get(24)?,
+        key_concurrency: row.get(25)?,
     })
 }
 

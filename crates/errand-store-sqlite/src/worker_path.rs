@@ -58,23 +58,36 @@ pub(crate) fn insert_event(
     )
 }
 
-/// The claim statement. The subquery walks the partial index `errand_jobs_claim`
-/// (queue, priority DESC, run_at, id WHERE status = 'queued') in claim order and stops after
-/// `?5` ready rows. `INDEXED BY` pins that plan: the planner would pick it today, but the
-/// claim must never turn into a scan if statistics (`ANALYZE`) ever change its mind.
-/// `OR ROLLBACK` for the reason given at [`COMPLETE_SQL`].
+/// What a claim sets on each job it starts (`?1` worker, `?2` now, `?3` lease end): the one
+/// text of the plain claim and of the limited claim (`flow`). A new attempt starts without
+/// progress.
+macro_rules! start_set {
+    () => {
+        "status = 'running', attempt = attempt + 1, worker_id = ?1, started_at = ?2, \
+         lease_expires_at = ?3, progress = NULL, progress_at = NULL, updated_at = ?2"
+    };
+}
+pub(crate) use start_set;
+
+/// The plain claim (a queue without flow control). The subquery walks the partial index
+/// `errand_jobs_claim` (queue, priority DESC, run_at, id WHERE status = 'queued' AND
+/// concurrency_key IS NULL) in claim order and stops after `?5` ready rows. `INDEXED BY` pins
+/// that plan: the planner would pick it today, but the claim must never turn into a scan if
+/// statistics (`ANALYZE`) ever change its mind. `OR ROLLBACK` for the reason given at
+/// [`COMPLETE_SQL`].
 pub(crate) const CLAIM_SQL: &str = concat!(
-    "UPDATE OR ROLLBACK errand_jobs SET status = 'running', attempt = attempt + 1, worker_id = ?1, \
-     started_at = ?2, lease_expires_at = ?3, progress = NULL, progress_at = NULL, updated_at = ?2 \
-     WHERE id IN (SELECT id FROM errand_jobs INDEXED BY errand_jobs_claim \
-         WHERE status = 'queued' AND queue = ?4 AND run_at <= ?2 \
+    "UPDATE OR ROLLBACK errand_jobs SET ",
+    start_set!(),
+    " WHERE id IN (SELECT id FROM errand_jobs INDEXED BY errand_jobs_claim \
+         WHERE status = 'queued' AND queue = ?4 AND concurrency_key IS NULL AND run_at <= ?2 \
          AND NOT EXISTS (SELECT 1 FROM errand_queues WHERE name = ?4 AND paused_at IS NOT NULL) \
          ORDER BY priority DESC, run_at, id LIMIT ?5) \
      RETURNING ",
     job_columns!()
 );
 
-/// [`errand_store::Store::job_claim`].
+/// [`errand_store::Store::job_claim`]: the limited claim for a queue under flow control
+/// (`flow`), else the plain one.
 pub(crate) fn claim(
     tx: &Transaction<'_>,
     now: i64,
@@ -82,6 +95,12 @@ pub(crate) fn claim(
 ) -> Result<Vec<ClaimedJob>, OpError> {
     if claim.limit == 0 {
         return Ok(Vec::new());
+    }
+    if crate::flow::needs_limited(tx, &claim.queue)? {
+        let mut steps = crate::flow::LimitedClaim { tx, now };
+        return errand_store::steps::run_now(errand_store::steps::claim_limited(
+            &mut steps, claim,
+        ));
     }
     let mut stmt = tx.prepare_cached(CLAIM_SQL)?;
     let rows = stmt.query_map(
@@ -129,7 +148,7 @@ pub(crate) const COMPLETE_SQL: &str = "UPDATE OR ROLLBACK errand_jobs \
 /// Moves `n` jobs of `queue` from status `from` to `to` in `errand_queue_counts`: the claim
 /// and the completion count their batch here, once, because the row trigger of migration 7
 /// leaves those two transitions out (migration 9).
-fn move_counts(
+pub(crate) fn move_counts(
     tx: &Transaction<'_>,
     queue: &str,
     from: &str,

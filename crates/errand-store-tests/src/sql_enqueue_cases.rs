@@ -70,6 +70,9 @@ pub(crate) fn cases() -> Vec<(&'static str, NewJob, Expect)> {
                 reference_type: Some("user".into()),
                 reference_id: Some("42".into()),
                 timeout_ms: Some(600_000),
+                // The SQL enqueue takes no concurrency key yet (see CHANGELOG).
+                concurrency_key: None,
+                key_concurrency: None,
             },
             Accepted,
         ),

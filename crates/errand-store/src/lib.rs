@@ -222,8 +222,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Resumes a paused queue. Idempotent.
     async fn queue_resume(&self, name: &str) -> StoreResult<()>;
 
-    /// Queues that have a row (were ever paused or resumed).
+    /// Queues that have a row (were ever paused or resumed, or given limits).
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>>;
+
+    /// Sets a queue's flow-control limits (`errand_core::flow`), replacing both; creates the
+    /// queue's row if it has none. The limits must have passed `QueueLimits::check`.
+    async fn queue_limits_set(&self, name: &str, limits: errand_core::QueueLimits)
+        -> StoreResult<()>;
 
     // ---- workers ------------------------------------------------------------------------
 

@@ -252,6 +252,8 @@ pub struct QueueInfo {
     pub paused: bool,
     pub paused_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// Its flow-control limits across every worker process (`errand_core::flow`).
+    pub limits: errand_core::QueueLimits,
 }
 
 /// Applied and pending schema migrations.

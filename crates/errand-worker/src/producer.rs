@@ -385,6 +385,8 @@ mod tests {
                     updated_at: at,
                     progress: None,
                     progress_at: None,
+                    concurrency_key: None,
+                    key_concurrency: None,
                 })
                 .unwrap(),
             )

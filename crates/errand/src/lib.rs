@@ -60,7 +60,8 @@ pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobArgs, JobId, JobStatus,
-    Limits, NewJob, Progress, ProgressError, Rejection, Task, TaskCatalog, TaskSettings,
+    Limits, NewJob, Progress, ProgressError, QueueLimits, Rejection, Task, TaskCatalog,
+    TaskSettings,
     ValidationError, MAX_PROGRESS_BYTES,
 };
 pub use errand_store::{

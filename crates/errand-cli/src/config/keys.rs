@@ -45,7 +45,11 @@ pub(super) const WORKERS_KEYS: &[(&str, Kind)] = &[
     ("cancel_grace", Kind::Duration),
 ];
 pub(super) const LIMITS_KEYS: &[(&str, Kind)] = &[("max_args_bytes", Kind::Int)];
-pub(super) const QUEUE_KEYS: &[(&str, Kind)] = &[("concurrency", Kind::Int)];
+pub(super) const QUEUE_KEYS: &[(&str, Kind)] = &[
+    ("concurrency", Kind::Int),
+    ("global_concurrency", Kind::Int),
+    ("key_concurrency", Kind::Int),
+];
 /// The scalar keys of a task; `http` and `backoff` are tables handled beside them.
 pub(super) const TASK_KEYS: &[(&str, Kind)] = &[
     ("queue", Kind::Str),
@@ -53,6 +57,8 @@ pub(super) const TASK_KEYS: &[(&str, Kind)] = &[
     ("remote", Kind::Bool),
     ("timeout", Kind::Duration),
     ("max_attempts", Kind::Int),
+    ("concurrency_key", Kind::Str),
+    ("key_concurrency", Kind::Int),
 ];
 pub(super) const BACKOFF_KEYS: &[(&str, Kind)] = &[
     ("base", Kind::Duration),

@@ -66,6 +66,9 @@ pub struct Config {
     pub limits: Limits,
     /// Queue name to concurrency.
     pub queues: BTreeMap<String, u32>,
+    /// `[queues.NAME] global_concurrency, key_concurrency`: limits across every worker
+    /// process, written to the database when `serve` or `worker` starts.
+    pub queue_limits: BTreeMap<String, errand::QueueLimits>,
     /// Task kind to its settings.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// `[server]`: the HTTP API of `errand serve`.

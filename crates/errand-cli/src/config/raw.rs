@@ -63,6 +63,8 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawQueue {
     pub concurrency: Option<Value>,
+    pub global_concurrency: Option<Value>,
+    pub key_concurrency: Option<Value>,
 }
 
 /// `[tasks.NAME]`.
@@ -76,6 +78,8 @@ pub(super) struct RawTask {
     pub timeout: Option<Value>,
     pub max_attempts: Option<Value>,
     pub backoff: Option<RawBackoff>,
+    pub concurrency_key: Option<Value>,
+    pub key_concurrency: Option<Value>,
 }
 
 /// `[tasks.NAME] http`.

@@ -179,6 +179,7 @@ impl Reader<'_> {
             None => RetentionSettings::default(),
         };
         let mut queues = BTreeMap::new();
+        let mut queue_limits = BTreeMap::new();
         for (name, q) in root.queues.map(|t| t.0).unwrap_or_default() {
             let path = Self::child("queues", &name);
             if let Err(e) = validate_queue_name(&name) {
@@ -193,6 +194,18 @@ impl Reader<'_> {
                 )? as u32,
                 None => return Err(self.error(&path, "missing key \"concurrency\"")),
             };
+            let limit = |key: &str, v: Option<Value>| -> Result<Option<i32>, ConfigError> {
+                v.map(|v| {
+                    self.int(&Self::child(&path, key), v, 1, i64::from(i32::MAX))
+                        .map(|n| n as i32)
+                })
+                .transpose()
+            };
+            let limits = errand::QueueLimits {
+                global_concurrency: limit("global_concurrency", q.global_concurrency)?,
+                key_concurrency: limit("key_concurrency", q.key_concurrency)?,
+            };
+            queue_limits.insert(name.clone(), limits);
             queues.insert(name, concurrency);
         }
         let mut tasks = BTreeMap::new();
@@ -247,6 +260,7 @@ impl Reader<'_> {
             workers,
             limits,
             queues,
+            queue_limits,
             tasks,
             server,
             scheduler,

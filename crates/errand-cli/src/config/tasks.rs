@@ -60,12 +60,31 @@ impl Reader<'_> {
             Some(v) => self.backoff(&key("backoff"), v)?,
             None => Backoff::default(),
         };
+        let concurrency_key = match t.concurrency_key {
+            Some(v) => {
+                let arg = self.string(&key("concurrency_key"), v)?;
+                if arg.is_empty() {
+                    return Err(self.error(
+                        &key("concurrency_key"),
+                        "name the argument whose value is each job's key, e.g. \"program_id\"",
+                    ));
+                }
+                Some(arg)
+            }
+            None => None,
+        };
+        let key_concurrency = match t.key_concurrency {
+            Some(v) => Some(self.int(&key("key_concurrency"), v, 1, i64::from(i32::MAX))? as i32),
+            None => None,
+        };
         Ok(TaskDefinition {
             queue,
             handler,
             timeout,
             max_attempts,
             backoff,
+            concurrency_key,
+            key_concurrency,
         })
     }
 

@@ -9,6 +9,7 @@ use errand_store::JobClaim;
 use std::time::Duration;
 
 mod enqueue;
+mod flow;
 mod operator;
 mod progress;
 mod reads;
@@ -19,6 +20,7 @@ mod worker_path;
 mod workers;
 
 pub use enqueue::*;
+pub use flow::*;
 pub use operator::*;
 pub use progress::*;
 pub use reads::*;

@@ -5,7 +5,7 @@
 //! the results they build are the same on SQLite and PostgreSQL; only the SQL of each step
 //! differs. So each multi-step operation here is an `async fn` generic over a small
 //! per-dialect trait whose methods are those steps ([`MigrationTx`], [`ScheduleTx`],
-//! [`OperatorTx`]), and each store implements the traits on its own transaction type with
+//! [`OperatorTx`], [`FlowClaimTx`]), and each store implements the traits on its own transaction type with
 //! its own SQL. What is left in a store crate is dialect: SQL text, row decoding, and the
 //! engine specifics (SQLite's writer thread, group commit and checkpointing; PostgreSQL's
 //! pool, `LISTEN`/`NOTIFY` and `unnest` batches).
@@ -19,10 +19,12 @@
 //! write is a full disk) and the shared code can still report a stale fence or a missing
 //! schedule.
 
+mod flow;
 mod migrate;
 mod operator;
 mod schedule;
 
+pub use flow::{claim_limited, Candidates, FlowClaimTx, QueueState};
 pub use migrate::{migrate, migration_status, Migration, MigrationTx};
 pub use operator::{job_cancel, job_retry, LockedJob, OperatorTx};
 pub use schedule::{schedule_fire, schedule_trigger, FireRow, ScheduleTx};

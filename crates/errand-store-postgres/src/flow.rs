@@ -1,0 +1,290 @@
+//! Claims under flow control (`errand_core::flow`), and which claim a queue needs.
+//!
+//! A queue needs the limited claim when it has a `global_concurrency` or ready jobs with a
+//! `concurrency_key`. The plain claim (`worker_path::CLAIM`, the hot path) can never break a
+//! limit on its own: it reads only jobs without a key (`errand_jobs_claim` holds no others)
+//! and takes nothing from a queue with a global limit (its queue check says so). What this
+//! module decides is only *when* a queue's claims go the limited way, from a per-queue probe
+//! ([`PROBE`]) this process caches for [`PROBE_EVERY`]:
+//!
+//! - a queue the probe found limited is claimed the limited way until a later probe says
+//!   otherwise;
+//! - otherwise the plain claim runs, and the probe runs beside it (on another connection, so
+//!   it adds no round trip) when the cached answer is older than [`PROBE_EVERY`] or the
+//!   queue's last claim came back short (the queue looked drained: a new keyed job's
+//!   wake-up must find it now, not a second later). If it finds the queue limited, the
+//!   limited claim takes the rest of what was asked for.
+//!
+//! So keyed jobs and a new global limit are seen within [`PROBE_EVERY`] while a backlog of
+//! unkeyed jobs drains, and at once by an idle queue. This process's own keyed enqueues and
+//! limit changes mark the queue at once ([`Flow::mark`]).
+//!
+//! The limited claim is `errand_store::steps::claim_limited` in one transaction: a
+//! transaction-scoped advisory lock per schema and queue, taken by its own statement so that
+//! every later read takes its snapshot after the previous limited claim committed; then the
+//! queue's state, the candidates, and the start. No two limited claims of a queue overlap,
+//! which is what makes the limits exact across processes; claims of other queues do not wait.
+
+use crate::error::map;
+use crate::sql::micros;
+use crate::worker_path::start_picked;
+use crate::PgStore;
+use chrono::{DateTime, Utc};
+use errand_core::flow::{Candidate, QueueLimits};
+use errand_core::{ClaimedJob, Job, JobId};
+use errand_store::steps::{Candidates, FlowClaimTx, QueueState};
+use errand_store::{JobClaim, StoreError, StoreResult};
+use sqlx::{Postgres, Row, Transaction};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a probe's answer stands while a queue's claims come back full.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether queue `$1` needs the limited claim: a global limit, or a ready-or-not queued job
+/// with a key (one descent of `errand_jobs_claim_keyed`).
+const PROBE: &str = "SELECT coalesce((SELECT global_concurrency IS NOT NULL
+                                      FROM errand_queues WHERE name = $1), false)
+        OR EXISTS (SELECT 1 FROM errand_jobs
+                   WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL)
+        AS limited";
+
+/// The queue's claim lock, until the transaction ends.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(
+        hashtextextended('errand.claim.' || current_schema() || '.' || $1, 0))";
+
+const STATE: &str = "SELECT q.paused_at IS NOT NULL AS paused,
+        q.global_concurrency, q.key_concurrency,
+        (SELECT count(*) FROM errand_jobs WHERE status = 'running' AND queue = $1) AS running
+    FROM (SELECT 1) one LEFT JOIN errand_queues q ON q.name = $1";
+
+/// `$1` queue, `$2` how many, `$3` the queue's per-key default, `$4` now. The unkeyed jobs in
+/// claim order; then every key with queued jobs (a skip scan of `errand_jobs_claim_keyed`,
+/// one descent per key), its running count, and its first ready jobs up to the room its
+/// limit leaves (the limit of its first job, else the queue's, else 1).
+const CANDIDATES: &str = "WITH RECURSIVE keys(k) AS (
+        (SELECT concurrency_key FROM errand_jobs
+         WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL
+         ORDER BY concurrency_key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT concurrency_key FROM errand_jobs
+                WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL
+                  AND concurrency_key > keys.k
+                ORDER BY concurrency_key LIMIT 1)
+        FROM keys WHERE keys.k IS NOT NULL
+    ), keyed AS (
+        SELECT c.*
+        FROM keys
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM errand_jobs r
+                            WHERE r.status = 'running' AND r.queue = $1
+                              AND r.concurrency_key IS NOT NULL
+                              AND r.concurrency_key = keys.k) run
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.run_at, j.concurrency_key, j.key_concurrency,
+                   run.n AS key_running
+            FROM errand_jobs j
+            WHERE j.status = 'queued' AND j.queue = $1 AND j.concurrency_key IS NOT NULL
+              AND j.concurrency_key = keys.k
+              AND j.run_at <= coalesce($4::timestamptz, now())
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT (SELECT greatest(0, least($2::bigint,
+                                            coalesce(h.key_concurrency, $3::int, 1) - run.n))
+                   FROM (SELECT key_concurrency FROM errand_jobs
+                         WHERE status = 'queued' AND queue = $1
+                           AND concurrency_key IS NOT NULL AND concurrency_key = keys.k
+                         ORDER BY priority DESC, run_at, id LIMIT 1) h)) c
+        WHERE keys.k IS NOT NULL
+    )
+    (SELECT id, priority, run_at, NULL::text AS concurrency_key, NULL::int AS key_concurrency,
+            0::bigint AS key_running
+     FROM errand_jobs
+     WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL
+       AND run_at <= coalesce($4::timestamptz, now())
+     ORDER BY priority DESC, run_at, id
+     LIMIT $2)
+    UNION ALL
+    SELECT * FROM keyed";
+
+/// Starts the chosen jobs (`$3`) of queue `$1` that are still queued.
+const START: &str = concat!(
+    "WITH picked AS (
+        SELECT id FROM errand_jobs
+        WHERE id = ANY($3::bigint[]) AND queue = $1 AND status = 'queued'
+        FOR UPDATE SKIP LOCKED
+    )
+    ",
+    start_picked!()
+);
+
+/// What this process knows of each queue's need for the limited claim.
+#[derive(Debug, Default)]
+pub(crate) struct Flow {
+    queues: Mutex<HashMap<String, Probed>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probed {
+    limited: bool,
+    at: Instant,
+    /// The queue's last claim came back short.
+    short: bool,
+}
+
+/// How the next claim of a queue goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The limited claim only.
+    Limited,
+    /// The plain claim, and the probe beside it.
+    PlainAndProbe,
+    /// The plain claim alone.
+    Plain,
+}
+
+impl Flow {
+    /// How to claim from `queue` now.
+    pub(crate) fn plan(&self, queue: &str, now: Instant) -> Plan {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        match queues.get(queue) {
+            Some(p) if p.limited && now.duration_since(p.at) < PROBE_EVERY => Plan::Limited,
+            Some(p) if !p.short && now.duration_since(p.at) < PROBE_EVERY => Plan::Plain,
+            _ => Plan::PlainAndProbe,
+        }
+    }
+
+    /// A probe's answer, taken at `at`.
+    pub(crate) fn probed(&self, queue: &str, limited: bool, at: Instant) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let short = queues.get(queue).is_some_and(|p| p.short);
+        queues.insert(queue.to_owned(), Probed { limited, at, short });
+    }
+
+    /// Whether the queue's last claim came back short.
+    pub(crate) fn claimed(&self, queue: &str, short: bool) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = queues.get_mut(queue) {
+            p.short = short;
+        }
+    }
+
+    /// This process gave the queue keyed jobs or limits: claim it the limited way now.
+    pub(crate) fn mark(&self, queue: &str) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.insert(
+            queue.to_owned(),
+            Probed {
+                limited: true,
+                at: Instant::now(),
+                short: true,
+            },
+        );
+    }
+
+    /// The queue's limits changed in a way that may need no limited claim: probe again.
+    pub(crate) fn forget(&self, queue: &str) {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.remove(queue);
+    }
+}
+
+/// PostgreSQL's steps of the shared limited claim, in one transaction.
+struct LimitedClaim {
+    tx: Transaction<'static, Postgres>,
+    now: Option<DateTime<Utc>>,
+}
+
+impl FlowClaimTx for LimitedClaim {
+    type Error = StoreError;
+
+    async fn queue_state(&mut self, queue: &str) -> StoreResult<QueueState> {
+        sqlx::query(LOCK)
+            .bind(queue)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        let row = sqlx::query(STATE)
+            .bind(queue)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(QueueState {
+            paused: row.try_get::<Option<bool>, _>("paused").map_err(map)? == Some(true),
+            limits: QueueLimits {
+                global_concurrency: row.try_get("global_concurrency").map_err(map)?,
+                key_concurrency: row.try_get("key_concurrency").map_err(map)?,
+            },
+            running: row.try_get("running").map_err(map)?,
+        })
+    }
+
+    async fn candidates(
+        &mut self,
+        queue: &str,
+        want: usize,
+        limits: &QueueLimits,
+    ) -> StoreResult<Candidates> {
+        let rows = sqlx::query(CANDIDATES)
+            .bind(queue)
+            .bind(i64::try_from(want).unwrap_or(i64::MAX))
+            .bind(limits.key_concurrency)
+            .bind(self.now)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        let mut out = Candidates::default();
+        for r in &rows {
+            let key: Option<String> = r.try_get("concurrency_key").map_err(map)?;
+            if let Some(k) = &key {
+                let n: i64 = r.try_get("key_running").map_err(map)?;
+                out.running_by_key.insert(k.clone(), n);
+            }
+            out.jobs.push(Candidate {
+                id: r.try_get("id").map_err(map)?,
+                priority: r.try_get("priority").map_err(map)?,
+                run_at: r.try_get("run_at").map_err(map)?,
+                concurrency_key: key,
+                key_concurrency: r.try_get("key_concurrency").map_err(map)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> StoreResult<Vec<Job>> {
+        let rows = sqlx::query(START)
+            .bind(&claim.queue)
+            .bind(&claim.worker_id)
+            .bind(ids)
+            .bind(self.now)
+            .bind(micros(claim.lease))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        crate::rows::jobs(&rows)
+    }
+}
+
+impl PgStore {
+    /// Whether `queue` needs the limited claim now ([`PROBE`]).
+    pub(crate) async fn flow_probe(&self, queue: &str) -> StoreResult<bool> {
+        sqlx::query_scalar(PROBE)
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map)
+    }
+
+    /// The limited claim (`errand_store::steps::claim_limited`) in one transaction.
+    pub(crate) async fn claim_limited(&self, claim: &JobClaim) -> StoreResult<Vec<ClaimedJob>> {
+        if claim.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut steps = LimitedClaim {
+            tx: self.pool.begin().await.map_err(map)?,
+            now: self.now(),
+        };
+        let claimed = errand_store::steps::claim_limited(&mut steps, claim).await?;
+        steps.tx.commit().await.map_err(map)?;
+        Ok(claimed)
+    }
+}

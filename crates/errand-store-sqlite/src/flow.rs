@@ -1,0 +1,174 @@
+//! Claims under flow control (`errand_core::flow`): SQLite's steps of the shared limited claim
+//! (`errand_store::steps::claim_limited`), and whether a queue needs it.
+//!
+//! Every claim runs on the one writer, so no two claims overlap and every read sees the last
+//! claim's writes: the limits are exact without a lock of their own. Whether a queue needs the
+//! limited claim is asked afresh at each claim ([`needs_limited`]: two index probes, a few
+//! microseconds), so there is nothing to cache or invalidate.
+
+use crate::error::OpError;
+use crate::rows::{add_duration, job_columns, job_from_row, micros_to_time};
+use crate::worker_path::start_set;
+use errand_core::flow::{key_limit, Candidate, QueueLimits};
+use errand_core::{Job, JobId};
+use errand_store::steps::{Candidates, FlowClaimTx, QueueState};
+use errand_store::JobClaim;
+use rusqlite::{params, OptionalExtension, Transaction};
+
+/// Whether `queue` has a global limit or queued jobs with a key.
+pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM errand_queues
+                        WHERE name = ?1 AND global_concurrency IS NOT NULL)
+             OR EXISTS (SELECT 1 FROM errand_jobs INDEXED BY errand_jobs_claim_keyed
+                        WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL)",
+    )?
+    .query_row([queue], |r| r.get(0))
+}
+
+/// SQLite's steps, inside the writer's transaction, at the operation's `now`.
+pub(crate) struct LimitedClaim<'a, 'c> {
+    pub(crate) tx: &'a Transaction<'c>,
+    pub(crate) now: i64,
+}
+
+impl FlowClaimTx for LimitedClaim<'_, '_> {
+    type Error = OpError;
+
+    async fn queue_state(&mut self, queue: &str) -> Result<QueueState, OpError> {
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT paused_at IS NOT NULL, global_concurrency, key_concurrency
+                 FROM errand_queues WHERE name = ?1",
+            )?
+            .query_row([queue], |r| {
+                Ok((
+                    r.get::<_, bool>(0)?,
+                    r.get::<_, Option<i32>>(1)?,
+                    r.get::<_, Option<i32>>(2)?,
+                ))
+            })
+            .optional()?;
+        let (paused, global_concurrency, key_concurrency) = row.unwrap_or((false, None, None));
+        let running: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT count(*) FROM errand_jobs WHERE status = 'running' AND queue = ?1",
+            )?
+            .query_row([queue], |r| r.get(0))?;
+        Ok(QueueState {
+            paused,
+            limits: QueueLimits {
+                global_concurrency,
+                key_concurrency,
+            },
+            running,
+        })
+    }
+
+    async fn candidates(
+        &mut self,
+        queue: &str,
+        want: usize,
+        limits: &QueueLimits,
+    ) -> Result<Candidates, OpError> {
+        let want = i64::try_from(want).unwrap_or(i64::MAX);
+        let mut out = Candidates::default();
+        let candidate = |key: Option<String>| {
+            move |r: &rusqlite::Row<'_>| {
+                Ok(Candidate {
+                    id: r.get(0)?,
+                    priority: r.get(1)?,
+                    run_at: micros_to_time(r.get(2)?),
+                    concurrency_key: key.clone(),
+                    key_concurrency: r.get(3)?,
+                })
+            }
+        };
+        let mut unkeyed = self.tx.prepare_cached(
+            "SELECT id, priority, run_at, key_concurrency
+             FROM errand_jobs INDEXED BY errand_jobs_claim
+             WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NULL AND run_at <= ?2
+             ORDER BY priority DESC, run_at, id LIMIT ?3",
+        )?;
+        for c in unkeyed.query_map(params![queue, self.now, want], candidate(None))? {
+            out.jobs.push(c?);
+        }
+        // Every key with queued jobs, one index descent each.
+        let keys: Vec<String> = self
+            .tx
+            .prepare_cached(
+                "WITH RECURSIVE keys(k) AS (
+                     SELECT (SELECT concurrency_key FROM errand_jobs
+                             WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL
+                             ORDER BY concurrency_key LIMIT 1)
+                     UNION ALL
+                     SELECT (SELECT concurrency_key FROM errand_jobs
+                             WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL
+                               AND concurrency_key > keys.k
+                             ORDER BY concurrency_key LIMIT 1)
+                     FROM keys WHERE keys.k IS NOT NULL)
+                 SELECT k FROM keys WHERE k IS NOT NULL",
+            )?
+            .query_map([queue], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut running = self.tx.prepare_cached(
+            "SELECT count(*) FROM errand_jobs
+             WHERE status = 'running' AND queue = ?1 AND concurrency_key = ?2",
+        )?;
+        let mut head = self.tx.prepare_cached(
+            "SELECT key_concurrency FROM errand_jobs INDEXED BY errand_jobs_claim_keyed
+             WHERE status = 'queued' AND queue = ?1 AND concurrency_key = ?2
+             ORDER BY priority DESC, run_at, id LIMIT 1",
+        )?;
+        let mut first = self.tx.prepare_cached(
+            "SELECT id, priority, run_at, key_concurrency
+             FROM errand_jobs INDEXED BY errand_jobs_claim_keyed
+             WHERE status = 'queued' AND queue = ?1 AND concurrency_key = ?2 AND run_at <= ?3
+             ORDER BY priority DESC, run_at, id LIMIT ?4",
+        )?;
+        for key in keys {
+            let busy: i64 = running.query_row(params![queue, key], |r| r.get(0))?;
+            let own: Option<i32> = head.query_row(params![queue, key], |r| r.get(0))?;
+            let room = (i64::from(key_limit(own, limits)) - busy).min(want);
+            out.running_by_key.insert(key.clone(), busy);
+            if room <= 0 {
+                continue;
+            }
+            for c in first.query_map(
+                params![queue, key, self.now, room],
+                candidate(Some(key.clone())),
+            )? {
+                out.jobs.push(c?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, OpError> {
+        let ids_json = serde_json::to_string(ids)
+            .map_err(|e| errand_store::StoreError::Database(e.to_string()))?;
+        let mut stmt = self.tx.prepare_cached(concat!(
+            "UPDATE errand_jobs SET ",
+            start_set!(),
+            " WHERE id IN (SELECT value FROM json_each(?4)) AND queue = ?5 AND status = 'queued' \
+             RETURNING ",
+            job_columns!()
+        ))?;
+        let jobs = stmt
+            .query_map(
+                params![
+                    claim.worker_id,
+                    self.now,
+                    add_duration(self.now, claim.lease),
+                    ids_json,
+                    claim.queue
+                ],
+                job_from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<Job>>>()?;
+        crate::worker_path::move_counts(self.tx, &claim.queue, "queued", "running", jobs.len())?;
+        Ok(jobs)
+    }
+}

@@ -1,0 +1,78 @@
+//! The steps of a claim under flow control (`errand_core::flow`): a queue with a global limit,
+//! or with jobs that carry a `concurrency_key`. Read the queue's state under its claim lock,
+//! gather the candidates (the first ready jobs without a key, and the first ready jobs of
+//! every key), let [`errand_core::flow::choose`] pick, start what it picked.
+//!
+//! The claim lock is what makes the limits exact across processes: no two limited claims of
+//! one queue overlap, and each reads the running jobs after the previous one committed
+//! (PostgreSQL: a transaction-scoped advisory lock taken before the reads, each read a new
+//! snapshot; SQLite: the one writer).
+
+use crate::{JobClaim, StoreError};
+use errand_core::flow::{choose, global_room, Candidate, QueueLimits, Running};
+use errand_core::{ClaimedJob, Job, JobId};
+use std::collections::HashMap;
+
+/// What the claim needs to know of the queue, read under its claim lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub paused: bool,
+    pub limits: QueueLimits,
+    /// The queue's running jobs (held by a worker, whether started or waiting in its buffer).
+    pub running: i64,
+}
+
+/// Ready jobs a limited claim may start, and the running jobs of each of their keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidates {
+    pub jobs: Vec<Candidate>,
+    pub running_by_key: HashMap<String, i64>,
+}
+
+/// The steps of [`claim_limited`], inside one transaction.
+#[allow(async_fn_in_trait)]
+pub trait FlowClaimTx {
+    type Error: From<StoreError>;
+
+    /// Takes the queue's claim lock until the transaction ends, then reads its state.
+    async fn queue_state(&mut self, queue: &str) -> Result<QueueState, Self::Error>;
+
+    /// The first `want` ready jobs without a key in claim order, and for every key with
+    /// ready jobs its first ones (at most `want`, and no more than its limit leaves room
+    /// for), with each such key's running count. `limits` gives the queue's per-key default.
+    async fn candidates(
+        &mut self,
+        queue: &str,
+        want: usize,
+        limits: &QueueLimits,
+    ) -> Result<Candidates, Self::Error>;
+
+    /// Starts the chosen jobs (those still queued) for the claim's worker and lease.
+    async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, Self::Error>;
+}
+
+/// `Store::job_claim` for a queue under flow control.
+pub async fn claim_limited<T: FlowClaimTx>(
+    tx: &mut T,
+    claim: &JobClaim,
+) -> Result<Vec<ClaimedJob>, T::Error> {
+    let state = tx.queue_state(&claim.queue).await?;
+    if state.paused {
+        return Ok(Vec::new());
+    }
+    let want = global_room(&state.limits, state.running, claim.limit as usize);
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let found = tx.candidates(&claim.queue, want, &state.limits).await?;
+    let running = Running {
+        total: state.running,
+        by_key: found.running_by_key,
+    };
+    let ids = choose(&state.limits, &running, found.jobs, want);
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs = tx.start(&ids, claim).await?;
+    Ok(super::claimed(jobs)?)
+}
