@@ -43,6 +43,7 @@ pub async fn run(config: Config, role: Role) -> anyhow::Result<()> {
         .limits(config.limits)
         .tasks(config.tasks.clone())
         .queues(queues)
+        .queue_limits(config.queue_limits.clone())
         .workers(config.workers.clone())
         .server(config.server.clone())
         .scheduler(config.scheduler.clone())

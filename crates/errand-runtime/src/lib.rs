@@ -107,6 +107,7 @@ pub struct Runtime {
     limits: Limits,
     tasks: BTreeMap<String, TaskDefinition>,
     queues: BTreeMap<String, u32>,
+    queue_limits: BTreeMap<String, errand::QueueLimits>,
     workers: WorkerSettings,
     server: ServerSettings,
     scheduler: SchedulerSettings,
@@ -147,6 +148,7 @@ impl Runtime {
             limits: Limits::default(),
             tasks: BTreeMap::new(),
             queues: BTreeMap::new(),
+            queue_limits: BTreeMap::new(),
             workers: WorkerSettings::default(),
             server: ServerSettings::default(),
             scheduler: SchedulerSettings::default(),
@@ -192,6 +194,15 @@ impl Runtime {
     /// Replaces every queue the pool claims from (name to concurrency).
     pub fn queues(mut self, queues: BTreeMap<String, u32>) -> Self {
         self.queues = queues;
+        self
+    }
+
+    /// Queues' flow-control limits across every worker process (`[queues.NAME]
+    /// global_concurrency, key_concurrency`), written to the database at start, before any
+    /// service claims: the configuration owns the limits of the queues it names (a `None`
+    /// lifts a limit set earlier).
+    pub fn queue_limits(mut self, limits: BTreeMap<String, errand::QueueLimits>) -> Self {
+        self.queue_limits = limits;
         self
     }
 

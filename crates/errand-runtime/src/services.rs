@@ -123,6 +123,7 @@ pub(crate) async fn start(mut rt: Runtime) -> Result<RuntimeHandle, RuntimeError
     };
     let client = client.with_tasks(task_catalog(&rt.tasks));
     let schema = client.migration_status().await?;
+    apply_queue_limits(&rt.queue_limits, &client).await?;
 
     let mut services = Services::default();
     let mut info = RuntimeInfo {
@@ -147,6 +148,30 @@ pub(crate) async fn start(mut rt: Runtime) -> Result<RuntimeHandle, RuntimeError
         services,
         stop: Stopper::new(),
     })
+}
+
+/// Writes the configured queues' limits where the stored ones differ (a queue with no limits
+/// configured or stored gets no row).
+async fn apply_queue_limits(
+    configured: &BTreeMap<String, errand::QueueLimits>,
+    client: &Client,
+) -> Result<(), RuntimeError> {
+    if configured.is_empty() {
+        return Ok(());
+    }
+    let stored: BTreeMap<String, errand::QueueLimits> = client
+        .queues()
+        .await?
+        .into_iter()
+        .map(|q| (q.name, q.limits))
+        .collect();
+    for (queue, limits) in configured {
+        if stored.get(queue).copied().unwrap_or_default() != *limits {
+            client.set_queue_limits(queue, *limits).await?;
+            tracing::info!(queue, ?limits, "queue limits set from the configuration");
+        }
+    }
+    Ok(())
 }
 
 /// Starts the services one by one into `services` (so that the caller can stop the ones

@@ -525,7 +525,30 @@ impl Client {
         Ok(self.store.queue_resume(queue).await?)
     }
 
-    /// Queues with stored settings (ever paused or resumed), by name.
+    /// Sets a queue's flow-control limits across every worker process (`global_concurrency`,
+    /// the per-key default `key_concurrency`; `None` lifts one), replacing both. A value
+    /// below 1 is refused, naming the field, and nothing is written.
+    pub async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: errand_core::QueueLimits,
+    ) -> Result<(), Error> {
+        errand_core::validate::validate_queue_name(queue)?;
+        limits.check().map_err(|problem| {
+            Error::Invalid(errand_core::ValidationError {
+                field: if limits.global_concurrency.is_some_and(|n| n < 1) {
+                    "global_concurrency"
+                } else {
+                    "key_concurrency"
+                },
+                problem,
+                rejection: errand_core::Rejection::Invalid,
+            })
+        })?;
+        Ok(self.store.queue_limits_set(queue, limits).await?)
+    }
+
+    /// Queues with stored settings (ever paused or resumed, or given limits), by name.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>, Error> {
         Ok(self.store.queue_list().await?)
     }
