@@ -460,6 +460,35 @@ pub enum QueuesCommand {
         after_help = "Examples:\n  errand queues resume email\n  errand queues resume --all"
     )]
     Resume(QueueNameArgs),
+
+    /// Set a queue's limits across every worker process: at most N of its jobs running at
+    /// once (--global), at most N running per concurrency key (--per-key); an option left
+    /// out lifts that limit. The next `errand serve`/`worker` puts back the limits of a queue
+    /// that errand.toml declares, where they differ
+    #[command(
+        after_help = "Examples:\n  errand queues limit indexing --global 1      # one at a time, any number of workers\n  errand queues limit ingest --per-key 2\n  errand queues limit indexing                 # lift both"
+    )]
+    Limit(QueueLimitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueLimitArgs {
+    /// Queue name
+    #[arg(value_name = "QUEUE")]
+    pub queue: String,
+
+    /// At most N of the queue's jobs run at once, across every worker process
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub global: Option<i32>,
+
+    /// At most N running jobs per concurrency key (for keyed jobs with no limit of their own;
+    /// without it, 1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub per_key: Option<i32>,
+
+    /// Also a queue that no task or [queues] entry declares and that has no jobs yet
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -658,4 +687,20 @@ pub struct EnqueueArgs {
     /// Execution limit of one attempt, e.g. 5m; 0 for none (default: the task's, else 30m)
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
+
+    /// Jobs sharing this key (within the queue) run at most --key-concurrency at a time
+    /// across every worker; the others wait queued (default: the task's argument, if
+    /// `concurrency_key` names one)
+    #[arg(long, value_name = "KEY")]
+    pub concurrency_key: Option<String>,
+
+    /// How many jobs of this key may run at once (default: the task's, else the queue's,
+    /// else 1)
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        requires = "concurrency_key"
+    )]
+    pub key_concurrency: Option<i32>,
 }

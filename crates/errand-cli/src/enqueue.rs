@@ -67,6 +67,8 @@ fn new_job(args: &EnqueueArgs) -> Result<NewJob, UsageError> {
     job.max_attempts = args.max_attempts;
     job.priority = args.priority;
     job.unique_key = args.unique_key.clone();
+    job.concurrency_key = args.concurrency_key.clone();
+    job.key_concurrency = args.key_concurrency;
     if let Some(delay) = &args.delay {
         let d = parse_duration(delay).map_err(|e| UsageError(format!("--delay: {e}")))?;
         job.delay_ms = Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -108,6 +110,8 @@ fn flag_error(e: ValidationError) -> UsageError {
         "unique_key" => "--unique-key",
         "reference_type" | "reference_id" => "--reference",
         "timeout_ms" => "--timeout",
+        "concurrency_key" => "--concurrency-key",
+        "key_concurrency" => "--key-concurrency",
         other => other,
     };
     UsageError(format!("invalid job: {flag} {}", e.problem))

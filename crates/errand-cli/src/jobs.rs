@@ -197,6 +197,13 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
     if let Some(k) = &job.unique_key {
         fields.push(("unique key", Cell::text(k)));
     }
+    if let Some(k) = &job.concurrency_key {
+        let limit = match job.key_concurrency {
+            Some(n) => format!(" (at most {n} at a time)"),
+            None => String::new(),
+        };
+        fields.push(("concurrency key", Cell::text(format!("{k}{limit}"))));
+    }
     if let (Some(t), Some(i)) = (&job.reference_type, &job.reference_id) {
         fields.push(("reference", Cell::text(format!("{t}:{i}"))));
     }

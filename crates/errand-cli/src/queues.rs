@@ -1,7 +1,7 @@
 //! `errand queues list|pause|resume` and `errand workers list`: the lanes and the processes
 //! that work them.
 
-use crate::cli::{QueueNameArgs, QueuesCommand, WorkersCommand};
+use crate::cli::{QueueLimitArgs, QueueNameArgs, QueuesCommand, WorkersCommand};
 use crate::config::Config;
 use crate::operate::connect;
 use crate::output::{Cell, Out, Style, Table};
@@ -14,6 +14,7 @@ pub async fn run(config: &Config, command: &QueuesCommand, out: &mut Out) -> any
         QueuesCommand::List => list(config, out).await,
         QueuesCommand::Pause(args) => set_paused(config, args, true, out).await,
         QueuesCommand::Resume(args) => set_paused(config, args, false, out).await,
+        QueuesCommand::Limit(args) => set_limits(config, args, out).await,
     }
 }
 
@@ -45,7 +46,15 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
         "RUNNING",
         "FAILED",
         "PAUSED SINCE",
+        "LIMITS",
     ]);
+    let limits = |q: &str| {
+        settings
+            .iter()
+            .find(|s| s.name == q)
+            .map(|s| limits_text(&s.limits))
+            .unwrap_or_else(|| "-".into())
+    };
     for s in &stats {
         table.row([
             Cell::text(&s.queue).styled(Style::Bold),
@@ -58,9 +67,50 @@ async fn list(config: &Config, out: &mut Out) -> anyhow::Result<()> {
             Cell::count(s.running),
             Cell::count(s.failed).styled(if s.failed > 0 { Style::Red } else { Style::Dim }),
             Cell::opt_time(now, paused_at(&s.queue)),
+            Cell::text(limits(&s.queue)),
         ]);
     }
     out.table(&table, "no queues yet: nothing was ever enqueued or paused");
+    Ok(())
+}
+
+/// A queue's limits as the table shows them: `global 3, per key 1`, or `-`.
+fn limits_text(l: &errand::QueueLimits) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = l.global_concurrency {
+        parts.push(format!("global {n}"));
+    }
+    if let Some(n) = l.key_concurrency {
+        parts.push(format!("per key {n}"));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+async fn set_limits(config: &Config, args: &QueueLimitArgs, out: &Out) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    let named = QueueNameArgs {
+        queues: vec![args.queue.clone()],
+        all: false,
+        force: args.force,
+    };
+    let queue = targets(&client, config, &named).await?.remove(0);
+    let limits = errand::QueueLimits {
+        global_concurrency: args.global,
+        key_concurrency: args.per_key,
+    };
+    client.set_queue_limits(&queue, limits).await?;
+    if out.json() {
+        return out.print_json(&json!({
+            "name": queue,
+            "global_concurrency": limits.global_concurrency,
+            "key_concurrency": limits.key_concurrency,
+        }));
+    }
+    out.line(&format!("queue {queue}: limits {}", limits_text(&limits)));
     Ok(())
 }
 

@@ -190,7 +190,10 @@ mod tests {
             total: 9,
             ..Running::default()
         };
-        assert!(choose(&limits, &over, c, 10).is_empty(), "over the limit after a lowering");
+        assert!(
+            choose(&limits, &over, c, 10).is_empty(),
+            "over the limit after a lowering"
+        );
     }
 
     #[test]
@@ -240,11 +243,13 @@ mod tests {
             global_concurrency: Some(2),
             key_concurrency: Some(1),
         };
-        let c = vec![cand(1, Some("a")), cand(2, Some("a")), cand(3, Some("b")), cand(4, None)];
-        assert_eq!(
-            ids(choose(&limits, &Running::default(), c, 10)),
-            vec![1, 3]
-        );
+        let c = vec![
+            cand(1, Some("a")),
+            cand(2, Some("a")),
+            cand(3, Some("b")),
+            cand(4, None),
+        ];
+        assert_eq!(ids(choose(&limits, &Running::default(), c, 10)), vec![1, 3]);
     }
 
     #[test]

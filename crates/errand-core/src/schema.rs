@@ -222,6 +222,16 @@ pub fn attempts(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX})
 }
 
+/// A concurrency limit (`global_concurrency`, `key_concurrency`): at least 1.
+pub fn limit(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX})
+}
+
+/// A concurrency limit, or null (no limit).
+pub fn limit_or_null(g: &mut SchemaGenerator) -> Schema {
+    or_null(limit(g))
+}
+
 /// `schema`, or null: how the document says an optional field may be null (the server reads
 /// a null as absent).
 pub fn or_null(mut schema: Schema) -> Schema {

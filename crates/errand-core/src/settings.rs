@@ -218,6 +218,65 @@ mod tests {
     }
 
     #[test]
+    fn the_task_derives_the_concurrency_key_from_an_argument_unless_the_caller_gave_one() {
+        let mut c = TaskCatalog::new();
+        c.insert(
+            "ingest",
+            TaskSettings {
+                concurrency_key: Some("program_id".into()),
+                key_concurrency: Some(2),
+                ..TaskSettings::default()
+            },
+        );
+        let limits = Limits::default();
+        let job = c
+            .prepare(
+                &NewJob::new("ingest", json!({"program_id": 7})),
+                None,
+                &limits,
+            )
+            .unwrap();
+        assert_eq!(job.concurrency_key.as_deref(), Some("7"));
+        assert_eq!(job.key_concurrency, Some(2));
+
+        let mut own = NewJob::new("ingest", json!({"program_id": 7}));
+        own.concurrency_key = Some("mine".into());
+        own.key_concurrency = Some(5);
+        let job = c.prepare(&own, None, &limits).unwrap();
+        assert_eq!(
+            (job.concurrency_key.as_deref(), job.key_concurrency),
+            (Some("mine"), Some(5))
+        );
+
+        // Without the argument there is no key, and so no key limit either.
+        let job = c
+            .prepare(&NewJob::new("ingest", json!({"other": 1})), None, &limits)
+            .unwrap();
+        assert_eq!((job.concurrency_key, job.key_concurrency), (None, None));
+    }
+
+    #[test]
+    fn a_key_limit_without_a_key_or_below_one_is_refused_by_name() {
+        let mut j = NewJob::new("k", json!({}));
+        j.key_concurrency = Some(2);
+        let e = j.validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.field, "key_concurrency");
+        j.concurrency_key = Some("a".into());
+        j.key_concurrency = Some(0);
+        let e = j.validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.field, "key_concurrency");
+        j.key_concurrency = None;
+        j.concurrency_key = Some("nul\0".into());
+        let e = j.validate(&Limits::default()).unwrap_err();
+        assert_eq!(e.field, "concurrency_key");
+        j.concurrency_key = Some(String::new());
+        assert_eq!(
+            j.validate(&Limits::default()).unwrap_err().field,
+            "concurrency_key"
+        );
+    }
+
+    #[test]
     fn the_task_fills_what_the_caller_left_out() {
         let c = catalog();
         let job = c

@@ -79,7 +79,7 @@ pub struct EnqueueRequest {
     /// How many jobs of this key may run at once (default: the task's, else the queue's,
     /// else 1). Only with a `concurrency_key`.
     #[serde(default)]
-    #[schemars(schema_with = "schema::attempts_or_null")]
+    #[schemars(schema_with = "schema::limit_or_null")]
     key_concurrency: Option<i32>,
 }
 

@@ -569,6 +569,8 @@ mod tests {
             worker_id: None,
             lease_expires_at: None,
             cancel_requested_at: None,
+            concurrency_key: None,
+            key_concurrency: None,
         })
         .unwrap();
         let required: Vec<&str> = s["Job"]["required"]

@@ -1,7 +1,7 @@
 //! Queues (statistics, pause, resume) and the worker registry.
 
 use crate::error::ApiError;
-use crate::extract::{duration, Query, QueueName};
+use crate::extract::{duration, Body, Query, QueueName};
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -130,8 +130,9 @@ pub struct PauseQuery {
     force: bool,
 }
 
-async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> JsonResult {
-    let named = |e: errand::Error| match e {
+/// A library error about the queue `name` of the path, as the API reports it.
+fn named_error(name: &str, e: errand::Error) -> ApiError {
+    match e {
         errand::Error::Invalid(v) => {
             ApiError::invalid("name", format!("queue name `{name}` {}", v.problem))
         }
@@ -139,7 +140,11 @@ async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> Json
             "{e}; nothing was changed: add force=true to the query to use it anyway"
         )),
         other => other.into(),
-    };
+    }
+}
+
+async fn set_paused(s: &AppState, name: &str, paused: bool, force: bool) -> JsonResult {
+    let named = |e: errand::Error| named_error(name, e);
     if !force {
         s.client
             .check_queue_known(name, &s.config.queues)
@@ -173,6 +178,61 @@ pub async fn resume(
     Query(q): Query<PauseQuery>,
 ) -> JsonResult {
     set_paused(&s, &name, false, q.force).await
+}
+
+/// `PUT /v1/queues/{name}/limits`: both limits, each null (or left out) for none.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    /// At most this many of the queue's jobs run at once across every worker process.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::limit_or_null")]
+    global_concurrency: Option<i32>,
+    /// At most this many running jobs per `concurrency_key`, for keyed jobs with no limit of
+    /// their own (none: 1).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::limit_or_null")]
+    key_concurrency: Option<i32>,
+}
+
+pub async fn set_limits(
+    State(s): State<AppState>,
+    QueueName(name): QueueName,
+    Query(q): Query<PauseQuery>,
+    Body(body): Body<LimitsBody>,
+) -> JsonResult {
+    let limits = errand::QueueLimits {
+        global_concurrency: body.global_concurrency,
+        key_concurrency: body.key_concurrency,
+    };
+    if let Err(problem) = limits.check() {
+        let field = if body.global_concurrency.is_some_and(|n| n < 1) {
+            "global_concurrency"
+        } else {
+            "key_concurrency"
+        };
+        return Err(ApiError::invalid(field, problem));
+    }
+    if !q.force {
+        s.client
+            .check_queue_known(&name, &s.config.queues)
+            .await
+            .map_err(|e| named_error(&name, e))?;
+    }
+    s.client
+        .set_queue_limits(&name, limits)
+        .await
+        .map_err(|e| named_error(&name, e))?;
+    let queue = match queue_views(&s).await?.into_iter().find(|q| q.name == name) {
+        Some(q) => q,
+        None => {
+            let mut v = QueueView::empty(&name, false, window());
+            v.global_concurrency = limits.global_concurrency;
+            v.key_concurrency = limits.key_concurrency;
+            v
+        }
+    };
+    Ok(Json(json!({ "queue": queue })))
 }
 
 pub async fn workers(State(s): State<AppState>) -> JsonResult {

@@ -4,9 +4,7 @@
 use crate::PgStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{
-    ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, QueueLimits, RunAt,
-};
+use errand_core::{ClaimedJob, Event, Fence, Job, JobId, JobInsert, NewEvent, QueueLimits, RunAt};
 use errand_store::StoreTuning;
 use errand_store::{
     Ack, Backend, CancelOutcome, Enqueued, FinishedStats, JobClaim, JobComplete, JobFail,

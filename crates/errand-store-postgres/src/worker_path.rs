@@ -304,8 +304,10 @@ impl PgStore {
             Plan::Limited => self.claim_limited(claim).await?,
             Plan::Plain => self.claim_plain(claim, started).await?,
             Plan::PlainAndProbe => {
-                let (plain, limited) =
-                    tokio::join!(self.claim_plain(claim, started), self.flow_probe(&claim.queue));
+                let (plain, limited) = tokio::join!(
+                    self.claim_plain(claim, started),
+                    self.flow_probe(&claim.queue)
+                );
                 let limited = limited?;
                 self.flow.probed(&claim.queue, limited, started);
                 let mut plain = plain?;

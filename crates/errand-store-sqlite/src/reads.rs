@@ -160,8 +160,7 @@ pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
 /// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the two
 /// partial claim indexes (jobs without a key, keyed jobs), which cover (queue, run_at) for
 /// queued rows and are already grouped by queue.
-pub(crate) const QUEUED_STATS_SQL: &str =
-    "SELECT queue, SUM(scheduled), MIN(ready) FROM ( \
+pub(crate) const QUEUED_STATS_SQL: &str = "SELECT queue, SUM(scheduled), MIN(ready) FROM ( \
        SELECT queue, SUM(run_at > ?1) AS scheduled, \
               MIN(CASE WHEN run_at <= ?1 THEN run_at END) AS ready \
        FROM errand_jobs INDEXED BY errand_jobs_claim \

@@ -219,7 +219,11 @@ impl Store for SqliteStore {
         self.read(|tx, _| reads::queue_list(tx)).await
     }
 
-    async fn queue_limits_set(&self, name: &str, limits: errand_core::QueueLimits) -> StoreResult<()> {
+    async fn queue_limits_set(
+        &self,
+        name: &str,
+        limits: errand_core::QueueLimits,
+    ) -> StoreResult<()> {
         let name = name.to_owned();
         self.write(move |tx, now| ops::queue_limits_set(tx, now, &name, limits))
             .await

@@ -98,9 +98,7 @@ pub(crate) fn claim(
     }
     if crate::flow::needs_limited(tx, &claim.queue)? {
         let mut steps = crate::flow::LimitedClaim { tx, now };
-        return errand_store::steps::run_now(errand_store::steps::claim_limited(
-            &mut steps, claim,
-        ));
+        return errand_store::steps::run_now(errand_store::steps::claim_limited(&mut steps, claim));
     }
     let mut stmt = tx.prepare_cached(CLAIM_SQL)?;
     let rows = stmt.query_map(

@@ -227,8 +227,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Sets a queue's flow-control limits (`errand_core::flow`), replacing both; creates the
     /// queue's row if it has none. The limits must have passed `QueueLimits::check`.
-    async fn queue_limits_set(&self, name: &str, limits: errand_core::QueueLimits)
-        -> StoreResult<()>;
+    async fn queue_limits_set(
+        &self,
+        name: &str,
+        limits: errand_core::QueueLimits,
+    ) -> StoreResult<()>;
 
     // ---- workers ------------------------------------------------------------------------
 

@@ -61,8 +61,7 @@ pub use errand_store::{FireKind, FireRecord, ScheduleSource};
 pub use errand_core::{
     Backoff, DerivedState, Event, EventKind, Fence, HandlerError, Job, JobArgs, JobId, JobStatus,
     Limits, NewJob, Progress, ProgressError, QueueLimits, Rejection, Task, TaskCatalog,
-    TaskSettings,
-    ValidationError, MAX_PROGRESS_BYTES,
+    TaskSettings, ValidationError, MAX_PROGRESS_BYTES,
 };
 pub use errand_store::{
     Backend, CancelOutcome, Enqueued, FinishedStats, JobList, JobPage, JobProgress,

@@ -42,9 +42,7 @@ async fn complete(store: &dyn Store, jobs: &[errand_core::ClaimedJob]) {
     assert!(acks.iter().all(|a| *a == Ack::Done));
 }
 
-pub async fn job_claim_global_concurrency_caps_the_queue_until_jobs_end_or_are_rescued(
-    h: Harness,
-) {
+pub async fn job_claim_global_concurrency_caps_the_queue_until_jobs_end_or_are_rescued(h: Harness) {
     h.store
         .queue_limits_set("default", limits(Some(3), None))
         .await
@@ -61,8 +59,15 @@ pub async fn job_claim_global_concurrency_caps_the_queue_until_jobs_end_or_are_r
     }
     let first = take(&h, "default", 10).await;
     assert_eq!(first.len(), 3, "three may run at once");
-    assert!(take(&h, "default", 10).await.is_empty(), "the queue is full");
-    assert_eq!(take(&h, "other", 10).await.len(), 5, "other queues are not limited");
+    assert!(
+        take(&h, "default", 10).await.is_empty(),
+        "the queue is full"
+    );
+    assert_eq!(
+        take(&h, "other", 10).await.len(),
+        5,
+        "other queues are not limited"
+    );
 
     complete(h.store.as_ref(), &first[..1]).await;
     assert_eq!(take(&h, "default", 10).await.len(), 1, "one slot freed");
@@ -83,12 +88,14 @@ pub async fn job_claim_global_concurrency_caps_the_queue_until_jobs_end_or_are_r
         .queue_limits_set("default", QueueLimits::default())
         .await
         .unwrap();
-    assert_eq!(take(&h, "default", 10).await.len(), 6, "no limit: every ready job");
+    assert_eq!(
+        take(&h, "default", 10).await.len(),
+        6,
+        "no limit: every ready job"
+    );
 }
 
-pub async fn job_claim_key_concurrency_runs_one_per_key_and_a_busy_key_blocks_no_other(
-    h: Harness,
-) {
+pub async fn job_claim_key_concurrency_runs_one_per_key_and_a_busy_key_blocks_no_other(h: Harness) {
     // A backlog of one key ahead of everything else.
     let big: Vec<_> = (0..200).map(|_| keyed("k", "big")).collect();
     h.store.job_insert_many(&big).await.unwrap();
@@ -103,15 +110,25 @@ pub async fn job_claim_key_concurrency_runs_one_per_key_and_a_busy_key_blocks_no
         .iter()
         .map(|j| j.concurrency_key.clone().unwrap_or_default())
         .collect();
-    assert_eq!(got.len(), 12, "one of `big`, each other key, the unkeyed job: {keys:?}");
+    assert_eq!(
+        got.len(),
+        12,
+        "one of `big`, each other key, the unkeyed job: {keys:?}"
+    );
     assert_eq!(keys.iter().filter(|k| *k == "big").count(), 1);
     for id in others.iter().chain([&plain]) {
         assert!(got.iter().any(|j| j.id == *id), "job {id} started");
     }
-    assert!(take(&h, "default", 100).await.is_empty(), "every key is busy");
+    assert!(
+        take(&h, "default", 100).await.is_empty(),
+        "every key is busy"
+    );
 
     // Its job ending lets the key's next job start, in claim order.
-    let first_big = got.iter().find(|j| j.concurrency_key.as_deref() == Some("big")).unwrap();
+    let first_big = got
+        .iter()
+        .find(|j| j.concurrency_key.as_deref() == Some("big"))
+        .unwrap();
     complete(h.store.as_ref(), std::slice::from_ref(first_big)).await;
     let next = take(&h, "default", 100).await;
     assert_eq!(next.len(), 1);
@@ -126,13 +143,21 @@ pub async fn job_claim_key_limit_is_the_jobs_then_the_queues_then_one(h: Harness
     for _ in 0..5 {
         h.insert(keyed("k", "a")).await;
     }
-    assert_eq!(take(&h, "default", 10).await.len(), 1, "a key alone: one at a time");
+    assert_eq!(
+        take(&h, "default", 10).await.len(),
+        1,
+        "a key alone: one at a time"
+    );
 
     h.store
         .queue_limits_set("default", limits(None, Some(2)))
         .await
         .unwrap();
-    assert_eq!(take(&h, "default", 10).await.len(), 1, "the queue's 2, one already runs");
+    assert_eq!(
+        take(&h, "default", 10).await.len(),
+        1,
+        "the queue's 2, one already runs"
+    );
 
     let own = JobInsert {
         key_concurrency: Some(4),
@@ -143,7 +168,9 @@ pub async fn job_claim_key_limit_is_the_jobs_then_the_queues_then_one(h: Harness
     }
     let got = take(&h, "default", 10).await;
     assert_eq!(got.len(), 4, "the job's own limit wins");
-    assert!(got.iter().all(|j| j.concurrency_key.as_deref() == Some("b")));
+    assert!(got
+        .iter()
+        .all(|j| j.concurrency_key.as_deref() == Some("b")));
     assert_eq!(got[0].key_concurrency, Some(4), "stored with the job");
 
     // Both limits together: the global limit caps what the keys would allow.
@@ -154,7 +181,11 @@ pub async fn job_claim_key_limit_is_the_jobs_then_the_queues_then_one(h: Harness
     for i in 0..5 {
         h.insert(keyed("k", &format!("c{i}"))).await;
     }
-    assert_eq!(take(&h, "default", 10).await.len(), 1, "7 minus the 6 running");
+    assert_eq!(
+        take(&h, "default", 10).await.len(),
+        1,
+        "7 minus the 6 running"
+    );
 }
 
 pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) {
@@ -196,7 +227,10 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
             let mut done = 0;
             let mut idle = 0;
             while idle < 50 {
-                let got = store.job_claim(&claim("default", &worker, 3)).await.unwrap();
+                let got = store
+                    .job_claim(&claim("default", &worker, 3))
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     idle += 1;
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -238,7 +272,10 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
     }
     assert_eq!(total, 300, "every job ran once");
     let most = held.lock().unwrap().most;
-    assert!(most >= 2, "the claimers overlapped (at most {most} held at once)");
+    assert!(
+        most >= 2,
+        "the claimers overlapped (at most {most} held at once)"
+    );
     let stats = h.store.queue_stats().await.unwrap();
     let d = stats.iter().find(|s| s.queue == "default").unwrap();
     assert_eq!((d.succeeded, d.queued, d.running), (300, 0, 0));

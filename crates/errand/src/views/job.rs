@@ -66,6 +66,12 @@ pub struct JobView {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// When someone asked the running job to stop.
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Jobs sharing this key (within the queue) run at most `key_concurrency` at a time;
+    /// null when the job has none. Redacted when it is the value of a secret-looking
+    /// argument.
+    pub concurrency_key: Option<String>,
+    /// The job's own limit for its key; null takes the queue's, else 1.
+    pub key_concurrency: Option<i32>,
 }
 
 impl JobView {
@@ -102,6 +108,8 @@ impl JobView {
             worker_id: job.worker_id.clone(),
             lease_expires_at: job.lease_expires_at,
             cancel_requested_at: job.cancel_requested_at,
+            concurrency_key: job.concurrency_key.clone(),
+            key_concurrency: job.key_concurrency,
         }
     }
 
@@ -113,6 +121,11 @@ impl JobView {
 
 impl Redact for JobView {
     fn redacted(mut self) -> Self {
+        if let Some(key) = &mut self.concurrency_key {
+            if errand_core::redact::secret_values(&self.args).contains(key) {
+                *key = errand_core::redact::REDACTED.to_string();
+            }
+        }
         redact_value(&mut self.args);
         // A progress report is handler output as a result is, redacted the same way.
         for v in [&mut self.result, &mut self.progress].into_iter().flatten() {

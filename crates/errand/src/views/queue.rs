@@ -44,6 +44,12 @@ pub struct QueueView {
     pub paused: bool,
     /// Since when it is paused (null when it is not).
     pub paused_at: Option<DateTime<Utc>>,
+    /// At most this many of its jobs run at once across every worker process (null: no
+    /// limit).
+    pub global_concurrency: Option<i32>,
+    /// At most this many running jobs per `concurrency_key`, for keyed jobs with no limit of
+    /// their own (null: 1).
+    pub key_concurrency: Option<i32>,
     pub counts: CountsView,
     /// `run_at` of the oldest job ready to run now, or null.
     pub oldest_ready_run_at: Option<DateTime<Utc>>,
@@ -65,11 +71,12 @@ impl QueueView {
             .iter()
             .map(|s| {
                 let mut v = QueueView::new(s, finished.iter().find(|f| f.queue == s.queue), window);
-                v.paused_at = settings
-                    .iter()
-                    .find(|q| q.name == s.queue)
-                    .and_then(|q| q.paused_at)
-                    .filter(|_| s.paused);
+                let stored = settings.iter().find(|q| q.name == s.queue);
+                v.paused_at = stored.and_then(|q| q.paused_at).filter(|_| s.paused);
+                if let Some(q) = stored {
+                    v.global_concurrency = q.limits.global_concurrency;
+                    v.key_concurrency = q.limits.key_concurrency;
+                }
                 v
             })
             .collect()
@@ -84,6 +91,8 @@ impl QueueView {
             name: s.queue.clone(),
             paused: s.paused,
             paused_at: None,
+            global_concurrency: None,
+            key_concurrency: None,
             counts: CountsView {
                 queued: s.queued,
                 scheduled: s.scheduled,
