@@ -477,6 +477,7 @@ mod tests {
                 "HeartbeatRequest",
                 "ProgressRequest",
                 "PurgeRequest",
+                "QueueLimitsRequest",
                 "RetryRequest",
                 "ScheduleCreateRequest",
                 "ScheduleSpec",

@@ -183,6 +183,7 @@ pub async fn resume(
 /// `PUT /v1/queues/{name}/limits`: both limits, each null (or left out) for none.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "QueueLimitsRequest")]
 pub struct LimitsBody {
     /// At most this many of the queue's jobs run at once across every worker process.
     #[serde(default)]

@@ -11,6 +11,7 @@ errand_store_tests::both_backends!(
     cancel_and_retry_one_job,
     bulk_cancel_retry_and_purge,
     queues_pause_resume_and_stats,
+    queue_limits_and_concurrency_keys,
 );
 
 async fn enqueue_one_and_a_batch_then_get_with_every_field(h: Harness) {
@@ -441,4 +442,124 @@ async fn queues_pause_resume_and_stats(h: Harness) {
     assert_eq!(w["host"], "box-1");
     assert_eq!(w["pid"], 7);
     assert_eq!(w["queues"][0]["name"], "email");
+}
+
+async fn queue_limits_and_concurrency_keys(h: Harness) {
+    let api = start(&h, true).await;
+    // An unknown queue is refused as a likely typo; nothing is stored.
+    let e = api
+        .raw(
+            reqwest::Method::PUT,
+            "/v1/queues/email/limits",
+            Some(("application/json", br#"{"global_concurrency": 3}"#.to_vec())),
+        )
+        .await
+        .expect_error(404);
+    assert!(e.to_string().contains("force=true"), "{e}");
+    assert!(h.store.queue_list().await.unwrap().is_empty());
+
+    api.enqueue(json!({"kind": "a", "queue": "email"})).await;
+    async fn put(api: &Api, body: &str) -> crate::common::Resp {
+        api.raw(
+            reqwest::Method::PUT,
+            "/v1/queues/email/limits",
+            Some(("application/json", body.as_bytes().to_vec())),
+        )
+        .await
+    }
+    let q = put(&api, r#"{"global_concurrency": 3}"#).await.expect(200);
+    assert_eq!(q["queue"]["global_concurrency"], 3);
+    assert_eq!(q["queue"]["key_concurrency"], Value::Null);
+    // Bad values name the field and change nothing.
+    for (body, field) in [
+        (r#"{"global_concurrency": 0}"#, "global_concurrency"),
+        (r#"{"key_concurrency": -1}"#, "key_concurrency"),
+        (r#"{"global_concurrency": "3"}"#, "global_concurrency"),
+        (r#"{"global": 3}"#, "global"),
+    ] {
+        let e = put(&api, body).await.expect_error(400);
+        assert!(e.to_string().contains(field), "{body}: {e}");
+    }
+    let list = api.get("/v1/queues").await.expect(200);
+    let email = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "email")
+        .unwrap()
+        .clone();
+    assert_eq!(email["global_concurrency"], 3, "{email}");
+
+    // Keyed jobs: one of each key at a time, within the queue's three.
+    for _ in 0..3 {
+        api.enqueue(json!({"kind": "a", "queue": "email", "concurrency_key": "p1"}))
+            .await;
+    }
+    let p2 = api
+        .enqueue(
+            json!({"kind": "a", "queue": "email", "concurrency_key": "p2",
+                        "key_concurrency": 2, "args": {"api_token": "tok-secret-9"}}),
+        )
+        .await;
+    let claim = api
+        .post(
+            "/v1/worker/claim",
+            json!({"worker_id": "w1", "queues": ["email"], "limit": 10}),
+        )
+        .await
+        .expect(200);
+    let mut keys = Vec::new();
+    for j in claim["jobs"].as_array().unwrap() {
+        let shown = api.get(&format!("/v1/jobs/{}", j["id"])).await.expect(200);
+        keys.push(shown["job"]["concurrency_key"].clone());
+    }
+    keys.sort_by_key(|k| k.to_string());
+    assert_eq!(
+        keys,
+        [json!("p1"), json!("p2"), Value::Null],
+        "the global limit of 3"
+    );
+    let shown = api.get(&format!("/v1/jobs/{p2}")).await.expect(200);
+    assert_eq!(shown["job"]["concurrency_key"], "p2");
+    assert_eq!(shown["job"]["key_concurrency"], 2);
+
+    // Bad keys and limits at enqueue name the field; nothing is written.
+    let before = api.all_jobs().await.len();
+    for (body, field) in [
+        (
+            json!({"kind": "a", "key_concurrency": 2}),
+            "key_concurrency",
+        ),
+        (
+            json!({"kind": "a", "concurrency_key": "k", "key_concurrency": 0}),
+            "key_concurrency",
+        ),
+        (
+            json!({"kind": "a", "concurrency_key": "nul\u{0}"}),
+            "concurrency_key",
+        ),
+        (
+            json!({"kind": "a", "concurrency_key": ""}),
+            "concurrency_key",
+        ),
+    ] {
+        let e = api.post("/v1/jobs", body.clone()).await.expect_error(400);
+        assert!(e.to_string().contains(field), "{body}: {e}");
+    }
+    assert_eq!(api.all_jobs().await.len(), before);
+
+    // A key that is a secret argument's value is shown to admins only.
+    let secret = api
+        .enqueue(json!({"kind": "a", "concurrency_key": "tok-secret-9",
+                        "args": {"api_token": "tok-secret-9"}}))
+        .await;
+    let admin = api.get(&format!("/v1/jobs/{secret}")).await.expect(200);
+    assert_eq!(admin["job"]["concurrency_key"], "tok-secret-9");
+    let reader = api
+        .as_token(Some("tok-read"))
+        .get(&format!("/v1/jobs/{secret}"))
+        .await
+        .expect(200);
+    assert_eq!(reader["job"]["concurrency_key"], "[redacted]", "{reader}");
+    assert!(!reader.to_string().contains("tok-secret-9"), "{reader}");
 }
