@@ -83,6 +83,9 @@ fn limits_text(l: &errand::QueueLimits) -> String {
     if let Some(n) = l.key_concurrency {
         parts.push(format!("per key {n}"));
     }
+    if let Some(r) = l.rate_limit {
+        parts.push(format!("rate {r}"));
+    }
     if parts.is_empty() {
         "-".into()
     } else {
@@ -101,6 +104,7 @@ async fn set_limits(config: &Config, args: &QueueLimitArgs, out: &Out) -> anyhow
     let limits = errand::QueueLimits {
         global_concurrency: args.global,
         key_concurrency: args.per_key,
+        rate_limit: args.rate,
     };
     client.set_queue_limits(&queue, limits).await?;
     if out.json() {
@@ -108,6 +112,7 @@ async fn set_limits(config: &Config, args: &QueueLimitArgs, out: &Out) -> anyhow
             "name": queue,
             "global_concurrency": limits.global_concurrency,
             "key_concurrency": limits.key_concurrency,
+            "rate_limit": limits.rate_limit.map(|r| r.to_string()),
         }));
     }
     out.line(&format!("queue {queue}: limits {}", limits_text(&limits)));

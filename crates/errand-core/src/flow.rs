@@ -23,6 +23,7 @@ use crate::job::JobId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// How many jobs of one key may run at once when neither the job nor the queue says.
 pub const DEFAULT_KEY_CONCURRENCY: i32 = 1;
@@ -35,12 +36,23 @@ pub struct QueueLimits {
     /// At most this many running jobs per `concurrency_key`, for keyed jobs that carry no
     /// limit of their own.
     pub key_concurrency: Option<i32>,
+    /// At most this many starts in any window of this length.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl QueueLimits {
     /// Whether any limit is set.
     pub fn any(&self) -> bool {
-        self.global_concurrency.is_some() || self.key_concurrency.is_some()
+        self.global_concurrency.is_some()
+            || self.key_concurrency.is_some()
+            || self.rate_limit.is_some()
+    }
+
+    /// Whether the queue's claims must go the limited way whatever its jobs are: a limit on
+    /// the whole queue (a per-key default alone matters only to keyed jobs).
+    pub fn limits_the_queue(&self) -> bool {
+        self.global_concurrency.is_some() || self.rate_limit.is_some()
     }
 
     /// Checks the values (each at least 1), naming the bad one.
@@ -56,6 +68,104 @@ impl QueueLimits {
             }
         }
         Ok(())
+    }
+}
+
+/// A rate limit: at most `limit` starts in any window of `per` (a sliding window, not a
+/// calendar one: `100/1m` never lets 101 jobs start within 60 seconds). Written `N/DURATION`
+/// (`100/1m`, `5/1s`, `1000/1h`), the duration as everywhere else in Errand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: i32,
+    pub per: Duration,
+}
+
+/// The longest rate-limit window: a day.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(86_400);
+/// The shortest: a millisecond.
+pub const MIN_RATE_WINDOW: Duration = Duration::from_millis(1);
+
+impl RateLimit {
+    /// The window in milliseconds, as the stores keep it.
+    pub fn per_ms(&self) -> i64 {
+        i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// From the stores' two columns; `None` unless both are set and valid.
+    pub fn from_parts(limit: Option<i32>, per_ms: Option<i64>) -> Option<RateLimit> {
+        match (limit, per_ms) {
+            (Some(limit), Some(ms)) if limit >= 1 && ms >= 1 => Some(RateLimit {
+                limit,
+                per: Duration::from_millis(ms as u64),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        let bad = |why: &str| {
+            format!(
+                "`{text}` is not a rate limit such as \"100/1m\" (N starts per duration): {why}"
+            )
+        };
+        let (n, per) = text.split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let limit: i32 = n
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count must be a whole number"))?;
+        if limit < 1 {
+            return Err(bad("the count must be at least 1"));
+        }
+        let per = crate::duration::parse_duration(per.trim()).map_err(|e| bad(&e.problem))?;
+        if per < MIN_RATE_WINDOW || per > MAX_RATE_WINDOW {
+            return Err(bad("the window must be from 1ms to 1d"));
+        }
+        Ok(RateLimit { limit, per })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    /// `N/DURATION` with the window in the largest unit that writes it whole.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.per_ms();
+        let (n, unit) = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ]
+        .into_iter()
+        .find(|(u, _)| ms % u == 0)
+        .map_or((ms, "ms"), |(u, name)| (ms / u, name));
+        write!(f, "{}/{n}{unit}", self.limit)
+    }
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RateLimit, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How many more jobs may start now under `rate` given the starts within its window so far
+/// (`want` if no rate limit).
+pub fn rate_room(rate: Option<RateLimit>, recent_starts: i64, want: usize) -> usize {
+    match rate {
+        None => want,
+        Some(r) => usize::try_from((i64::from(r.limit) - recent_starts).max(0))
+            .unwrap_or(0)
+            .min(want),
     }
 }
 
@@ -173,7 +283,7 @@ mod tests {
     fn the_global_limit_counts_what_already_runs() {
         let limits = QueueLimits {
             global_concurrency: Some(3),
-            key_concurrency: None,
+            ..QueueLimits::default()
         };
         let c: Vec<_> = (1..=5).map(|i| cand(i, None)).collect();
         let running = Running {
@@ -219,8 +329,8 @@ mod tests {
     #[test]
     fn the_job_limit_wins_over_the_queue_limit_which_wins_over_one() {
         let limits = QueueLimits {
-            global_concurrency: None,
             key_concurrency: Some(2),
+            ..QueueLimits::default()
         };
         let mut c: Vec<_> = (1..=4).map(|i| cand(i, Some("k"))).collect();
         assert_eq!(
@@ -242,6 +352,7 @@ mod tests {
         let limits = QueueLimits {
             global_concurrency: Some(2),
             key_concurrency: Some(1),
+            rate_limit: None,
         };
         let c = vec![
             cand(1, Some("a")),
@@ -262,10 +373,46 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_read_and_print_in_one_form() {
+        let r: RateLimit = "100/1m".parse().unwrap();
+        assert_eq!((r.limit, r.per), (100, Duration::from_secs(60)));
+        assert_eq!(r.to_string(), "100/1m");
+        assert_eq!("5 / 90s".parse::<RateLimit>().unwrap().to_string(), "5/90s");
+        assert_eq!(
+            "1/1500ms".parse::<RateLimit>().unwrap().to_string(),
+            "1/1500ms"
+        );
+        assert_eq!("7/24h".parse::<RateLimit>().unwrap().to_string(), "7/1d");
+        for bad in [
+            "100", "0/1m", "-1/1m", "x/1m", "10/", "10/0s", "10/2d", "10/soon",
+        ] {
+            let e = bad.parse::<RateLimit>().unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, "\"100/1m\"");
+        assert_eq!(serde_json::from_str::<RateLimit>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn the_rate_room_is_what_the_window_has_left() {
+        let r = Some(RateLimit {
+            limit: 10,
+            per: Duration::from_secs(1),
+        });
+        assert_eq!(rate_room(r, 0, 4), 4);
+        assert_eq!(rate_room(r, 8, 4), 2);
+        assert_eq!(rate_room(r, 10, 4), 0);
+        assert_eq!(rate_room(r, 15, 4), 0, "over after a lowering");
+        assert_eq!(rate_room(None, 1_000, 4), 4);
+    }
+
+    #[test]
     fn limits_below_one_are_refused_by_name() {
         let bad = QueueLimits {
             global_concurrency: Some(0),
             key_concurrency: None,
+            rate_limit: None,
         };
         assert!(bad.check().unwrap_err().contains("global_concurrency"));
         assert!(QueueLimits::default().check().is_ok());

@@ -222,6 +222,23 @@ pub fn attempts(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX})
 }
 
+/// A rate limit (`errand_core::flow::RateLimit`): `N/DURATION`, a count from 1 and a window
+/// from 1ms to 1d written in one unit (the parser also takes sums such as `1m30s`).
+pub fn rate_limit(_: &mut SchemaGenerator) -> Schema {
+    let window = duration_range_pattern(crate::flow::MIN_RATE_WINDOW, crate::flow::MAX_RATE_WINDOW);
+    let window = window.trim_start_matches('^').trim_end_matches('$');
+    json_schema!({
+        "type": "string",
+        "pattern": format!("^[1-9][0-9]{{0,8}}/{window}$"),
+        "description": "at most N starts in any window of the duration: `100/1m`, `5/1s`, `1000/1h`",
+    })
+}
+
+/// A rate limit, or null (no limit).
+pub fn rate_limit_or_null(g: &mut SchemaGenerator) -> Schema {
+    or_null(rate_limit(g))
+}
+
 /// A concurrency limit (`global_concurrency`, `key_concurrency`): at least 1.
 pub fn limit(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": i32::MAX})

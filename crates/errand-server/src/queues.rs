@@ -194,6 +194,11 @@ pub struct LimitsBody {
     #[serde(default)]
     #[schemars(schema_with = "schema::limit_or_null")]
     key_concurrency: Option<i32>,
+    /// At most N starts in any window of the duration (`100/1m`), across every worker
+    /// process.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::rate_limit_or_null")]
+    rate_limit: Option<String>,
 }
 
 pub async fn set_limits(
@@ -202,9 +207,17 @@ pub async fn set_limits(
     Query(q): Query<PauseQuery>,
     Body(body): Body<LimitsBody>,
 ) -> JsonResult {
+    let rate_limit = match &body.rate_limit {
+        Some(text) => Some(
+            text.parse::<errand_core::flow::RateLimit>()
+                .map_err(|e| ApiError::invalid("rate_limit", e))?,
+        ),
+        None => None,
+    };
     let limits = errand::QueueLimits {
         global_concurrency: body.global_concurrency,
         key_concurrency: body.key_concurrency,
+        rate_limit,
     };
     if let Err(problem) = limits.check() {
         let field = if body.global_concurrency.is_some_and(|n| n < 1) {
@@ -230,6 +243,7 @@ pub async fn set_limits(
             let mut v = QueueView::empty(&name, false, window());
             v.global_concurrency = limits.global_concurrency;
             v.key_concurrency = limits.key_concurrency;
+            v.rate_limit = limits.rate_limit.map(|r| r.to_string());
             v
         }
     };

@@ -1,9 +1,10 @@
 //! Claims under flow control (`errand_core::flow`), and which claim a queue needs.
 //!
-//! A queue needs the limited claim when it has a `global_concurrency` or ready jobs with a
-//! `concurrency_key`. The plain claim (`worker_path::CLAIM`, the hot path) can never break a
-//! limit on its own: it reads only jobs without a key (`errand_jobs_claim` holds no others)
-//! and takes nothing from a queue with a global limit (its queue check says so). What this
+//! A queue needs the limited claim when it has a `global_concurrency` or a `rate_limit`, or
+//! queued jobs with a `concurrency_key`. The plain claim (`worker_path::CLAIM`, the hot path)
+//! can never break a limit on its own: it reads only jobs without a key (`errand_jobs_claim`
+//! holds no others) and takes nothing from a queue with a global or rate limit (its queue
+//! check says so). What this
 //! module decides is only *when* a queue's claims go the limited way, from a per-queue probe
 //! ([`PROBE`]) this process caches for [`PROBE_EVERY`]:
 //!
@@ -30,7 +31,7 @@ use crate::sql::micros;
 use crate::worker_path::start_picked;
 use crate::PgStore;
 use chrono::{DateTime, Utc};
-use errand_core::flow::{Candidate, QueueLimits};
+use errand_core::flow::{Candidate, QueueLimits, RateLimit};
 use errand_core::{ClaimedJob, Job, JobId};
 use errand_store::steps::{Candidates, FlowClaimTx, QueueState};
 use errand_store::{JobClaim, StoreError, StoreResult};
@@ -42,9 +43,10 @@ use std::time::{Duration, Instant};
 /// How long a probe's answer stands while a queue's claims come back full.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Whether queue `$1` needs the limited claim: a global limit, or a ready-or-not queued job
-/// with a key (one descent of `errand_jobs_claim_keyed`).
-const PROBE: &str = "SELECT coalesce((SELECT global_concurrency IS NOT NULL
+/// Whether queue `$1` needs the limited claim: a global or rate limit, or a queued job with a
+/// key (one descent of `errand_jobs_claim_keyed`).
+const PROBE: &str =
+    "SELECT coalesce((SELECT global_concurrency IS NOT NULL OR rate_limit IS NOT NULL
                                       FROM errand_queues WHERE name = $1), false)
         OR EXISTS (SELECT 1 FROM errand_jobs
                    WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL)
@@ -55,9 +57,23 @@ const LOCK: &str = "SELECT pg_advisory_xact_lock(
         hashtextextended('errand.claim.' || current_schema() || '.' || $1, 0))";
 
 const STATE: &str = "SELECT q.paused_at IS NOT NULL AS paused,
-        q.global_concurrency, q.key_concurrency,
+        q.global_concurrency, q.key_concurrency, q.rate_limit, q.rate_window_ms,
         (SELECT count(*) FROM errand_jobs WHERE status = 'running' AND queue = $1) AS running
     FROM (SELECT 1) one LEFT JOIN errand_queues q ON q.name = $1";
+
+/// Forgets queue `$1`'s starts older than its window (`$2` milliseconds before now, `$3`) and
+/// counts the rest.
+const RECENT_STARTS: &str = "WITH gone AS (
+        DELETE FROM errand_queue_starts
+        WHERE queue = $1
+          AND at <= coalesce($3::timestamptz, now()) - $2 * interval '1 millisecond'
+    )
+    SELECT count(*) FROM errand_queue_starts
+    WHERE queue = $1 AND at > coalesce($3::timestamptz, now()) - $2 * interval '1 millisecond'";
+
+/// `$2` starts of queue `$1` now (`$3`).
+const RECORD_STARTS: &str = "INSERT INTO errand_queue_starts (queue, at)
+    SELECT $1, coalesce($3::timestamptz, now()) FROM generate_series(1, $2::int)";
 
 /// `$1` queue, `$2` how many, `$3` the queue's per-key default, `$4` now. The unkeyed jobs in
 /// claim order; then every key with queued jobs (a skip scan of `errand_jobs_claim_keyed`,
@@ -208,13 +224,29 @@ impl FlowClaimTx for LimitedClaim {
             .fetch_one(&mut *self.tx)
             .await
             .map_err(map)?;
+        let limits = QueueLimits {
+            global_concurrency: row.try_get("global_concurrency").map_err(map)?,
+            key_concurrency: row.try_get("key_concurrency").map_err(map)?,
+            rate_limit: RateLimit::from_parts(
+                row.try_get("rate_limit").map_err(map)?,
+                row.try_get("rate_window_ms").map_err(map)?,
+            ),
+        };
+        let recent_starts = match limits.rate_limit {
+            Some(r) => sqlx::query_scalar(RECENT_STARTS)
+                .bind(queue)
+                .bind(r.per_ms())
+                .bind(self.now)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(map)?,
+            None => 0,
+        };
         Ok(QueueState {
             paused: row.try_get::<Option<bool>, _>("paused").map_err(map)? == Some(true),
-            limits: QueueLimits {
-                global_concurrency: row.try_get("global_concurrency").map_err(map)?,
-                key_concurrency: row.try_get("key_concurrency").map_err(map)?,
-            },
+            limits,
             running: row.try_get("running").map_err(map)?,
+            recent_starts,
         })
     }
 
@@ -261,6 +293,17 @@ impl FlowClaimTx for LimitedClaim {
             .await
             .map_err(map)?;
         crate::rows::jobs(&rows)
+    }
+
+    async fn record_starts(&mut self, queue: &str, n: usize) -> StoreResult<()> {
+        sqlx::query(RECORD_STARTS)
+            .bind(queue)
+            .bind(i32::try_from(n).unwrap_or(i32::MAX))
+            .bind(self.now)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map)?;
+        Ok(())
     }
 }
 

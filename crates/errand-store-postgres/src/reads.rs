@@ -355,7 +355,8 @@ impl PgStore {
 
     pub(crate) async fn queue_list_impl(&self) -> StoreResult<Vec<QueueInfo>> {
         let rows = sqlx::query(
-            "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency
+            "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency,
+                    rate_limit, rate_window_ms
              FROM errand_queues ORDER BY name",
         )
         .fetch_all(&self.pool)
@@ -372,6 +373,10 @@ impl PgStore {
                     limits: errand_core::QueueLimits {
                         global_concurrency: r.try_get("global_concurrency").map_err(map)?,
                         key_concurrency: r.try_get("key_concurrency").map_err(map)?,
+                        rate_limit: errand_core::flow::RateLimit::from_parts(
+                            r.try_get("rate_limit").map_err(map)?,
+                            r.try_get("rate_window_ms").map_err(map)?,
+                        ),
                     },
                 })
             })
@@ -385,17 +390,21 @@ impl PgStore {
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO errand_queues (name, paused_at, updated_at, global_concurrency,
-                                        key_concurrency)
-             VALUES ($1, NULL, coalesce($2::timestamptz, now()), $3, $4)
+                                        key_concurrency, rate_limit, rate_window_ms)
+             VALUES ($1, NULL, coalesce($2::timestamptz, now()), $3, $4, $5, $6)
              ON CONFLICT (name) DO UPDATE
              SET global_concurrency = excluded.global_concurrency,
                  key_concurrency = excluded.key_concurrency,
+                 rate_limit = excluded.rate_limit,
+                 rate_window_ms = excluded.rate_window_ms,
                  updated_at = excluded.updated_at",
         )
         .bind(name)
         .bind(self.now())
         .bind(limits.global_concurrency)
         .bind(limits.key_concurrency)
+        .bind(limits.rate_limit.map(|r| r.limit))
+        .bind(limits.rate_limit.map(|r| r.per_ms()))
         .execute(&self.pool)
         .await
         .map_err(map)?;

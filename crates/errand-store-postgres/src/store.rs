@@ -173,7 +173,7 @@ impl Store for PgStore {
 
     async fn queue_limits_set(&self, name: &str, limits: QueueLimits) -> StoreResult<()> {
         self.queue_limits_set_impl(name, limits).await?;
-        if limits.global_concurrency.is_some() {
+        if limits.limits_the_queue() {
             self.flow.mark(name);
         } else {
             self.flow.forget(name);

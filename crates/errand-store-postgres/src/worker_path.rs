@@ -49,8 +49,8 @@ macro_rules! start_picked {
 pub(crate) use start_picked;
 
 /// Picks ready jobs without a `concurrency_key` over the partial index `errand_jobs_claim`,
-/// skipping rows other claimers hold, and starts them; nothing from a queue with a global
-/// limit (those go through `flow`). `$4` is the injected now (or NULL for the database's).
+/// skipping rows other claimers hold, and starts them; nothing from a queue with a global or
+/// rate limit (those go through `flow`). `$4` is the injected now (or NULL for the database's).
 pub(crate) const CLAIM: &str = concat!(
     "WITH picked AS (
         SELECT id FROM errand_jobs
@@ -58,7 +58,8 @@ pub(crate) const CLAIM: &str = concat!(
           AND run_at <= coalesce($4::timestamptz, now())
           AND NOT EXISTS (SELECT 1 FROM errand_queues q
                           WHERE q.name = $1
-                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL))
+                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL
+                                 OR q.rate_limit IS NOT NULL))
         ORDER BY priority DESC, run_at, id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
@@ -107,7 +108,8 @@ pub(crate) const CLAIM_AFTER: &str = concat!(
         ) parts
         WHERE NOT EXISTS (SELECT 1 FROM errand_queues q
                           WHERE q.name = $1
-                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL))
+                            AND (q.paused_at IS NOT NULL OR q.global_concurrency IS NOT NULL
+                                 OR q.rate_limit IS NOT NULL))
         LIMIT $3
     )
     ",

@@ -9,17 +9,18 @@
 use crate::error::OpError;
 use crate::rows::{add_duration, job_columns, job_from_row, micros_to_time};
 use crate::worker_path::start_set;
-use errand_core::flow::{key_limit, Candidate, QueueLimits};
+use errand_core::flow::{key_limit, Candidate, QueueLimits, RateLimit};
 use errand_core::{Job, JobId};
 use errand_store::steps::{Candidates, FlowClaimTx, QueueState};
 use errand_store::JobClaim;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-/// Whether `queue` has a global limit or queued jobs with a key.
+/// Whether `queue` has a global or rate limit, or queued jobs with a key.
 pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM errand_queues
-                        WHERE name = ?1 AND global_concurrency IS NOT NULL)
+                        WHERE name = ?1
+                          AND (global_concurrency IS NOT NULL OR rate_limit IS NOT NULL))
              OR EXISTS (SELECT 1 FROM errand_jobs INDEXED BY errand_jobs_claim_keyed
                         WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL)",
     )?
@@ -39,18 +40,38 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
         let row = self
             .tx
             .prepare_cached(
-                "SELECT paused_at IS NOT NULL, global_concurrency, key_concurrency
+                "SELECT paused_at IS NOT NULL, global_concurrency, key_concurrency, rate_limit,
+                        rate_window_ms
                  FROM errand_queues WHERE name = ?1",
             )?
             .query_row([queue], |r| {
                 Ok((
                     r.get::<_, bool>(0)?,
-                    r.get::<_, Option<i32>>(1)?,
-                    r.get::<_, Option<i32>>(2)?,
+                    QueueLimits {
+                        global_concurrency: r.get(1)?,
+                        key_concurrency: r.get(2)?,
+                        rate_limit: RateLimit::from_parts(r.get(3)?, r.get(4)?),
+                    },
                 ))
             })
             .optional()?;
-        let (paused, global_concurrency, key_concurrency) = row.unwrap_or((false, None, None));
+        let (paused, limits) = row.unwrap_or_default();
+        let recent_starts = match limits.rate_limit {
+            Some(r) => {
+                let since = self.now.saturating_sub(r.per_ms().saturating_mul(1_000));
+                self.tx
+                    .prepare_cached(
+                        "DELETE FROM errand_queue_starts WHERE queue = ?1 AND at <= ?2",
+                    )?
+                    .execute(params![queue, since])?;
+                self.tx
+                    .prepare_cached(
+                        "SELECT count(*) FROM errand_queue_starts WHERE queue = ?1 AND at > ?2",
+                    )?
+                    .query_row(params![queue, since], |r| r.get(0))?
+            }
+            None => 0,
+        };
         let running: i64 = self
             .tx
             .prepare_cached(
@@ -59,11 +80,9 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
             .query_row([queue], |r| r.get(0))?;
         Ok(QueueState {
             paused,
-            limits: QueueLimits {
-                global_concurrency,
-                key_concurrency,
-            },
+            limits,
             running,
+            recent_starts,
         })
     }
 
@@ -170,5 +189,15 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
             .collect::<rusqlite::Result<Vec<Job>>>()?;
         crate::worker_path::move_counts(self.tx, &claim.queue, "queued", "running", jobs.len())?;
         Ok(jobs)
+    }
+
+    async fn record_starts(&mut self, queue: &str, n: usize) -> Result<(), OpError> {
+        let mut insert = self
+            .tx
+            .prepare_cached("INSERT INTO errand_queue_starts (queue, at) VALUES (?1, ?2)")?;
+        for _ in 0..n {
+            insert.execute(params![queue, self.now])?;
+        }
+        Ok(())
     }
 }

@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
     "0010_sql_enqueue",
     "0011_progress",
     "0012_flow_control",
+    "0013_rate_limits",
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (

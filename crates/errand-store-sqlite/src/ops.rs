@@ -341,15 +341,18 @@ pub(crate) fn queue_limits_set(
 ) -> Result<(), OpError> {
     tx.prepare_cached(
         "INSERT INTO errand_queues (name, paused_at, updated_at, global_concurrency, \
-         key_concurrency) VALUES (?1, NULL, ?2, ?3, ?4) \
+         key_concurrency, rate_limit, rate_window_ms) VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (name) DO UPDATE SET global_concurrency = excluded.global_concurrency, \
-         key_concurrency = excluded.key_concurrency, updated_at = excluded.updated_at",
+         key_concurrency = excluded.key_concurrency, rate_limit = excluded.rate_limit, \
+         rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at",
     )?
     .execute(params![
         name,
         now,
         limits.global_concurrency,
-        limits.key_concurrency
+        limits.key_concurrency,
+        limits.rate_limit.map(|r| r.limit),
+        limits.rate_limit.map(|r| r.per_ms()),
     ])?;
     Ok(())
 }

@@ -250,8 +250,8 @@ pub(crate) fn event_list(tx: &Transaction<'_>, job_id: JobId) -> Result<Vec<Even
 /// [`errand_store::Store::queue_list`], sorted by name.
 pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency \
-         FROM errand_queues ORDER BY name",
+        "SELECT name, paused_at, updated_at, global_concurrency, key_concurrency, rate_limit, \
+         rate_window_ms FROM errand_queues ORDER BY name",
     )?;
     let rows = stmt.query_map([], |r| {
         let paused_at: Option<i64> = r.get(1)?;
@@ -263,6 +263,7 @@ pub(crate) fn queue_list(tx: &Transaction<'_>) -> Result<Vec<QueueInfo>, OpError
             limits: errand_core::QueueLimits {
                 global_concurrency: r.get(3)?,
                 key_concurrency: r.get(4)?,
+                rate_limit: errand_core::flow::RateLimit::from_parts(r.get(5)?, r.get(6)?),
             },
         })
     })?;

@@ -20,6 +20,7 @@ errand_store_tests::store_suite!(
     job_claim_key_concurrency_runs_one_per_key_and_a_busy_key_blocks_no_other,
     job_claim_key_limit_is_the_jobs_then_the_queues_then_one,
     job_claim_limits_hold_with_many_claimers_on_two_stores,
+    job_claim_rate_limit_counts_starts_in_a_sliding_window,
     queue_limits_set_is_listed_and_replaced,
     job_claim_concurrent_claimers_take_each_job_exactly_once,
     job_complete_stores_result_and_writes_no_event,

@@ -65,6 +65,7 @@ pub(super) struct RawQueue {
     pub concurrency: Option<Value>,
     pub global_concurrency: Option<Value>,
     pub key_concurrency: Option<Value>,
+    pub rate_limit: Option<Value>,
 }
 
 /// `[tasks.NAME]`.

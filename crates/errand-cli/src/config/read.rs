@@ -201,9 +201,21 @@ impl Reader<'_> {
                 })
                 .transpose()
             };
+            let rate_limit = match q.rate_limit {
+                Some(v) => {
+                    let key = Self::child(&path, "rate_limit");
+                    let text = self.string(&key, v)?;
+                    Some(
+                        text.parse::<errand_core::flow::RateLimit>()
+                            .map_err(|e| self.error(&key, e))?,
+                    )
+                }
+                None => None,
+            };
             let limits = errand::QueueLimits {
                 global_concurrency: limit("global_concurrency", q.global_concurrency)?,
                 key_concurrency: limit("key_concurrency", q.key_concurrency)?,
+                rate_limit,
             };
             queue_limits.insert(name.clone(), limits);
             queues.insert(name, concurrency);

@@ -467,15 +467,21 @@ async fn queue_limits_and_concurrency_keys(h: Harness) {
         )
         .await
     }
-    let q = put(&api, r#"{"global_concurrency": 3}"#).await.expect(200);
+    let q = put(&api, r#"{"global_concurrency": 3, "rate_limit": "100/60s"}"#)
+        .await
+        .expect(200);
     assert_eq!(q["queue"]["global_concurrency"], 3);
     assert_eq!(q["queue"]["key_concurrency"], Value::Null);
+    assert_eq!(q["queue"]["rate_limit"], "100/1m", "one spelling");
     // Bad values name the field and change nothing.
     for (body, field) in [
         (r#"{"global_concurrency": 0}"#, "global_concurrency"),
         (r#"{"key_concurrency": -1}"#, "key_concurrency"),
         (r#"{"global_concurrency": "3"}"#, "global_concurrency"),
         (r#"{"global": 3}"#, "global"),
+        (r#"{"rate_limit": "100"}"#, "rate_limit"),
+        (r#"{"rate_limit": "0/1m"}"#, "rate_limit"),
+        (r#"{"rate_limit": "5/2d"}"#, "rate_limit"),
     ] {
         let e = put(&api, body).await.expect_error(400);
         assert!(e.to_string().contains(field), "{body}: {e}");
@@ -489,6 +495,7 @@ async fn queue_limits_and_concurrency_keys(h: Harness) {
         .unwrap()
         .clone();
     assert_eq!(email["global_concurrency"], 3, "{email}");
+    assert_eq!(email["rate_limit"], "100/1m", "{email}");
 
     // Keyed jobs: one of each key at a time, within the queue's three.
     for _ in 0..3 {

@@ -23,6 +23,7 @@ fn limits(global: Option<i32>, key: Option<i32>) -> QueueLimits {
     QueueLimits {
         global_concurrency: global,
         key_concurrency: key,
+        rate_limit: None,
     }
 }
 
@@ -279,6 +280,52 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
     let stats = h.store.queue_stats().await.unwrap();
     let d = stats.iter().find(|s| s.queue == "default").unwrap();
     assert_eq!((d.succeeded, d.queued, d.running), (300, 0, 0));
+}
+
+pub async fn job_claim_rate_limit_counts_starts_in_a_sliding_window(h: Harness) {
+    let rate = QueueLimits {
+        rate_limit: Some("5/1s".parse().unwrap()),
+        ..QueueLimits::default()
+    };
+    h.store.queue_limits_set("default", rate).await.unwrap();
+    let batch: Vec<_> = (0..30).map(|_| new_job("k")).collect();
+    h.store.job_insert_many(&batch).await.unwrap();
+
+    let first = take(&h, "default", 2).await;
+    assert_eq!(first.len(), 2);
+    h.clock.advance(Duration::from_millis(500));
+    let second = take(&h, "default", 30).await;
+    assert_eq!(second.len(), 3, "five starts per second");
+    // Starts count, not running jobs: finishing them frees nothing.
+    complete(h.store.as_ref(), &first).await;
+    complete(h.store.as_ref(), &second).await;
+    assert!(take(&h, "default", 30).await.is_empty());
+    let held = get(&h, second[2].id + 1).await;
+    assert_eq!(
+        (held.status, held.attempt),
+        (JobStatus::Queued, 0),
+        "waits unspent"
+    );
+
+    // 1.1 s after the first two: they left the window, the three of 0.5 s have not. A
+    // calendar window would have reset at 1 s and allowed five.
+    h.clock.advance(Duration::from_millis(600));
+    assert_eq!(take(&h, "default", 30).await.len(), 2, "a sliding window");
+    h.clock.advance(Duration::from_millis(500));
+    assert_eq!(take(&h, "default", 30).await.len(), 3);
+
+    // Listed in its one form, and lifted.
+    let listed = h.store.queue_list().await.unwrap();
+    let q = listed.iter().find(|q| q.name == "default").unwrap();
+    assert_eq!(
+        q.limits.rate_limit.map(|r| r.to_string()).as_deref(),
+        Some("5/1s")
+    );
+    h.store
+        .queue_limits_set("default", QueueLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(take(&h, "default", 30).await.len(), 30 - 10);
 }
 
 pub async fn queue_limits_set_is_listed_and_replaced(h: Harness) {

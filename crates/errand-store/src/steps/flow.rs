@@ -1,5 +1,5 @@
-//! The steps of a claim under flow control (`errand_core::flow`): a queue with a global limit,
-//! or with jobs that carry a `concurrency_key`. Read the queue's state under its claim lock,
+//! The steps of a claim under flow control (`errand_core::flow`): a queue with a global limit
+//! or a rate limit, or with jobs that carry a `concurrency_key`. Read the queue's state under its claim lock,
 //! gather the candidates (the first ready jobs without a key, and the first ready jobs of
 //! every key), let [`errand_core::flow::choose`] pick, start what it picked.
 //!
@@ -9,7 +9,7 @@
 //! snapshot; SQLite: the one writer).
 
 use crate::{JobClaim, StoreError};
-use errand_core::flow::{choose, global_room, Candidate, QueueLimits, Running};
+use errand_core::flow::{choose, global_room, rate_room, Candidate, QueueLimits, Running};
 use errand_core::{ClaimedJob, Job, JobId};
 use std::collections::HashMap;
 
@@ -20,6 +20,8 @@ pub struct QueueState {
     pub limits: QueueLimits,
     /// The queue's running jobs (held by a worker, whether started or waiting in its buffer).
     pub running: i64,
+    /// With a rate limit: the starts within its window up to now (0 without one).
+    pub recent_starts: i64,
 }
 
 /// Ready jobs a limited claim may start, and the running jobs of each of their keys.
@@ -34,7 +36,8 @@ pub struct Candidates {
 pub trait FlowClaimTx {
     type Error: From<StoreError>;
 
-    /// Takes the queue's claim lock until the transaction ends, then reads its state.
+    /// Takes the queue's claim lock until the transaction ends, then reads its state; with a
+    /// rate limit, forgets the starts older than its window and counts the rest.
     async fn queue_state(&mut self, queue: &str) -> Result<QueueState, Self::Error>;
 
     /// The first `want` ready jobs without a key in claim order, and for every key with
@@ -49,6 +52,9 @@ pub trait FlowClaimTx {
 
     /// Starts the chosen jobs (those still queued) for the claim's worker and lease.
     async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, Self::Error>;
+
+    /// Records `n` starts now, for the queue's rate limit.
+    async fn record_starts(&mut self, queue: &str, n: usize) -> Result<(), Self::Error>;
 }
 
 /// `Store::job_claim` for a queue under flow control.
@@ -61,6 +67,7 @@ pub async fn claim_limited<T: FlowClaimTx>(
         return Ok(Vec::new());
     }
     let want = global_room(&state.limits, state.running, claim.limit as usize);
+    let want = rate_room(state.limits.rate_limit, state.recent_starts, want);
     if want == 0 {
         return Ok(Vec::new());
     }
@@ -74,5 +81,8 @@ pub async fn claim_limited<T: FlowClaimTx>(
         return Ok(Vec::new());
     }
     let jobs = tx.start(&ids, claim).await?;
+    if state.limits.rate_limit.is_some() && !jobs.is_empty() {
+        tx.record_starts(&claim.queue, jobs.len()).await?;
+    }
     Ok(super::claimed(jobs)?)
 }

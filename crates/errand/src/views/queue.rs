@@ -50,6 +50,8 @@ pub struct QueueView {
     /// At most this many running jobs per `concurrency_key`, for keyed jobs with no limit of
     /// their own (null: 1).
     pub key_concurrency: Option<i32>,
+    /// At most N starts in any window of the duration, e.g. `100/1m` (null: no limit).
+    pub rate_limit: Option<String>,
     pub counts: CountsView,
     /// `run_at` of the oldest job ready to run now, or null.
     pub oldest_ready_run_at: Option<DateTime<Utc>>,
@@ -76,6 +78,7 @@ impl QueueView {
                 if let Some(q) = stored {
                     v.global_concurrency = q.limits.global_concurrency;
                     v.key_concurrency = q.limits.key_concurrency;
+                    v.rate_limit = q.limits.rate_limit.map(|r| r.to_string());
                 }
                 v
             })
@@ -93,6 +96,7 @@ impl QueueView {
             paused_at: None,
             global_concurrency: None,
             key_concurrency: None,
+            rate_limit: None,
             counts: CountsView {
                 queued: s.queued,
                 scheduled: s.scheduled,
