@@ -106,6 +106,21 @@ pub struct Spec {
     pub hold: bool,
     /// Worker processes, each with a pool of concurrency [`CONCURRENCY`].
     pub procs: usize,
+    /// Flow control on the queue (the flow figures).
+    pub flow: FlowSpec,
+}
+
+/// What flow control a drain runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowSpec {
+    /// None: the plain claim.
+    #[default]
+    None,
+    /// `global_concurrency` on the queue.
+    Global(i32),
+    /// Jobs spread over this many concurrency keys, round robin, with the queue's
+    /// `key_concurrency`.
+    Keys { keys: usize, limit: i32 },
 }
 
 impl Spec {
@@ -115,6 +130,7 @@ impl Spec {
             history: 0,
             hold: false,
             procs: 1,
+            flow: FlowSpec::None,
         }
     }
 
@@ -125,6 +141,13 @@ impl Spec {
         }
         if self.procs > 1 {
             name.push_str(&format!(" in {} processes", self.procs));
+        }
+        match self.flow {
+            FlowSpec::None => {}
+            FlowSpec::Global(g) => name.push_str(&format!(" with global_concurrency {g}")),
+            FlowSpec::Keys { keys, limit } => {
+                name.push_str(&format!(" over {keys} keys with key_concurrency {limit}"))
+            }
         }
         name
     }
@@ -138,6 +161,7 @@ pub async fn drain(backend: &str, spec: Spec) -> Drain {
         history,
         hold,
         procs,
+        flow,
     } = spec;
     let db = FreshDb::open(backend, sqlite_sync(), 4).await;
     let held = Hold::start(&db, hold).await;
@@ -166,8 +190,34 @@ pub async fn drain(backend: &str, spec: Spec) -> Drain {
             t.elapsed().as_secs_f64()
         ));
     }
+    let client = Client::from_store(db.store.clone());
+    let keys = match flow {
+        FlowSpec::None => 0,
+        FlowSpec::Global(g) => {
+            let limits = errand::QueueLimits {
+                global_concurrency: Some(g),
+                ..Default::default()
+            };
+            client
+                .set_queue_limits(QUEUE, limits)
+                .await
+                .expect("limits");
+            0
+        }
+        FlowSpec::Keys { keys, limit } => {
+            let limits = errand::QueueLimits {
+                key_concurrency: Some(limit),
+                ..Default::default()
+            };
+            client
+                .set_queue_limits(QUEUE, limits)
+                .await
+                .expect("limits");
+            keys
+        }
+    };
     let t = Instant::now();
-    let ids = enqueue_bulk(&Client::from_store(db.store.clone()), n).await;
+    let ids = enqueue_keyed(&client, n, keys).await;
     let enqueue_secs = t.elapsed().as_secs_f64();
     note(format!(
         "{backend}: enqueued {n} jobs in {enqueue_secs:.2} s ({:.0} jobs/s)",
@@ -467,12 +517,22 @@ pub fn noop_args() -> serde_json::Value {
 }
 
 /// Enqueues `n` no-op jobs through the client, 1,000 per `enqueue_many`; returns their ids.
-pub async fn enqueue_bulk(client: &Client, n: usize) -> Vec<JobId> {
-    let chunk: Vec<NewJob> = (0..1000).map(|_| NewJob::new(KIND, noop_args())).collect();
+/// `n` no-op jobs in batches of 1,000; with `keys > 0`, job `i` has concurrency key
+/// `k{i % keys}`.
+pub async fn enqueue_keyed(client: &Client, n: usize, keys: usize) -> Vec<JobId> {
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {
-        let k = (n - ids.len()).min(chunk.len());
-        let done = client.enqueue_many(&chunk[..k]).await.expect("enqueue");
+        let k = (n - ids.len()).min(1000);
+        let chunk: Vec<NewJob> = (ids.len()..ids.len() + k)
+            .map(|i| {
+                let mut job = NewJob::new(KIND, noop_args());
+                if keys > 0 {
+                    job.concurrency_key = Some(format!("k{}", i % keys));
+                }
+                job
+            })
+            .collect();
+        let done = client.enqueue_many(&chunk).await.expect("enqueue");
         ids.extend(done.into_iter().map(|e| e.id));
     }
     ids

@@ -36,11 +36,15 @@
 //! latency samples, 100,000 finished jobs, a 10,000-job backlog) for a smoke run. `--json`
 //! prints every run's figures and the medians as JSON instead of the tables.
 //!
+//! - **Flow control** ([`flow`]): W1 plain, with `global_concurrency = 16`, and over 100
+//!   keys with `key_concurrency = 1`, each ratio within a run.
+//!
 //! Modules: [`options`] (the command line), [`drain`] (W1, W3, W4, the baseline, the floor,
-//! the child process), [`latency`] (W2 and the commit probe), [`hotpath`] (the inserts and
+//! the child process), [`flow`] (the flow-control drains), [`latency`] (W2 and the commit probe), [`hotpath`] (the inserts and
 //! the backlog figures), [`report`] (medians, ratios, the table).
 
 mod drain;
+mod flow;
 mod hotpath;
 mod latency;
 mod options;
@@ -113,6 +117,7 @@ pub async fn run(opts: Opts) {
     let load_before = load_average();
     let mut all = Vec::new();
     let mut json_backends = serde_json::Map::new();
+    let mut all_flow = Vec::new();
     for backend in opts.backends() {
         // Each run measures everything in turn, so that a ratio compares figures taken
         // seconds apart under the same load; the table gives the median over runs.
@@ -121,6 +126,7 @@ pub async fn run(opts: Opts) {
         let (mut w1_ratio, mut w3_ratio) = (vec![], vec![]);
         let (mut floors, mut w1_floor_ratio) = (vec![], vec![]);
         let mut hot_runs = Vec::new();
+        let mut flow_runs = Vec::new();
         let mut json_runs = Vec::new();
         for run in 0..opts.runs {
             let load = load_average();
@@ -166,6 +172,9 @@ pub async fn run(opts: Opts) {
             } else {
                 None
             };
+            if wants(Measurement::Flow) {
+                flow_runs.push(flow::measure(backend, &sizes).await);
+            }
             let hot = if backend == "postgres" {
                 hotpath::measure(&opts, &sizes).await
             } else {
@@ -214,11 +223,13 @@ pub async fn run(opts: Opts) {
             w3_ratio: Ratio::of(w3_ratio),
             hot: HotSummary::of(&hot_runs),
         };
-        json_backends.insert(
-            backend.to_string(),
-            serde_json::json!({ "runs": json_runs, "median": r.json() }),
-        );
+        let mut doc = serde_json::json!({ "runs": json_runs, "median": r.json() });
+        if !flow_runs.is_empty() {
+            doc["flow"] = flow::summary(&flow_runs);
+        }
+        json_backends.insert(backend.to_string(), doc);
         all.push((backend, r));
+        all_flow.push((backend, flow_runs));
     }
     if opts.json {
         let doc = serde_json::json!({
@@ -244,5 +255,8 @@ pub async fn run(opts: Opts) {
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
         print_table(&opts, &sizes, &all, &load_before);
+        if wants(Measurement::Flow) {
+            flow::print_table(&all_flow, sizes.drain_jobs);
+        }
     }
 }

@@ -80,10 +80,12 @@ pub enum Measurement {
     W4,
     /// The backlog drained by four worker processes.
     Multi,
+    /// W1 plain, with `global_concurrency = 16`, and over 100 keys with `key_concurrency = 1`.
+    Flow,
 }
 
 impl Measurement {
-    const ALL: [Measurement; 9] = [
+    const ALL: [Measurement; 10] = [
         Measurement::Baseline,
         Measurement::Floor,
         Measurement::W1,
@@ -93,6 +95,7 @@ impl Measurement {
         Measurement::Backlog,
         Measurement::W4,
         Measurement::Multi,
+        Measurement::Flow,
     ];
 }
 

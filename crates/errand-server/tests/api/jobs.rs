@@ -467,9 +467,12 @@ async fn queue_limits_and_concurrency_keys(h: Harness) {
         )
         .await
     }
-    let q = put(&api, r#"{"global_concurrency": 3, "rate_limit": "100/60s"}"#)
-        .await
-        .expect(200);
+    let q = put(
+        &api,
+        r#"{"global_concurrency": 3, "rate_limit": "100/60s"}"#,
+    )
+    .await
+    .expect(200);
     assert_eq!(q["queue"]["global_concurrency"], 3);
     assert_eq!(q["queue"]["key_concurrency"], Value::Null);
     assert_eq!(q["queue"]["rate_limit"], "100/1m", "one spelling");
