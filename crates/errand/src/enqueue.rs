@@ -84,6 +84,21 @@ impl<'a> Enqueue<'a> {
         self
     }
 
+    /// Jobs sharing this key (within the queue) run at most `key_concurrency` at a time
+    /// across every worker; the others wait queued, without blocking other keys (default: the
+    /// task's argument, if its `concurrency_key` names one).
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.job.concurrency_key = Some(key.into());
+        self
+    }
+
+    /// How many jobs of this job's key may run at once (default: the task's, else the
+    /// queue's `key_concurrency`, else 1). Only with a [`Enqueue::concurrency_key`].
+    pub fn key_concurrency(mut self, n: i32) -> Self {
+        self.job.key_concurrency = Some(n);
+        self
+    }
+
     /// Links the job to the entity it is about, e.g. `("file_upload", "42")`, for lookups.
     pub fn reference(
         mut self,

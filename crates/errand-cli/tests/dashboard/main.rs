@@ -92,6 +92,8 @@ async fn seed(client: &Client) -> Seeded {
                 json!({"order": 100 + i, "api_token": "tok_live_SHOULD_NOT_SHOW"}),
             )
             .queue("billing")
+            .concurrency_key(format!("order-{}", 100 + i))
+            .key_concurrency(2)
             .max_attempts(1)
             .send()
             .await
@@ -130,6 +132,17 @@ async fn seed(client: &Client) -> Seeded {
             .unwrap();
         failed.push(j.id);
     }
+    client
+        .set_queue_limits(
+            "billing",
+            errand::QueueLimits {
+                global_concurrency: Some(2),
+                key_concurrency: None,
+                rate_limit: Some("100/1m".parse().unwrap()),
+            },
+        )
+        .await
+        .unwrap();
     store
         .worker_register(&WorkerRegistration {
             id: "web-1-4242-seed".into(),
@@ -202,6 +215,10 @@ async fn every_page_loads_and_shows_its_data() {
             billing.contains('3'),
             "billing shows its 3 failed jobs: {billing}"
         );
+        assert!(
+            billing.contains("global 2, rate 100/1m"),
+            "billing shows its limits: {billing}"
+        );
         // The mix bar is drawn (its widths go through the CSSOM: the page's CSP refuses style
         // attributes, so a bar set that way would be empty).
         let width = b
@@ -243,6 +260,10 @@ async fn every_page_loads_and_shows_its_data() {
         assert!(
             page.contains("attempt failed"),
             "the timeline shows the error event:\n{page}"
+        );
+        assert!(
+            page.contains("order-100") && page.contains("at most 2 at a time"),
+            "its concurrency key and limit:\n{page}"
         );
         // Its last progress report: the bar, the message, the value with the secret redacted.
         let progress = b.wait_text("#job-progress", "charging the card").await;

@@ -87,6 +87,8 @@ function fields(j) {
     j.cancel_requested_at ? row("cancel requested", time(j.cancel_requested_at)) : null,
     row("timeout", j.timeout_ms === null || j.timeout_ms === undefined ? "task default" : j.timeout_ms === 0 ? "none" : duration(j.timeout_ms)),
     row("unique key", j.unique_key ? h("span", { class: "mono" }, j.unique_key) : h("span", { class: "muted" }, "—")),
+    j.concurrency_key ? row("concurrency key", h("span", {}, h("span", { class: "mono", "data-field": "concurrency_key" }, j.concurrency_key),
+      j.key_concurrency ? h("span", { class: "muted" }, ` (at most ${j.key_concurrency} at a time)`) : null)) : null,
     row("reference", j.reference ? h("a", { class: "mono", href: `#/jobs?reference=${encodeURIComponent(`${j.reference.type}:${j.reference.id}`)}` },
       `${j.reference.type}:${j.reference.id}`) : h("span", { class: "muted" }, "—")),
     row("updated", time(j.updated_at))));

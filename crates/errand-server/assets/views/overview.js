@@ -79,6 +79,7 @@ function renderQueues(el, res, ctx) {
     { label: "Last hour", class: "num", cell: (q) => h("span", {}, num(q.recent?.succeeded ?? 0), " ok",
       (q.recent?.failed ?? 0) ? h("span", { class: "st-text-failed" }, ` · ${num(q.recent.failed)} failed`) : null) },
     { label: "Duration avg / p95", class: "num", cell: (q) => `${duration(q.recent?.duration_avg_ms)} / ${duration(q.recent?.duration_p95_ms)}` },
+    { label: "Limits", cell: (q) => limitsText(q) ? h("span", { class: "mono", "data-field": "limits" }, limitsText(q)) : h("span", { class: "muted" }, "—") },
   ];
   if (ctx.session.canAct) {
     cols.push({ label: "", class: "actions", cell: (q) => q.paused
@@ -87,6 +88,15 @@ function renderQueues(el, res, ctx) {
   }
   fill(el, head, h("div", { class: "scroll" }, table(cols, queues, {
     rowAttrs: (q) => ({ "data-queue": q.name, class: q.paused ? "is-paused" : "" }) })));
+}
+
+/** A queue's flow-control limits as the CLI's `queues list` writes them, or "". */
+function limitsText(q) {
+  const parts = [];
+  if (q.global_concurrency) parts.push(`global ${q.global_concurrency}`);
+  if (q.key_concurrency) parts.push(`per key ${q.key_concurrency}`);
+  if (q.rate_limit) parts.push(`rate ${q.rate_limit}`);
+  return parts.join(", ");
 }
 
 function mixBar(c) {
