@@ -78,6 +78,18 @@ fn text(p: &Value, key: &str) -> Option<String> {
     field(p, key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// A string field that must be a string when given (`null` and absent are "not given"): a
+/// number or list is refused naming the field, never dropped.
+fn strict_text(p: &Value, key: &str) -> PyResult<Option<String>> {
+    match field(p, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "{key}: expected a string, got {other}"
+        ))),
+    }
+}
+
 fn int(p: &Value, key: &str) -> PyResult<Option<i64>> {
     match field(p, key) {
         None => Ok(None),
@@ -129,6 +141,8 @@ fn enqueue<'a>(c: &'a errand::Client, p: &Value) -> PyResult<errand::Enqueue<'a>
         delay_ms: int(p, "delay_ms")?,
         timeout_ms: int(p, "timeout_ms")?,
         unique_key: text(p, "unique_key"),
+        concurrency_key: strict_text(p, "concurrency_key")?,
+        key_concurrency: i32_of(p, "key_concurrency")?,
         reference_type: text(p, "reference_type"),
         reference_id: text(p, "reference_id"),
         ..NewJob::new(kind, args)
@@ -232,6 +246,14 @@ async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
         }
         "resume_queue" => {
             c.resume_queue(&name(&p)?).await.map_err(e)?;
+            Ok(Value::Null)
+        }
+        "set_queue_limits" => {
+            let limits = errand::QueueLimits {
+                global_concurrency: i32_of(&p, "global_concurrency")?,
+                key_concurrency: i32_of(&p, "key_concurrency")?,
+            };
+            c.set_queue_limits(&name(&p)?, limits).await.map_err(e)?;
             Ok(Value::Null)
         }
         "schedules" => {

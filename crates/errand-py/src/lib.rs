@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | `bridge` | the one tokio runtime of the process, blocking calls with the GIL released, results handed to a Python callback |
 //! | `client` | `Client`: connect, the task catalog, and every client operation as JSON in, JSON out |
-//! | `tasks` | the Python app's task and worker settings (JSON) read into `errand-runtime`'s settings types |
+//! | `tasks` | the Python app's task, queue-limit and worker settings (JSON) read into `errand-runtime`'s settings types |
 //! | `worker` | `Worker`: an `errand-runtime` runtime whose in-process handlers call into Python |
 //! | `mailbox` | How jobs reach Python: posted by the engine's tasks, taken by the event loop in one call; each job's `Done` and `Progress` |
 
@@ -92,5 +92,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse_duration_ms, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::shutdown, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::check_schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(tasks::check_queue_limits, m)?)?;
     Ok(())
 }

@@ -23,8 +23,8 @@ fn millis(v: &Value, key: &str) -> Option<Duration> {
 }
 
 /// `{"KIND": {"queue": .., "max_attempts": .., "timeout_ms": .., "backoff": {"base_ms",
-/// "cap_ms", "jitter"}}}`: each task is an in-process task; unset fields take
-/// [`TaskDefinition::new`]'s defaults.
+/// "cap_ms", "jitter"}, "concurrency_key": "ARG", "key_concurrency": ..}}`: each task is an
+/// in-process task; unset fields take [`TaskDefinition::new`]'s defaults.
 pub(crate) fn definitions(tasks: &Value) -> PyResult<BTreeMap<String, TaskDefinition>> {
     let mut out = BTreeMap::new();
     let Some(map) = tasks.as_object() else {
@@ -53,6 +53,28 @@ pub(crate) fn definitions(tasks: &Value) -> PyResult<BTreeMap<String, TaskDefini
                     .and_then(Value::as_f64)
                     .unwrap_or(default.jitter),
             };
+        }
+        if let Some(arg) = t.get("concurrency_key").filter(|v| !v.is_null()) {
+            match arg.as_str() {
+                Some(a) if !a.is_empty() => def.concurrency_key = Some(a.to_string()),
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "task {kind}: concurrency_key must name an argument, got {arg}"
+                    )))
+                }
+            }
+        }
+        if let Some(n) = t.get("key_concurrency").filter(|v| !v.is_null()) {
+            def.key_concurrency = Some(
+                n.as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "task {kind}: key_concurrency must be a positive integer, got {n}"
+                        ))
+                    })?,
+            );
         }
         out.insert(kind.clone(), def);
     }
@@ -94,6 +116,53 @@ pub(crate) fn worker_settings(v: &Value) -> WorkerSettings {
         shutdown_grace: millis(v, "shutdown_grace_ms").unwrap_or(d.shutdown_grace),
         cancel_grace: millis(v, "cancel_grace_ms").unwrap_or(d.cancel_grace),
     }
+}
+
+/// One queue's limits, `{"global_concurrency": .., "key_concurrency": ..}` (each optional),
+/// checked by the engine's rules (the queue's name, each limit at least 1).
+fn one_queue_limits(name: &str, v: &Value) -> PyResult<errand::QueueLimits> {
+    errand_core::validate::validate_queue_name(name)
+        .map_err(|e| PyValueError::new_err(format!("queue {name}: {}", crate::error_text(&e))))?;
+    let limit = |key: &str| -> PyResult<Option<i32>> {
+        match v.get(key).filter(|n| !n.is_null()) {
+            None => Ok(None),
+            Some(n) => n
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "queue {name}: `{key}` must be an integer, got {n}"
+                    ))
+                }),
+        }
+    };
+    let limits = errand::QueueLimits {
+        global_concurrency: limit("global_concurrency")?,
+        key_concurrency: limit("key_concurrency")?,
+    };
+    limits
+        .check()
+        .map_err(|problem| PyValueError::new_err(format!("queue {name}: {problem}")))?;
+    Ok(limits)
+}
+
+/// `{"QUEUE": {"global_concurrency": .., "key_concurrency": ..}}`: the limits the app
+/// declares (`app.queue(...)`), which the runtime writes at start where they differ.
+pub(crate) fn queue_limits(v: &Value) -> PyResult<BTreeMap<String, errand::QueueLimits>> {
+    let mut out = BTreeMap::new();
+    if let Some(map) = v.as_object() {
+        for (name, limits) in map {
+            out.insert(name.clone(), one_queue_limits(name, limits)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a queue's declared limits when they are declared (not first at the worker's start).
+#[pyfunction]
+pub(crate) fn check_queue_limits(name: &str, limits: &str) -> PyResult<()> {
+    one_queue_limits(name, &parse("queue", limits)?).map(|_| ())
 }
 
 /// `{"QUEUE": concurrency}`.

@@ -130,7 +130,8 @@ impl Worker {
     }
 }
 
-/// The runtime for `config` (JSON: tasks, queues, schedules, workers, scheduler) on `client`.
+/// The runtime for `config` (JSON: tasks, queues, queue_limits, schedules, workers, scheduler)
+/// on `client`.
 fn build(
     client: &Client,
     config: &str,
@@ -140,6 +141,7 @@ fn build(
     let config = tasks::parse("worker", config)?;
     let defs = tasks::definitions(config.get("tasks").unwrap_or(&Value::Null))?;
     let queues = tasks::queues(config.get("queues").unwrap_or(&Value::Null))?;
+    let queue_limits = tasks::queue_limits(config.get("queue_limits").unwrap_or(&Value::Null))?;
     let schedules = tasks::schedules(config.get("schedules").unwrap_or(&Value::Null))?;
     let workers = tasks::worker_settings(config.get("workers").unwrap_or(&Value::Null));
     let scheduler = config
@@ -151,6 +153,7 @@ fn build(
     Ok(Runtime::with_client(client.inner.clone())
         .tasks(defs)
         .queues(queues)
+        .queue_limits(queue_limits)
         .schedules(schedules)
         .workers(workers)
         .server(ServerSettings {

@@ -1,10 +1,11 @@
 """``App`` and ``Task``: tasks declared with a decorator, deferred with JSON arguments.
 
-A task's settings (queue, attempts, timeout, backoff) are handed to the engine as the same
-task definitions ``[tasks.KIND]`` tables become, so the engine's task catalog applies them to
-every job of the kind, whoever enqueues it (this package, ``errand enqueue``, the HTTP API, a
-schedule). Nothing here decides anything about a job: validation, defaults and unique keys
-are the engine's.
+A task's settings (queue, attempts, timeout, backoff, concurrency key) are handed to the
+engine as the same task definitions ``[tasks.KIND]`` tables become, so the engine's task
+catalog applies them to every job of the kind, whoever enqueues it (this package, ``errand
+enqueue``, the HTTP API, a schedule). Nothing here decides anything about a job: validation,
+defaults, unique keys and concurrency keys are the engine's. A queue's limits
+(``App.queue``) are the ``[queues.NAME]`` limits, written by each worker at its start.
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ def _wants_context(fn: Callable[..., Any]) -> bool:
     ann = first.annotation
     ann_name = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
     return first.name in ("ctx", "context") or str(ann_name).endswith("JobContext")
+
+
+def _check_key_argument(kind: str, fn: Callable[..., Any], ctx: bool, arg: Any) -> None:
+    """``concurrency_key`` of a task names one of its function's arguments."""
+    if not isinstance(arg, str) or not arg:
+        raise ValueError(
+            f"task {kind}: concurrency_key must name an argument (e.g. \"program_id\"), got "
+            f"{arg!r}"
+        )
+    params = list(inspect.signature(fn).parameters.values())[1 if ctx else 0:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    if arg not in names:
+        raise ValueError(
+            f"task {kind}: concurrency_key {arg!r} is not an argument of the task "
+            f"(its arguments: {', '.join(names) or 'none'})"
+        )
 
 
 def _json_value(task: str, name: str, value: Any) -> None:
@@ -130,8 +149,15 @@ class Task:
         queue: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[Duration] = None,
+        concurrency_key: Optional[str] = None,
+        key_concurrency: Optional[int] = None,
     ) -> "Configured":
-        """This task with settings for the next job(s): ``.configure(...).defer(...)``."""
+        """This task with settings for the next job(s): ``.configure(...).defer(...)``.
+
+        ``concurrency_key``: jobs sharing the key (within their queue) run at most
+        ``key_concurrency`` at a time across every worker process (default: the task's
+        ``key_concurrency``, else the queue's, else 1); given here it replaces the key the
+        task derives from an argument."""
         opts: Dict[str, Any] = {}
         if delay is not None:
             opts["delay_ms"] = to_ms("delay", delay)
@@ -150,6 +176,15 @@ class Task:
             opts["queue"] = queue
         if max_attempts is not None:
             opts["max_attempts"] = max_attempts
+        if concurrency_key is not None:
+            if not isinstance(concurrency_key, str):
+                raise TypeError(
+                    f"concurrency_key: expected a string, got {type(concurrency_key).__name__} "
+                    f"(e.g. concurrency_key=f\"program:{{program_id}}\")"
+                )
+            opts["concurrency_key"] = concurrency_key
+        if key_concurrency is not None:
+            opts["key_concurrency"] = key_concurrency
         return Configured(self, opts)
 
     def defer(self, **kwargs: Any) -> Enqueued:
@@ -169,7 +204,9 @@ class Task:
         """Enqueues a job through the application's own ``connection`` (psycopg 3, SQLAlchemy
         ``Session``/``Connection``, ``sqlite3``, Django), inside its current transaction: the
         job exists when that transaction commits, and never if it rolls back. The job is the
-        one ``defer`` would write (the task's settings, the same checks)."""
+        one ``defer`` would write (the task's settings, the same checks). A job with a
+        ``concurrency_key`` is refused (``InvalidError``): the SQL enqueue cannot write one;
+        defer it with ``defer``."""
         return Configured(self, {}).defer_in(connection, **kwargs)
 
     async def defer_in_async(self, connection: Any, **kwargs: Any) -> Enqueued:
@@ -199,7 +236,18 @@ class Configured:
         return [Enqueued(**e) for e in json.loads(answer)]
 
     def _prepared(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        return json.loads(self.task.app._native_client().call("prepare", self._payload(kwargs)))
+        """The job as the engine prepares it, for ``defer_in``; refused if it has a
+        ``concurrency_key``, which the SQL enqueue does not take (see ``_in_transaction``)."""
+        from ._in_transaction import refuse_keyed
+
+        job = json.loads(self.task.app._native_client().call("prepare", self._payload(kwargs)))
+        if "concurrency_key" in self.options:
+            source = "given with configure(concurrency_key=...)"
+        else:
+            arg = self.task.settings.get("concurrency_key")
+            source = f"derived by task {self.task.name} from its argument `{arg}`"
+        refuse_keyed(job, source)
+        return job
 
     def defer_in(self, connection: Any, **kwargs: Any) -> Enqueued:
         """Enqueues through ``connection``, in its current transaction (see ``Task.defer_in``)."""
@@ -257,6 +305,9 @@ class App:
         self.url = url
         self.tasks: Dict[str, Task] = {}
         self.schedules: Dict[str, Dict[str, Any]] = {}
+        #: Queues' limits across every worker process (``queue``), written by each worker at
+        #: its start.
+        self.queue_limits: Dict[str, Dict[str, Optional[int]]] = {}
         self._lock = threading.Lock()
         self._native: Any = None
         self._bound: Any = None
@@ -282,10 +333,18 @@ class App:
         timeout: Optional[Duration] = None,
         backoff: Optional[Backoff] = None,
         pass_context: Optional[bool] = None,
+        concurrency_key: Optional[str] = None,
+        key_concurrency: Optional[int] = None,
     ) -> Any:
         """Declares a task: ``@app.task`` or ``@app.task(queue=..., max_attempts=...,
         timeout="10m", backoff=errand.Backoff(base="5s", cap="1h"))``. The job kind is
-        ``name``, or the function's ``__name__``."""
+        ``name``, or the function's ``__name__``.
+
+        ``concurrency_key="program_id"`` names the argument whose value is each job's
+        concurrency key (a string as it is, a number or boolean as its JSON text; a job
+        without the argument, or with ``None``, has no key) unless the job is given one with
+        ``configure(concurrency_key=...)``; ``key_concurrency=N`` is how many jobs of one key
+        run at once across every worker process (default: the queue's, else 1)."""
 
         def declare(f: Callable[..., Any]) -> Task:
             kind = name or f.__name__
@@ -299,6 +358,17 @@ class App:
             if backoff is not None:
                 settings["backoff"] = backoff._json(f"task {kind}: backoff")
             ctx = _wants_context(f) if pass_context is None else pass_context
+            if key_concurrency is not None:
+                if isinstance(key_concurrency, bool) or not isinstance(key_concurrency, int) \
+                        or key_concurrency < 1:
+                    raise ValueError(
+                        f"task {kind}: key_concurrency must be a positive integer, got "
+                        f"{key_concurrency!r}"
+                    )
+                settings["key_concurrency"] = key_concurrency
+            if concurrency_key is not None:
+                _check_key_argument(kind, f, ctx, concurrency_key)
+                settings["concurrency_key"] = concurrency_key
             if kind in self.tasks and self.tasks[kind].fn is not f:
                 raise ValueError(f"task {kind} is declared twice")
             t = Task(self, f, kind, settings, ctx)
@@ -308,6 +378,29 @@ class App:
             return t
 
         return declare(fn) if fn is not None else declare
+
+    def queue(
+        self,
+        name: str,
+        *,
+        global_concurrency: Optional[int] = None,
+        key_concurrency: Optional[int] = None,
+    ) -> None:
+        """Declares a queue's flow-control limits across every worker process, as a
+        ``[queues.NAME]`` table of ``errand.toml`` does: at most ``global_concurrency`` of its
+        jobs run at once, and at most ``key_concurrency`` per ``concurrency_key`` for keyed
+        jobs that carry no limit of their own (default 1). Each worker writes them to the
+        database when it starts, where they differ from the stored ones: the app owns the
+        limits of the queues it declares (a limit not given is lifted). How many jobs one
+        worker runs at once is still the worker's ``queues={...}``. To change limits while
+        workers run, see ``app.client.set_queue_limits``."""
+        spec = {"global_concurrency": global_concurrency, "key_concurrency": key_concurrency}
+        for field, value in spec.items():
+            if isinstance(value, bool):
+                raise ValueError(f"queue {name}: `{field}` must be an integer, got {value!r}")
+        _native.check_queue_limits(name, json.dumps(spec))
+        with self._lock:
+            self.queue_limits[name] = spec
 
     def periodic(
         self,

@@ -10,6 +10,10 @@ Errand's migrations install for any language (docs/design.md, Enqueue from SQL):
 Connections understood: psycopg 3 (connection or cursor, sync or async), SQLAlchemy (``Session``,
 ``Connection``, ``AsyncSession``, ``AsyncConnection``), Python's ``sqlite3`` (connection or
 cursor), and Django's ``django.db.connection``.
+
+The SQL interface has no ``concurrency_key``: a job that has one (given with ``configure``, or
+derived by its task from an argument) is refused here, naming the field, rather than written
+without it (it would then run outside its key's limit). Such jobs are deferred with ``defer``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, Dict, List, Tuple
 
+from ._errors import InvalidError
 from ._views import Enqueued
 
-__all__ = ["call_for", "is_async_target"]
+__all__ = ["call_for", "is_async_target", "refuse_keyed"]
 
 # The fields of the SQL interface, in its parameter order.
 FIELDS = (
@@ -58,7 +63,22 @@ _LITE = (
 _LITE_RESULT = "SELECT id, inserted FROM errand_enqueue_result"
 
 
+def refuse_keyed(job: Dict[str, Any], source: str) -> None:
+    """An ``InvalidError`` for a prepared job with a ``concurrency_key`` (the SQL enqueue
+    would drop it); ``source`` says where the key came from. The key itself is not shown: it
+    may be an argument's secret value."""
+    if job.get("concurrency_key") is None:
+        return
+    raise InvalidError(
+        f"defer_in: invalid job: `concurrency_key` ({source}) is not supported by Errand's SQL "
+        "enqueue, which would write the job without it and so outside its key's limit; "
+        "defer keyed jobs with defer or defer_async (they are then not part of your "
+        "transaction)"
+    )
+
+
 def _values(job: Dict[str, Any]) -> Dict[str, Any]:
+    refuse_keyed(job, "set on the job")
     values = {f: job.get(f) for f in FIELDS}
     # The engine's own text of the args (``prepare``'s ``args_text``): the bytes it sized are
     # the bytes the SQL interface sizes, so ``defer_in`` accepts exactly what ``defer`` does.

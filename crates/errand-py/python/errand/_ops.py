@@ -1,5 +1,5 @@
 """The client's operations (read jobs, queues and schedules; cancel, retry, pause, resume,
-trigger), each one call into the engine that returns a typed view. ``App.client`` has them
+set queue limits, trigger), each one call into the engine that returns a typed view. ``App.client`` has them
 blocking (the GIL released while the engine works), ``App.aio`` as coroutines."""
 
 from __future__ import annotations
@@ -97,6 +97,26 @@ class Operations:
 
     def resume_queue(self, name: str) -> None:
         return self._call("resume_queue", {"name": name}, lambda v: None)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        global_concurrency: Optional[int] = None,
+        key_concurrency: Optional[int] = None,
+    ) -> None:
+        """Sets a queue's flow-control limits across every worker process, replacing both:
+        at most ``global_concurrency`` of its jobs run at once, at most ``key_concurrency``
+        per ``concurrency_key`` for keyed jobs with no limit of their own; None lifts a limit.
+        A value below 1 is an ``InvalidError`` naming it, and nothing is written. Running
+        workers claim under the new limits at once; a worker of an app that declares the
+        queue (``app.queue``) writes the app's limits again when it starts."""
+        payload = {
+            "name": name,
+            "global_concurrency": global_concurrency,
+            "key_concurrency": key_concurrency,
+        }
+        return self._call("set_queue_limits", payload, lambda v: None)
 
     def schedules(self) -> List[Schedule]:
         return self._call("schedules", {}, lambda v: [build(Schedule, s) for s in v])

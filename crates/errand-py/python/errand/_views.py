@@ -1,7 +1,8 @@
 """Typed views of Errand's resources: dataclasses with the field names of the one JSON view
 of each resource that ``errand --json`` and the HTTP API print (``errand::views``). The
 engine serialises the view; this module only gives it Python types (timestamps become aware
-``datetime`` objects)."""
+``datetime`` objects). A field the JSON lacks (a view from an older engine) is None; a field
+the class lacks (a newer engine's) is ignored."""
 
 from __future__ import annotations
 
@@ -104,6 +105,12 @@ class Job:
     worker_id: Optional[str]
     lease_expires_at: Optional[datetime.datetime]
     cancel_requested_at: Optional[datetime.datetime]
+    #: Jobs sharing this key (within the queue) run at most ``key_concurrency`` at a time
+    #: across every worker; None when the job has none. Redacted when it is the value of a
+    #: secret-looking argument.
+    concurrency_key: Optional[str] = None
+    #: The job's own limit for its key; None takes the queue's ``key_concurrency``, else 1.
+    key_concurrency: Optional[int] = None
 
     _nested = {"reference": Reference}
 
@@ -167,7 +174,7 @@ class QueueRecent:
 @dataclasses.dataclass(frozen=True)
 class Queue:
     """A queue's statistics (the ``Queue`` view): counts by state, the oldest ready job,
-    what finished in the last hour."""
+    what finished in the last hour, and its flow-control limits."""
 
     name: str
     paused: bool
@@ -176,6 +183,11 @@ class Queue:
     oldest_ready_run_at: Optional[datetime.datetime]
     oldest_ready_age_ms: Optional[int]
     recent: QueueRecent
+    #: At most this many of its jobs run at once across every worker process (None: no limit).
+    global_concurrency: Optional[int] = None
+    #: At most this many running jobs per ``concurrency_key``, for keyed jobs with no limit of
+    #: their own (None: 1).
+    key_concurrency: Optional[int] = None
 
     _nested = {"counts": QueueCounts, "recent": QueueRecent}
 

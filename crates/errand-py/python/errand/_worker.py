@@ -178,11 +178,13 @@ class AsyncWorker:
     running event loop. Async handlers run on the loop, sync ones on a thread pool. On exit
     it stops claiming and lets running jobs finish (within ``shutdown_grace``).
 
-    ``queues`` maps a queue to how many of its jobs run at once; by default every queue of
-    the app's tasks, with ``concurrency`` (10) each. Settings: ``lease``, ``poll_interval``,
-    ``shutdown_grace``, ``cancel_grace`` (durations), ``scheduler`` (fire the app's periodic
-    tasks here; default True), ``threads`` (the sync handlers' pool; default the total
-    concurrency).
+    ``queues`` maps a queue to how many of its jobs run at once in this worker; by default
+    every queue of the app's tasks, with ``concurrency`` (10) each. Limits across every
+    worker process are the queue's (``app.queue(name, global_concurrency=...,
+    key_concurrency=...)``), which the worker writes at its start. Settings: ``lease``,
+    ``poll_interval``, ``shutdown_grace``, ``cancel_grace`` (durations), ``scheduler`` (fire
+    the app's periodic tasks here; default True), ``threads`` (the sync handlers' pool;
+    default the total concurrency).
     """
 
     def __init__(
@@ -229,6 +231,7 @@ class AsyncWorker:
         config = dict(self.config)
         config["tasks"] = {k: t.settings for k, t in self.app.tasks.items()}
         config["schedules"] = self.app.schedules
+        config["queue_limits"] = dict(self.app.queue_limits)
         dispatcher = _Dispatcher(self.app, loop, self._pool)
         text = json.dumps(config)
         try:
