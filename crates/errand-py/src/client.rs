@@ -249,11 +249,13 @@ async fn run(c: &errand::Client, op: &str, p: Value) -> PyResult<Value> {
             Ok(Value::Null)
         }
         "set_queue_limits" => {
-            let limits = errand::QueueLimits {
-                global_concurrency: i32_of(&p, "global_concurrency")?,
-                key_concurrency: i32_of(&p, "key_concurrency")?,
-            };
-            c.set_queue_limits(&name(&p)?, limits).await.map_err(e)?;
+            // Checked here by the engine's rules so that the message names the field once
+            // and says what was refused; the client checks them again.
+            let queue = name(&p)?;
+            let limits = tasks::limits_from(&p).map_err(|m| {
+                crate::InvalidError::new_err(format!("queue {queue}: invalid limits: {m}"))
+            })?;
+            c.set_queue_limits(&queue, limits).await.map_err(e)?;
             Ok(Value::Null)
         }
         "schedules" => {

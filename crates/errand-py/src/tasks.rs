@@ -118,37 +118,51 @@ pub(crate) fn worker_settings(v: &Value) -> WorkerSettings {
     }
 }
 
-/// One queue's limits, `{"global_concurrency": .., "key_concurrency": ..}` (each optional),
-/// checked by the engine's rules (the queue's name, each limit at least 1).
-fn one_queue_limits(name: &str, v: &Value) -> PyResult<errand::QueueLimits> {
-    errand_core::validate::validate_queue_name(name)
-        .map_err(|e| PyValueError::new_err(format!("queue {name}: {}", crate::error_text(&e))))?;
-    let limit = |key: &str| -> PyResult<Option<i32>> {
+/// A queue's limits from `{"global_concurrency": N, "key_concurrency": N, "rate_limit":
+/// "100/1m"}` (each optional; absent or null is no limit), checked by the engine's rules
+/// (`QueueLimits::check`, `RateLimit`'s reader); the error names the field.
+pub(crate) fn limits_from(v: &Value) -> Result<errand::QueueLimits, String> {
+    let int = |key: &str| -> Result<Option<i32>, String> {
         match v.get(key).filter(|n| !n.is_null()) {
             None => Ok(None),
             Some(n) => n
                 .as_i64()
                 .and_then(|n| i32::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "queue {name}: `{key}` must be an integer, got {n}"
-                    ))
-                }),
+                .ok_or_else(|| format!("`{key}` must be an integer, got {n}")),
+        }
+    };
+    let rate_limit = match v.get("rate_limit").filter(|r| !r.is_null()) {
+        None => None,
+        Some(Value::String(text)) => Some(
+            text.parse::<errand_core::flow::RateLimit>()
+                .map_err(|e| format!("`rate_limit`: {e}"))?,
+        ),
+        Some(other) => {
+            return Err(format!(
+                "`rate_limit` must be a string such as \"100/1m\", got {other}"
+            ))
         }
     };
     let limits = errand::QueueLimits {
-        global_concurrency: limit("global_concurrency")?,
-        key_concurrency: limit("key_concurrency")?,
+        global_concurrency: int("global_concurrency")?,
+        key_concurrency: int("key_concurrency")?,
+        rate_limit,
     };
-    limits
-        .check()
-        .map_err(|problem| PyValueError::new_err(format!("queue {name}: {problem}")))?;
+    limits.check()?;
     Ok(limits)
 }
 
-/// `{"QUEUE": {"global_concurrency": .., "key_concurrency": ..}}`: the limits the app
-/// declares (`app.queue(...)`), which the runtime writes at start where they differ.
+/// One queue's declared limits (see [`limits_from`]), and its name checked.
+fn one_queue_limits(name: &str, v: &Value) -> PyResult<errand::QueueLimits> {
+    errand_core::validate::validate_queue_name(name)
+        .map_err(|e| PyValueError::new_err(format!("queue {name}: {}", crate::error_text(&e))))?;
+    limits_from(v).map_err(|m| PyValueError::new_err(format!("queue {name}: {m}")))
+}
+
+/// `{"QUEUE": {"global_concurrency": .., "key_concurrency": .., "rate_limit": ..}}`: the
+/// limits the app declares (`app.queue(...)`), which the runtime writes at start where they
+/// differ.
 pub(crate) fn queue_limits(v: &Value) -> PyResult<BTreeMap<String, errand::QueueLimits>> {
     let mut out = BTreeMap::new();
     if let Some(map) = v.as_object() {

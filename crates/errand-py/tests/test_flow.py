@@ -1,7 +1,7 @@
 """Flow control from Python, on both backends: a key's jobs never run two at once (or more
 than the task's key_concurrency), a busy key does not hold back other keys, a queue's
-global_concurrency holds however many jobs a worker may run, the limits from app.queue and
-app.client.set_queue_limits, the views' fields, bad values refused naming the field, and
+global_concurrency holds however many jobs a worker may run, a rate limit holds jobs back,
+the limits from app.queue and app.client.set_queue_limits, the views' fields, bad values refused naming the field, and
 defer_in refusing a keyed job instead of writing it without its key."""
 
 from __future__ import annotations
@@ -166,12 +166,44 @@ async def test_limits_set_at_run_time_and_the_queue_key_concurrency(url):
     assert {(j.concurrency_key, j.key_concurrency) for j in done} == {("t", None)}
     assert seen.most["t"] == 3, seen.runs
 
-    app.client.set_queue_limits("bulk", global_concurrency=2)
+    app.client.set_queue_limits("bulk", global_concurrency=2, rate_limit="100/60s")
     (queue,) = [q for q in app.client.stats() if q.name == "bulk"]
-    assert (queue.global_concurrency, queue.key_concurrency) == (2, None), "both replaced"
+    assert (queue.global_concurrency, queue.key_concurrency, queue.rate_limit) == (2, None, "100/1m"), \
+        "all replaced"
     app.client.set_queue_limits("bulk")
     (queue,) = [q for q in app.client.stats() if q.name == "bulk"]
-    assert (queue.global_concurrency, queue.key_concurrency) == (None, None)
+    assert (queue.global_concurrency, queue.key_concurrency, queue.rate_limit) == (None, None, None)
+
+
+async def test_a_rate_limit_holds_jobs_back_until_it_is_lifted(url):
+    app = errand.App(url)
+    app.queue("rated", rate_limit="2/1h")
+
+    @app.task(queue="rated")
+    async def call_api(n: int) -> int:
+        return n
+
+    @app.task(queue="other")
+    async def tick() -> None: ...
+
+    jobs = [call_api.defer(n=n) for n in range(3)]
+    async with app.worker(**FAST):
+        states: dict = {}
+        deadline = time.monotonic() + 20
+        while sorted(states.values()) != ["queued", "succeeded", "succeeded"]:
+            assert time.monotonic() < deadline, states
+            states = {e.id: (await app.aio.job(e.id)).status for e in jobs}
+            await asyncio.sleep(0.02)
+        # The worker keeps claiming (a job of another queue runs, many polls pass), the
+        # third job of the rated queue stays queued.
+        await await_job(app, (await tick.defer_async()).id, "succeeded")
+        await asyncio.sleep(0.3)
+        states = {e.id: (await app.aio.job(e.id)).status for e in jobs}
+        assert sorted(states.values()) == ["queued", "succeeded", "succeeded"], states
+        (queue,) = [q for q in await app.aio.stats() if q.name == "rated"]
+        assert queue.rate_limit == "2/1h"
+        await app.aio.set_queue_limits("rated")
+        await await_all(app, [e.id for e in jobs])
 
 
 async def test_the_app_owns_the_limits_of_the_queues_it_declares(url):
@@ -182,13 +214,13 @@ async def test_the_app_owns_the_limits_of_the_queues_it_declares(url):
     async def send(to: str) -> None: ...
 
     # Set elsewhere (the CLI, another app): the worker's start writes the app's limits back,
-    # the global limit lifted since the app gives none.
-    app.client.set_queue_limits("mail", global_concurrency=5, key_concurrency=9)
+    # the global and rate limits lifted since the app gives none.
+    app.client.set_queue_limits("mail", global_concurrency=5, key_concurrency=9, rate_limit="1/1h")
     e = send.defer(to="ada@example.com")
     async with app.worker(**FAST):
         await await_all(app, [e.id])
     (queue,) = [q for q in app.client.stats() if q.name == "mail"]
-    assert (queue.global_concurrency, queue.key_concurrency) == (None, 2)
+    assert (queue.global_concurrency, queue.key_concurrency, queue.rate_limit) == (None, 2, None)
 
 
 def test_the_views_show_the_keys_and_the_task_derives_them(url):
@@ -243,8 +275,8 @@ def test_views_from_older_and_newer_engines_parse():
     queue = {"name": "q", "paused": False, "paused_at": None, "counts": counts,
              "oldest_ready_run_at": None, "oldest_ready_age_ms": None, "recent": recent}
     assert build(errand.Queue, queue).global_concurrency is None
-    q = build(errand.Queue, {**queue, "global_concurrency": 1, "key_concurrency": 4})
-    assert (q.global_concurrency, q.key_concurrency) == (1, 4)
+    q = build(errand.Queue, {**queue, "global_concurrency": 1, "key_concurrency": 4, "rate_limit": "5/1s"})
+    assert (q.global_concurrency, q.key_concurrency, q.rate_limit) == (1, 4, "5/1s")
 
 
 def test_bad_values_are_refused_naming_the_field(url):
@@ -281,8 +313,14 @@ def test_bad_values_are_refused_naming_the_field(url):
         app.client.set_queue_limits("q", key_concurrency=-1)
     with pytest.raises(errand.InvalidError, match=r"queue"):
         app.client.set_queue_limits("no spaces", global_concurrency=1)
-    with pytest.raises(ValueError, match=r"global_concurrency: expected an integer"):
+    with pytest.raises(errand.InvalidError, match=r"`global_concurrency` must be an integer, got true"):
         app.client.set_queue_limits("q", global_concurrency=True)
+    with pytest.raises(errand.InvalidError, match=r"`rate_limit`: `fast` is not a rate limit such as \"100/1m\""):
+        app.client.set_queue_limits("q", rate_limit="fast")
+    with pytest.raises(errand.InvalidError, match=r"`rate_limit`: `0/1m` .*the count must be at least 1"):
+        app.client.set_queue_limits("q", rate_limit="0/1m")
+    with pytest.raises(errand.InvalidError, match=r"`rate_limit` must be a string such as \"100/1m\", got 100"):
+        app.client.set_queue_limits("q", rate_limit=100)
     assert all(q.global_concurrency is None for q in app.client.stats())
 
 
@@ -303,6 +341,10 @@ def test_bad_declarations_are_refused_when_declared(tmp_path):
         app.queue("q", key_concurrency=-2)
     with pytest.raises(ValueError, match=r"queue q: `key_concurrency` must be an integer"):
         app.queue("q", key_concurrency="3")
+    with pytest.raises(ValueError, match=r"queue q: `rate_limit`: `5/2d` .*the window must be from 1ms to 1d"):
+        app.queue("q", rate_limit="5/2d")
+    with pytest.raises(ValueError, match=r"queue q: `global_concurrency` must be an integer, got true"):
+        app.queue("q", global_concurrency=True)
     with pytest.raises(ValueError, match=r"queue no spaces"):
         app.queue("no spaces", global_concurrency=1)
     assert app.queue_limits == {}

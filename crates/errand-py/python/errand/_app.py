@@ -307,7 +307,7 @@ class App:
         self.schedules: Dict[str, Dict[str, Any]] = {}
         #: Queues' limits across every worker process (``queue``), written by each worker at
         #: its start.
-        self.queue_limits: Dict[str, Dict[str, Optional[int]]] = {}
+        self.queue_limits: Dict[str, Dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._native: Any = None
         self._bound: Any = None
@@ -385,19 +385,23 @@ class App:
         *,
         global_concurrency: Optional[int] = None,
         key_concurrency: Optional[int] = None,
+        rate_limit: Optional[str] = None,
     ) -> None:
         """Declares a queue's flow-control limits across every worker process, as a
         ``[queues.NAME]`` table of ``errand.toml`` does: at most ``global_concurrency`` of its
-        jobs run at once, and at most ``key_concurrency`` per ``concurrency_key`` for keyed
-        jobs that carry no limit of their own (default 1). Each worker writes them to the
-        database when it starts, where they differ from the stored ones: the app owns the
-        limits of the queues it declares (a limit not given is lifted). How many jobs one
-        worker runs at once is still the worker's ``queues={...}``. To change limits while
-        workers run, see ``app.client.set_queue_limits``."""
-        spec = {"global_concurrency": global_concurrency, "key_concurrency": key_concurrency}
-        for field, value in spec.items():
-            if isinstance(value, bool):
-                raise ValueError(f"queue {name}: `{field}` must be an integer, got {value!r}")
+        jobs run at once, at most ``key_concurrency`` per ``concurrency_key`` for keyed jobs
+        that carry no limit of their own (default 1), at most ``rate_limit`` starts in any
+        window (``"100/1m"``: N per duration, a sliding window). Checked when declared
+        (``ValueError`` naming the field). Each worker writes them to the database when it
+        starts, where they differ from the stored ones: the app owns the limits of the queues
+        it declares (a limit not given is lifted). How many jobs one worker runs at once is
+        still the worker's ``queues={...}``. To change limits while workers run, see
+        ``app.client.set_queue_limits``."""
+        spec = {
+            "global_concurrency": global_concurrency,
+            "key_concurrency": key_concurrency,
+            "rate_limit": rate_limit,
+        }
         _native.check_queue_limits(name, json.dumps(spec))
         with self._lock:
             self.queue_limits[name] = spec

@@ -104,17 +104,20 @@ class Operations:
         *,
         global_concurrency: Optional[int] = None,
         key_concurrency: Optional[int] = None,
+        rate_limit: Optional[str] = None,
     ) -> None:
-        """Sets a queue's flow-control limits across every worker process, replacing both:
-        at most ``global_concurrency`` of its jobs run at once, at most ``key_concurrency``
-        per ``concurrency_key`` for keyed jobs with no limit of their own; None lifts a limit.
-        A value below 1 is an ``InvalidError`` naming it, and nothing is written. Running
-        workers claim under the new limits at once; a worker of an app that declares the
-        queue (``app.queue``) writes the app's limits again when it starts."""
+        """Sets a queue's flow-control limits across every worker process, replacing all
+        three: at most ``global_concurrency`` of its jobs run at once, at most
+        ``key_concurrency`` per ``concurrency_key`` for keyed jobs with no limit of their own,
+        at most ``rate_limit`` starts in any window (``"100/1m"``); None lifts a limit. A bad
+        value is an ``InvalidError`` naming it, and nothing is written. Running workers claim
+        under the new limits at once; a worker of an app that declares the queue
+        (``app.queue``) writes the app's limits again when it starts."""
         payload = {
             "name": name,
             "global_concurrency": global_concurrency,
             "key_concurrency": key_concurrency,
+            "rate_limit": rate_limit,
         }
         return self._call("set_queue_limits", payload, lambda v: None)
 

@@ -188,6 +188,8 @@ class Queue:
     #: At most this many running jobs per ``concurrency_key``, for keyed jobs with no limit of
     #: their own (None: 1).
     key_concurrency: Optional[int] = None
+    #: At most this many starts in any window of the duration, ``"100/1m"`` (None: no limit).
+    rate_limit: Optional[str] = None
 
     _nested = {"counts": QueueCounts, "recent": QueueRecent}
 
