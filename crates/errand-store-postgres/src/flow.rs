@@ -197,6 +197,12 @@ impl Flow {
         );
     }
 
+    /// Whether this process claims `queue` the limited way now.
+    pub(crate) fn is_limited(&self, queue: &str) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.get(queue).is_some_and(|p| p.limited)
+    }
+
     /// The queue's limits changed in a way that may need no limited claim: probe again.
     pub(crate) fn forget(&self, queue: &str) {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
@@ -308,6 +314,23 @@ impl FlowClaimTx for LimitedClaim {
 }
 
 impl PgStore {
+    /// A job of a limited queue ended (or went back to waiting): its slot is free. A claim
+    /// of that queue that found every slot taken, in this process, waits for a wake-up or
+    /// its poll; this is the wake-up, sent in-process (the queue's claims in other processes
+    /// find the slot at their next poll, or at their own jobs' ends).
+    pub(crate) fn slots_freed(&self, queues: std::collections::BTreeSet<String>) {
+        for queue in queues {
+            self.wake.local(queue);
+        }
+    }
+
+    /// [`PgStore::slots_freed`] for one job, if it was keyed or its queue is limited.
+    pub(crate) fn job_freed_a_slot(&self, job: &Job) {
+        if job.concurrency_key.is_some() || self.flow.is_limited(&job.queue) {
+            self.wake.local(job.queue.clone());
+        }
+    }
+
     /// Whether `queue` needs the limited claim now ([`PROBE`]).
     pub(crate) async fn flow_probe(&self, queue: &str) -> StoreResult<bool> {
         sqlx::query_scalar(PROBE)

@@ -124,6 +124,11 @@ impl Wake {
         }
     }
 
+    /// A hint for `queue` to this process's subscribers only (no `NOTIFY`).
+    pub(crate) fn local(&self, queue: String) {
+        let _ = self.tx.send(JobsReady { queue });
+    }
+
     /// A new receiver; starts the listener task if none runs. Outside a tokio runtime no
     /// task can start: the receiver then gets nothing and the worker relies on its poll.
     pub(crate) fn subscribe(&self, store: &PgStore) -> broadcast::Receiver<JobsReady> {

@@ -126,7 +126,7 @@ pub(crate) const COMPLETE: &str = "UPDATE errand_jobs j
          AS u(id, attempt, worker_id, result)
     WHERE j.id = u.id AND j.attempt = u.attempt AND j.worker_id = u.worker_id
       AND j.status = (SELECT 'running')
-    RETURNING u.id, u.attempt, u.worker_id";
+    RETURNING u.id, u.attempt, u.worker_id, j.queue, j.concurrency_key IS NOT NULL AS keyed";
 
 /// `$4`: retry? `$5`: delay in microseconds, `$6`: now, `$7`: error text.
 pub(crate) static FAIL: LazyLock<String> = LazyLock::new(|| {
@@ -375,6 +375,14 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map)?;
+        let mut freed = std::collections::BTreeSet::new();
+        for r in &rows {
+            let queue: &str = r.try_get("queue").map_err(map)?;
+            if r.try_get::<bool, _>("keyed").map_err(map)? || self.flow.is_limited(queue) {
+                freed.insert(queue.to_owned());
+            }
+        }
+        self.slots_freed(freed);
         Ok(acks(items.iter().map(|i| &i.fence), &written(&rows)?))
     }
 
@@ -395,7 +403,11 @@ impl PgStore {
             .await
             .map_err(map)?;
         match row {
-            Some(r) => rows::job(&r),
+            Some(r) => {
+                let job = rows::job(&r)?;
+                self.job_freed_a_slot(&job);
+                Ok(job)
+            }
             None => Err(stale(&fail.fence)),
         }
     }
@@ -471,7 +483,11 @@ impl PgStore {
             .await
             .map_err(map)?;
         match row {
-            Some(r) => rows::job(&r),
+            Some(r) => {
+                let job = rows::job(&r)?;
+                self.job_freed_a_slot(&job);
+                Ok(job)
+            }
             None => Err(stale(fence)),
         }
     }

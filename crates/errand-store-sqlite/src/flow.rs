@@ -27,6 +27,20 @@ pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str) -> rusqlite::Resu
     .query_row([queue], |r| r.get(0))
 }
 
+/// A job of `queue` ended: if the queue is under flow control, its freed slot is a wake-up
+/// for this process's claimers of the queue (one that found every slot taken waits for one),
+/// sent after the commit. Claimers in other processes find the slot at their next poll.
+pub(crate) fn slot_freed(
+    tx: &Transaction<'_>,
+    queue: &str,
+    ready: &mut crate::notify::ReadyQueues,
+) -> rusqlite::Result<()> {
+    if !ready.contains(queue) && needs_limited(tx, queue)? {
+        ready.insert(queue.to_owned());
+    }
+    Ok(())
+}
+
 /// SQLite's steps, inside the writer's transaction, at the operation's `now`.
 pub(crate) struct LimitedClaim<'a, 'c> {
     pub(crate) tx: &'a Transaction<'c>,

@@ -75,13 +75,13 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let items = items.to_vec();
-        self.write(move |tx, now| worker_path::complete_many(tx, now, &items))
+        self.write_waking(move |tx, now, ready| worker_path::complete_many(tx, now, &items, ready))
             .await
     }
 
     async fn job_fail(&self, fail: &JobFail) -> StoreResult<Job> {
         let fail = fail.clone();
-        self.write(move |tx, now| worker_path::fail(tx, now, &fail))
+        self.write_waking(move |tx, now, ready| worker_path::fail(tx, now, &fail, ready))
             .await
     }
 
@@ -103,8 +103,10 @@ impl Store for SqliteStore {
     async fn job_cancel_ack(&self, fence: &Fence, message: Option<&str>) -> StoreResult<Job> {
         let fence = fence.clone();
         let message = message.map(str::to_owned);
-        self.write(move |tx, now| worker_path::cancel_ack(tx, now, &fence, message.as_deref()))
-            .await
+        self.write_waking(move |tx, now, ready| {
+            worker_path::cancel_ack(tx, now, &fence, message.as_deref(), ready)
+        })
+        .await
     }
 
     async fn job_release_many(&self, fences: &[Fence]) -> StoreResult<Vec<Ack>> {

@@ -175,6 +175,7 @@ pub(crate) fn complete_many(
     tx: &Transaction<'_>,
     now: i64,
     items: &[JobComplete],
+    ready: &mut ReadyQueues,
 ) -> Result<Vec<Ack>, OpError> {
     let batch: Vec<serde_json::Value> = items
         .iter()
@@ -202,6 +203,7 @@ pub(crate) fn complete_many(
     }
     for (queue, n) in &per_queue {
         move_counts(tx, queue, "running", "succeeded", *n)?;
+        crate::flow::slot_freed(tx, queue, ready)?;
     }
     Ok(items
         .iter()
@@ -221,7 +223,12 @@ fn stale(f: &Fence) -> OpError {
 }
 
 /// [`errand_store::Store::job_fail`].
-pub(crate) fn fail(tx: &Transaction<'_>, now: i64, fail: &JobFail) -> Result<Job, OpError> {
+pub(crate) fn fail(
+    tx: &Transaction<'_>,
+    now: i64,
+    fail: &JobFail,
+    ready: &mut ReadyQueues,
+) -> Result<Job, OpError> {
     let f = &fail.fence;
     let job = match fail.action {
         FailAction::Retry { delay } => {
@@ -269,6 +276,7 @@ pub(crate) fn fail(tx: &Transaction<'_>, now: i64, fail: &JobFail) -> Result<Job
         Some(&fail.error),
         Some(&data),
     )?;
+    crate::flow::slot_freed(tx, &job.queue, ready)?;
     Ok(job)
 }
 
@@ -325,6 +333,7 @@ pub(crate) fn cancel_ack(
     now: i64,
     fence: &Fence,
     message: Option<&str>,
+    ready: &mut ReadyQueues,
 ) -> Result<Job, OpError> {
     let mut stmt = tx.prepare_cached(fenced_update!(
         "status = 'cancelled', finished_at = ?4, lease_expires_at = NULL, updated_at = ?4"
@@ -346,6 +355,7 @@ pub(crate) fn cancel_ack(
         message,
         None,
     )?;
+    crate::flow::slot_freed(tx, &job.queue, ready)?;
     Ok(job)
 }
 
