@@ -155,6 +155,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 cause.downcast_ref::<errand::Error>(),
                 Some(
                     errand::Error::Invalid(_)
+                        | errand::Error::InvalidLimits(_)
                         | errand::Error::InvalidInBatch { .. }
                         | errand::Error::Store(errand::StoreError::ScheduleNotFound(_))
                 )

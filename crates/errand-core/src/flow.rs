@@ -56,18 +56,35 @@ impl QueueLimits {
     }
 
     /// Checks the values (each at least 1), naming the bad one.
-    pub fn check(&self) -> Result<(), String> {
-        for (name, v) in [
+    pub fn check(&self) -> Result<(), LimitsError> {
+        for (field, v) in [
             ("global_concurrency", self.global_concurrency),
             ("key_concurrency", self.key_concurrency),
         ] {
             if let Some(n) = v {
                 if n < 1 {
-                    return Err(format!("`{name}` must be at least 1, got {n}"));
+                    return Err(LimitsError {
+                        field,
+                        problem: format!("must be at least 1, got {n}"),
+                    });
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Queue limits that cannot be stored: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct LimitsError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl From<LimitsError> for String {
+    fn from(e: LimitsError) -> String {
+        e.to_string()
     }
 }
 
@@ -414,7 +431,12 @@ mod tests {
             key_concurrency: None,
             rate_limit: None,
         };
-        assert!(bad.check().unwrap_err().contains("global_concurrency"));
+        let e = bad.check().unwrap_err();
+        assert_eq!(e.field, "global_concurrency");
+        assert_eq!(
+            e.to_string(),
+            "`global_concurrency` must be at least 1, got 0"
+        );
         assert!(QueueLimits::default().check().is_ok());
     }
 

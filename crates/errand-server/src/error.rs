@@ -123,6 +123,7 @@ impl From<errand::Error> for ApiError {
     fn from(e: errand::Error) -> Self {
         match e {
             errand::Error::Invalid(v) => ApiError::rejected(v.field, v.to_string(), v.rejection),
+            errand::Error::InvalidLimits(e) => ApiError::invalid(e.field, e.to_string()),
             errand::Error::InvalidInBatch { index, source } => ApiError::rejected(
                 format!("jobs[{index}].{}", source.field),
                 format!("job {index} of the batch: {source}"),

@@ -219,13 +219,8 @@ pub async fn set_limits(
         key_concurrency: body.key_concurrency,
         rate_limit,
     };
-    if let Err(problem) = limits.check() {
-        let field = if body.global_concurrency.is_some_and(|n| n < 1) {
-            "global_concurrency"
-        } else {
-            "key_concurrency"
-        };
-        return Err(ApiError::invalid(field, problem));
+    if let Err(e) = limits.check() {
+        return Err(ApiError::invalid(e.field, e.to_string()));
     }
     if !q.force {
         s.client

@@ -21,6 +21,7 @@ errand_store_tests::both_backends!(
     priority_order_is_respected_with_concurrency_one,
     paused_queue_is_not_processed_until_resumed,
     wake_up_hint_starts_a_job_without_waiting_for_the_poll,
+    a_slot_freed_under_a_limit_starts_the_next_job_without_waiting_for_the_poll,
     shutdown_records_a_job_that_finishes_within_the_grace,
     shutdown_releases_a_job_that_exceeds_the_grace,
     shutdown_mid_drain_leaves_each_job_succeeded_once_or_queued_unspent,
@@ -260,6 +261,65 @@ async fn wake_up_hint_starts_a_job_without_waiting_for_the_poll(h: Harness) {
     assert!(
         ran.is_ok(),
         "a job inserted after start ran without waiting for the 60 s poll"
+    );
+    worker.shutdown().await;
+}
+
+async fn a_slot_freed_under_a_limit_starts_the_next_job_without_waiting_for_the_poll(h: Harness) {
+    // Two at a time across every process; jobs of key `a` one at a time.
+    let limits = errand_core::QueueLimits {
+        global_concurrency: Some(2),
+        ..Default::default()
+    };
+    h.store.queue_limits_set("default", limits).await.unwrap();
+    for i in 0..40 {
+        let mut j = job("step", json!({}));
+        if i % 2 == 0 {
+            j.concurrency_key = Some("a".into());
+        }
+        insert(&h, j).await;
+    }
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let worker = pool(&h)
+        // Claims that found every slot taken would otherwise wait a minute each.
+        .poll_interval(Duration::from_secs(60))
+        .queue("default", 8)
+        .register_kind("step", move |_ctx, _args: Value| {
+            let (r, m) = (r.clone(), m.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let stats = h.store.queue_stats().await.unwrap();
+            if stats
+                .iter()
+                .any(|s| s.queue == "default" && s.succeeded == 40)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "40 jobs, two at a time, ran without waiting for the 60 s poll"
+    );
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more than the limit, and it was reached"
     );
     worker.shutdown().await;
 }

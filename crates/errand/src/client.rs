@@ -534,17 +534,7 @@ impl Client {
         limits: errand_core::QueueLimits,
     ) -> Result<(), Error> {
         errand_core::validate::validate_queue_name(queue)?;
-        limits.check().map_err(|problem| {
-            Error::Invalid(errand_core::ValidationError {
-                field: if limits.global_concurrency.is_some_and(|n| n < 1) {
-                    "global_concurrency"
-                } else {
-                    "key_concurrency"
-                },
-                problem,
-                rejection: errand_core::Rejection::Invalid,
-            })
-        })?;
+        limits.check()?;
         Ok(self.store.queue_limits_set(queue, limits).await?)
     }
 

@@ -16,6 +16,9 @@ pub enum Error {
         #[source]
         source: ValidationError,
     },
+    /// Queue limits were refused before anything was written; names the field.
+    #[error("invalid queue limits: {0}")]
+    InvalidLimits(#[from] errand_core::flow::LimitsError),
     /// A schedule was rejected before anything was written; names the field
     /// (`schedules.nightly.cron`) and the problem.
     #[error(transparent)]
