@@ -20,10 +20,10 @@
 //! unkeyed jobs drains, and at once by an idle queue. This process's own keyed enqueues and
 //! limit changes mark the queue at once ([`Flow::mark`]).
 //!
-//! The limited claim is `errand_store::steps::claim_limited` in one transaction: a
-//! transaction-scoped advisory lock per schema and queue, taken by its own statement so that
-//! every later read takes its snapshot after the previous limited claim committed; then the
-//! queue's state, the candidates, and the start. No two limited claims of a queue overlap,
+//! The limited claim is `errand_store::steps::claim_limited` in one transaction of four round
+//! trips: `BEGIN` with a transaction-scoped advisory lock per schema and queue (a statement of
+//! its own, so that every later read takes its snapshot after the previous limited claim
+//! committed); the queue's state and the candidates in one statement; the start; `COMMIT`. No two limited claims of a queue overlap,
 //! which is what makes the limits exact across processes; claims of other queues do not wait.
 
 use crate::error::map;
@@ -52,34 +52,29 @@ const PROBE: &str =
                    WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL)
         AS limited";
 
-/// The queue's claim lock, until the transaction ends.
-const LOCK: &str = "SELECT pg_advisory_xact_lock(
-        hashtextextended('errand.claim.' || current_schema() || '.' || $1, 0))";
-
-const STATE: &str = "SELECT q.paused_at IS NOT NULL AS paused,
-        q.global_concurrency, q.key_concurrency, q.rate_limit, q.rate_window_ms,
-        (SELECT count(*) FROM errand_jobs WHERE status = 'running' AND queue = $1) AS running
-    FROM (SELECT 1) one LEFT JOIN errand_queues q ON q.name = $1";
-
-/// Forgets queue `$1`'s starts older than its window (`$2` milliseconds before now, `$3`) and
-/// counts the rest.
-const RECENT_STARTS: &str = "WITH gone AS (
-        DELETE FROM errand_queue_starts
-        WHERE queue = $1
-          AND at <= coalesce($3::timestamptz, now()) - $2 * interval '1 millisecond'
-    )
-    SELECT count(*) FROM errand_queue_starts
-    WHERE queue = $1 AND at > coalesce($3::timestamptz, now()) - $2 * interval '1 millisecond'";
-
-/// `$2` starts of queue `$1` now (`$3`).
-const RECORD_STARTS: &str = "INSERT INTO errand_queue_starts (queue, at)
-    SELECT $1, coalesce($3::timestamptz, now()) FROM generate_series(1, $2::int)";
-
-/// `$1` queue, `$2` how many, `$3` the queue's per-key default, `$4` now. The unkeyed jobs in
-/// claim order; then every key with queued jobs (a skip scan of `errand_jobs_claim_keyed`,
-/// one descent per key), its running count, and its first ready jobs up to the room its
-/// limit leaves (the limit of its first job, else the queue's, else 1).
-const CANDIDATES: &str = "WITH RECURSIVE keys(k) AS (
+/// Reads, under the queue's claim lock, the queue's state and the claim's candidates in one
+/// statement (`$1` queue, `$2` how many, `$3` now): its settings, its running jobs, with a rate
+/// limit the starts within the window; the first `$2` ready jobs without a key in claim
+/// order; then every key with queued jobs (a skip scan of `errand_jobs_claim_keyed`, one
+/// descent per key), its running count, and its first ready jobs up to the room its limit
+/// leaves (the limit of its first job, else the queue's, else 1). One row per candidate, each
+/// with the state; one row of state alone when there is no candidate.
+const READ: &str = "WITH RECURSIVE q AS (
+        SELECT q.paused_at IS NOT NULL AS paused, q.global_concurrency,
+               q.key_concurrency AS queue_key_concurrency, q.rate_limit, q.rate_window_ms
+        FROM (SELECT 1) one LEFT JOIN errand_queues q ON q.name = $1
+    ), st AS (
+        SELECT q.*,
+               (SELECT count(*) FROM errand_jobs
+                WHERE status = 'running' AND queue = $1) AS running,
+               CASE WHEN q.rate_limit IS NULL THEN 0
+                    ELSE (SELECT count(*) FROM errand_queue_starts s
+                          WHERE s.queue = $1
+                            AND s.at > coalesce($3::timestamptz, now())
+                                       - q.rate_window_ms * interval '1 millisecond')
+               END AS recent_starts
+        FROM q
+    ), keys(k) AS (
         (SELECT concurrency_key FROM errand_jobs
          WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL
          ORDER BY concurrency_key LIMIT 1)
@@ -102,25 +97,41 @@ const CANDIDATES: &str = "WITH RECURSIVE keys(k) AS (
             FROM errand_jobs j
             WHERE j.status = 'queued' AND j.queue = $1 AND j.concurrency_key IS NOT NULL
               AND j.concurrency_key = keys.k
-              AND j.run_at <= coalesce($4::timestamptz, now())
+              AND j.run_at <= coalesce($3::timestamptz, now())
             ORDER BY j.priority DESC, j.run_at, j.id
             LIMIT (SELECT greatest(0, least($2::bigint,
-                                            coalesce(h.key_concurrency, $3::int, 1) - run.n))
+                                            coalesce(h.key_concurrency,
+                                                     (SELECT queue_key_concurrency FROM q),
+                                                     1) - run.n))
                    FROM (SELECT key_concurrency FROM errand_jobs
                          WHERE status = 'queued' AND queue = $1
                            AND concurrency_key IS NOT NULL AND concurrency_key = keys.k
                          ORDER BY priority DESC, run_at, id LIMIT 1) h)) c
         WHERE keys.k IS NOT NULL
+    ), candidates AS (
+        (SELECT id, priority, run_at, NULL::text AS concurrency_key,
+                NULL::int AS key_concurrency, 0::bigint AS key_running
+         FROM errand_jobs
+         WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL
+           AND run_at <= coalesce($3::timestamptz, now())
+         ORDER BY priority DESC, run_at, id
+         LIMIT $2)
+        UNION ALL
+        SELECT * FROM keyed
     )
-    (SELECT id, priority, run_at, NULL::text AS concurrency_key, NULL::int AS key_concurrency,
-            0::bigint AS key_running
-     FROM errand_jobs
-     WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NULL
-       AND run_at <= coalesce($4::timestamptz, now())
-     ORDER BY priority DESC, run_at, id
-     LIMIT $2)
-    UNION ALL
-    SELECT * FROM keyed";
+    SELECT st.*, c.id, c.priority, c.run_at, c.concurrency_key, c.key_concurrency,
+           c.key_running
+    FROM st LEFT JOIN candidates c ON true";
+
+/// `$2` starts of queue `$1` now (`$3`), and the queue's starts older than its window (`$4`
+/// milliseconds) forgotten.
+const RECORD_STARTS: &str = "WITH gone AS (
+        DELETE FROM errand_queue_starts
+        WHERE queue = $1
+          AND at <= coalesce($3::timestamptz, now()) - $4 * interval '1 millisecond'
+    )
+    INSERT INTO errand_queue_starts (queue, at)
+    SELECT $1, coalesce($3::timestamptz, now()) FROM generate_series(1, $2::int)";
 
 /// Starts the chosen jobs (`$3`) of queue `$1` that are still queued.
 const START: &str = concat!(
@@ -219,73 +230,54 @@ struct LimitedClaim {
 impl FlowClaimTx for LimitedClaim {
     type Error = StoreError;
 
-    async fn queue_state(&mut self, queue: &str) -> StoreResult<QueueState> {
-        sqlx::query(LOCK)
-            .bind(queue)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map)?;
-        let row = sqlx::query(STATE)
-            .bind(queue)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(map)?;
-        let limits = QueueLimits {
-            global_concurrency: row.try_get("global_concurrency").map_err(map)?,
-            key_concurrency: row.try_get("key_concurrency").map_err(map)?,
-            rate_limit: RateLimit::from_parts(
-                row.try_get("rate_limit").map_err(map)?,
-                row.try_get("rate_window_ms").map_err(map)?,
-            ),
-        };
-        let recent_starts = match limits.rate_limit {
-            Some(r) => sqlx::query_scalar(RECENT_STARTS)
-                .bind(queue)
-                .bind(r.per_ms())
-                .bind(self.now)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(map)?,
-            None => 0,
-        };
-        Ok(QueueState {
-            paused: row.try_get::<Option<bool>, _>("paused").map_err(map)? == Some(true),
-            limits,
-            running: row.try_get("running").map_err(map)?,
-            recent_starts,
-        })
-    }
-
-    async fn candidates(
+    async fn lock_and_read(
         &mut self,
         queue: &str,
-        want: usize,
-        limits: &QueueLimits,
-    ) -> StoreResult<Candidates> {
-        let rows = sqlx::query(CANDIDATES)
+        limit: usize,
+    ) -> StoreResult<(QueueState, Candidates)> {
+        // The claim lock was taken when the transaction began (`claim_limited`).
+        let rows = sqlx::query(READ)
             .bind(queue)
-            .bind(i64::try_from(want).unwrap_or(i64::MAX))
-            .bind(limits.key_concurrency)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(self.now)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(map)?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Database("the claim's read returned no row".into()))?;
+        let state = QueueState {
+            paused: first.try_get::<Option<bool>, _>("paused").map_err(map)? == Some(true),
+            limits: QueueLimits {
+                global_concurrency: first.try_get("global_concurrency").map_err(map)?,
+                key_concurrency: first.try_get("queue_key_concurrency").map_err(map)?,
+                rate_limit: RateLimit::from_parts(
+                    first.try_get("rate_limit").map_err(map)?,
+                    first.try_get("rate_window_ms").map_err(map)?,
+                ),
+            },
+            running: first.try_get("running").map_err(map)?,
+            recent_starts: first.try_get("recent_starts").map_err(map)?,
+        };
         let mut out = Candidates::default();
         for r in &rows {
+            let Some(id) = r.try_get::<Option<JobId>, _>("id").map_err(map)? else {
+                continue;
+            };
             let key: Option<String> = r.try_get("concurrency_key").map_err(map)?;
             if let Some(k) = &key {
                 let n: i64 = r.try_get("key_running").map_err(map)?;
                 out.running_by_key.insert(k.clone(), n);
             }
             out.jobs.push(Candidate {
-                id: r.try_get("id").map_err(map)?,
+                id,
                 priority: r.try_get("priority").map_err(map)?,
                 run_at: r.try_get("run_at").map_err(map)?,
                 concurrency_key: key,
                 key_concurrency: r.try_get("key_concurrency").map_err(map)?,
             });
         }
-        Ok(out)
+        Ok((state, out))
     }
 
     async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> StoreResult<Vec<Job>> {
@@ -301,11 +293,12 @@ impl FlowClaimTx for LimitedClaim {
         crate::rows::jobs(&rows)
     }
 
-    async fn record_starts(&mut self, queue: &str, n: usize) -> StoreResult<()> {
+    async fn record_starts(&mut self, queue: &str, n: usize, window: Duration) -> StoreResult<()> {
         sqlx::query(RECORD_STARTS)
             .bind(queue)
             .bind(i32::try_from(n).unwrap_or(i32::MAX))
             .bind(self.now)
+            .bind(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
             .execute(&mut *self.tx)
             .await
             .map_err(map)?;
@@ -331,6 +324,12 @@ impl PgStore {
         }
     }
 
+    /// The advisory lock key of `queue`'s limited claims in this store's schema.
+    fn claim_lock_key(&self, queue: &str) -> i64 {
+        let schema = self.schema.as_deref().unwrap_or("");
+        crate::migrate::fnv1a(format!("errand.claim.{schema}.{queue}").as_bytes())
+    }
+
     /// Whether `queue` needs the limited claim now ([`PROBE`]).
     pub(crate) async fn flow_probe(&self, queue: &str) -> StoreResult<bool> {
         sqlx::query_scalar(PROBE)
@@ -345,8 +344,13 @@ impl PgStore {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
+        // The claim lock is taken by the transaction's first round trip, before any read.
+        let lock = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            self.claim_lock_key(&claim.queue)
+        );
         let mut steps = LimitedClaim {
-            tx: self.pool.begin().await.map_err(map)?,
+            tx: self.pool.begin_with(lock).await.map_err(map)?,
             now: self.now(),
         };
         let claimed = errand_store::steps::claim_limited(&mut steps, claim).await?;

@@ -29,8 +29,9 @@ pub(crate) const MIGRATIONS: &[Migration] = errand_store::embed_migrations![
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS errand_migrations (\
      version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)";
 
-/// A stable 64-bit FNV-1a hash, for the advisory lock key of a schema.
-fn fnv1a(bytes: &[u8]) -> i64 {
+/// A stable 64-bit FNV-1a hash, for advisory lock keys (a schema's migrations, a queue's
+/// limited claims).
+pub(crate) fn fnv1a(bytes: &[u8]) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

@@ -50,7 +50,43 @@ pub(crate) struct LimitedClaim<'a, 'c> {
 impl FlowClaimTx for LimitedClaim<'_, '_> {
     type Error = OpError;
 
-    async fn queue_state(&mut self, queue: &str) -> Result<QueueState, OpError> {
+    async fn lock_and_read(
+        &mut self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<(QueueState, Candidates), OpError> {
+        // The writer is the lock: no other claim runs until this transaction ends.
+        let state = self.queue_state(queue)?;
+        let found = self.candidates(queue, limit, &state.limits)?;
+        Ok((state, found))
+    }
+
+    async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, OpError> {
+        self.start_jobs(ids, claim)
+    }
+
+    async fn record_starts(
+        &mut self,
+        queue: &str,
+        n: usize,
+        window: std::time::Duration,
+    ) -> Result<(), OpError> {
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        self.tx
+            .prepare_cached("DELETE FROM errand_queue_starts WHERE queue = ?1 AND at <= ?2")?
+            .execute(params![queue, self.now.saturating_sub(window_us)])?;
+        let mut insert = self
+            .tx
+            .prepare_cached("INSERT INTO errand_queue_starts (queue, at) VALUES (?1, ?2)")?;
+        for _ in 0..n {
+            insert.execute(params![queue, self.now])?;
+        }
+        Ok(())
+    }
+}
+
+impl LimitedClaim<'_, '_> {
+    fn queue_state(&mut self, queue: &str) -> Result<QueueState, OpError> {
         let row = self
             .tx
             .prepare_cached(
@@ -100,7 +136,7 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
         })
     }
 
-    async fn candidates(
+    fn candidates(
         &mut self,
         queue: &str,
         want: usize,
@@ -179,7 +215,7 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
         Ok(out)
     }
 
-    async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, OpError> {
+    fn start_jobs(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, OpError> {
         let ids_json = serde_json::to_string(ids)
             .map_err(|e| errand_store::StoreError::Database(e.to_string()))?;
         let mut stmt = self.tx.prepare_cached(concat!(
@@ -203,15 +239,5 @@ impl FlowClaimTx for LimitedClaim<'_, '_> {
             .collect::<rusqlite::Result<Vec<Job>>>()?;
         crate::worker_path::move_counts(self.tx, &claim.queue, "queued", "running", jobs.len())?;
         Ok(jobs)
-    }
-
-    async fn record_starts(&mut self, queue: &str, n: usize) -> Result<(), OpError> {
-        let mut insert = self
-            .tx
-            .prepare_cached("INSERT INTO errand_queue_starts (queue, at) VALUES (?1, ?2)")?;
-        for _ in 0..n {
-            insert.execute(params![queue, self.now])?;
-        }
-        Ok(())
     }
 }

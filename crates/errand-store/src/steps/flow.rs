@@ -36,25 +36,28 @@ pub struct Candidates {
 pub trait FlowClaimTx {
     type Error: From<StoreError>;
 
-    /// Takes the queue's claim lock until the transaction ends, then reads its state; with a
-    /// rate limit, forgets the starts older than its window and counts the rest.
-    async fn queue_state(&mut self, queue: &str) -> Result<QueueState, Self::Error>;
-
-    /// The first `want` ready jobs without a key in claim order, and for every key with
-    /// ready jobs its first ones (at most `want`, and no more than its limit leaves room
-    /// for), with each such key's running count. `limits` gives the queue's per-key default.
-    async fn candidates(
+    /// Holding the queue's claim lock until the transaction ends (taken here, or when the
+    /// transaction began), reads the queue's state (with a rate limit, the starts within its
+    /// window) and the candidates: the first `limit` ready jobs without a key in claim order,
+    /// and for every key with ready jobs its first ones (at most `limit`, and no more than
+    /// its limit leaves room for), with each such key's running count.
+    async fn lock_and_read(
         &mut self,
         queue: &str,
-        want: usize,
-        limits: &QueueLimits,
-    ) -> Result<Candidates, Self::Error>;
+        limit: usize,
+    ) -> Result<(QueueState, Candidates), Self::Error>;
 
     /// Starts the chosen jobs (those still queued) for the claim's worker and lease.
     async fn start(&mut self, ids: &[JobId], claim: &JobClaim) -> Result<Vec<Job>, Self::Error>;
 
-    /// Records `n` starts now, for the queue's rate limit.
-    async fn record_starts(&mut self, queue: &str, n: usize) -> Result<(), Self::Error>;
+    /// Records `n` starts now for the queue's rate limit, forgetting those older than
+    /// `window`.
+    async fn record_starts(
+        &mut self,
+        queue: &str,
+        n: usize,
+        window: std::time::Duration,
+    ) -> Result<(), Self::Error>;
 }
 
 /// `Store::job_claim` for a queue under flow control.
@@ -62,7 +65,7 @@ pub async fn claim_limited<T: FlowClaimTx>(
     tx: &mut T,
     claim: &JobClaim,
 ) -> Result<Vec<ClaimedJob>, T::Error> {
-    let state = tx.queue_state(&claim.queue).await?;
+    let (state, found) = tx.lock_and_read(&claim.queue, claim.limit as usize).await?;
     if state.paused {
         return Ok(Vec::new());
     }
@@ -71,7 +74,6 @@ pub async fn claim_limited<T: FlowClaimTx>(
     if want == 0 {
         return Ok(Vec::new());
     }
-    let found = tx.candidates(&claim.queue, want, &state.limits).await?;
     let running = Running {
         total: state.running,
         by_key: found.running_by_key,
@@ -81,8 +83,8 @@ pub async fn claim_limited<T: FlowClaimTx>(
         return Ok(Vec::new());
     }
     let jobs = tx.start(&ids, claim).await?;
-    if state.limits.rate_limit.is_some() && !jobs.is_empty() {
-        tx.record_starts(&claim.queue, jobs.len()).await?;
+    if let (Some(rate), false) = (state.limits.rate_limit, jobs.is_empty()) {
+        tx.record_starts(&claim.queue, jobs.len(), rate.per).await?;
     }
     Ok(super::claimed(jobs)?)
 }
