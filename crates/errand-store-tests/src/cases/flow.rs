@@ -190,17 +190,18 @@ pub async fn job_claim_key_limit_is_the_jobs_then_the_queues_then_one(h: Harness
 }
 
 pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) {
-    const GLOBAL: i64 = 6;
+    const GLOBAL: i64 = 4;
+    const JOBS: usize = 600;
     h.store
         .queue_limits_set("default", limits(Some(GLOBAL as i32), Some(1)))
         .await
         .unwrap();
     let mut jobs = Vec::new();
-    for i in 0..300 {
+    for i in 0..JOBS {
         jobs.push(if i % 3 == 0 {
             new_job("k")
         } else {
-            keyed("k", &format!("key-{}", i % 5))
+            keyed("k", &format!("key-{}", i % 3))
         });
     }
     h.store.job_insert_many(&jobs).await.unwrap();
@@ -216,7 +217,7 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
     }
     let held = Arc::new(Mutex::new(Held::default()));
     let mut tasks = Vec::new();
-    for w in 0..8 {
+    for w in 0..16 {
         let store: Arc<dyn Store> = if w % 2 == 0 {
             h.store.clone()
         } else {
@@ -251,7 +252,7 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(3)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
                 {
                     let mut s = held.lock().unwrap();
                     s.total -= got.len() as i64;
@@ -271,7 +272,7 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
     for t in tasks {
         total += t.await.unwrap();
     }
-    assert_eq!(total, 300, "every job ran once");
+    assert_eq!(total, JOBS, "every job ran once");
     let most = held.lock().unwrap().most;
     assert!(
         most >= 2,
@@ -279,7 +280,7 @@ pub async fn job_claim_limits_hold_with_many_claimers_on_two_stores(h: Harness) 
     );
     let stats = h.store.queue_stats().await.unwrap();
     let d = stats.iter().find(|s| s.queue == "default").unwrap();
-    assert_eq!((d.succeeded, d.queued, d.running), (300, 0, 0));
+    assert_eq!((d.succeeded, d.queued, d.running), (JOBS as u64, 0, 0));
 }
 
 pub async fn job_claim_rate_limit_counts_starts_in_a_sliding_window(h: Harness) {
