@@ -20,6 +20,7 @@ mod disk;
 mod docs;
 mod edges;
 mod fixture;
+mod flow_control;
 mod golden;
 mod guard;
 mod hardening;
