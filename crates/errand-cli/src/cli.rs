@@ -462,11 +462,12 @@ pub enum QueuesCommand {
     Resume(QueueNameArgs),
 
     /// Set a queue's limits across every worker process: at most N of its jobs running at
-    /// once (--global), at most N running per concurrency key (--per-key), at most N starts
-    /// per window (--rate); an option left out lifts that limit. The next `errand serve`/`worker` puts back the limits of a queue
-    /// that errand.toml declares, where they differ
+    /// once (--global-concurrency), at most N running per concurrency key
+    /// (--key-concurrency), at most N starts per window (--rate-limit); an option left out
+    /// lifts that limit. The next `errand serve`/`worker` puts back the limits of a queue
+    /// whose errand.toml table names any, where they differ
     #[command(
-        after_help = "Examples:\n  errand queues limit indexing --global 1      # one at a time, any number of workers\n  errand queues limit ingest --per-key 2\n  errand queues limit email --rate 100/1m\n  errand queues limit indexing                 # lift both"
+        after_help = "Examples:\n  errand queues limit indexing --global-concurrency 1   # one at a time, any number of workers\n  errand queues limit ingest --key-concurrency 2\n  errand queues limit email --rate-limit 100/1m\n  errand queues limit indexing                          # lift every limit"
     )]
     Limit(QueueLimitArgs),
 }
@@ -483,17 +484,17 @@ pub struct QueueLimitArgs {
 
     /// At most N of the queue's jobs run at once, across every worker process
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub global: Option<i32>,
+    pub global_concurrency: Option<i32>,
 
     /// At most N running jobs per concurrency key (for keyed jobs with no limit of their own;
     /// without it, 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub per_key: Option<i32>,
+    pub key_concurrency: Option<i32>,
 
     /// At most N starts in any window of the duration, across every worker process
     /// (e.g. 100/1m)
     #[arg(long, value_name = "N/DURATION", value_parser = parse_rate_limit)]
-    pub rate: Option<errand_core::flow::RateLimit>,
+    pub rate_limit: Option<errand_core::flow::RateLimit>,
 
     /// Also a queue that no task or [queues] entry declares and that has no jobs yet
     #[arg(long)]

@@ -198,6 +198,13 @@ fn print_job(job: &Job, events: &[Event], out: &Out) {
         fields.push(("unique key", Cell::text(k)));
     }
     if let Some(k) = &job.concurrency_key {
+        // A key taken from a secret-looking argument is that secret: shown as the args are.
+        let secret = errand_core::redact::secret_values(&job.args.to_value()).contains(k);
+        let k = if secret {
+            errand_core::redact::REDACTED
+        } else {
+            k.as_str()
+        };
         let limit = match job.key_concurrency {
             Some(n) => format!(" (at most {n} at a time)"),
             None => String::new(),

@@ -102,9 +102,9 @@ async fn set_limits(config: &Config, args: &QueueLimitArgs, out: &Out) -> anyhow
     };
     let queue = targets(&client, config, &named).await?.remove(0);
     let limits = errand::QueueLimits {
-        global_concurrency: args.global,
-        key_concurrency: args.per_key,
-        rate_limit: args.rate,
+        global_concurrency: args.global_concurrency,
+        key_concurrency: args.key_concurrency,
+        rate_limit: args.rate_limit,
     };
     client.set_queue_limits(&queue, limits).await?;
     if out.json() {

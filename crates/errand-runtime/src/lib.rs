@@ -198,9 +198,9 @@ impl Runtime {
     }
 
     /// Queues' flow-control limits across every worker process (`[queues.NAME]
-    /// global_concurrency, key_concurrency`), written to the database at start, before any
-    /// service claims: the configuration owns the limits of the queues it names (a `None`
-    /// lifts a limit set earlier).
+    /// global_concurrency, key_concurrency, rate_limit`), written to the database at start,
+    /// before any service claims: the limits of each queue given here replace the stored
+    /// ones (a `None` lifts a limit set earlier); other queues' are left alone.
     pub fn queue_limits(mut self, limits: BTreeMap<String, errand::QueueLimits>) -> Self {
         self.queue_limits = limits;
         self

@@ -250,7 +250,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Post, "/v1/queues/{name}/resume", Admin, "resume_queue", "Resume a paused queue (an unknown one is refused unless force=true, as for pause)", queues::resume)
             .ok(200, "QueueEnvelope")
             .errors(&[400, 404]),
-        Route::new(Put, "/v1/queues/{name}/limits", Admin, "set_queue_limits", "Set a queue's limits across every worker process: global_concurrency (at most N of its jobs running at once) and key_concurrency (at most N running per concurrency_key, for keyed jobs with no limit of their own); null lifts one. The next start of a process whose errand.toml declares the queue puts its configured limits back where they differ. An unknown queue is refused unless force=true, as for pause", queues::set_limits)
+        Route::new(Put, "/v1/queues/{name}/limits", Admin, "set_queue_limits", "Set a queue's limits across every worker process, all three at once: global_concurrency (at most N of its jobs running at once), key_concurrency (at most N running per concurrency_key, for keyed jobs with no limit of their own) and rate_limit (at most N starts in any window of the duration, e.g. 100/1m); null or absent lifts one. The next start of a process whose errand.toml names limits for the queue puts them back where they differ. An unknown queue is refused unless force=true, as for pause", queues::set_limits)
             .ok(200, "QueueEnvelope")
             .errors(&[400, 404]),
         // ---- schedules ---------------------------------------------------------------------

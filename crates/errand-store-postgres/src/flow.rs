@@ -11,10 +11,11 @@
 //! - a queue the probe found limited is claimed the limited way until a later probe says
 //!   otherwise;
 //! - otherwise the plain claim runs, and the probe runs beside it (on another connection, so
-//!   it adds no round trip) when the cached answer is older than [`PROBE_EVERY`] or the
-//!   queue's last claim came back short (the queue looked drained: a new keyed job's
-//!   wake-up must find it now, not a second later). If it finds the queue limited, the
-//!   limited claim takes the rest of what was asked for.
+//!   it adds no round trip) when the cached answer is older than [`PROBE_EVERY`], or older
+//!   than [`PROBE_SHORT_EVERY`] after a short claim (the queue looked drained: a new keyed
+//!   job's wake-up should find it soon, not a second later). If it finds the queue limited,
+//!   the limited claim takes the rest of what was asked for. A plain claim's jobs are
+//!   returned even if the probe or the limited claim after it fails.
 //!
 //! So keyed jobs and a new global limit are seen within [`PROBE_EVERY`] while a backlog of
 //! unkeyed jobs drains, and at once by an idle queue. This process's own keyed enqueues and
@@ -42,14 +43,18 @@ use std::time::{Duration, Instant};
 
 /// How long a probe's answer stands while a queue's claims come back full.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long it stands after a short claim: a lightly loaded queue's claims come back short
+/// nearly every time, and each need not cost a second query.
+pub(crate) const PROBE_SHORT_EVERY: Duration = Duration::from_millis(250);
 
-/// Whether queue `$1` needs the limited claim: a global or rate limit, or a queued job with a
-/// key (one descent of `errand_jobs_claim_keyed`).
+/// Whether queue `$1` needs the limited claim: a global or rate limit, or a ready job with a
+/// key (one due later does not: the probe runs again within [`PROBE_EVERY`]) (one descent of `errand_jobs_claim_keyed`).
 const PROBE: &str =
     "SELECT coalesce((SELECT global_concurrency IS NOT NULL OR rate_limit IS NOT NULL
                                       FROM errand_queues WHERE name = $1), false)
         OR EXISTS (SELECT 1 FROM errand_jobs
-                   WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL)
+                   WHERE status = 'queued' AND queue = $1 AND concurrency_key IS NOT NULL
+                     AND run_at <= now())
         AS limited";
 
 /// Reads, under the queue's claim lock, the queue's state and the claim's candidates in one
@@ -70,7 +75,7 @@ const READ: &str = "WITH RECURSIVE q AS (
                CASE WHEN q.rate_limit IS NULL THEN 0
                     ELSE (SELECT count(*) FROM errand_queue_starts s
                           WHERE s.queue = $1
-                            AND s.at > coalesce($3::timestamptz, now())
+                            AND s.at > coalesce($3::timestamptz, statement_timestamp())
                                        - q.rate_window_ms * interval '1 millisecond')
                END AS recent_starts
         FROM q
@@ -124,14 +129,17 @@ const READ: &str = "WITH RECURSIVE q AS (
     FROM st LEFT JOIN candidates c ON true";
 
 /// `$2` starts of queue `$1` now (`$3`), and the queue's starts older than its window (`$4`
-/// milliseconds) forgotten.
+/// milliseconds) forgotten. "Now" of the rate window is the statement's time, not the
+/// transaction's (`now()`): the transaction began before the wait for the claim lock, and
+/// starts logged at that earlier time would leave the window early.
 const RECORD_STARTS: &str = "WITH gone AS (
         DELETE FROM errand_queue_starts
         WHERE queue = $1
-          AND at <= coalesce($3::timestamptz, now()) - $4 * interval '1 millisecond'
+          AND at <= coalesce($3::timestamptz, statement_timestamp())
+                    - $4 * interval '1 millisecond'
     )
     INSERT INTO errand_queue_starts (queue, at)
-    SELECT $1, coalesce($3::timestamptz, now()) FROM generate_series(1, $2::int)";
+    SELECT $1, coalesce($3::timestamptz, statement_timestamp()) FROM generate_series(1, $2::int)";
 
 /// Starts the chosen jobs (`$3`) of queue `$1` that are still queued.
 const START: &str = concat!(
@@ -176,6 +184,7 @@ impl Flow {
         match queues.get(queue) {
             Some(p) if p.limited && now.duration_since(p.at) < PROBE_EVERY => Plan::Limited,
             Some(p) if !p.short && now.duration_since(p.at) < PROBE_EVERY => Plan::Plain,
+            Some(p) if p.short && now.duration_since(p.at) < PROBE_SHORT_EVERY => Plan::Plain,
             _ => Plan::PlainAndProbe,
         }
     }
@@ -344,9 +353,11 @@ impl PgStore {
         if claim.limit == 0 {
             return Ok(Vec::new());
         }
-        // The claim lock is taken by the transaction's first round trip, before any read.
+        // The claim lock is taken by the transaction's first round trip, before any read;
+        // READ COMMITTED whatever the database's default, so that each later statement takes
+        // its snapshot after the lock was granted.
         let lock = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({})",
             self.claim_lock_key(&claim.queue)
         );
         let mut steps = LimitedClaim {

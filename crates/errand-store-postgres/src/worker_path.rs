@@ -310,16 +310,33 @@ impl PgStore {
                     self.claim_plain(claim, started),
                     self.flow_probe(&claim.queue)
                 );
-                let limited = limited?;
-                self.flow.probed(&claim.queue, limited, started);
+                // The plain claim committed: its jobs are this worker's now and must be
+                // returned whatever happens to the probe or the limited claim after it.
                 let mut plain = plain?;
+                let limited = match limited {
+                    Ok(limited) => {
+                        self.flow.probed(&claim.queue, limited, started);
+                        limited
+                    }
+                    Err(e) if !plain.is_empty() => {
+                        tracing::warn!(queue = %claim.queue, error = %e, "flow-control probe failed; claiming again later");
+                        false
+                    }
+                    Err(e) => return Err(e),
+                };
                 let rest = claim.limit.saturating_sub(plain.len() as u32);
                 if limited && rest > 0 {
                     let more = JobClaim {
                         limit: rest,
                         ..claim.clone()
                     };
-                    plain.extend(self.claim_limited(&more).await?);
+                    match self.claim_limited(&more).await {
+                        Ok(jobs) => plain.extend(jobs),
+                        Err(e) if !plain.is_empty() => {
+                            tracing::warn!(queue = %claim.queue, error = %e, "limited claim failed; claiming again later");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 plain
             }

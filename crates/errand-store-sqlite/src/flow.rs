@@ -15,16 +15,17 @@ use errand_store::steps::{Candidates, FlowClaimTx, QueueState};
 use errand_store::JobClaim;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-/// Whether `queue` has a global or rate limit, or queued jobs with a key.
-pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str) -> rusqlite::Result<bool> {
+/// Whether `queue` has a global or rate limit, or ready jobs with a key (at `now`).
+pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str, now: i64) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM errand_queues
                         WHERE name = ?1
                           AND (global_concurrency IS NOT NULL OR rate_limit IS NOT NULL))
              OR EXISTS (SELECT 1 FROM errand_jobs INDEXED BY errand_jobs_claim_keyed
-                        WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL)",
+                        WHERE status = 'queued' AND queue = ?1 AND concurrency_key IS NOT NULL
+                          AND run_at <= ?2)",
     )?
-    .query_row([queue], |r| r.get(0))
+    .query_row(params![queue, now], |r| r.get(0))
 }
 
 /// A job of `queue` ended: if the queue is under flow control, its freed slot is a wake-up
@@ -33,9 +34,10 @@ pub(crate) fn needs_limited(tx: &Transaction<'_>, queue: &str) -> rusqlite::Resu
 pub(crate) fn slot_freed(
     tx: &Transaction<'_>,
     queue: &str,
+    now: i64,
     ready: &mut crate::notify::ReadyQueues,
 ) -> rusqlite::Result<()> {
-    if !ready.contains(queue) && needs_limited(tx, queue)? {
+    if !ready.contains(queue) && needs_limited(tx, queue, now)? {
         ready.insert(queue.to_owned());
     }
     Ok(())

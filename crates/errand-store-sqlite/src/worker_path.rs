@@ -96,7 +96,7 @@ pub(crate) fn claim(
     if claim.limit == 0 {
         return Ok(Vec::new());
     }
-    if crate::flow::needs_limited(tx, &claim.queue)? {
+    if crate::flow::needs_limited(tx, &claim.queue, now)? {
         let mut steps = crate::flow::LimitedClaim { tx, now };
         return errand_store::steps::run_now(errand_store::steps::claim_limited(&mut steps, claim));
     }
@@ -203,7 +203,7 @@ pub(crate) fn complete_many(
     }
     for (queue, n) in &per_queue {
         move_counts(tx, queue, "running", "succeeded", *n)?;
-        crate::flow::slot_freed(tx, queue, ready)?;
+        crate::flow::slot_freed(tx, queue, now, ready)?;
     }
     Ok(items
         .iter()
@@ -276,7 +276,7 @@ pub(crate) fn fail(
         Some(&fail.error),
         Some(&data),
     )?;
-    crate::flow::slot_freed(tx, &job.queue, ready)?;
+    crate::flow::slot_freed(tx, &job.queue, now, ready)?;
     Ok(job)
 }
 
@@ -355,7 +355,7 @@ pub(crate) fn cancel_ack(
         message,
         None,
     )?;
-    crate::flow::slot_freed(tx, &job.queue, ready)?;
+    crate::flow::slot_freed(tx, &job.queue, now, ready)?;
     Ok(job)
 }
 

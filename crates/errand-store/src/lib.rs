@@ -225,7 +225,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Queues that have a row (were ever paused or resumed, or given limits).
     async fn queue_list(&self) -> StoreResult<Vec<QueueInfo>>;
 
-    /// Sets a queue's flow-control limits (`errand_core::flow`), replacing both; creates the
+    /// Sets a queue's flow-control limits (`errand_core::flow`), replacing all three; creates the
     /// queue's row if it has none. The limits must have passed `QueueLimits::check`.
     async fn queue_limits_set(
         &self,

@@ -281,17 +281,32 @@ async fn a_slot_freed_under_a_limit_starts_the_next_job_without_waiting_for_the_
     }
     let running = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
-    let (r, m) = (running.clone(), most.clone());
+    let keyed = Arc::new(AtomicUsize::new(0));
+    let most_keyed = Arc::new(AtomicUsize::new(0));
+    let (r, m, kr, km) = (
+        running.clone(),
+        most.clone(),
+        keyed.clone(),
+        most_keyed.clone(),
+    );
     let worker = pool(&h)
         // Claims that found every slot taken would otherwise wait a minute each.
         .poll_interval(Duration::from_secs(60))
         .queue("default", 8)
-        .register_kind("step", move |_ctx, _args: Value| {
-            let (r, m) = (r.clone(), m.clone());
+        .register_kind("step", move |ctx: JobContext, _args: Value| {
+            let (r, m, kr, km) = (r.clone(), m.clone(), kr.clone(), km.clone());
             async move {
+                let is_keyed = ctx.job().concurrency_key.is_some();
                 let now = r.fetch_add(1, Ordering::SeqCst) + 1;
                 m.fetch_max(now, Ordering::SeqCst);
+                if is_keyed {
+                    let k = kr.fetch_add(1, Ordering::SeqCst) + 1;
+                    km.fetch_max(k, Ordering::SeqCst);
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
+                if is_keyed {
+                    kr.fetch_sub(1, Ordering::SeqCst);
+                }
                 r.fetch_sub(1, Ordering::SeqCst);
                 Ok(())
             }

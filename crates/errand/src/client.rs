@@ -526,7 +526,8 @@ impl Client {
     }
 
     /// Sets a queue's flow-control limits across every worker process (`global_concurrency`,
-    /// the per-key default `key_concurrency`; `None` lifts one), replacing both. A value
+    /// the per-key default `key_concurrency`, `rate_limit`; `None` lifts one), replacing all
+    /// three. A value
     /// below 1 is refused, naming the field, and nothing is written.
     pub async fn set_queue_limits(
         &self,

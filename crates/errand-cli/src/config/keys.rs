@@ -49,6 +49,7 @@ pub(super) const QUEUE_KEYS: &[(&str, Kind)] = &[
     ("concurrency", Kind::Int),
     ("global_concurrency", Kind::Int),
     ("key_concurrency", Kind::Int),
+    ("rate_limit", Kind::Str),
 ];
 /// The scalar keys of a task; `http` and `backoff` are tables handled beside them.
 pub(super) const TASK_KEYS: &[(&str, Kind)] = &[

@@ -66,8 +66,9 @@ pub struct Config {
     pub limits: Limits,
     /// Queue name to concurrency.
     pub queues: BTreeMap<String, u32>,
-    /// `[queues.NAME] global_concurrency, key_concurrency`: limits across every worker
-    /// process, written to the database when `serve` or `worker` starts.
+    /// `[queues.NAME] global_concurrency, key_concurrency, rate_limit`: limits across every
+    /// worker process, written to the database when `serve` or `worker` starts, for the
+    /// queues whose table names at least one (the others' stored limits are left alone).
     pub queue_limits: BTreeMap<String, errand::QueueLimits>,
     /// Task kind to its settings.
     pub tasks: BTreeMap<String, TaskDefinition>,

@@ -194,6 +194,11 @@ impl Reader<'_> {
                 )? as u32,
                 None => return Err(self.error(&path, "missing key \"concurrency\"")),
             };
+            let q_has = (
+                q.global_concurrency.is_some(),
+                q.key_concurrency.is_some(),
+                q.rate_limit.is_some(),
+            );
             let limit = |key: &str, v: Option<Value>| -> Result<Option<i32>, ConfigError> {
                 v.map(|v| {
                     self.int(&Self::child(&path, key), v, 1, i64::from(i32::MAX))
@@ -217,7 +222,11 @@ impl Reader<'_> {
                 key_concurrency: limit("key_concurrency", q.key_concurrency)?,
                 rate_limit,
             };
-            queue_limits.insert(name.clone(), limits);
+            // Only a table that names a limit owns the queue's limits (and lifts the ones it
+            // leaves out); without one, limits set at run time stay as they are.
+            if q_has.0 || q_has.1 || q_has.2 {
+                queue_limits.insert(name.clone(), limits);
+            }
             queues.insert(name, concurrency);
         }
         let mut tasks = BTreeMap::new();
