@@ -157,19 +157,19 @@ pub(crate) fn list_sql(now: i64, list: &JobList) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// Per queue: scheduled (future) jobs and the oldest ready `run_at`. Reads only the two
-/// partial claim indexes (jobs without a key, keyed jobs), which cover (queue, run_at) for
-/// queued rows and are already grouped by queue.
-pub(crate) const QUEUED_STATS_SQL: &str = "SELECT queue, SUM(scheduled), MIN(ready) FROM ( \
-       SELECT queue, SUM(run_at > ?1) AS scheduled, \
-              MIN(CASE WHEN run_at <= ?1 THEN run_at END) AS ready \
-       FROM errand_jobs INDEXED BY errand_jobs_claim \
-       WHERE status = 'queued' AND concurrency_key IS NULL GROUP BY queue \
-       UNION ALL \
-       SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
-       FROM errand_jobs INDEXED BY errand_jobs_claim_keyed \
-       WHERE status = 'queued' AND concurrency_key IS NOT NULL GROUP BY queue) \
-     GROUP BY queue";
+/// Per queue: scheduled (future) jobs and the oldest ready `run_at` of the jobs without a key.
+/// Reads only the partial claim index, which covers (queue, run_at) for those queued rows and
+/// is already grouped by queue.
+pub(crate) const QUEUED_STATS_SQL: &str =
+    "SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
+     FROM errand_jobs INDEXED BY errand_jobs_claim \
+     WHERE status = 'queued' AND concurrency_key IS NULL GROUP BY queue";
+
+/// The same for keyed jobs, from the keyed claim index (queue first, so grouped the same).
+pub(crate) const QUEUED_KEYED_STATS_SQL: &str =
+    "SELECT queue, SUM(run_at > ?1), MIN(CASE WHEN run_at <= ?1 THEN run_at END) \
+     FROM errand_jobs INDEXED BY errand_jobs_claim_keyed \
+     WHERE status = 'queued' AND concurrency_key IS NOT NULL GROUP BY queue";
 
 /// The stats entry of queue `q`, created empty on first use.
 fn stats_of(
@@ -212,19 +212,25 @@ pub(crate) fn queue_stats(tx: &Transaction<'_>, now: i64) -> Result<Vec<QueueSta
         }
     }
 
-    let mut queued = tx.prepare_cached(QUEUED_STATS_SQL)?;
-    let rows = queued.query_map([now], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (queue, scheduled, oldest) = row?;
-        let s = stats_of(&mut by_queue, queue, as_of);
-        s.scheduled = scheduled as u64;
-        s.oldest_ready_run_at = oldest.and_then(from_micros);
+    for sql in [QUEUED_STATS_SQL, QUEUED_KEYED_STATS_SQL] {
+        let mut queued = tx.prepare_cached(sql)?;
+        let rows = queued.query_map([now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (queue, scheduled, oldest) = row?;
+            let s = stats_of(&mut by_queue, queue, as_of);
+            s.scheduled += scheduled as u64;
+            let oldest = oldest.and_then(from_micros);
+            s.oldest_ready_run_at = match (s.oldest_ready_run_at, oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
     }
 
     let mut queues = tx.prepare_cached("SELECT name, paused_at IS NOT NULL FROM errand_queues")?;

@@ -121,7 +121,8 @@ fn unknown_keys_are_named_with_their_path_and_the_expected_ones() {
     assert_eq!(
         error("[tasks.send_email]\ncomand = [\"x\"]\n"),
         "errand.toml: tasks.send_email: unknown key \"comand\" (did you mean \"command\"?); \
-         expected one of: queue, command, http, remote, timeout, max_attempts, backoff"
+         expected one of: queue, command, http, remote, timeout, max_attempts, backoff, \
+         concurrency_key, key_concurrency"
     );
     assert_eq!(
         error("databse_url = \"x\"\n"),

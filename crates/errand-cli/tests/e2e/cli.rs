@@ -281,7 +281,8 @@ async fn configuration_errors_exit_2_naming_the_key(env: Env) {
     assert_eq!(
         out.stderr.trim(),
         "error: errand.toml:2:1: tasks.send_email: unknown key \"comand\" (did you mean \
-         \"command\"?); expected one of: queue, command, http, remote, timeout, max_attempts, backoff"
+         \"command\"?); expected one of: queue, command, http, remote, timeout, max_attempts, backoff, \
+         concurrency_key, key_concurrency"
     );
 
     env.config("[workers]\nlease = \"30x\"\n");

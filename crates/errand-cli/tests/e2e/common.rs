@@ -553,3 +553,37 @@ pub fn enqueued_id(out: &Output) -> JobId {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unexpected enqueue output: {text}"))
 }
+
+/// The live (not zombie) processes whose environment `wanted` accepts (its `NAME=value`
+/// entries): pid and command line. How the guard and flow-control cases find the processes of
+/// the commands they started.
+pub fn live_processes(wanted: impl Fn(&[&[u8]]) -> bool) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        if !wanted(&vars) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+        if state.as_deref() == Some("Z") || state.is_none() {
+            continue; // a zombie is dead already (or it is gone)
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        found.push((pid, cmdline.trim().to_string()));
+    }
+    found
+}

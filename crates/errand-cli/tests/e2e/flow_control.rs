@@ -26,7 +26,7 @@
 //! spends none. Rescues of a live worker's jobs (a heartbeat late by two thirds of a lease on
 //! a loaded machine) are allowed and counted in the printed figures.
 
-use crate::common::{e2e, Env, Proc};
+use crate::common::{e2e, live_processes, Env, Proc};
 use errand::{EventKind, Job, JobId, JobStatus, NewJob};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -186,36 +186,11 @@ fn now_ns() -> u128 {
 fn job_processes(env: &Env, life: usize) -> Vec<(i32, String)> {
     let case = format!("{CASE}={}", env.dir.display());
     let life = format!("{LIFE}={life}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
-        if !(vars.contains(&case.as_bytes())
+    live_processes(|vars| {
+        vars.contains(&case.as_bytes())
             && vars.contains(&life.as_bytes())
-            && vars.iter().any(|v| v.starts_with(b"ERRAND_JOB_ID=")))
-        {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
-        if state.as_deref() == Some("Z") || state.is_none() {
-            continue; // a zombie is dead already (or it is gone)
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-    }
-    found
+            && vars.iter().any(|v| v.starts_with(b"ERRAND_JOB_ID="))
+    })
 }
 
 /// Waits until `succeeded` jobs have succeeded, failing on any failed or cancelled job or

@@ -8,7 +8,7 @@
 //! inherits. Found processes are killed before a failing assertion, so a failure leaves
 //! nothing behind.
 
-use crate::common::{e2e, enqueued_id, Env, PATIENCE};
+use crate::common::{e2e, enqueued_id, live_processes, Env, PATIENCE};
 use errand::{EventKind, JobId, JobStatus};
 use std::time::{Duration, Instant};
 
@@ -179,34 +179,7 @@ async fn a_stopped_command_takes_its_escaped_grandchildren(env: Env) {
 fn job_processes(env: &Env, id: JobId) -> Vec<(i32, String)> {
     let marker = format!("{MARKER}={}", env.dir.display());
     let job = format!("ERRAND_JOB_ID={id}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
-        if !(vars.contains(&marker.as_bytes()) && vars.contains(&job.as_bytes())) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
-        if state.as_deref() == Some("Z") || state.is_none() {
-            continue; // a zombie is dead already (or it is gone)
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        found.push((pid, cmdline.trim().to_string()));
-    }
-    found
+    live_processes(|vars| vars.contains(&marker.as_bytes()) && vars.contains(&job.as_bytes()))
 }
 
 /// Waits until no process of job `id` is alive, for at most `within`; kills what is left and
