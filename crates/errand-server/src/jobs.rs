@@ -83,11 +83,17 @@ pub struct EnqueueRequest {
     key_concurrency: Option<i32>,
 }
 
-/// `run_at` or `delay`, not both.
+/// `run_at` or `delay`, not both; `key_concurrency` only with a `concurrency_key`.
 fn run_at_or_delay(schema: &mut Schema) {
     forbid(
         schema,
-        vec![given(&[("run_at", "string"), ("delay", "string")])],
+        vec![
+            given(&[("run_at", "string"), ("delay", "string")]),
+            serde_json::json!({"allOf": [
+                given(&[("key_concurrency", "integer")]),
+                schema::none_given(&[("concurrency_key", "string")]),
+            ]}),
+        ],
     );
 }
 
