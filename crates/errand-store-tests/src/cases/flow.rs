@@ -3,11 +3,11 @@
 //! limits holding while many claimers on two stores (two processes' worth of connections)
 //! claim at once.
 
-use super::{claim, fence, get, LEASE};
+use super::{claim, complete, get, LEASE};
 use crate::cases::rescue::rescue_all;
 use crate::harness::{new_job, Harness};
 use errand_core::{JobInsert, JobStatus, QueueLimits};
-use errand_store::{Ack, JobComplete, Store};
+use errand_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,18 +29,6 @@ fn limits(global: Option<i32>, key: Option<i32>) -> QueueLimits {
 
 async fn take(h: &Harness, queue: &str, n: u32) -> Vec<errand_core::ClaimedJob> {
     h.store.job_claim(&claim(queue, "w", n)).await.unwrap()
-}
-
-async fn complete(store: &dyn Store, jobs: &[errand_core::ClaimedJob]) {
-    let items: Vec<_> = jobs
-        .iter()
-        .map(|j| JobComplete {
-            fence: fence(j),
-            result: None,
-        })
-        .collect();
-    let acks = store.job_complete_many(&items).await.unwrap();
-    assert!(acks.iter().all(|a| *a == Ack::Done));
 }
 
 pub async fn job_claim_global_concurrency_caps_the_queue_until_jobs_end_or_are_rescued(h: Harness) {

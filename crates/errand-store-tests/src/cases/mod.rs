@@ -59,6 +59,22 @@ pub(super) fn fence(job: &Job) -> Fence {
     job.fence().expect("running job has a worker")
 }
 
+/// Records the success of each of `jobs`, which their claimer still holds.
+pub(super) async fn complete(store: &dyn errand_store::Store, jobs: &[errand_core::ClaimedJob]) {
+    let items: Vec<_> = jobs
+        .iter()
+        .map(|j| errand_store::JobComplete {
+            fence: fence(j),
+            result: None,
+        })
+        .collect();
+    let acks = store.job_complete_many(&items).await.unwrap();
+    assert!(
+        acks.iter().all(|a| *a == errand_store::Ack::Done),
+        "own leases complete"
+    );
+}
+
 pub(super) fn chrono(d: Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap()
 }
